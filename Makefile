@@ -1,0 +1,37 @@
+# Every target creates .venv on first use; a second run reuses it (the stamp file tracks pyproject.toml).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint cluster-up cluster-down cluster-status clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m jobs.demo
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+cluster-up: $(STAMP)
+	$(PY) -m cluster up
+
+cluster-down: $(STAMP)
+	$(PY) -m cluster down
+
+cluster-status: $(STAMP)
+	$(PY) -m cluster status
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache
