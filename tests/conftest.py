@@ -1,0 +1,102 @@
+"""Shared fixtures. Integration tests share ONE real Ray cluster, started through the project's own CLI.
+
+Starting a head costs ~5 s and a couple of GiB, so the cluster lives for the whole session; going
+through ``python -m cluster up/down`` (not ``ray.init()``) means the tests exercise exactly what a
+user runs, token auth included. Test ports (GCS 6390, dashboard 8275) keep it apart from a
+developer's cluster on Ray's defaults, and ``down`` stops only the cluster on 6390.
+
+Unit tests never request these fixtures, so they run without Ray.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Every Ray client must ask for token auth, and Ray reads this when it is first imported: set it
+# before anything (a test module, a fixture) imports Ray.
+os.environ["RAY_AUTH_MODE"] = "token"
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEST_GCS_PORT = 6390
+TEST_DASHBOARD_PORT = 8275
+TEST_HEAD_CPUS = 2
+CLUSTER_UP_TIMEOUT_S = 180
+
+
+@dataclass(frozen=True)
+class RayTestCluster:
+    address: str  # GCS host:port, for ray.init / foundry.ray_runtime.connect
+    dashboard_url: str  # Jobs API / dashboard, for JobSubmissionClient and REST calls
+    storage_root: str  # a fresh storage.root for this session
+    overrides: list[str]  # Hydra overrides that point a job at this cluster and storage
+    config: object  # the foundry.config.ClusterConfig the cluster was started from
+
+    def cli(self, command: str, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """``python -m cluster <command>`` aimed at this cluster (its overrides appended)."""
+        return run_cluster_cli(command, *self.overrides, *extra, timeout=timeout)
+
+
+def run_cluster_cli(*args: str, timeout: float = CLUSTER_UP_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """``python -m cluster ...`` with this interpreter, from the repo root, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "cluster", *args],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/integration is an integration test (``-m "not integration"`` skips them)."""
+    integration_dir = Path(__file__).parent / "integration"
+    for item in items:
+        if integration_dir in Path(item.path).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    from foundry import config, ray_runtime
+
+    storage_root = str(tmp_path_factory.mktemp("foundry-storage"))
+    overrides = [
+        f"cluster.gcs_port={TEST_GCS_PORT}",
+        f"cluster.dashboard_port={TEST_DASHBOARD_PORT}",
+        f"storage.root={storage_root}",
+    ]
+    up_args = [*overrides, f"cluster.head_num_cpus={TEST_HEAD_CPUS}"]
+    proc = run_cluster_cli("up", *up_args)
+    if proc.returncode != 0:
+        pytest.fail(f"`python -m cluster up {' '.join(up_args)}` failed (exit {proc.returncode}):\n"
+                    f"{proc.stdout}\n{proc.stderr}", pytrace=False)
+
+    cluster_cfg = config.load(overrides).cluster
+    cluster = RayTestCluster(
+        address=ray_runtime.gcs_address(cluster_cfg),
+        dashboard_url=ray_runtime.dashboard_url(cluster_cfg),
+        storage_root=storage_root,
+        overrides=overrides,
+        config=cluster_cfg,
+    )
+    try:
+        ray_runtime.connect(cluster.address)
+        yield cluster
+    finally:
+        import ray
+
+        ray.shutdown()
+        down = run_cluster_cli("down", *overrides, timeout=120)
+        if down.returncode != 0:
+            print(f"warning: `python -m cluster down` failed:\n{down.stdout}\n{down.stderr}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def job_client(ray_cluster):
+    from foundry import ray_runtime
+
+    return ray_runtime.job_client(ray_cluster.config)
