@@ -23,6 +23,12 @@ class DataValidationError(FoundryError):
         super().__init__(report.format())
 
 
+class DataSourceError(FoundryError):
+    """The configured data cannot be read at all (missing, truncated or not the declared format)."""
+
+    exit_code = 3
+
+
 class RegistryError(FoundryError):
     """A model, version or alias does not exist, or the registry is inconsistent."""
 

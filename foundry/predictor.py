@@ -1,0 +1,67 @@
+"""The inference core shared by batch evaluation (Ray Data) and online serving (Ray Serve).
+
+A ``Predictor`` is rebuilt from the files of one model version: the architecture spec (JSON), the
+weights (safetensors: no code runs on load) and the fitted preprocessor (JSON). Raw feature rows go
+in; predictions in the label's own values come out, so callers never re-implement decoding.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file
+
+from foundry.config import Task
+from foundry.data.preprocessor import Preprocessor
+from foundry.models import build_model
+from foundry.tasks import probabilities
+
+WEIGHTS_FILE = "model.safetensors"
+SPEC_FILE = "model.json"
+PREPROCESSOR_FILE = "preprocessor.json"
+
+
+@dataclass
+class Predictions:
+    outputs: np.ndarray  # raw network outputs
+    index: np.ndarray | None  # predicted class index (classification)
+    values: np.ndarray  # predicted label values (class labels, or regression values)
+    proba: np.ndarray | None  # class probabilities (classification)
+
+
+class Predictor:
+    def __init__(self, spec: dict, weights: dict[str, torch.Tensor], preprocessor: Preprocessor,
+                 device: str = "cpu"):
+        self.spec = spec
+        self.preprocessor = preprocessor
+        self.task = Task(preprocessor.task)
+        self.device = torch.device(device)
+        self.model = build_model(spec)
+        self.model.load_state_dict(weights)
+        self.model.to(self.device).eval()
+
+    @classmethod
+    def from_dir(cls, path: str | Path, device: str = "cpu") -> Predictor:
+        path = Path(path)
+        spec = json.loads((path / SPEC_FILE).read_text())
+        fitted = Preprocessor.from_json((path / PREPROCESSOR_FILE).read_text())
+        return cls(spec, load_file(str(path / WEIGHTS_FILE), device="cpu"), fitted, device=device)
+
+    def predict(self, df: pd.DataFrame) -> Predictions:
+        encoded = self.preprocessor.transform(df)
+        x_num = torch.from_numpy(encoded["x_num"]).to(self.device) if encoded["x_num"].shape[1] else None
+        x_cat = torch.from_numpy(encoded["x_cat"]).to(self.device) if encoded["x_cat"].shape[1] else None
+        with torch.inference_mode():
+            outputs = self.model(x_num, x_cat).float().cpu().numpy()
+        proba = probabilities(self.task, outputs)
+        if proba is None:
+            values = self.preprocessor.decode_regression(outputs.reshape(-1))
+            return Predictions(outputs, None, values, None)
+        index = proba.argmax(axis=1)
+        classes = np.asarray(self.preprocessor.classes, dtype=object)
+        return Predictions(outputs, index, classes[index], proba)

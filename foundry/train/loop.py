@@ -1,0 +1,140 @@
+"""The per-worker training loop that Ray Train runs on every worker (and Ray Tune reuses per trial).
+
+Design points:
+- every epoch ends with one checkpoint holding the current weights, the optimizer, the loop state
+  and the best weights so far, so a restarted worker group resumes from the last finished epoch
+  (at most one epoch lost) and the final model is the best one without ranking checkpoints;
+- validation loss is all-reduced, so every worker takes the same early-stopping decision (a
+  worker that stops alone would leave the others blocked in a collective);
+- weights are written with safetensors and the optimizer is read back with
+  ``torch.load(weights_only=True)``: a checkpoint can never execute code when loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+
+from foundry.config import Task, TrainerConfig
+from foundry.models import build_model
+from foundry.tasks import loss_fn, loss_target
+
+WEIGHTS_FILE = "model.safetensors"
+BEST_WEIGHTS_FILE = "best_model.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
+STATE_FILE = "state.json"
+
+
+def _optimizer(params, t: TrainerConfig) -> torch.optim.Optimizer:
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, momentum=0.9, weight_decay=t.weight_decay)
+    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
+
+
+def _state_dict_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def _forward(model, batch: dict, task: Task, criterion, use_amp: bool, device: torch.device):
+    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+        out = model(batch.get("x_num"), batch.get("x_cat"))
+        pred, target = loss_target(task, out.float(), batch["y"])
+        return criterion(pred, target)
+
+
+def train_loop_per_worker(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    t: TrainerConfig = config["trainer"]
+    task = Task(config["task"])
+    torch.manual_seed(t.seed + ray.train.get_context().get_world_rank())
+    device = ray.train.torch.get_device()
+    rank = ray.train.get_context().get_world_rank()
+    use_amp = bool(t.amp and device.type == "cuda")
+
+    net = build_model(config["spec"])
+    best_weights = None
+    state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": -1, "bad_epochs": 0}
+    optimizer_state = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            net.load_state_dict(load_file(os.path.join(d, WEIGHTS_FILE)))
+            best_weights = load_file(os.path.join(d, BEST_WEIGHTS_FILE))
+            optimizer_state = torch.load(os.path.join(d, OPTIMIZER_FILE), weights_only=True, map_location="cpu")
+            with open(os.path.join(d, STATE_FILE)) as f:
+                state = json.load(f)
+    model = ray.train.torch.prepare_model(net)
+    optimizer = _optimizer(model.parameters(), t)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    criterion = loss_fn(task)
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+
+    for epoch in range(state["epoch"], t.epochs):
+        started = time.perf_counter()
+        model.train()
+        total, rows = 0.0, 0
+        for batch in train_shard.iter_torch_batches(batch_size=t.batch_size, device=device,
+                                                    local_shuffle_buffer_size=4 * t.batch_size,
+                                                    local_shuffle_seed=t.seed + epoch):
+            loss = _forward(model, batch, task, criterion, use_amp, device)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            n = len(batch["y"])
+            total += float(loss.detach()) * n
+            rows += n
+        model.eval()
+        val_total, val_rows = 0.0, 0
+        with torch.inference_mode():
+            for batch in val_shard.iter_torch_batches(batch_size=4 * t.batch_size, device=device):
+                n = len(batch["y"])
+                val_total += float(_forward(model, batch, task, criterion, use_amp, device)) * n
+                val_rows += n
+        total, rows, val_total, val_rows = _all_reduce_sum([total, rows, val_total, val_rows], device)
+        train_loss = total / max(rows, 1)
+        val_loss = val_total / max(val_rows, 1)
+        current = _state_dict_cpu(getattr(model, "module", model))
+        if val_loss < state["best_val_loss"] - t.early_stopping_min_delta:
+            state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
+            best_weights = current
+        else:
+            state["bad_epochs"] += 1
+        stop = state["bad_epochs"] >= t.early_stopping_patience
+        state["epoch"] = epoch + 1
+        metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                   "best_val_loss": state["best_val_loss"], "best_epoch": state["best_epoch"],
+                   "rows_per_s": rows / max(time.perf_counter() - started, 1e-9),
+                   "early_stopped": bool(stop)}
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if rank == 0:
+                save_file(current, os.path.join(tmp, WEIGHTS_FILE))
+                save_file(best_weights, os.path.join(tmp, BEST_WEIGHTS_FILE))
+                torch.save(optimizer.state_dict(), os.path.join(tmp, OPTIMIZER_FILE))
+                with open(os.path.join(tmp, STATE_FILE), "w") as f:
+                    json.dump(state, f)
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=ckpt)
+        if stop:
+            break

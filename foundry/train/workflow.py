@@ -1,0 +1,161 @@
+"""Train one model version end to end: data -> Ray Train -> test evaluation -> registry -> alias.
+
+The order guarantees the registry's contract: nothing is written until the data has passed
+validation and training has succeeded; the version's files are staged locally and published by the
+registry in one step (invisible until complete); the alias moves last, and only when the
+promotion policy says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from foundry import storage
+from foundry.config import FoundryConfig, PromotionPolicy
+from foundry.data.pipeline import prepare
+from foundry.evaluation import evaluate_dataset
+from foundry.models import model_spec
+from foundry.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE, Predictor
+from foundry.tasks import PRIMARY_METRIC, is_better
+from foundry.train.loop import BEST_WEIGHTS_FILE
+from foundry.train.trainer import build_trainer
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+REFERENCE_FILE = "reference.parquet"
+HISTORY_FILE = "training_history.json"
+
+
+@dataclass
+class TrainOutcome:
+    model: str
+    version: str
+    metrics: dict
+    promoted: bool
+    decision: str
+    champion: str | None = None
+    champion_metrics: dict | None = None
+    timings_s: dict = field(default_factory=dict)
+
+
+def code_version() -> str:
+    """The git commit of the code that trained the model, when it can be known."""
+    if os.environ.get("FOUNDRY_GIT_SHA"):
+        return os.environ["FOUNDRY_GIT_SHA"]
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _stage_version(staging: Path, checkpoint_dir: str, spec: dict, prepared, resolved_yaml: str,
+                   history: list[dict]) -> None:
+    shutil.copyfile(os.path.join(checkpoint_dir, BEST_WEIGHTS_FILE), staging / WEIGHTS_FILE)
+    (staging / SPEC_FILE).write_text(json.dumps(spec, indent=2))
+    (staging / PREPROCESSOR_FILE).write_text(prepared.preprocessor.to_json())
+    (staging / CONFIG_FILE).write_text(resolved_yaml)
+    (staging / HISTORY_FILE).write_text(json.dumps(history, indent=2, default=float))
+    prepared.reference.to_parquet(staging / REFERENCE_FILE, index=False)
+
+
+def _decide(cfg: FoundryConfig, registry, metrics: dict, prepared, say) -> tuple[bool, str, str | None, dict | None]:
+    """Should the new version take the alias? Compares champion and challenger on the same test split."""
+    policy = cfg.promotion.policy
+    champion = registry.alias(cfg.model_name, cfg.promotion.alias)
+    if policy is PromotionPolicy.never:
+        return False, "promotion.policy=never", champion, None
+    if policy is PromotionPolicy.always or champion is None:
+        return True, ("promotion.policy=always" if champion else "no current version"), champion, None
+    say(f"evaluating the current {cfg.promotion.alias} version {champion} on the same test split")
+    try:
+        champion_metrics = evaluate_dataset(Predictor.from_dir(registry.fetch(cfg.model_name, champion)),
+                                            prepared.test_raw)
+    except Exception as exc:  # a champion built for another schema cannot be scored on this data
+        return False, f"kept {champion}: it could not be evaluated on this data ({exc})", champion, None
+    metric = PRIMARY_METRIC[cfg.data.task]
+    better = is_better(cfg.data.task, metrics, champion_metrics, cfg.promotion.min_improvement)
+    verdict = "beats" if better else "does not beat"
+    return (better, f"new {metric}={metrics[metric]:.4f} {verdict} {champion}'s {champion_metrics[metric]:.4f}",
+            champion, champion_metrics)
+
+
+def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> TrainOutcome:
+    from foundry.datasets import ensure_source
+    from foundry.registry import Registry
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    registry = Registry(storage.normalize(cfg.storage.registry))
+    path = ensure_source(cfg.data.source)
+    say(f"[1/4] validating and preparing {path}")
+    prepared = prepare(cfg.data)
+    say(f"      {prepared.report.format()}; split rows {prepared.split_rows}; fingerprint {prepared.fingerprint}")
+    timings["prepare"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    spec = model_spec(cfg.model, prepared.preprocessor)
+    run_name = f"{cfg.model_name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    say(f"[2/4] training {cfg.model.arch} {list(cfg.model.hidden_sizes)} with {cfg.trainer.num_workers} "
+        f"worker(s), gpu={cfg.trainer.use_gpu}, up to {cfg.trainer.epochs} epochs (run {run_name})")
+    trainer = build_trainer(cfg, {"train": prepared.train, "val": prepared.val}, spec, run_name)
+    result = trainer.fit()
+    history = result.metrics_dataframe.to_dict(orient="records") if result.metrics_dataframe is not None else []
+    for row in history:
+        say(f"      epoch {int(row['epoch']):>3}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}")
+    timings["train"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="foundry-version-") as tmp:
+        staging = Path(tmp)
+        with result.checkpoint.as_directory() as checkpoint_dir:
+            _stage_version(staging, checkpoint_dir, spec, prepared, resolved_yaml, history)
+        say("[3/4] evaluating on the test split")
+        metrics = evaluate_dataset(Predictor.from_dir(staging), prepared.test_raw)
+        say("      " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "rows"))
+        promote, decision, champion, champion_metrics = _decide(cfg, registry, metrics, prepared, say)
+        timings["evaluate"] = time.perf_counter() - t2
+        metadata = {
+            "task": cfg.data.task.value,
+            "metrics": metrics,
+            "primary_metric": PRIMARY_METRIC[cfg.data.task],
+            "champion_at_training": {"version": champion, "metrics_on_same_test_split": champion_metrics},
+            "data": {"source": prepared.source_path, "fingerprint": prepared.fingerprint,
+                     "rows": prepared.report.rows, "split_rows": prepared.split_rows,
+                     "name": cfg.data.name},
+            "training": {"run_name": run_name, "epochs_run": len(history),
+                         "best_epoch": int(history[-1]["best_epoch"]) if history else None,
+                         "num_workers": cfg.trainer.num_workers, "use_gpu": cfg.trainer.use_gpu},
+            "lineage": {"code_version": code_version(), "trigger": cfg.trigger, "parent_version": champion,
+                        "ray_job_id": _ray_job_id()},
+            "timings_s": timings,
+        }
+        say(f"[4/4] registering {cfg.model_name} in {registry.root}")
+        version = registry.register(cfg.model_name, staging, metadata)
+    if promote:
+        registry.set_alias(cfg.model_name, cfg.promotion.alias, version.version, reason=decision)
+    say(f"      version {version.version} registered; {cfg.promotion.alias}: "
+        f"{'promoted' if promote else 'unchanged'} ({decision})")
+    return TrainOutcome(cfg.model_name, version.version, metrics, promote, decision, champion, champion_metrics,
+                        timings)
+
+
+def _ray_job_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_job_id() if ray.is_initialized() else None
+    except Exception:
+        return None
