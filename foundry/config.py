@@ -107,6 +107,7 @@ class DataConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     reference_rows: int = 5_000
+    materialize: bool = True
 
 
 @dataclass

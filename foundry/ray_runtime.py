@@ -169,6 +169,8 @@ def connect(address: str | None = None, **init_kwargs: Any):
             "HOST:PORT (e.g. 127.0.0.1:6379). Use the dashboard URL only with `ray job submit`."
         )
     enable_token_auth_env()
+    # No telemetry by default; it also stops Ray Data from polling a Prometheus that is not there.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
     if ray.is_initialized():

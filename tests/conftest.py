@@ -26,7 +26,7 @@ import pytest  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_GCS_PORT = 6390
 TEST_DASHBOARD_PORT = 8275
-TEST_HEAD_CPUS = 2
+TEST_HEAD_CPUS = 4
 CLUSTER_UP_TIMEOUT_S = 180
 
 

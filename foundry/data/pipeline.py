@@ -161,6 +161,8 @@ def prepare(data: DataConfig) -> PreparedData:
     encoded = {which: ds.map_batches(partial(_encode_split, data=data, which=which, fitted=fitted),
                                      batch_format="pandas", batch_size=ENCODE_BATCH_ROWS)
                for which in ("train", "val")}
+    if data.materialize:
+        encoded = {which: d.materialize() for which, d in encoded.items()}
     test_raw = ds.map_batches(partial(_select_split, data=data, which="test"), batch_format="pandas",
                               batch_size=ENCODE_BATCH_ROWS)
     return PreparedData(

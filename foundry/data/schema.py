@@ -79,22 +79,24 @@ def check_columns(schema: pa.Schema, data: DataConfig) -> list[Problem]:
 
 
 def _profile_numeric(col: pd.Series, f: FeatureSpec) -> dict:
-    nulls = col.isna()
-    as_num = pd.to_numeric(col, errors="coerce")
-    not_numeric = as_num.isna() & ~nulls
-    vals = as_num[~as_num.isna()].to_numpy(dtype="float64")
-    finite = np.isfinite(vals)
-    stats = {
+    nulls = col.isna().to_numpy(dtype=bool)
+    # Through float64 with NaN for both NA and unparseable text: nullable dtypes keep NaN and NA
+    # apart, which would let unparseable values slip through as "not null".
+    values = pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    nan = np.isnan(values)
+    not_numeric = nan & ~nulls
+    finite = np.isfinite(values)
+    vals = values[finite]
+    return {
         "nulls": int(nulls.sum()),
         "not_numeric": int(not_numeric.sum()),
         "not_numeric_examples": [str(v) for v in col[not_numeric].head(MAX_EXAMPLES)],
-        "not_finite": int((~finite).sum()),
-        "below_min": int((vals[finite] < f.min).sum()) if f.min is not None else 0,
-        "above_max": int((vals[finite] > f.max).sum()) if f.max is not None else 0,
-        "min": float(vals[finite].min()) if finite.any() else None,
-        "max": float(vals[finite].max()) if finite.any() else None,
+        "not_finite": int((~nan & ~finite).sum()),
+        "below_min": int((vals < f.min).sum()) if f.min is not None else 0,
+        "above_max": int((vals > f.max).sum()) if f.max is not None else 0,
+        "min": float(vals.min()) if vals.size else None,
+        "max": float(vals.max()) if vals.size else None,
     }
-    return stats
 
 
 def _profile_categorical(col: pd.Series, f: FeatureSpec) -> dict:

@@ -70,7 +70,7 @@ def train_loop_per_worker(config: dict) -> None:
 
     net = build_model(config["spec"])
     best_weights = None
-    state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": -1, "bad_epochs": 0}
+    state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
     optimizer_state = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
@@ -126,6 +126,7 @@ def train_loop_per_worker(config: dict) -> None:
                    "best_val_loss": state["best_val_loss"], "best_epoch": state["best_epoch"],
                    "rows_per_s": rows / max(time.perf_counter() - started, 1e-9),
                    "early_stopped": bool(stop)}
+        state["history"].append(metrics)
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:

@@ -27,7 +27,7 @@ from foundry.evaluation import evaluate_dataset
 from foundry.models import model_spec
 from foundry.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE, Predictor
 from foundry.tasks import PRIMARY_METRIC, is_better
-from foundry.train.loop import BEST_WEIGHTS_FILE
+from foundry.train.loop import BEST_WEIGHTS_FILE, STATE_FILE
 from foundry.train.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,8 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
         f"worker(s), gpu={cfg.trainer.use_gpu}, up to {cfg.trainer.epochs} epochs (run {run_name})")
     trainer = build_trainer(cfg, {"train": prepared.train, "val": prepared.val}, spec, run_name)
     result = trainer.fit()
-    history = result.metrics_dataframe.to_dict(orient="records") if result.metrics_dataframe is not None else []
+    with result.checkpoint.as_directory() as checkpoint_dir:
+        history = json.loads(Path(checkpoint_dir, STATE_FILE).read_text())["history"]
     for row in history:
         say(f"      epoch {int(row['epoch']):>3}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}")
     timings["train"] = time.perf_counter() - t1
