@@ -123,7 +123,7 @@ def validate(data: DataConfig):
                                            else arrow_schema, data)
     if column_problems:
         raise DataValidationError(schema.ValidationReport(rows=0, problems=column_problems))
-    log.info("profiling %s", data.source.path)
+    log.info("profiling %s", storage.normalize(data.source.path))
     try:
         rows = ds.map_batches(partial(_profile, data=data), batch_format="pandas",
                               batch_size=PROFILE_BATCH_ROWS).take_all()
