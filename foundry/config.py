@@ -225,6 +225,8 @@ def _check_data(data: DataConfig) -> None:
     else:
         _require(data.classes is not None and len(data.classes) >= 2, "data.classes",
                  f"a {data.task.value} task needs the list of label values (at least 2)")
+        dupes = sorted({c for c in data.classes if data.classes.count(c) > 1})
+        _require(not dupes, "data.classes", f"duplicate classes {dupes}")
         if data.task is Task.binary:
             _require(len(data.classes) == 2, "data.classes",
                      f"a binary task needs exactly 2 classes, got {len(data.classes)}")

@@ -7,6 +7,8 @@ any block order. A second, independent hash draws the reference sample for drift
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 
@@ -18,9 +20,18 @@ _SCALE = float(2**64)
 
 def _uniform(df: pd.DataFrame, columns: list[str], salt: str, seed: int) -> np.ndarray:
     """One number in [0, 1) per row, a pure function of the row's key and the seed."""
-    hash_key = f"{salt}{seed}".rjust(16, "0")[-16:]
-    hashed = pd.util.hash_pandas_object(df[columns], index=False, hash_key=hash_key)
+    hashed = pd.util.hash_pandas_object(df[columns], index=False, hash_key=_hash_key(salt, seed))
     return hashed.to_numpy(dtype=np.uint64) / _SCALE
+
+
+def _hash_key(salt: str, seed: int) -> str:
+    """The 16-character key of pandas' row hash. Short keys are zero-padded (as they always were); a
+    longer one is digested, not truncated: truncation made seeds of 16+ digits collide with each
+    other and made the reference draw identical to the split draw."""
+    text = f"{salt}{seed}"
+    if len(text) <= 16:
+        return text.rjust(16, "0")
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def key_columns(data: DataConfig) -> list[str]:

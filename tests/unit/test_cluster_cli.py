@@ -57,9 +57,9 @@ def test_argv_never_pins_the_dashboard_agent_port(default_cluster):
     assert _flag(head_start_argv(default_cluster, ray_bin="ray"), "--dashboard-agent-listen-port") == "0"
 
 
-def test_num_cpus_only_when_set(default_cluster):
-    assert default_cluster.head_num_cpus is None
-    assert not any(a.startswith("--num-cpus") for a in head_start_argv(default_cluster, ray_bin="ray"))
+def test_num_cpus_only_when_set():
+    unset = config.load(["cluster.head_num_cpus=null"]).cluster
+    assert not any(a.startswith("--num-cpus") for a in head_start_argv(unset, ray_bin="ray"))
     cfg = config.load(["cluster.head_num_cpus=2"]).cluster
     assert _flag(head_start_argv(cfg, ray_bin="ray"), "--num-cpus") == "2"
 
