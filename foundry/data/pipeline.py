@@ -63,7 +63,8 @@ def read_source(source: SourceConfig):
 def _profile(df: pd.DataFrame, data: DataConfig) -> dict:
     splits = split.assign(df, data)
     train_rows = df[splits == "train"]
-    hashed = pd.util.hash_pandas_object(df[split.key_columns(data)], index=False).to_numpy(np.uint64)
+    content = list(dict.fromkeys(split.key_columns(data) + [f.name for f in data.features] + [data.label]))
+    hashed = pd.util.hash_pandas_object(df[content], index=False).to_numpy(np.uint64)
     profile = {
         "schema": schema.profile_batch(df, data),
         "split_rows": {s: int((splits == s).sum()) for s in split.SPLITS},
