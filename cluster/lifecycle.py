@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from cluster import autoscaling
 from cluster.auth import describe_mode, ensure_token
 from cluster.local import head_env, head_start_argv, pick_client_server_port, stop_all_argv
 from cluster.processes import find_head, stop_head, wait_port_closed
@@ -139,7 +140,10 @@ def up(cfg: ClusterConfig, timeout: float = 90.0, out: Printer = print) -> bool:
         raise FoundryError(f"cannot start the Ray head: {current.detail}. "
                            "Pick other ports with cluster.gcs_port=... cluster.dashboard_port=...")
 
-    argv = head_start_argv(cfg, client_server_port=pick_client_server_port())
+    scaling_file = None
+    if cfg.autoscaling.enabled:
+        scaling_file = str(autoscaling.write_config(cfg, f"{cfg.head_host}:{cfg.gcs_port}"))
+    argv = head_start_argv(cfg, client_server_port=pick_client_server_port(), autoscaling_config=scaling_file)
     out(f"Starting Ray head '{cfg.name}': {' '.join(argv[1:])}")
     started = time.monotonic()
     try:

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from cluster import autoscaling
 from foundry import ray_runtime
 from foundry.config import ClusterConfig
 
@@ -58,6 +59,7 @@ def head_env(cfg: ClusterConfig, base: Mapping[str, str] | None = None) -> dict[
     if path.split(os.pathsep)[0] != bin_dir:
         env["PATH"] = os.pathsep.join([bin_dir, path]) if path else bin_dir
     env.update({str(k): str(v) for k, v in (cfg.env or {}).items()})
+    env.update(autoscaling.env(cfg))
     env[ray_runtime.AUTH_MODE_ENV] = "token"
     if not env.get(ray_runtime.TOKEN_ENV) and not env.get(ray_runtime.TOKEN_PATH_ENV):
         configured = Path(os.path.expanduser(cfg.token_path)).resolve()
@@ -70,7 +72,8 @@ DEFAULT_CLIENT_SERVER_PORT = 10001  # Ray's own default for the Ray client serve
 
 
 def head_start_argv(cfg: ClusterConfig, ray_bin: str | None = None,
-                    client_server_port: int = DEFAULT_CLIENT_SERVER_PORT) -> list[str]:
+                    client_server_port: int = DEFAULT_CLIENT_SERVER_PORT,
+                    autoscaling_config: str | None = None) -> list[str]:
     """``ray start --head`` for this config.
 
     Hosts default to 127.0.0.1 (from the config) so a laptop cluster is not advertised on the LAN;
@@ -98,6 +101,8 @@ def head_start_argv(cfg: ClusterConfig, ray_bin: str | None = None,
     ]
     if cfg.head_num_cpus is not None:
         argv.append(f"--num-cpus={cfg.head_num_cpus}")
+    if autoscaling_config is not None:
+        argv.append(f"--autoscaling-config={autoscaling_config}")
     argv.append("--disable-usage-stats")
     return argv
 

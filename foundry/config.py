@@ -11,6 +11,7 @@ The defaults shown here are only fallbacks for keys a YAML file leaves out; the 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -154,6 +155,10 @@ class StorageConfig:
     def datasets(self) -> str:
         return f"{self.root.rstrip('/')}/datasets"
 
+    @property
+    def feedback(self) -> str:
+        return f"{self.root.rstrip('/')}/feedback"
+
 
 @dataclass
 class PromotionConfig:
@@ -167,6 +172,119 @@ class RayConfig:
     address: str | None = None
 
 
+class ProxyLocation(str, Enum):
+    """Where Ray Serve runs its HTTP proxies (Ray's own ``ProxyLocation`` names)."""
+
+    Disabled = "Disabled"
+    HeadOnly = "HeadOnly"
+    EveryNode = "EveryNode"
+
+
+class UnknownCategoryServePolicy(str, Enum):
+    """What /predict does with a categorical value outside the schema's ``values``."""
+
+    schema = "schema"  # follow each feature's data.features[].on_unknown (error -> reject, allow -> allow)
+    reject = "reject"  # 422 for every feature
+    allow = "allow"  # accept for every feature; the model sees its 'unknown' embedding
+
+
+class OutOfRangePolicy(str, Enum):
+    """What /predict does with a numeric value outside the schema's min/max."""
+
+    reject = "reject"  # 422 naming the field
+    clip = "clip"  # clip to [min, max] before the model sees it
+    allow = "allow"  # pass through (the model extrapolates)
+
+
+@dataclass
+class ServeHttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    request_timeout_s: float | None = None
+
+
+@dataclass
+class ServeBatchingConfig:
+    enabled: bool = True
+    max_batch_size: int = 32
+    batch_wait_timeout_s: float = 0.002
+
+
+@dataclass
+class ServeAutoscalingConfig:
+    min_replicas: int = 1
+    initial_replicas: int | None = None
+    max_replicas: int = 1
+    target_ongoing_requests: float = 8.0
+    upscale_delay_s: float = 5.0
+    downscale_delay_s: float = 60.0
+
+
+@dataclass
+class ServeAuthConfig:
+    """The API key required on /predict, /feedback and /model; turning it off must be explicit."""
+
+    enabled: bool = True
+    api_key_env: str | None = "FOUNDRY_API_KEY"
+    api_key_file: str | None = None
+
+
+@dataclass
+class ServeLimitsConfig:
+    max_rows: int = 1000
+    max_body_bytes: int = 1_048_576
+
+
+@dataclass
+class ServeInputPolicyConfig:
+    unknown_category: UnknownCategoryServePolicy = UnknownCategoryServePolicy.schema
+    out_of_range: OutOfRangePolicy = OutOfRangePolicy.reject
+
+
+@dataclass
+class ServeConfig:
+    app_name: str = "foundry"
+    route_prefix: str = "/"
+    model_ref: str = "production"
+    http: ServeHttpConfig = field(default_factory=ServeHttpConfig)
+    proxy_location: ProxyLocation = ProxyLocation.HeadOnly
+    batching: ServeBatchingConfig = field(default_factory=ServeBatchingConfig)
+    autoscaling: ServeAutoscalingConfig = field(default_factory=ServeAutoscalingConfig)
+    max_ongoing_requests: int = 64
+    num_cpus: float = 1.0
+    torch_threads: int = 1
+    use_gpu: bool = False
+    gpus_per_replica: float = 1.0
+    access_log: bool = True
+    auth: ServeAuthConfig = field(default_factory=ServeAuthConfig)
+    limits: ServeLimitsConfig = field(default_factory=ServeLimitsConfig)
+    input_policy: ServeInputPolicyConfig = field(default_factory=ServeInputPolicyConfig)
+
+
+@dataclass
+class WorkerTypeConfig:
+    """One kind of worker node the autoscaler may add (and remove when idle)."""
+
+    cpus: float = 2.0
+    gpus: int = 0
+    object_store_gb: float = 1.0
+    min_workers: int = 0
+    max_workers: int = 2
+
+
+@dataclass
+class AutoscalingConfig:
+    """Ray's autoscaler for the local cluster (fake multi-node provider: worker 'nodes' are extra
+    raylets on this machine, added on demand and removed when idle)."""
+
+    enabled: bool = False
+    max_workers: int = 4
+    idle_timeout_minutes: float = 1.0
+    upscaling_speed: float = 1.0
+    update_interval_s: int = 1
+    worker_types: dict[str, WorkerTypeConfig] = field(default_factory=dict)
+
+
 @dataclass
 class ClusterConfig:
     name: str = "local"
@@ -177,6 +295,7 @@ class ClusterConfig:
     head_num_cpus: int | None = None
     token_path: str = "~/.ray/auth_token"
     env: dict[str, str] = field(default_factory=dict)
+    autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
 
 
 @dataclass
@@ -188,6 +307,7 @@ class FoundryConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     trigger: str = "manual"
 
@@ -268,6 +388,76 @@ def _check_trainer(t: TrainerConfig) -> None:
     _require(t.checkpoints_to_keep >= 1, "trainer.checkpoints_to_keep", "must be >= 1")
 
 
+def _check_cluster(c: ClusterConfig) -> None:
+    for key in ("gcs_port", "dashboard_port"):
+        _require(0 < getattr(c, key) < 65536, f"cluster.{key}", f"must be a TCP port, got {getattr(c, key)}")
+    _require(c.head_num_cpus is None or c.head_num_cpus >= 0, "cluster.head_num_cpus", "must be >= 0")
+    a = c.autoscaling
+    if not a.enabled:
+        return
+    _require(bool(a.worker_types), "cluster.autoscaling.worker_types", "autoscaling needs at least one worker type")
+    _require(a.max_workers >= 1, "cluster.autoscaling.max_workers", f"must be >= 1, got {a.max_workers}")
+    _require(a.idle_timeout_minutes > 0, "cluster.autoscaling.idle_timeout_minutes", "must be > 0")
+    _require(a.upscaling_speed > 0, "cluster.autoscaling.upscaling_speed", "must be > 0")
+    for name, w in a.worker_types.items():
+        key = f"cluster.autoscaling.worker_types.{name}"
+        _require(name != "ray.head.default", key, "this name is reserved for the head node")
+        _require(w.cpus > 0 or w.gpus > 0, key, "a worker type needs cpus or gpus")
+        _require(w.gpus >= 0 and w.object_store_gb > 0, key, "gpus must be >= 0 and object_store_gb > 0")
+        _require(0 <= w.min_workers <= w.max_workers, key,
+                 f"needs 0 <= min_workers <= max_workers, got {w.min_workers} > {w.max_workers}"
+                 if w.min_workers > w.max_workers else f"min_workers must be >= 0, got {w.min_workers}")
+
+
+def _check_serve(s: ServeConfig) -> None:
+    from foundry.errors import RegistryError
+    from foundry.registry.names import LATEST, check_alias, is_version_id
+
+    _require(bool(_SERVE_NAME.fullmatch(s.app_name)), "serve.app_name",
+             f"use letters, digits, '.', '-' or '_', got {s.app_name!r}")
+    _require(s.route_prefix.startswith("/") and (s.route_prefix == "/" or not s.route_prefix.endswith("/")),
+             "serve.route_prefix", f"must start with '/' and not end with one, got {s.route_prefix!r}")
+    if not (s.model_ref == LATEST or is_version_id(s.model_ref)):
+        try:
+            check_alias(s.model_ref)
+        except RegistryError as exc:
+            raise ConfigError(f"serve.model_ref: not a version id, 'latest' or an alias name ({exc})") from exc
+    _require(bool(s.http.host), "serve.http.host", "must not be empty")
+    _require(0 < s.http.port < 65536, "serve.http.port", f"must be a TCP port, got {s.http.port}")
+    _require(s.http.request_timeout_s is None or s.http.request_timeout_s > 0, "serve.http.request_timeout_s",
+             "must be > 0 (or null for no timeout)")
+    b = s.batching
+    _require(b.max_batch_size >= 1, "serve.batching.max_batch_size", f"must be >= 1, got {b.max_batch_size}")
+    _require(b.batch_wait_timeout_s >= 0, "serve.batching.batch_wait_timeout_s", "must be >= 0")
+    _require(s.max_ongoing_requests >= 1, "serve.max_ongoing_requests", f"must be >= 1, got {s.max_ongoing_requests}")
+    if b.enabled:
+        _require(s.max_ongoing_requests >= b.max_batch_size, "serve.max_ongoing_requests",
+                 f"must be >= serve.batching.max_batch_size ({b.max_batch_size}), or a batch can never fill")
+    a = s.autoscaling
+    _require(a.min_replicas >= 0, "serve.autoscaling.min_replicas", f"must be >= 0, got {a.min_replicas}")
+    _require(a.max_replicas >= max(1, a.min_replicas), "serve.autoscaling.max_replicas",
+             f"must be >= 1 and >= min_replicas ({a.min_replicas}), got {a.max_replicas}")
+    if a.initial_replicas is not None:
+        _require(a.min_replicas <= a.initial_replicas <= a.max_replicas, "serve.autoscaling.initial_replicas",
+                 f"must be within [min_replicas, max_replicas], got {a.initial_replicas}")
+    _require(a.target_ongoing_requests > 0, "serve.autoscaling.target_ongoing_requests", "must be > 0")
+    for key in ("upscale_delay_s", "downscale_delay_s"):
+        _require(getattr(a, key) >= 0, f"serve.autoscaling.{key}", "must be >= 0")
+    _require(s.num_cpus >= 0, "serve.num_cpus", f"must be >= 0, got {s.num_cpus}")
+    _require(s.torch_threads >= 1, "serve.torch_threads", f"must be >= 1, got {s.torch_threads}")
+    _require(s.gpus_per_replica > 0, "serve.gpus_per_replica", f"must be > 0, got {s.gpus_per_replica}")
+    if s.auth.enabled:
+        _require(bool(s.auth.api_key_env) or bool(s.auth.api_key_file), "serve.auth",
+                 "auth is on but neither api_key_env nor api_key_file is set "
+                 "(set serve.auth.enabled=false to run without a key, explicitly)")
+    _require(s.limits.max_rows >= 1, "serve.limits.max_rows", f"must be >= 1, got {s.limits.max_rows}")
+    _require(s.limits.max_body_bytes >= 1024, "serve.limits.max_body_bytes",
+             f"must be >= 1024, got {s.limits.max_body_bytes}")
+
+
+_SERVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
 def validate(cfg: FoundryConfig) -> FoundryConfig:
     """Check what types cannot: ranges, sums and cross-field rules. Raises ConfigError naming the key."""
     _require(bool(cfg.model_name) and "/" not in cfg.model_name, "model_name",
@@ -276,6 +466,8 @@ def validate(cfg: FoundryConfig) -> FoundryConfig:
     _check_data(cfg.data)
     _check_model(cfg.model)
     _check_trainer(cfg.trainer)
+    _check_serve(cfg.serve)
+    _check_cluster(cfg.cluster)
     _require(cfg.promotion.min_improvement >= 0, "promotion.min_improvement", "must be >= 0")
     return cfg
 
@@ -289,6 +481,20 @@ def to_typed(cfg: DictConfig) -> FoundryConfig:
     if not isinstance(typed, FoundryConfig):
         raise ConfigError("the composed config does not use foundry_schema; list it first in defaults")
     return validate(typed)
+
+
+def to_container(cfg: FoundryConfig) -> dict[str, Any]:
+    """The typed config as plain JSON-able data (enums as strings), e.g. to hand to a Serve deployment."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
+
+
+def from_container(data: dict[str, Any]) -> FoundryConfig:
+    """The inverse of ``to_container``, checked exactly like a composed config."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(FoundryConfig), data)
+    except Exception as exc:  # omegaconf raises several error types; all mean "this config is wrong"
+        raise ConfigError(_describe(exc)) from exc
+    return to_typed(merged)
 
 
 def _describe(exc: BaseException) -> str:

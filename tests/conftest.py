@@ -24,8 +24,10 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TEST_GCS_PORT = 6390
-TEST_DASHBOARD_PORT = 8275
+TEST_GCS_PORT = int(os.environ.get("FOUNDRY_TEST_GCS_PORT", "6390"))  # env: run two sessions side by side
+TEST_DASHBOARD_PORT = int(os.environ.get("FOUNDRY_TEST_DASHBOARD_PORT", "8275"))
+# The test head takes work itself (conf/cluster/local.yaml's 0 would make every test wait for a
+# worker node); the autoscaler stays on, and test_autoscaling asks for more than these 4 CPUs.
 TEST_HEAD_CPUS = 4
 CLUSTER_UP_TIMEOUT_S = 180
 

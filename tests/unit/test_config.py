@@ -16,6 +16,7 @@ from foundry.config import (
     DataConfig,
     FoundryConfig,
     ModelConfig,
+    ServeConfig,
     SourceFormat,
     StorageConfig,
     Task,
@@ -24,7 +25,7 @@ from foundry.config import (
 from foundry.errors import ConfigError
 
 SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "trainer": TrainerConfig,
-                 "storage": StorageConfig, "cluster": ClusterConfig}
+                 "storage": StorageConfig, "cluster": ClusterConfig, "serve": ServeConfig}
 
 
 def _root_defaults() -> list:

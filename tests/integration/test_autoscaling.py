@@ -1,0 +1,60 @@
+"""The local cluster autoscales: a job that needs more CPUs than exist adds worker nodes, which go away when idle."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import ray
+from ray.job_submission import JobStatus
+
+from foundry import config
+from tests.conftest import REPO_ROOT, TEST_HEAD_CPUS
+
+
+def _worker_nodes() -> int:
+    return sum(1 for n in ray.nodes() if n["Alive"] and "node:__internal_head__" not in n["Resources"])
+
+
+def test_training_beyond_capacity_adds_nodes_then_idle_removes_them(ray_cluster, job_client):
+    scaling = config.load(ray_cluster.overrides).cluster.autoscaling
+    assert scaling.enabled
+    idle_s = scaling.idle_timeout_minutes * 60
+    baseline = _worker_nodes()
+    # 3 workers x 2 CPUs = 6 CPUs > the head's 4: only new nodes can place this placement group.
+    needed = 3 * 2
+    assert needed > TEST_HEAD_CPUS
+    model = f"scale-{uuid.uuid4().hex[:6]}"
+    entrypoint = " ".join(["python -m jobs.train", *ray_cluster.overrides, f"model_name={model}",
+                           "+experiment=quick", "data.source.synthetic.rows=6000", "trainer.epochs=2",
+                           "trainer.num_workers=3", "trainer.cpus_per_worker=2"])
+    submission_id = job_client.submit_job(
+        entrypoint=entrypoint, runtime_env={"working_dir": str(REPO_ROOT), "excludes": [".venv", ".git"]},
+        metadata={"job_name": "train", "model": model, "trigger": "manual"})
+
+    peak = {"nodes": baseline}
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak["nodes"] = max(peak["nodes"], _worker_nodes())
+            time.sleep(1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    deadline = time.time() + 600
+    status = job_client.get_job_status(submission_id)
+    while not status.is_terminal() and time.time() < deadline:
+        time.sleep(2)
+        status = job_client.get_job_status(submission_id)
+    done.set()
+    watcher.join()
+    assert status == JobStatus.SUCCEEDED, job_client.get_job_logs(submission_id)[-3000:]
+    assert peak["nodes"] > baseline, f"no worker node was added (peak {peak['nodes']}, before {baseline})"
+
+    # Idle nodes are removed after idle_timeout_minutes (plus a few autoscaler rounds).
+    deadline = time.time() + idle_s + 120
+    while _worker_nodes() > baseline and time.time() < deadline:
+        time.sleep(3)
+    assert _worker_nodes() == baseline, f"{_worker_nodes()} worker nodes still alive {idle_s + 120:.0f} s later"
