@@ -12,41 +12,11 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from pathlib import Path
 
 from foundry import config, storage
 from foundry.cli import run_or_exit
 from foundry.errors import FoundryError
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# Never upload these with the job: the venv is large and machine-specific, the rest is local state.
-UPLOAD_EXCLUDES = [".venv", ".git", "outputs", "multirun", "benchmarks/results", "**/__pycache__"]
-POLL_S = 2.0
-
-
-def submit_and_follow(client, entrypoint: str, metadata: dict, timeout_s: float, out=print) -> str:
-    """Submit a job, print its log as it grows, and return the final status name."""
-    submission_id = client.submit_job(
-        entrypoint=entrypoint,
-        runtime_env={"working_dir": str(REPO_ROOT), "excludes": UPLOAD_EXCLUDES},
-        metadata=metadata,
-    )
-    out(f"submitted job {submission_id}: {entrypoint}")
-    shown = 0
-    deadline = time.monotonic() + timeout_s
-    while True:
-        status = client.get_job_status(submission_id)
-        logs = client.get_job_logs(submission_id)
-        for line in logs[shown:].splitlines():
-            if _worth_showing(line):
-                out(f"  | {line}")
-        shown = len(logs)
-        if status.is_terminal():
-            return status.value
-        if time.monotonic() > deadline:
-            client.stop_job(submission_id)
-            raise FoundryError(f"job {submission_id} did not finish within {timeout_s:.0f} s; stopped it")
-        time.sleep(POLL_S)
+from foundry.job_submission import follow, metadata, submit
 
 
 def _worth_showing(line: str) -> bool:
@@ -69,10 +39,13 @@ def main(overrides: list[str]) -> int:
     print(f"   dashboard: {dashboard_url(cfg.cluster)}  (jobs, actors, metrics)", flush=True)
 
     print("== 2/3 training job via the Ray Jobs API", flush=True)
-    entrypoint = " ".join(["python -m jobs.train", *overrides])
-    status = submit_and_follow(job_client(cfg.cluster), entrypoint,
-                               {"job_name": "train", "model": cfg.model_name, "trigger": "manual"},
-                               timeout_s=1800, out=lambda s: print(s, flush=True))
+    client = job_client(cfg.cluster)
+    job = submit(client, "jobs.train", overrides, metadata("train", cfg.model_name))
+    print(f"submitted job {job.submission_id}: python -m jobs.train {' '.join(overrides)}", flush=True)
+    if cfg.cluster.autoscaling.enabled:
+        print("   (the autoscaler adds worker nodes for it: watch `python -m cluster status`)", flush=True)
+    status = follow(client, job.submission_id, timeout_s=1800, out=lambda s: print(s, flush=True),
+                    show=_worth_showing)
     if status != "SUCCEEDED":
         raise FoundryError(f"training job ended {status}; its full log is on the dashboard's Jobs page")
 

@@ -10,7 +10,8 @@ import ray
 from ray.job_submission import JobStatus
 
 from foundry import config
-from tests.conftest import REPO_ROOT, TEST_HEAD_CPUS
+from foundry.job_submission import metadata, submit
+from tests.conftest import TEST_HEAD_CPUS
 
 
 def _worker_nodes() -> int:
@@ -26,12 +27,10 @@ def test_training_beyond_capacity_adds_nodes_then_idle_removes_them(ray_cluster,
     needed = 3 * 2
     assert needed > TEST_HEAD_CPUS
     model = f"scale-{uuid.uuid4().hex[:6]}"
-    entrypoint = " ".join(["python -m jobs.train", *ray_cluster.overrides, f"model_name={model}",
-                           "+experiment=quick", "data.source.synthetic.rows=6000", "trainer.epochs=2",
-                           "trainer.num_workers=3", "trainer.cpus_per_worker=2"])
-    submission_id = job_client.submit_job(
-        entrypoint=entrypoint, runtime_env={"working_dir": str(REPO_ROOT), "excludes": [".venv", ".git"]},
-        metadata={"job_name": "train", "model": model, "trigger": "manual"})
+    overrides = [*ray_cluster.overrides, f"model_name={model}", "+experiment=quick",
+                 "data.source.synthetic.rows=6000", "trainer.epochs=2", "trainer.num_workers=3",
+                 "trainer.cpus_per_worker=2"]
+    submission_id = submit(job_client, "jobs.train", overrides, metadata("train", model)).submission_id
 
     peak = {"nodes": baseline}
     done = threading.Event()

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from foundry import config, storage
 from foundry.datasets import generate
+from foundry.job_submission import metadata, submit
 from foundry.predictor import Predictor
 from foundry.registry import Registry
 from tests.conftest import REPO_ROOT
@@ -112,12 +113,14 @@ def test_train_job_through_jobs_api(ray_cluster, job_client):
     from ray.job_submission import JobStatus
 
     model_name = f"job-{uuid.uuid4().hex[:6]}"
-    entrypoint = " ".join(["python -m jobs.train", *_overrides(ray_cluster, model_name, "trainer.num_workers=2")])
-    submission_id = job_client.submit_job(
-        entrypoint=entrypoint,
-        runtime_env={"working_dir": str(REPO_ROOT), "excludes": [".venv", ".git"]},
-        metadata={"job_name": "train", "model": model_name, "trigger": "manual"},
-    )
+    job = submit(job_client, "jobs.train", _overrides(ray_cluster, model_name, "trainer.num_workers=2"),
+                 metadata("train", model_name), submission_id=f"train-{model_name}")
+    submission_id = job.submission_id
+    # The same submission id again is "already submitted", not a second job and not an error.
+    assert submit(job_client, "jobs.train", [], metadata("train", model_name),
+                  submission_id=submission_id).already_existed
+    info = job_client.get_job_info(submission_id)
+    assert info.metadata["job_name"] == "train" and info.metadata["model"] == model_name
     deadline = time.time() + 600
     status = job_client.get_job_status(submission_id)
     while not status.is_terminal() and time.time() < deadline:

@@ -1,0 +1,109 @@
+"""``python -m foundry.status [overrides]``: the platform at a glance, from one terminal.
+
+Cluster nodes and resources, Serve applications, named actors (monitors), recent jobs with their
+metadata, and every registered model with its aliases: the same facts the dashboard shows across
+several pages, plus the registry it does not know about. Each section degrades to a one-line note
+when its part is not there yet, so the command is useful on a half-built platform too.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+from foundry import config, storage
+from foundry.cli import run_or_exit
+from foundry.config import FoundryConfig
+
+RECENT_JOBS = 8
+
+
+def _section(title: str) -> None:
+    print(f"\n== {title}")
+
+
+def _cluster() -> None:
+    import ray
+
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    kinds = Counter("head" if "node:__internal_head__" in n["Resources"] else "worker" for n in nodes)
+    total, free = ray.cluster_resources(), ray.available_resources()
+    print(f"nodes: {kinds.get('head', 0)} head + {kinds.get('worker', 0)} worker(s)")
+    for key, scale, unit in (("CPU", 1, ""), ("GPU", 1, ""), ("object_store_memory", 1024**3, " GiB")):
+        if key in total:
+            used = (total[key] - free.get(key, 0)) / scale
+            print(f"  {key:<20} {used:8.1f} used of {total[key] / scale:8.1f}{unit}")
+
+
+def _serve() -> None:
+    from ray import serve
+
+    try:
+        apps = serve.status().applications
+    except Exception as exc:  # Serve not started on this cluster
+        print(f"Serve is not running ({type(exc).__name__})")
+        return
+    if not apps:
+        print("no Serve applications")
+    for name, app in apps.items():
+        deployments = ", ".join(f"{d}: {s.status.value}" for d, s in app.deployments.items())
+        print(f"  {name:<16} {app.status.value:<10} {deployments}")
+
+
+def _actors() -> None:
+    from ray.util.state import list_actors
+
+    named = [a for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000) if a.name]
+    if not named:
+        print("no named actors (drift monitors appear here)")
+    for a in named:
+        print(f"  {a.name:<32} {a.class_name:<28} namespace={a.ray_namespace}")
+
+
+def _jobs(cfg: FoundryConfig) -> None:
+    from foundry.ray_runtime import job_client
+
+    # Submitted jobs only: every `ray.init` client (this command included) also shows up as a driver job.
+    jobs = sorted((j for j in job_client(cfg.cluster).list_jobs() if j.submission_id),
+                  key=lambda j: j.start_time or 0, reverse=True)
+    if not jobs:
+        print("no jobs yet")
+    for j in jobs[:RECENT_JOBS]:
+        meta = " ".join(f"{k}={v}" for k, v in sorted((j.metadata or {}).items()))
+        print(f"  {j.submission_id:<36} {j.status.value:<10} {meta}")
+
+
+def _registry(cfg: FoundryConfig) -> None:
+    from foundry.registry import Registry
+
+    registry = Registry(storage.normalize(cfg.storage.registry))
+    models = registry.models()
+    if not models:
+        print(f"no models in {registry.root}")
+    for model in models:
+        versions = registry.versions(model)
+        aliases = {a: rec["version"] for a, rec in registry.aliases(model).items()}
+        latest = versions[-1] if versions else None
+        primary = latest.metadata.get("primary_metric") if latest else None
+        metric = f"{primary}={latest.metrics[primary]:.4f}" if latest and primary in latest.metrics else ""
+        print(f"  {model:<20} {len(versions)} version(s)  aliases {aliases}  latest {latest.version if latest else '-'} {metric}")
+
+
+def main(overrides: list[str]) -> int:
+    from foundry.ray_runtime import connect, dashboard_url, gcs_address
+
+    cfg = config.load(overrides)
+    print(f"Foundry on cluster '{cfg.cluster.name}'  dashboard {dashboard_url(cfg.cluster)}  storage {cfg.storage.root}")
+    connect(cfg.ray.address or gcs_address(cfg.cluster), log_to_driver=False, logging_level="ERROR")
+    for title, show in (("cluster", _cluster), ("serve", _serve), ("named actors", _actors),
+                        ("recent jobs", lambda: _jobs(cfg)), ("registry", lambda: _registry(cfg))):
+        _section(title)
+        try:
+            show()
+        except Exception as exc:  # one broken part must not hide the others
+            print(f"  (unavailable: {exc})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_or_exit(lambda: main(sys.argv[1:])))
