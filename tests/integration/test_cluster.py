@@ -7,6 +7,7 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
 from ray.job_submission import JobStatus
 
 from foundry import ray_runtime
@@ -34,8 +35,10 @@ def test_cluster_has_cpu_resources(ray_cluster):
     assert any(n["Alive"] for n in ray.nodes())
 
 
-def test_dashboard_rest_requires_the_token(ray_cluster):
-    url = f"{ray_cluster.dashboard_url}/api/jobs/"
+@pytest.mark.parametrize("path", ["/api/jobs/", "/api/v0/actors", "/api/v0/nodes", "/api/serve/applications/"])
+def test_dashboard_rest_requires_the_token(ray_cluster, path):
+    """Jobs, actors, nodes and Serve applications: the pages an operator reads, all behind the token."""
+    url = f"{ray_cluster.dashboard_url}{path}"
     assert _http_status(url) in (401, 403)
     assert _http_status(url, {"Authorization": "Bearer not-the-token"}) in (401, 403)
     assert _http_status(url, ray_runtime.auth_headers(ray_cluster.config)) == 200
