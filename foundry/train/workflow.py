@@ -28,6 +28,7 @@ from foundry.models import model_spec
 from foundry.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE, Predictor
 from foundry.tasks import PRIMARY_METRIC, is_better
 from foundry.train.loop import BEST_WEIGHTS_FILE, STATE_FILE
+from foundry.train.metrics import record_run
 from foundry.train.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
         version = registry.register(cfg.model_name, staging, metadata)
     if promote:
         registry.set_alias(cfg.model_name, cfg.promotion.alias, version.version, reason=decision)
+    record_run(cfg.model_name, version.version, metrics, timings, promote)
     say(f"      version {version.version} registered; {cfg.promotion.alias}: "
         f"{'promoted' if promote else 'unchanged'} ({decision})")
     return TrainOutcome(cfg.model_name, version.version, metrics, promote, decision, champion, champion_metrics,

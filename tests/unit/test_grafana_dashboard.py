@@ -1,0 +1,36 @@
+"""The shipped Grafana dashboard only charts metrics the code really exports (no rotting panels)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "cluster" / "grafana" / "foundry_dashboard.json"
+
+
+def _exported_names() -> set[str]:
+    """Every metric name passed to a ray metrics constructor in the code."""
+    names = set()
+    for path in list((ROOT / "foundry").rglob("*.py")) + list((ROOT / "serve_apps").rglob("*.py")):
+        names.update(re.findall(r'(?:Counter|Gauge|Histogram)\(\s*"(foundry_\w+)"', path.read_text()))
+    return names
+
+
+def test_dashboard_is_valid_grafana_json():
+    dash = json.loads(DASHBOARD.read_text())
+    assert dash["uid"] and dash["panels"]
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    for p in dash["panels"]:
+        assert p["targets"] and all(t["expr"].strip() for t in p["targets"])
+
+
+def test_every_foundry_metric_in_the_dashboard_is_exported_by_the_code():
+    exported = _exported_names()
+    assert exported, "no foundry_* metrics found in the code"
+    dash = DASHBOARD.read_text()
+    charted = set(re.findall(r"ray_(foundry_[a-z_]+?)(?:_bucket|_total|\(|\"|\b)", dash))
+    assert charted, "the dashboard charts no foundry metric"
+    assert charted <= exported, f"charted but never exported: {sorted(charted - exported)}"
