@@ -22,7 +22,7 @@ from foundry.job_submission import follow, metadata, submit
 def _worth_showing(line: str) -> bool:
     """Our own progress lines and errors; Ray's per-operator progress chatter stays in the dashboard."""
     noisy = ("logging_progress.py", "streaming_executor.py", "INFO worker.py", "pid=", "DeprecationWarning",
-             "warnings.warn", "\x1b[A", "INFO __init__.py")
+             "warnings.warn", "\x1b[A", "INFO __init__.py", "(autoscaler")
     return bool(line.strip()) and not any(n in line for n in noisy)
 
 

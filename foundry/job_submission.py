@@ -19,6 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Never upload these with a job: the venv is large and machine-specific, the rest is local state.
 UPLOAD_EXCLUDES = [".venv", ".git", "outputs", "multirun", "benchmarks/results", "**/__pycache__"]
 POLL_S = 2.0
+MAX_POLL_FAILURES = 5
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,19 @@ def follow(client, submission_id: str, timeout_s: float, out=print, show=lambda 
     """Print the job's log as it grows (lines passing ``show``) and return its final status name."""
     shown = 0
     deadline = time.monotonic() + timeout_s
+    failures = 0
     while True:
-        status = client.get_job_status(submission_id)
-        logs = client.get_job_logs(submission_id)
+        try:
+            status = client.get_job_status(submission_id)
+            logs = client.get_job_logs(submission_id)
+            failures = 0
+        except (ConnectionError, OSError) as exc:  # requests' errors derive from OSError
+            # A busy head can drop one poll; a cluster that stays unreachable is an error.
+            failures += 1
+            if failures > MAX_POLL_FAILURES:
+                raise FoundryError(f"lost the Jobs API while following {submission_id}: {exc}") from exc
+            time.sleep(POLL_S * failures)
+            continue
         for line in logs[shown:].splitlines():
             if show(line):
                 out(f"  | {line}")
