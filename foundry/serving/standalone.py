@@ -1,0 +1,55 @@
+"""The same HTTP app in one plain uvicorn process, without Ray: ``python -m foundry.serving.standalone``.
+
+It exists as the baseline of ``benchmarks/serve_bench.py`` (same app, validation, auth and
+``Predictor``; no batching, no proxy, no replicas) and for trying a model version locally. It
+is not the production path: no autoscaling, no in-place swaps, one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fastapi import FastAPI
+
+from foundry import config
+from foundry.config import FoundryConfig
+from foundry.errors import FoundryError
+from foundry.serving.app import build_app
+from foundry.serving.auth import ApiKeyChecker, load_api_key
+from foundry.serving.holder import ModelSpec
+from foundry.serving.service import PredictionService, configure_torch
+
+
+def create_app(cfg: FoundryConfig) -> FastAPI:
+    """Load ``serve.model_ref`` of ``model_name`` and build the app around it (raises if it cannot load)."""
+    configure_torch(cfg.serve.torch_threads)
+    auth = ApiKeyChecker(load_api_key(cfg.serve.auth))
+    service = PredictionService(cfg)
+    service.swap(ModelSpec(storage_root=cfg.storage.root, model=cfg.model_name, ref=cfg.serve.model_ref))
+    return build_app(service.models, service, auth, cfg.serve.limits.max_body_bytes,
+                     title=f"Foundry: {cfg.model_name} (standalone)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m foundry.serving.standalone",
+                                description="Serve a registry version with a single uvicorn process (no Ray).")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. serve.model_ref=latest")
+    p.add_argument("--host", help="default: serve.http.host")
+    p.add_argument("--port", type=int, help="default: serve.http.port")
+    args = p.parse_args(argv)
+    try:
+        cfg = config.load(args.overrides)
+        app = create_app(cfg)
+    except FoundryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    import uvicorn
+
+    uvicorn.run(app, host=args.host or cfg.serve.http.host, port=args.port or cfg.serve.http.port,
+                log_level="warning", access_log=cfg.serve.access_log)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The Ray Serve application: a FastAPI ingress deployment over the registry's served version.
+
+Glue only: the HTTP app, validation, auth, model swaps and inference are ``foundry.serving``'s.
+Serve builds it from the import path ``serve_apps.app:build`` with ``args={"config": <resolved
+Hydra config>}`` (see ``foundry.serving.deploy_config``), and hands every replica the model to
+serve through ``user_config``, so a new version arrives by ``reconfigure()`` on live replicas.
+
+Why ``@serve.ingress()`` without an app and ``__serve_build_asgi_app__``: the request models are
+built from the data schema in the config the replica receives, so the FastAPI app cannot exist at
+import time; Serve calls ``__serve_build_asgi_app__`` after ``__init__`` and serves what it
+returns, /docs and /openapi.json included.
+
+Why ``reconfigure`` is async and loads in a thread: with ``RAY_SERVE_THROUGHPUT_OPTIMIZED`` user
+code runs on the replica's event loop, so a blocking load would stall every in-flight request;
+in a thread, requests keep being answered by the old model until the new one is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ray import serve
+
+from foundry import config
+from foundry.serving.app import build_app
+from foundry.serving.auth import ApiKeyChecker, load_api_key
+from foundry.serving.deploy_config import DEPLOYMENT_NAME
+from foundry.serving.holder import ModelSpec
+from foundry.serving.metrics import RayServeMetrics
+from foundry.serving.service import PredictionService, configure_torch
+
+logger = logging.getLogger("ray.serve")
+
+
+@serve.deployment(name=DEPLOYMENT_NAME)
+@serve.ingress()
+class FoundryPredictor:
+    def __init__(self, config_data: dict[str, Any]):
+        self.cfg = config.from_container(config_data)
+        s = self.cfg.serve
+        configure_torch(s.torch_threads)
+        self.auth = ApiKeyChecker(load_api_key(s.auth))  # a missing key fails the replica, never opens it
+        if not self.auth.enabled:
+            logger.warning("serve.auth.enabled=false: /predict, /feedback and /model accept requests without a key")
+        self.service = PredictionService(self.cfg, RayServeMetrics())
+        self.batching = s.batching.enabled
+        self._predict_batched.set_max_batch_size(s.batching.max_batch_size)
+        self._predict_batched.set_batch_wait_timeout_s(s.batching.batch_wait_timeout_s)
+
+    def __serve_build_asgi_app__(self):
+        return build_app(self.service.models, self, self.auth, self.cfg.serve.limits.max_body_bytes,
+                         self.service.metrics, title=f"Foundry: {self.cfg.model_name}")
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        spec = ModelSpec.from_user_config(user_config)
+        outcome = await asyncio.to_thread(self.service.swap, spec)
+        if outcome.error:
+            logger.error("model swap to %s failed; still serving %s: %s", spec.target, outcome.version,
+                         outcome.error["error"])
+        elif outcome.changed:
+            logger.info("now serving %s %s (ref %s)", spec.model, outcome.version, spec.ref)
+
+    def check_health(self) -> None:
+        """Serve's health probe: a replica without a model must be replaced, not routed to."""
+        self.service.holder.require()
+
+    # ---- foundry.serving.app.Backend -------------------------------------------------------------
+    async def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.batching:
+            return await self._predict_batched(rows)
+        return self.service.run_batch([rows])[0]
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)  # the sizes are set from config in __init__
+    async def _predict_batched(self, requests: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        return self.service.run_batch(requests)
+
+    async def feedback(self, labels: list[dict[str, Any]]) -> dict[str, Any]:
+        return await self.service.feedback(labels)
+
+    def model_info(self) -> dict[str, Any]:
+        info = self.service.model_info()
+        info["replica"] = serve.get_replica_context().replica_id.unique_id
+        return info
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        return self.service.health()
+
+
+def build(args: dict[str, Any]):
+    """The application builder Serve calls with the config's ``args``."""
+    if "config" not in args:
+        raise ValueError("serve_apps.app:build needs args={'config': <resolved Foundry config>}; "
+                         "use python -m serve_apps.deploy, which builds it from Hydra")
+    return FoundryPredictor.bind(args["config"])

@@ -1,0 +1,113 @@
+"""Deploy the serving application: ``python -m serve_apps.deploy [hydra overrides] [--write FILE]``.
+
+- Deploy or update: builds the Serve config from Hydra (``build_serve_config``), connects with
+  token auth and applies it, then waits until the application is RUNNING. Running it again with
+  another ``serve.model_ref=<alias|version>`` changes only ``user_config``, so the live replicas
+  swap the model in place (``reconfigure()``, no restart).
+- ``--write FILE``: write the same config as YAML (for ``serve deploy FILE`` or KubeRay's
+  ``serveConfigV2``) instead of deploying. The API key is never written into it.
+- ``--delete``: remove the application (other applications stay).
+
+The API key: with ``serve.auth.api_key_file`` unset, the key is read from ``$FOUNDRY_API_KEY``
+(``serve.auth.api_key_env``) of *this* process and handed to the replicas in the application's
+``runtime_env``. Also runs as a Ray job: ``ray job submit -- python -m serve_apps.deploy ...``.
+
+Exit codes: 0 deployed, 2 bad configuration or key, 4 registry problem (unknown or broken
+version), 5 Serve failed to deploy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from foundry import config
+from foundry.cli import run_or_exit
+from foundry.config import FoundryConfig
+from foundry.serving.auth import load_api_key
+from foundry.serving.deploy_config import build_serve_config
+
+__all__ = ["build_serve_config", "main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m serve_apps.deploy",
+        description="Deploy (or update in place) the Foundry Serve application from the Hydra config.",
+        epilog="examples: python -m serve_apps.deploy serve.model_ref=production | "
+               "python -m serve_apps.deploy --write serve.yaml | python -m serve_apps.deploy --delete",
+    )
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. serve.model_ref=v20261124-203558-933-b9e579")
+    p.add_argument("--write", metavar="FILE", help="write the Serve config as YAML instead of deploying")
+    p.add_argument("--no-pin", action="store_true",
+                   help="do not resolve serve.model_ref to a version id now (each replica resolves it when it loads)")
+    p.add_argument("--no-check", action="store_true", help="skip loading the version here before deploying")
+    p.add_argument("--delete", action="store_true", help="delete the application instead")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for RUNNING (default 180)")
+    return p
+
+
+def _runtime_env(cfg: FoundryConfig) -> dict | None:
+    """Pass the key from this process's environment to the replicas (checked here, so a missing key
+    fails the deploy instead of every replica). A key file is read by the replicas themselves: it
+    may exist only on the cluster's nodes (a mounted secret), so it is not looked for here."""
+    auth = cfg.serve.auth
+    if not auth.enabled or auth.api_key_file:
+        return None
+    return {"env_vars": {auth.api_key_env: load_api_key(auth)}}
+
+
+def _address(cfg: FoundryConfig) -> str | None:
+    from foundry import ray_runtime
+
+    if cfg.ray.address:
+        return cfg.ray.address
+    if os.environ.get("RAY_ADDRESS"):
+        return None  # inside `ray job submit`, or set by the user
+    return ray_runtime.gcs_address(cfg.cluster)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config.load(args.overrides)
+    if args.write:
+        version = None
+        if not args.no_pin:
+            from foundry.serving.control import resolve_version
+
+            version = resolve_version(cfg.storage.root, cfg.model_name, cfg.serve.model_ref)
+        text = yaml.safe_dump(build_serve_config(cfg, version=version), sort_keys=False)
+        Path(args.write).write_text(text)
+        print(f"wrote {args.write} (serve deploy {args.write}); model {cfg.model_name} "
+              f"{version or cfg.serve.model_ref}")
+        return 0
+
+    from foundry import ray_runtime
+    from foundry.serving import control
+
+    runtime_env = None if args.delete else _runtime_env(cfg)
+    ray_runtime.connect(_address(cfg), logging_level="ERROR", log_to_driver=False)
+    if args.delete:
+        control.delete_app(cfg.serve.app_name)
+        print(f"deleted Serve application {cfg.serve.app_name!r}")
+        return 0
+    deployed = control.deploy(cfg, runtime_env=runtime_env, pin=not args.no_pin, check=not args.no_check,
+                              timeout_s=args.timeout)
+    print(f"Serve application {deployed.app_name!r} is RUNNING at {deployed.url}: "
+          f"{cfg.model_name} {deployed.version or cfg.serve.model_ref} (ref {cfg.serve.model_ref})")
+    header = f" -H 'X-API-Key: ${cfg.serve.auth.api_key_env}'" if cfg.serve.auth.enabled and \
+        cfg.serve.auth.api_key_env else ""
+    print(f"  curl{header} {deployed.url}/model")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return run_or_exit(lambda: run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The serve config group and the Serve config built from it, without a cluster: valid against
+Ray Serve's own schema, a model swap that is a user_config-only change, and values checked by key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from ray.serve._private.deploy_utils import get_app_code_version
+from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
+
+from foundry import config
+from foundry.errors import ConfigError
+from foundry.serving.deploy_config import (
+    DEPLOYMENT_NAME,
+    IMPORT_PATH,
+    app_config,
+    build_serve_config,
+    with_user_config,
+)
+from serve_apps import deploy
+
+VERSION = "v20261124-203558-933-b9e579"
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return config.load([f"storage.root={tmp_path}"])
+
+
+def _app(serve_config: dict) -> dict:
+    return app_config(serve_config, serve_config["applications"][0]["name"])
+
+
+def test_default_config_is_a_valid_serve_config(cfg, tmp_path):
+    built = build_serve_config(cfg, version=VERSION)
+    schema = ServeDeploySchema.model_validate(built)
+    assert schema.http_options.host == "127.0.0.1" and schema.http_options.port == cfg.serve.http.port
+    app = _app(built)
+    assert app["import_path"] == IMPORT_PATH and app["route_prefix"] == cfg.serve.route_prefix
+    (dep,) = app["deployments"]
+    assert dep["name"] == DEPLOYMENT_NAME
+    assert dep["user_config"] == {"model": "churn", "ref": "production", "version": VERSION,
+                                  "storage_root": str(tmp_path)}
+    assert dep["max_ongoing_requests"] == cfg.serve.max_ongoing_requests
+    a = cfg.serve.autoscaling
+    assert dep["autoscaling_config"]["min_replicas"] == a.min_replicas
+    assert dep["autoscaling_config"]["max_replicas"] == a.max_replicas
+    assert dep["autoscaling_config"]["target_ongoing_requests"] == a.target_ongoing_requests
+    assert dep["ray_actor_options"] == {"num_cpus": cfg.serve.num_cpus}
+    assert "runtime_env" not in app
+
+
+def test_the_replicas_rebuild_the_same_config(cfg):
+    args = _app(build_serve_config(cfg))["args"]["config"]
+    assert "model_ref" not in args["serve"]  # the model travels in user_config only
+    rebuilt = config.from_container(args)
+    assert rebuilt.data == cfg.data and rebuilt.serve.limits == cfg.serve.limits
+    assert rebuilt.serve.batching == cfg.serve.batching
+
+
+def test_a_new_model_ref_changes_only_user_config(tmp_path):
+    """Serve reconfigures live replicas (no restart) exactly when the code version is unchanged."""
+    a = build_serve_config(config.load([f"storage.root={tmp_path}", "serve.model_ref=production"]), VERSION)
+    b = build_serve_config(config.load([f"storage.root={tmp_path}", f"serve.model_ref={VERSION}"]),
+                           "v20261125-000000-000-aaaaaa")
+    app_a, app_b = (ServeApplicationSchema.model_validate(_app(x)) for x in (a, b))
+    assert get_app_code_version(app_a) == get_app_code_version(app_b)
+    assert _app(a)["deployments"][0]["user_config"] != _app(b)["deployments"][0]["user_config"]
+    swapped = with_user_config(_app(a), _app(b)["deployments"][0]["user_config"])
+    assert swapped == _app(b)
+
+
+def test_gpu_option(tmp_path):
+    gpu = config.load([f"storage.root={tmp_path}", "serve=gpu"])
+    dep = _app(build_serve_config(gpu))["deployments"][0]
+    assert dep["ray_actor_options"]["num_gpus"] == gpu.serve.gpus_per_replica
+    assert gpu.serve.batching.max_batch_size > config.load([f"storage.root={tmp_path}"]).serve.batching.max_batch_size
+
+
+def test_runtime_env_only_when_given(cfg):
+    app = _app(build_serve_config(cfg, runtime_env={"env_vars": {"FOUNDRY_API_KEY": "x" * 20}}))
+    assert app["runtime_env"]["env_vars"]["FOUNDRY_API_KEY"] == "x" * 20
+
+
+def test_write_never_contains_the_key(tmp_path, monkeypatch, capsys):
+    secret = "do-not-write-me-0123456789"
+    monkeypatch.setenv("FOUNDRY_API_KEY", secret)
+    out = tmp_path / "serve.yaml"
+    assert deploy.main([f"storage.root={tmp_path}", "--no-pin", "--write", str(out)]) == 0
+    text = out.read_text()
+    assert secret not in text
+    written = yaml.safe_load(text)
+    ServeDeploySchema.model_validate(written)
+    assert _app(written)["deployments"][0]["user_config"]["version"] is None
+    assert "serve deploy" in capsys.readouterr().out
+
+
+def test_write_with_pin_needs_the_version_in_the_registry(tmp_path):
+    with pytest.raises(SystemExit) as info:
+        deploy.main([f"storage.root={tmp_path}", "--write", str(tmp_path / "x.yaml")])
+    assert info.value.code == 4  # RegistryError: unknown model
+
+
+def test_deploy_without_a_key_fails_before_touching_the_cluster(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("FOUNDRY_API_KEY", raising=False)
+    with pytest.raises(SystemExit) as info:
+        deploy.main([f"storage.root={tmp_path}", "ray.address=127.0.0.1:1"])
+    assert info.value.code == 2
+    assert "FOUNDRY_API_KEY" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (["serve.http.port=0"], "serve.http.port"),
+    (["serve.http.port=70000"], "serve.http.port"),
+    (["serve.route_prefix=api"], "serve.route_prefix"),
+    (["serve.route_prefix=/api/"], "serve.route_prefix"),
+    (["serve.app_name=has/slash"], "serve.app_name"),
+    (["serve.model_ref=../etc"], "serve.model_ref"),
+    (["serve.batching.max_batch_size=0"], "serve.batching.max_batch_size"),
+    (["serve.batching.batch_wait_timeout_s=-1"], "serve.batching.batch_wait_timeout_s"),
+    (["serve.max_ongoing_requests=8", "serve.batching.max_batch_size=32"], "serve.max_ongoing_requests"),
+    (["serve.autoscaling.min_replicas=3", "serve.autoscaling.max_replicas=2"], "serve.autoscaling.max_replicas"),
+    (["serve.autoscaling.initial_replicas=5"], "serve.autoscaling.initial_replicas"),
+    (["serve.autoscaling.target_ongoing_requests=0"], "serve.autoscaling.target_ongoing_requests"),
+    (["serve.autoscaling.downscale_delay_s=-1"], "serve.autoscaling.downscale_delay_s"),
+    (["serve.torch_threads=0"], "serve.torch_threads"),
+    (["serve.num_cpus=-1"], "serve.num_cpus"),
+    (["serve.limits.max_rows=0"], "serve.limits.max_rows"),
+    (["serve.limits.max_body_bytes=10"], "serve.limits.max_body_bytes"),
+    (["serve.auth.api_key_env=null"], "serve.auth"),
+    (["serve.input_policy.out_of_range=ignore"], "serve.input_policy.out_of_range"),
+    (["serve.proxy_location=Nowhere"], "serve.proxy_location"),
+    (["serve.http.prot=1"], "serve.http.prot"),
+])
+def test_bad_serve_values_name_their_key(tmp_path, overrides, key):
+    with pytest.raises(ConfigError) as info:
+        config.load([f"storage.root={tmp_path}", *overrides])
+    assert key in str(info.value)
+
+
+def test_auth_off_and_file_only_are_valid(tmp_path):
+    assert not config.load([f"storage.root={tmp_path}", "serve.auth.enabled=false",
+                            "serve.auth.api_key_env=null"]).serve.auth.enabled
+    cfg = config.load([f"storage.root={tmp_path}", "serve.auth.api_key_env=null",
+                       f"serve.auth.api_key_file={tmp_path}/key"])
+    assert cfg.serve.auth.api_key_file == f"{tmp_path}/key"
