@@ -1,7 +1,10 @@
-"""``python -m cluster up|down|status [hydra overrides...]``: the local Ray head, with token auth.
+"""``python -m cluster up|down|status|render [hydra overrides...]``: the local Ray head, with token auth,
+and the files that start the same cluster elsewhere.
 
 Overrides are the same Hydra overrides every Foundry entry point takes (``cluster.gcs_port=6390``),
-so the cluster and the jobs that run on it are configured from one place.
+so the cluster and the jobs that run on it are configured from one place. ``render cluster=aws``
+(or gcp, kuberay, local) writes the cluster-launcher YAML or the KubeRay manifests
+(``cluster/render.py``) and prints where.
 """
 
 from __future__ import annotations
@@ -15,16 +18,20 @@ from foundry.errors import FoundryError
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m cluster",
-        description="Start, stop or inspect the local Ray head (token auth always on).",
-        epilog="example: python -m cluster up cluster.gcs_port=6390 cluster.dashboard_port=8275",
+        description="Start, stop or inspect the local Ray head (token auth always on), or render the "
+                    "files that start the cluster on AWS/GCP (`ray up`) or Kubernetes (KubeRay).",
+        epilog="examples: python -m cluster up cluster.gcs_port=6390 cluster.dashboard_port=8275 | "
+               "python -m cluster render cluster=aws --out cluster.yaml",
     )
-    p.add_argument("command", choices=("up", "down", "status"))
+    p.add_argument("command", choices=("up", "down", "status", "render"))
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. cluster.head_num_cpus=2")
     p.add_argument("--timeout", type=float, default=90.0,
                    help="seconds `up` waits for the head and its dashboard (default: 90)")
     p.add_argument("--all", action="store_true", dest="all_clusters",
                    help="down: run `ray stop`, stopping EVERY Ray process on this machine "
                         "(default: only the cluster on the configured GCS port)")
+    p.add_argument("--out", metavar="FILE_OR_DIR",
+                   help="render: a directory (default: outputs/cluster/<kind>/) or one .yaml/.json file")
     return p
 
 
@@ -35,7 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     from foundry import config
 
     try:
+        if args.command == "render":
+            return _render(config.load(args.overrides), args.out)
         cfg = config.load(args.overrides).cluster
+        if cfg.kind.value != "local":
+            print(f"error: `python -m cluster {args.command}` runs the local cluster; cluster={cfg.kind.value} is "
+                  f"started from the files of `python -m cluster render cluster={cfg.kind.value}` "
+                  "(see README, Clusters)", file=sys.stderr)
+            return 2
         if args.command == "up":
             lifecycle.up(cfg, timeout=args.timeout)
             return 0
@@ -46,6 +60,26 @@ def main(argv: list[str] | None = None) -> int:
     except FoundryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+
+
+def _render(cfg, out: str | None) -> int:
+    from cluster import render
+    from foundry import ray_runtime
+
+    written = render.write(cfg, out)
+    kind = cfg.cluster.kind.value
+    print(f"Rendered cluster={kind} ({cfg.cluster.name}):")
+    for path in written:
+        print(f"  {path}")
+    if kind in ("aws", "gcp"):
+        if cfg.cluster.auth.token_source.value == "file" and not ray_runtime.token_path(cfg.cluster).exists():
+            print(f"  note: `ray up` copies the token from {ray_runtime.token_path(cfg.cluster)}, which does not "
+                  "exist yet (create it: ray get-auth-token --generate)")
+        print(f"Next: ray up {written[0]}")
+    elif kind == "kuberay":
+        print(f"Next: kubectl apply -f {written[0].parent if len(written) > 1 else written[0]} "
+              f"(after creating the Secret {cfg.cluster.auth.secret_name!r}, key auth_token)")
+    return 0
 
 
 if __name__ == "__main__":

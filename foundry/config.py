@@ -261,21 +261,85 @@ class ServeConfig:
     input_policy: ServeInputPolicyConfig = field(default_factory=ServeInputPolicyConfig)
 
 
+class ClusterKind(str, Enum):
+    """Where the cluster runs; all kinds are rendered from the same ``cluster`` config."""
+
+    local = "local"  # this machine: `python -m cluster up` (Ray's fake multi-node autoscaler)
+    aws = "aws"  # Ray cluster launcher YAML for `ray up` (EC2)
+    gcp = "gcp"  # Ray cluster launcher YAML for `ray up` (Compute Engine)
+    kuberay = "kuberay"  # KubeRay manifests: RayCluster, RayService, RayJob
+
+
+class TokenSource(str, Enum):
+    """Where the nodes of a cloud cluster get the Ray auth token from (it is never written in a file we render)."""
+
+    file = "file"  # aws/gcp: `ray up` copies cluster.token_path from this machine to every node
+    secret = "secret"  # aws Secrets Manager / gcp Secret Manager / a Kubernetes Secret named cluster.auth.secret_name
+
+
+class InstallSource(str, Enum):
+    """How the nodes of a cloud cluster get this project (`pip install -e`)."""
+
+    git = "git"  # clone cluster.install.git_url at git_ref
+    upload = "upload"  # `ray up` uploads this working tree (file_mounts)
+
+
+@dataclass
+class K8sResourcesConfig:
+    """The Ray container's Kubernetes resources (quantities: "4", "500m", "16Gi") and placement.
+
+    KubeRay derives the node's Ray CPUs and memory from them; ``limits`` empty falls back to
+    ``requests`` and vice versa. A GPU worker type's ``gpus`` is added as ``nvidia.com/gpu``.
+    """
+
+    requests: dict[str, str] = field(default_factory=dict)
+    limits: dict[str, str] = field(default_factory=dict)
+    # "label=value" items (label keys hold dots, which Hydra keys cannot), e.g.
+    # cloud.google.com/gke-accelerator=nvidia-tesla-t4
+    node_selector: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HeadNodeConfig:
+    """The head node of a cloud or Kubernetes cluster (cluster=local runs it on this machine).
+    Its logical CPUs are ``cluster.head_num_cpus`` (0: it only coordinates)."""
+
+    instance_type: str | None = None  # aws EC2 instance type
+    machine_type: str | None = None  # gcp machine type
+    vm_image: str | None = None  # aws AMI id (null: Ray's default Deep Learning AMI) / gcp boot disk image
+    disk_gb: int = 100
+    image: str | None = None  # container image; null: cluster.image
+    k8s: K8sResourcesConfig = field(default_factory=K8sResourcesConfig)
+
+
 @dataclass
 class WorkerTypeConfig:
-    """One kind of worker node the autoscaler may add (and remove when idle)."""
+    """One kind of worker node the autoscaler may add (and remove when idle).
+
+    ``cpus``/``gpus``/``object_store_gb`` are what the node offers Ray; the other fields say what it
+    is on each kind of cluster (cluster=local uses none of them).
+    """
 
     cpus: float = 2.0
     gpus: int = 0
     object_store_gb: float = 1.0
     min_workers: int = 0
     max_workers: int = 2
+    instance_type: str | None = None  # aws EC2 instance type, e.g. g5.xlarge
+    machine_type: str | None = None  # gcp machine type, e.g. n1-standard-8
+    accelerator: str | None = None  # gcp accelerator type attached per node, e.g. nvidia-tesla-t4
+    vm_image: str | None = None  # aws AMI id / gcp boot disk image (see HeadNodeConfig)
+    disk_gb: int = 100
+    spot: bool = False  # aws spot / gcp preemptible instances
+    image: str | None = None  # container image; null: cluster.gpu_image for GPU types, else cluster.image
+    k8s: K8sResourcesConfig = field(default_factory=K8sResourcesConfig)
 
 
 @dataclass
 class AutoscalingConfig:
-    """Ray's autoscaler for the local cluster (fake multi-node provider: worker 'nodes' are extra
-    raylets on this machine, added on demand and removed when idle)."""
+    """Ray's autoscaler. cluster=local: the fake multi-node provider (worker 'nodes' are extra
+    raylets on this machine, added on demand and removed when idle); aws/gcp: the cluster
+    launcher's autoscaler; kuberay: KubeRay's in-tree autoscaler."""
 
     enabled: bool = False
     max_workers: int = 4
@@ -286,8 +350,72 @@ class AutoscalingConfig:
 
 
 @dataclass
+class CloudConfig:
+    """cluster=aws|gcp: where `ray up` creates the nodes."""
+
+    region: str | None = None  # aws region / gcp region
+    zone: str | None = None  # aws availability zone(s), comma-separated / gcp zone
+    project: str | None = None  # gcp project id
+    ssh_user: str = "ubuntu"
+    # Identity of the WORKER nodes (the head gets the launcher's default role unless set here too):
+    # they read and write storage.root and, with cluster.auth.token_source=secret, read the token.
+    iam_instance_profile: str | None = None  # aws instance profile ARN
+    service_account: str | None = None  # gcp service account e-mail
+
+
+@dataclass
+class ClusterAuthConfig:
+    token_source: TokenSource = TokenSource.file
+    # aws Secrets Manager secret id / gcp Secret Manager secret / Kubernetes Secret (key `auth_token`).
+    secret_name: str = "foundry-ray-auth-token"
+
+
+@dataclass
+class InstallConfig:
+    """How aws/gcp nodes install this project; on kuberay the images must contain it already."""
+
+    source: InstallSource = InstallSource.git
+    git_url: str | None = None
+    git_ref: str = "main"
+    dir: str = "~/foundry"  # where the project lives on every node
+    extras: list[str] = field(default_factory=list)
+
+
+@dataclass
+class KubeRayJobConfig:
+    """The RayJob that runs training on a cluster of its own (deleted when the job ends)."""
+
+    name: str = "foundry-train"
+    overrides: list[str] = field(default_factory=list)  # Hydra overrides after `python -m jobs.train`
+    worker_types: list[str] | None = None  # worker groups of its cluster (null: all)
+    shutdown_after_job_finishes: bool = True
+    ttl_seconds_after_finished: int = 300
+    active_deadline_seconds: int | None = None
+    backoff_limit: int = 0
+
+
+@dataclass
+class KubeRayServiceConfig:
+    """The RayService that runs the Serve application (``serveConfigV2``)."""
+
+    name: str = "foundry-serve"
+    worker_types: list[str] | None = None  # worker groups of its cluster (null: all)
+    api_key_secret: str | None = "foundry-api-key"  # Kubernetes Secret (key `api_key`) for serve.auth
+
+
+@dataclass
+class KubeRayConfig:
+    namespace: str = "default"
+    service_type: str = "ClusterIP"  # the head Service; reach the dashboard with kubectl port-forward
+    upscaling_mode: str = "Default"  # Conservative | Default | Aggressive
+    job: KubeRayJobConfig = field(default_factory=KubeRayJobConfig)
+    service: KubeRayServiceConfig = field(default_factory=KubeRayServiceConfig)
+
+
+@dataclass
 class ClusterConfig:
     name: str = "local"
+    kind: ClusterKind = ClusterKind.local
     head_host: str = "127.0.0.1"
     gcs_port: int = 6379
     dashboard_host: str = "127.0.0.1"
@@ -296,6 +424,14 @@ class ClusterConfig:
     token_path: str = "~/.ray/auth_token"
     env: dict[str, str] = field(default_factory=dict)
     autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
+    ray_version: str = "2.60.0"
+    image: str | None = None  # container image of the head and CPU workers (aws/gcp: docker; kuberay: pods)
+    gpu_image: str | None = None  # default image of worker types with gpus > 0 (CUDA)
+    head: HeadNodeConfig = field(default_factory=HeadNodeConfig)
+    cloud: CloudConfig = field(default_factory=CloudConfig)
+    auth: ClusterAuthConfig = field(default_factory=ClusterAuthConfig)
+    install: InstallConfig = field(default_factory=InstallConfig)
+    kuberay: KubeRayConfig = field(default_factory=KubeRayConfig)
 
 
 @dataclass
@@ -393,20 +529,162 @@ def _check_cluster(c: ClusterConfig) -> None:
         _require(0 < getattr(c, key) < 65536, f"cluster.{key}", f"must be a TCP port, got {getattr(c, key)}")
     _require(c.head_num_cpus is None or c.head_num_cpus >= 0, "cluster.head_num_cpus", "must be >= 0")
     a = c.autoscaling
+    remote = c.kind is not ClusterKind.local
+    if remote:
+        # A cloud or Kubernetes cluster always runs Ray's autoscaler over its worker types.
+        _require(a.enabled, "cluster.autoscaling.enabled", f"cluster={c.kind.value} always autoscales; set it true")
     if not a.enabled:
         return
     _require(bool(a.worker_types), "cluster.autoscaling.worker_types", "autoscaling needs at least one worker type")
     _require(a.max_workers >= 1, "cluster.autoscaling.max_workers", f"must be >= 1, got {a.max_workers}")
-    _require(a.idle_timeout_minutes > 0, "cluster.autoscaling.idle_timeout_minutes", "must be > 0")
-    _require(a.upscaling_speed > 0, "cluster.autoscaling.upscaling_speed", "must be > 0")
+    _require(a.idle_timeout_minutes > 0, "cluster.autoscaling.idle_timeout_minutes",
+             f"must be > 0, got {a.idle_timeout_minutes}")
+    _require(a.upscaling_speed > 0, "cluster.autoscaling.upscaling_speed", f"must be > 0, got {a.upscaling_speed}")
+    _require(a.update_interval_s >= 1, "cluster.autoscaling.update_interval_s", f"must be >= 1, got {a.update_interval_s}")
     for name, w in a.worker_types.items():
         key = f"cluster.autoscaling.worker_types.{name}"
         _require(name != "ray.head.default", key, "this name is reserved for the head node")
+        _require(bool(_NODE_TYPE_NAME.fullmatch(name)), key,
+                 "a worker type name uses letters, digits, '.', '_' or '-' (it names node types and worker groups)")
+        _require(w.cpus >= 0, f"{key}.cpus", f"must be >= 0, got {w.cpus}")
+        _require(w.gpus >= 0, f"{key}.gpus", f"must be >= 0, got {w.gpus}")
         _require(w.cpus > 0 or w.gpus > 0, key, "a worker type needs cpus or gpus")
-        _require(w.gpus >= 0 and w.object_store_gb > 0, key, "gpus must be >= 0 and object_store_gb > 0")
-        _require(0 <= w.min_workers <= w.max_workers, key,
-                 f"needs 0 <= min_workers <= max_workers, got {w.min_workers} > {w.max_workers}"
-                 if w.min_workers > w.max_workers else f"min_workers must be >= 0, got {w.min_workers}")
+        _require(w.object_store_gb > 0, f"{key}.object_store_gb", f"must be > 0, got {w.object_store_gb}")
+        _require(w.min_workers >= 0, f"{key}.min_workers", f"must be >= 0, got {w.min_workers}")
+        _require(w.max_workers >= 0, f"{key}.max_workers", f"must be >= 0, got {w.max_workers}")
+        _require(w.min_workers <= w.max_workers, f"{key}.min_workers",
+                 f"min_workers ({w.min_workers}) is greater than max_workers ({w.max_workers})")
+        _require(w.disk_gb >= 1, f"{key}.disk_gb", f"must be >= 1, got {w.disk_gb}")
+    total_min = sum(w.min_workers for w in a.worker_types.values())
+    _require(total_min <= a.max_workers, "cluster.autoscaling.max_workers",
+             f"the worker types' min_workers add up to {total_min}, more than max_workers ({a.max_workers})")
+    if remote:
+        _check_remote_cluster(c)
+
+
+def _check_remote_cluster(c: ClusterConfig) -> None:
+    """What cluster=aws|gcp|kuberay need on top of the local checks: machines, images, and names that exist."""
+    kind = c.kind.value
+    h = c.head
+    workers = c.autoscaling.worker_types
+    _require(bool(_CLUSTER_NAME.fullmatch(c.name)), "cluster.name",
+             f"use lower-case letters, digits and '-' (it names cloud and Kubernetes objects), got {c.name!r}")
+    _require(h.disk_gb >= 1, "cluster.head.disk_gb", f"must be >= 1, got {h.disk_gb}")
+    version = re.fullmatch(r"(\d+)\.(\d+)(\.\d+)?", c.ray_version or "")
+    _require(version is not None, "cluster.ray_version", f"must be a Ray version such as 2.60.0, got {c.ray_version!r}")
+    _require((int(version[1]), int(version[2])) >= (2, 52), "cluster.ray_version",
+             f"token auth needs Ray 2.52 or later, got {c.ray_version}")
+    for name, w in workers.items():
+        _require(float(w.cpus).is_integer(), f"cluster.autoscaling.worker_types.{name}.cpus",
+                 f"a node offers whole CPUs on cluster={kind}, got {w.cpus}")
+    _require(bool(h.image or c.image), "cluster.image",
+             f"cluster={kind} runs Ray in a container: set cluster.image (or cluster.head.image)")
+    for name, w in workers.items():
+        key = f"cluster.autoscaling.worker_types.{name}"
+        if w.gpus > 0:
+            _require(bool(w.image or c.gpu_image), f"{key}.image",
+                     f"a GPU worker type needs a GPU (CUDA) image: set cluster.gpu_image or {key}.image")
+        else:
+            _require(bool(w.image or c.image), f"{key}.image", "no image: set cluster.image or this key")
+    _require(bool(c.auth.secret_name) or c.auth.token_source is TokenSource.file, "cluster.auth.secret_name",
+             "token_source=secret needs the secret's name")
+    for secret in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
+        _require(secret not in (c.env or {}), f"cluster.env.{secret}",
+                 "rendered clusters always run token auth, and the token never goes into a rendered file: "
+                 "use cluster.auth.token_source and cluster.auth.secret_name")
+    if c.kind is ClusterKind.kuberay:
+        _check_kuberay(c)
+        return
+    # aws / gcp: the Ray cluster launcher
+    cl = c.cloud
+    _require(bool(cl.region), "cluster.cloud.region", f"cluster={kind} needs a region")
+    _require(bool(cl.ssh_user), "cluster.cloud.ssh_user", "must not be empty")
+    if c.install.source is InstallSource.git:
+        _require(bool(c.install.git_url), "cluster.install.git_url",
+                 "install.source=git needs the repository URL (or use install.source=upload)")
+    _require(bool(_INSTALL_DIR.fullmatch(c.install.dir)), "cluster.install.dir",
+             f"must be a plain path (letters, digits, '._-/', may start with '~/'), got {c.install.dir!r}")
+    _require("ray_head" not in workers, "cluster.autoscaling.worker_types.ray_head",
+             "this name is the head's node type in the launcher config; pick another")
+    machine = "instance_type" if c.kind is ClusterKind.aws else "machine_type"
+    _require(bool(getattr(h, machine)), f"cluster.head.{machine}", f"cluster={kind} needs the head's {machine}")
+    for name, w in workers.items():
+        key = f"cluster.autoscaling.worker_types.{name}"
+        _require(bool(getattr(w, machine)), f"{key}.{machine}", f"cluster={kind} needs each worker type's {machine}")
+    if c.kind is ClusterKind.gcp:
+        _require(bool(cl.zone), "cluster.cloud.zone", "cluster=gcp needs a zone")
+        _require(bool(cl.project), "cluster.cloud.project", "cluster=gcp needs the project id")
+        _require(bool(h.vm_image), "cluster.head.vm_image", "cluster=gcp needs a boot disk image")
+        for name, w in workers.items():
+            key = f"cluster.autoscaling.worker_types.{name}"
+            _require(bool(w.vm_image), f"{key}.vm_image", "cluster=gcp needs a boot disk image")
+            if w.gpus > 0:
+                _require(bool(w.accelerator), f"{key}.accelerator",
+                         "a GPU worker type on gcp needs the accelerator type, e.g. nvidia-tesla-t4")
+
+
+def _check_kuberay(c: ClusterConfig) -> None:
+    k = c.kuberay
+    _require(c.dashboard_host == "0.0.0.0", "cluster.dashboard_host",
+             "cluster=kuberay: the dashboard must listen on the pod's address (0.0.0.0) for the operator and "
+             f"`kubectl port-forward` to reach it (the head Service stays cluster-internal), got {c.dashboard_host!r}")
+    _require(c.auth.token_source is TokenSource.secret, "cluster.auth.token_source",
+             "cluster=kuberay reads the token from a Kubernetes Secret: use 'secret'")
+    _require(bool(_K8S_NAME.fullmatch(c.auth.secret_name)), "cluster.auth.secret_name",
+             f"must be a Kubernetes object name, got {c.auth.secret_name!r}")
+    _require(bool(_K8S_NAME.fullmatch(k.namespace)), "cluster.kuberay.namespace",
+             f"must be a Kubernetes namespace name, got {k.namespace!r}")
+    _require(k.service_type in ("ClusterIP", "NodePort", "LoadBalancer"), "cluster.kuberay.service_type",
+             f"must be ClusterIP, NodePort or LoadBalancer, got {k.service_type!r}")
+    _require(k.upscaling_mode in ("Conservative", "Default", "Aggressive"), "cluster.kuberay.upscaling_mode",
+             f"must be Conservative, Default or Aggressive, got {k.upscaling_mode!r}")
+    for key, name in (("cluster.kuberay.job.name", k.job.name), ("cluster.kuberay.service.name", k.service.name)):
+        _require(bool(_K8S_NAME.fullmatch(name)) and len(name) <= 47, key,
+                 f"must be a Kubernetes name of at most 47 characters, got {name!r}")
+    if k.service.api_key_secret is not None:
+        _require(bool(_K8S_NAME.fullmatch(k.service.api_key_secret)), "cluster.kuberay.service.api_key_secret",
+                 f"must be a Kubernetes object name, got {k.service.api_key_secret!r}")
+    _require(k.job.ttl_seconds_after_finished >= 0, "cluster.kuberay.job.ttl_seconds_after_finished",
+             f"must be >= 0, got {k.job.ttl_seconds_after_finished}")
+    _require(k.job.backoff_limit >= 0, "cluster.kuberay.job.backoff_limit", f"must be >= 0, got {k.job.backoff_limit}")
+    _require(k.job.active_deadline_seconds is None or k.job.active_deadline_seconds > 0,
+             "cluster.kuberay.job.active_deadline_seconds", "must be > 0 (or null)")
+    known = sorted(c.autoscaling.worker_types)
+    groups: dict[str, str] = {}
+    for n in known:
+        group = n.replace("_", "-").lower()
+        key = f"cluster.autoscaling.worker_types.{n}"
+        _require(bool(_K8S_NAME.fullmatch(group)) and len(group) <= 30, key,
+                 f"names a KubeRay worker group ({group!r}): use at most 30 letters, digits, '-' or '_'")
+        _require(group not in groups, key, f"becomes the same worker group name as {groups.get(group)!r}")
+        groups[group] = n
+    for key, names in (("cluster.kuberay.job.worker_types", k.job.worker_types),
+                       ("cluster.kuberay.service.worker_types", k.service.worker_types)):
+        for n in names or []:
+            _require(n in c.autoscaling.worker_types, key, f"unknown worker type {n!r} (known: {', '.join(known)})")
+    nodes = [("cluster.head.k8s", c.head.k8s)] + [
+        (f"cluster.autoscaling.worker_types.{n}.k8s", w.k8s) for n, w in c.autoscaling.worker_types.items()]
+    for key, r in nodes:
+        for res in ("cpu", "memory"):
+            _require(res in r.limits or res in r.requests, f"{key}.limits",
+                     f"cluster=kuberay needs the Ray container's {res} (limits or requests)")
+        for item in r.node_selector:
+            label, sep, value = str(item).partition("=")
+            _require(bool(sep) and bool(_K8S_LABEL.fullmatch(label)) and bool(_K8S_LABEL_VALUE.fullmatch(value)),
+                     f"{key}.node_selector", f"items are label=value, got {item!r}")
+        for part, values in (("requests", r.requests), ("limits", r.limits)):
+            for res, q in values.items():
+                _require(bool(_K8S_QUANTITY.fullmatch(str(q))), f"{key}.{part}.{res}",
+                         f"not a Kubernetes quantity: {q!r} (e.g. 4, 500m, 16Gi)")
+
+
+_CLUSTER_NAME = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
+_NODE_TYPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_K8S_LABEL = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_K8S_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+_INSTALL_DIR = re.compile(r"(~/)?[A-Za-z0-9._/-]+")
+_K8S_QUANTITY = re.compile(r"(\d+(\.\d+)?|\.\d+)([eE][-+]?\d+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
 
 
 def _check_serve(s: ServeConfig) -> None:

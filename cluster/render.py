@@ -1,0 +1,107 @@
+"""``python -m cluster render``: the files that describe ``cfg.cluster`` to the tool that starts it.
+
+- ``cluster=local``: the fake multi-node autoscaler config that ``python -m cluster up`` hands Ray
+  (``cluster/autoscaling.py``), for inspection.
+- ``cluster=aws`` / ``cluster=gcp``: a Ray cluster-launcher config for ``ray up``
+  (``cluster/launcher.py``).
+- ``cluster=kuberay``: a RayCluster, a RayService and a RayJob for ``kubectl apply``
+  (``cluster/kuberay.py``).
+
+``render`` is pure (config in, documents out) and checks the config first, so a wrong value fails
+here with a ConfigError naming the key, before any file is written. No rendered file contains the
+auth token: nodes get it from a file copied by the launcher, a cloud secret manager, or a
+Kubernetes Secret.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cluster import autoscaling, kuberay, launcher, nodes
+from foundry import ray_runtime
+from foundry.config import ClusterKind, FoundryConfig, validate
+from foundry.errors import ConfigError
+
+DEFAULT_OUT_DIR = nodes.REPO_ROOT / "outputs" / "cluster"
+FILE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def render(cfg: FoundryConfig) -> dict[str, dict[str, Any]]:
+    """File name -> document for this config's cluster kind. Raises ConfigError naming the key."""
+    validate(cfg)
+    c = cfg.cluster
+    if c.kind is ClusterKind.local:
+        if not c.autoscaling.enabled:
+            raise ConfigError("cluster.autoscaling.enabled: cluster=local without autoscaling has no "
+                              "autoscaler config to render (`python -m cluster up` starts a plain head)")
+        return {"autoscaling.yaml": autoscaling.fake_multinode_config(c, ray_runtime.gcs_address(c))}
+    nodes.check_shared_storage(cfg)
+    if c.kind in (ClusterKind.aws, ClusterKind.gcp):
+        return {"cluster.yaml": launcher.launcher_config(cfg)}
+    k = c.kuberay
+    all_types = list(c.autoscaling.worker_types)
+    if cfg.trainer.use_gpu:
+        nodes.check_gpu_workers(cfg, "cluster.kuberay.job.worker_types", k.job.worker_types or all_types)
+    if cfg.serve.use_gpu:
+        nodes.check_gpu_workers(cfg, "cluster.kuberay.service.worker_types", k.service.worker_types or all_types)
+    return {
+        "raycluster.yaml": kuberay.ray_cluster(cfg),
+        "rayservice.yaml": kuberay.ray_service(cfg),
+        "rayjob.yaml": kuberay.ray_job(cfg),
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (``serveConfigV2``) as readable ``|`` blocks instead of escaped one-liners."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str):
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def to_yaml(doc: dict[str, Any]) -> str:
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096)
+
+
+def header(cfg: FoundryConfig) -> str:
+    kind = cfg.cluster.kind.value
+    return (f"# Rendered by `python -m cluster render cluster={kind}` from conf/cluster/{kind}.yaml (Foundry).\n"
+            "# Edit the config and render again rather than editing this file. It holds no auth token.\n")
+
+
+def default_out(cfg: FoundryConfig) -> Path:
+    return DEFAULT_OUT_DIR / cfg.cluster.kind.value
+
+
+def write(cfg: FoundryConfig, out: str | Path | None = None) -> list[Path]:
+    """Render and write. ``out``: a directory (one file per document; default ``outputs/cluster/<kind>``)
+    or a file ending in .yaml/.yml (all documents in it, ``---``-separated) or .json (one document)."""
+    docs = render(cfg)
+    target = Path(out).expanduser() if out is not None else default_out(cfg)
+    if target.suffix in FILE_SUFFIXES and not target.is_dir():
+        if target.suffix == ".json":
+            if len(docs) != 1:
+                raise ConfigError(f"--out {target}: cluster={cfg.cluster.kind.value} renders {len(docs)} documents; "
+                                  "write them to a directory or a .yaml file")
+            import json
+
+            text = json.dumps(next(iter(docs.values())), indent=2) + "\n"
+        else:
+            text = header(cfg) + "---\n".join(to_yaml(d) for d in docs.values())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        return [target]
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, doc in docs.items():
+        path = target / name
+        path.write_text(header(cfg) + to_yaml(doc))
+        written.append(path)
+    return written
