@@ -78,13 +78,8 @@ def find_head(gcs_port: int) -> RayHead | None:
     markers = [head.session_dir + "/", head.session_dir + " "]
     node_flag = f"--node-id={head.node_id}" if head.node_id else None
     ray_dir = _ray_package_dir()
-    roots = []
-    for p, cmd in procs:
-        if not _is_ray_process(cmd, ray_dir):
-            continue
-        joined = " ".join(cmd) + " "
-        if any(m in joined for m in markers) or (node_flag and node_flag in cmd):
-            roots.append(p)
+    roots = [p for p, cmd in procs
+             if _is_ray_process(cmd, ray_dir) and _belongs(cmd, markers, node_flag, gcs_port)]
     me = {os.getpid(), *(a.pid for a in psutil.Process().parents())}
     found: dict[int, object] = {}
     for p in roots:
@@ -93,6 +88,20 @@ def find_head(gcs_port: int) -> RayHead | None:
                 found[q.pid] = q
     head.pids = sorted(found)
     return head
+
+
+def _belongs(cmd: list[str], session_markers: list[str], node_flag: str | None, gcs_port: int) -> bool:
+    """Is this Ray process part of the cluster whose GCS listens on ``gcs_port``?
+
+    The session directory identifies a cluster. The head's node id alone does not: with
+    ``RAY_FAKE_CLUSTER=1`` (cluster=local's autoscaler) every cluster's head gets the same fixed id
+    (``ffff...00000``), so a process found by node id (the Ray client server) must also name the
+    GCS port in its ``--address``; otherwise ``down`` would stop every other local cluster too.
+    """
+    joined = " ".join(cmd) + " "
+    if any(m in joined for m in session_markers):
+        return True
+    return bool(node_flag and node_flag in cmd and any(a.endswith(f":{gcs_port}") for a in cmd))
 
 
 def _children(p, psutil) -> list:

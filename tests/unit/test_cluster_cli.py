@@ -119,3 +119,19 @@ def test_cli_help_needs_no_cluster():
                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert proc.returncode == 0
     assert "up" in proc.stdout and "down" in proc.stdout and "status" in proc.stdout
+
+
+def test_down_matches_only_its_own_cluster_even_with_the_fake_head_node_id():
+    """Every fake-multinode head has the node id ffff...00000: the GCS port must decide."""
+    from cluster.processes import _belongs
+
+    fake_head = "--node-id=" + "f" * 51 + "00000"
+    markers = ["/tmp/ray/session_a/", "/tmp/ray/session_a "]
+    mine = ["python", "-m", "ray.util.client.server", "--address=192.0.2.2:6390", fake_head]
+    other = ["python", "-m", "ray.util.client.server", "--address=192.0.2.2:6379", fake_head]
+    other_raylet = ["raylet", "--raylet_socket_name=/tmp/ray/session_b/sockets/raylet", fake_head]
+    own_raylet = ["raylet", "--raylet_socket_name=/tmp/ray/session_a/sockets/raylet"]
+    assert _belongs(mine, markers, fake_head, 6390)
+    assert _belongs(own_raylet, markers, fake_head, 6390)
+    assert not _belongs(other, markers, fake_head, 6390)
+    assert not _belongs(other_raylet, markers, fake_head, 6390)
