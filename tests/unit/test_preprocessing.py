@@ -30,21 +30,6 @@ def root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cfg(root):
-    return config.load([f"storage.root={root}"])
-
-
-@pytest.fixture(scope="module")
-def ltv_cfg(root):
-    return config.load([f"storage.root={root}", "data=churn_ltv"])
-
-
-@pytest.fixture(scope="module")
-def seg_cfg(root):
-    return config.load([f"storage.root={root}", "data=churn_segment"])
-
-
-@pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
     return generate("churn", "baseline", ROWS, 0)
 

@@ -27,21 +27,6 @@ ROWS = 2000
 
 
 @pytest.fixture(scope="module")
-def cfg(tmp_path_factory):
-    return config.load([f"storage.root={tmp_path_factory.mktemp('root')}"])
-
-
-@pytest.fixture(scope="module")
-def ltv_cfg(tmp_path_factory):
-    return config.load([f"storage.root={tmp_path_factory.mktemp('root')}", "data=churn_ltv"])
-
-
-@pytest.fixture(scope="module")
-def seg_cfg(tmp_path_factory):
-    return config.load([f"storage.root={tmp_path_factory.mktemp('root')}", "data=churn_segment"])
-
-
-@pytest.fixture(scope="module")
 def baseline() -> pd.DataFrame:
     return generate("churn", "baseline", ROWS, 0)
 
