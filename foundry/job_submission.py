@@ -68,10 +68,12 @@ def follow(client, submission_id: str, timeout_s: float, out=print, show=lambda 
                 raise FoundryError(f"lost the Jobs API while following {submission_id}: {exc}") from exc
             time.sleep(POLL_S * failures)
             continue
-        for line in logs[shown:].splitlines():
+        # Print whole lines only: a poll can end mid-line, and the rest arrives with the next one.
+        end = len(logs) if status.is_terminal() else logs.rfind("\n", shown) + 1
+        for line in logs[shown:end].splitlines():
             if show(line):
                 out(f"  | {line}")
-        shown = len(logs)
+        shown = max(shown, end)
         if status.is_terminal():
             return status.value
         if time.monotonic() > deadline:
