@@ -159,6 +159,10 @@ class StorageConfig:
     def feedback(self) -> str:
         return f"{self.root.rstrip('/')}/feedback"
 
+    @property
+    def monitoring(self) -> str:
+        return f"{self.root.rstrip('/')}/monitoring"
+
 
 @dataclass
 class PromotionConfig:
@@ -434,6 +438,140 @@ class ClusterConfig:
     kuberay: KubeRayConfig = field(default_factory=KubeRayConfig)
 
 
+class MultivariateMethod(str, Enum):
+    lsdd = "lsdd"  # least-squares density difference: sensitive, ~0.5 s per window on 2 cores
+    mmd = "mmd"  # maximum mean discrepancy: a permutation test, seconds per window on CPU
+
+
+class ConceptMethod(str, Enum):
+    fet = "fet"  # windowed Fisher exact test on the error rate (classification)
+    fet_online = "fet_online"  # FETDriftOnline on the error stream, calibrated to an expected run time
+
+
+class OnlineMethod(str, Enum):
+    cvm = "cvm"  # CVMDriftOnline per feature
+    mmd = "mmd"  # MMDDriftOnline (torch): minutes to calibrate on CPU
+
+
+class RetrainDataPolicy(str, Enum):
+    recent = "recent"  # the most recent labelled live rows only
+    reference_plus_recent = "reference_plus_recent"  # the served version's reference sample plus recent rows
+
+
+class Correction(str, Enum):
+    bonferroni = "bonferroni"
+    fdr = "fdr"
+
+
+@dataclass
+class TabularDriftConfig:
+    enabled: bool = True
+    p_val: float = 0.05
+    correction: Correction = Correction.bonferroni
+    vote: bool = True
+
+
+@dataclass
+class MultivariateDriftConfig:
+    enabled: bool = True
+    method: MultivariateMethod = MultivariateMethod.lsdd
+    p_val: float = 0.05
+    n_permutations: int = 100
+    reference_rows: int = 1000
+    vote: bool = True
+
+
+@dataclass
+class PredictionDriftConfig:
+    enabled: bool = True
+    p_val: float = 0.05
+    vote: bool = False
+
+
+@dataclass
+class ConceptDriftConfig:
+    enabled: bool = True
+    method: ConceptMethod = ConceptMethod.fet
+    p_val: float = 0.01
+    window_rows: int = 500
+    ert: float = 5000.0
+    window_sizes: list[int] = field(default_factory=lambda: [200])
+    n_bootstraps: int = 20000
+    vote: bool = True
+
+
+@dataclass
+class OnlineDriftConfig:
+    enabled: bool = False
+    method: OnlineMethod = OnlineMethod.cvm
+    ert: float = 5000.0
+    window_sizes: list[int] = field(default_factory=lambda: [200])
+    n_bootstraps: int = 20000
+    reference_rows: int = 1000
+    vote: bool = True
+
+
+@dataclass
+class DriftDetectorsConfig:
+    tabular: TabularDriftConfig = field(default_factory=TabularDriftConfig)
+    multivariate: MultivariateDriftConfig = field(default_factory=MultivariateDriftConfig)
+    prediction: PredictionDriftConfig = field(default_factory=PredictionDriftConfig)
+    concept: ConceptDriftConfig = field(default_factory=ConceptDriftConfig)
+    online: OnlineDriftConfig = field(default_factory=OnlineDriftConfig)
+
+
+@dataclass
+class DriftWindowConfig:
+    size: int = 1000
+    test_every_rows: int = 500
+    consecutive: int = 2
+    votes_required: int = 1
+
+
+@dataclass
+class RetrainConfig:
+    enabled: bool = True
+    data_policy: RetrainDataPolicy = RetrainDataPolicy.recent
+    min_labelled_rows: int = 2000
+    max_rows: int = 20000
+    min_improvement: float = 0.01
+    cooldown_s: float = 600.0
+    max_retries: int = 2
+    backoff_s: float = 30.0
+    backoff_factor: float = 2.0
+    job_timeout_s: float = 1800.0
+    rollout: bool = True
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DriftSinkConfig:
+    buffer_rows: int = 20000
+    flush_interval_s: float = 0.5
+    max_in_flight: int = 4
+    lookup_interval_s: float = 5.0
+
+
+@dataclass
+class MonitorActorConfig:
+    name_prefix: str = "foundry-monitor"
+    namespace: str = "foundry"
+    num_cpus: float = 0.5
+    max_restarts: int = -1
+    poll_interval_s: float = 1.0
+    retain_rows: int = 50000
+
+
+@dataclass
+class DriftConfig:
+    enabled: bool = True
+    window: DriftWindowConfig = field(default_factory=DriftWindowConfig)
+    detectors: DriftDetectorsConfig = field(default_factory=DriftDetectorsConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    sink: DriftSinkConfig = field(default_factory=DriftSinkConfig)
+    monitor: MonitorActorConfig = field(default_factory=MonitorActorConfig)
+
+
 @dataclass
 class FoundryConfig:
     model_name: str = MISSING
@@ -445,7 +583,9 @@ class FoundryConfig:
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
     trigger: str = "manual"
+    drift_episode: str | None = None
 
 
 def register_schema() -> None:
@@ -736,6 +876,56 @@ def _check_serve(s: ServeConfig) -> None:
 _SERVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
+def _check_drift(d: DriftConfig, task: Task) -> None:
+    det = d.detectors
+    for key, p in (("tabular", det.tabular.p_val), ("multivariate", det.multivariate.p_val),
+                   ("prediction", det.prediction.p_val), ("concept", det.concept.p_val)):
+        _require(0 < p < 1, f"drift.detectors.{key}.p_val", f"must be in (0, 1), got {p}")
+    _require(det.multivariate.n_permutations >= 10, "drift.detectors.multivariate.n_permutations", "must be >= 10")
+    for key, rows in (("multivariate", det.multivariate.reference_rows), ("online", det.online.reference_rows)):
+        _require(rows >= 50, f"drift.detectors.{key}.reference_rows", f"must be >= 50, got {rows}")
+    for key, c in (("concept", det.concept), ("online", det.online)):
+        _require(c.ert > 1, f"drift.detectors.{key}.ert", f"must be > 1 (rows), got {c.ert}")
+        _require(bool(c.window_sizes) and all(w >= 1 for w in c.window_sizes), f"drift.detectors.{key}.window_sizes",
+                 f"must be a non-empty list of positive sizes, got {list(c.window_sizes)}")
+        _require(c.n_bootstraps >= 100, f"drift.detectors.{key}.n_bootstraps", "must be >= 100")
+    _require(det.concept.window_rows >= 10, "drift.detectors.concept.window_rows", "must be >= 10")
+    if det.concept.enabled and task is Task.regression:
+        _require(det.concept.method is ConceptMethod.fet, "drift.detectors.concept.method",
+                 "fet_online needs a binary error stream; regression models use the windowed test (fet)")
+    w = d.window
+    _require(w.size >= 20, "drift.window.size", f"must be >= 20 rows, got {w.size}")
+    _require(w.test_every_rows >= 1, "drift.window.test_every_rows", f"must be >= 1, got {w.test_every_rows}")
+    _require(w.consecutive >= 1, "drift.window.consecutive", f"must be >= 1, got {w.consecutive}")
+    _require(w.votes_required >= 1, "drift.window.votes_required", f"must be >= 1, got {w.votes_required}")
+    voters = [name for name in ("tabular", "multivariate", "prediction", "concept", "online")
+              if getattr(det, name).enabled and getattr(det, name).vote]
+    if d.enabled and d.retrain.enabled:
+        _require(len(voters) >= w.votes_required, "drift.window.votes_required",
+                 f"{w.votes_required} votes needed but only {len(voters)} enabled detector(s) vote ({voters})")
+    r = d.retrain
+    _require(r.min_labelled_rows >= 100, "drift.retrain.min_labelled_rows", f"must be >= 100, got {r.min_labelled_rows}")
+    _require(r.max_rows >= r.min_labelled_rows, "drift.retrain.max_rows",
+             f"must be >= min_labelled_rows ({r.min_labelled_rows}), got {r.max_rows}")
+    _require(r.min_improvement >= 0, "drift.retrain.min_improvement", "must be >= 0")
+    for key in ("cooldown_s", "backoff_s"):
+        _require(getattr(r, key) >= 0, f"drift.retrain.{key}", "must be >= 0")
+    _require(r.backoff_factor >= 1, "drift.retrain.backoff_factor", "must be >= 1")
+    _require(r.max_retries >= 0, "drift.retrain.max_retries", f"must be >= 0, got {r.max_retries}")
+    _require(r.job_timeout_s > 0, "drift.retrain.job_timeout_s", "must be > 0")
+    s = d.sink
+    _require(s.buffer_rows >= 1, "drift.sink.buffer_rows", f"must be >= 1, got {s.buffer_rows}")
+    _require(s.flush_interval_s > 0, "drift.sink.flush_interval_s", "must be > 0")
+    _require(s.max_in_flight >= 1, "drift.sink.max_in_flight", f"must be >= 1, got {s.max_in_flight}")
+    m = d.monitor
+    _require(bool(_SERVE_NAME.fullmatch(m.name_prefix)), "drift.monitor.name_prefix",
+             f"use letters, digits, '.', '-' or '_', got {m.name_prefix!r}")
+    _require(m.num_cpus >= 0, "drift.monitor.num_cpus", "must be >= 0")
+    _require(m.max_restarts >= -1, "drift.monitor.max_restarts", "must be >= -1 (-1: restart forever)")
+    _require(m.poll_interval_s > 0, "drift.monitor.poll_interval_s", "must be > 0")
+    _require(m.retain_rows >= w.size, "drift.monitor.retain_rows", f"must be >= drift.window.size ({w.size})")
+
+
 def validate(cfg: FoundryConfig) -> FoundryConfig:
     """Check what types cannot: ranges, sums and cross-field rules. Raises ConfigError naming the key."""
     _require(bool(cfg.model_name) and "/" not in cfg.model_name, "model_name",
@@ -747,6 +937,7 @@ def validate(cfg: FoundryConfig) -> FoundryConfig:
     _check_serve(cfg.serve)
     _check_cluster(cfg.cluster)
     _require(cfg.promotion.min_improvement >= 0, "promotion.min_improvement", "must be >= 0")
+    _check_drift(cfg.drift, cfg.data.task)
     return cfg
 
 

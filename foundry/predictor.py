@@ -32,6 +32,7 @@ class Predictions:
     index: np.ndarray | None  # predicted class index (classification)
     values: np.ndarray  # predicted label values (class labels, or regression values)
     proba: np.ndarray | None  # class probabilities (classification)
+    encoded: dict[str, np.ndarray] | None = None  # the preprocessed inputs (x_num, x_cat): what drift tests see
 
 
 class Predictor:
@@ -61,7 +62,7 @@ class Predictor:
         proba = probabilities(self.task, outputs)
         if proba is None:
             values = self.preprocessor.decode_regression(outputs.reshape(-1))
-            return Predictions(outputs, None, values, None)
+            return Predictions(outputs, None, values, None, encoded)
         index = proba.argmax(axis=1)
         classes = np.asarray(self.preprocessor.classes, dtype=object)
-        return Predictions(outputs, index, classes[index], proba)
+        return Predictions(outputs, index, classes[index], proba, encoded)

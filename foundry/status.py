@@ -89,6 +89,28 @@ def _registry(cfg: FoundryConfig) -> None:
         print(f"  {model:<20} {len(versions)} version(s)  aliases {aliases}  latest {latest.version if latest else '-'} {metric}")
 
 
+def _monitor(cfg: FoundryConfig) -> None:
+    import ray
+
+    from foundry.drift import monitor_name
+    from foundry.drift.events import read_events
+    from foundry.events import format_event
+
+    name = monitor_name(cfg.drift.monitor.name_prefix, cfg.model_name)
+    try:
+        status = ray.get(ray.get_actor(name, namespace=cfg.drift.monitor.namespace).status.remote(), timeout=30)
+        c = status["controller"]
+        print(f"  {name}: reference {status['reference_version']}, phase {c['phase']}, episode {c['episode']}, "
+              f"{status['counters']['rows']} rows / {status['counters']['labels']} labels seen")
+        for r in status["last_results"]:
+            p = "" if r["p_value"] is None else f" p={r['p_value']:.3g}"
+            print(f"    {r['detector']:<13} {'DRIFT' if r['drift'] else 'ok':<6}{p}")
+    except ValueError:
+        print(f"  no monitor {name!r} running (start it: python -m jobs.monitor)")
+    for e in read_events(cfg.storage.root, cfg.model_name)[-RECENT_JOBS:]:
+        print("  " + format_event(e))
+
+
 def main(overrides: list[str]) -> int:
     from foundry.ray_runtime import connect, dashboard_url, gcs_address
 
@@ -96,7 +118,8 @@ def main(overrides: list[str]) -> int:
     print(f"Foundry on cluster '{cfg.cluster.name}'  dashboard {dashboard_url(cfg.cluster)}  storage {cfg.storage.root}")
     connect(cfg.ray.address or gcs_address(cfg.cluster), log_to_driver=False, logging_level="ERROR")
     for title, show in (("cluster", _cluster), ("serve", _serve), ("named actors", _actors),
-                        ("recent jobs", lambda: _jobs(cfg)), ("registry", lambda: _registry(cfg))):
+                        ("recent jobs", lambda: _jobs(cfg)), ("registry", lambda: _registry(cfg)),
+                        (f"drift monitor of {cfg.model_name} and its latest events", lambda: _monitor(cfg))):
         _section(title)
         try:
             show()

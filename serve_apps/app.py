@@ -44,7 +44,7 @@ class FoundryPredictor:
         self.auth = ApiKeyChecker(load_api_key(s.auth))  # a missing key fails the replica, never opens it
         if not self.auth.enabled:
             logger.warning("serve.auth.enabled=false: /predict, /feedback and /model accept requests without a key")
-        self.service = PredictionService(self.cfg, RayServeMetrics())
+        self.service = PredictionService(self.cfg, RayServeMetrics(), sink=_monitor_sink(self.cfg))
         self.batching = s.batching.enabled
         self._predict_batched.set_max_batch_size(s.batching.max_batch_size)
         self._predict_batched.set_batch_wait_timeout_s(s.batching.batch_wait_timeout_s)
@@ -86,6 +86,19 @@ class FoundryPredictor:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         return self.service.health()
+
+
+def _monitor_sink(cfg: config.FoundryConfig):
+    """The non-blocking hand-off of live traffic to the model's drift monitor (if drift.enabled)."""
+    if not cfg.drift.enabled:
+        return None
+    from foundry.drift import monitor_name
+    from foundry.drift.metrics import sink_counter
+    from foundry.drift.sink import MonitorSink
+
+    m = cfg.drift.monitor
+    return MonitorSink(cfg.drift.sink, monitor_name(m.name_prefix, cfg.model_name), m.namespace,
+                       count=sink_counter(cfg.model_name)).start()
 
 
 def build(args: dict[str, Any]):

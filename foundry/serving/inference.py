@@ -8,14 +8,18 @@ response in the batch names that one version, however a swap interleaves.
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from foundry.serving.holder import LoadedModel
+
+logger = logging.getLogger(__name__)
 
 
 def to_frame(requests: Sequence[Sequence[Mapping[str, Any]]], features: Sequence[str],
@@ -29,8 +33,13 @@ def to_frame(requests: Sequence[Sequence[Mapping[str, Any]]], features: Sequence
 
 
 def predict_batch(loaded: LoadedModel, requests: Sequence[Sequence[Mapping[str, Any]]], features: Sequence[str],
-                  clip_bounds: Mapping[str, tuple[float | None, float | None]] | None = None) -> list[dict[str, Any]]:
-    """One response body (``PredictResponse`` as a dict) per request, in order."""
+                  clip_bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+                  observe: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """One response body (``PredictResponse`` as a dict) per request, in order.
+
+    ``observe`` (the drift monitor's sink) receives the batch's columns: request ids, raw features,
+    the preprocessed inputs and the outputs. It must not block (``MonitorSink.offer`` only buffers).
+    """
     frame = to_frame(requests, features, clip_bounds)
     result = loaded.predictor.predict(frame)
     values = result.values.tolist()
@@ -50,7 +59,25 @@ def predict_batch(loaded: LoadedModel, requests: Sequence[Sequence[Mapping[str, 
             preds.append(item)
         out.append({"model": loaded.model, "model_version": version, "predictions": preds})
         start = stop
+    if observe is not None:
+        try:
+            observe(live_columns(frame, result, [p["request_id"] for r in out for p in r["predictions"]], version))
+        except Exception as exc:  # monitoring must never fail a prediction
+            logger.warning("drift monitor sink: %s: %s", type(exc).__name__, exc)
     return out
+
+
+def live_columns(frame: pd.DataFrame, result: Any, request_ids: list[str], version: str) -> dict[str, Any]:
+    """What the drift monitor receives for one batch (numpy columns: cheap to pickle)."""
+    n = len(frame)
+    scores = result.proba if result.proba is not None else np.asarray(result.values, dtype=np.float64)
+    return {"request_id": np.asarray(request_ids, dtype=object),
+            "received_at": np.full(n, time.time()),
+            "model_version": np.full(n, version, dtype=object),
+            "prediction": np.asarray(result.values),
+            "scores": np.asarray(scores, dtype=np.float32),
+            "x_num": result.encoded["x_num"], "x_cat": result.encoded["x_cat"],
+            "raw": {name: frame[name].to_numpy(dtype=object) for name in frame.columns}}
 
 
 def _plain(value: Any) -> Any:

@@ -28,8 +28,10 @@ def configure_torch(threads: int) -> None:
 
 
 class PredictionService:
-    def __init__(self, cfg: FoundryConfig, metrics: ServingMetrics | None = None):
+    def __init__(self, cfg: FoundryConfig, metrics: ServingMetrics | None = None, sink=None):
+        """``sink``: a ``foundry.drift.sink.MonitorSink`` that hands live traffic to the drift monitor."""
         self.cfg = cfg
+        self.sink = sink
         self.models = build_models(cfg.data, cfg.serve)
         self.metrics = metrics or ServingMetrics()
         self.device = "cuda" if cfg.serve.use_gpu else "cpu"
@@ -50,7 +52,8 @@ class PredictionService:
     # ---- inference -------------------------------------------------------------------------------
     def run_batch(self, requests: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         loaded = self.holder.require()  # taken once: the whole batch is answered by this version
-        out = predict_batch(loaded, requests, self.models.feature_names, self.models.clip_bounds)
+        out = predict_batch(loaded, requests, self.models.feature_names, self.models.clip_bounds,
+                            observe=self.sink.offer if self.sink is not None else None)
         rows = sum(len(r) for r in requests)
         self.metrics.batch(len(requests), rows)
         self.metrics.predictions(loaded.model, loaded.version, rows)
@@ -64,6 +67,8 @@ class PredictionService:
         loaded = self.holder.require()
         store = self._feedback
         await asyncio.to_thread(store.write, labels, loaded.version)
+        if self.sink is not None:  # stored first: the monitor only needs them for its error stream
+            self.sink.offer_labels([item["request_id"] for item in labels], [item["label"] for item in labels])
         return {"accepted": len(labels), "model": loaded.model}
 
     def model_info(self) -> dict[str, Any]:

@@ -129,6 +129,9 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
         say("      " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "rows"))
         promote, decision, champion, champion_metrics = _decide(cfg, registry, metrics, prepared, say)
         timings["evaluate"] = time.perf_counter() - t2
+        t3 = time.perf_counter()
+        drift_detectors = _build_detectors(cfg, staging, run_name, say)
+        timings["drift_detectors"] = time.perf_counter() - t3
         metadata = {
             "task": cfg.data.task.value,
             "metrics": metrics,
@@ -141,7 +144,10 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
                          "best_epoch": int(history[-1]["best_epoch"]) if history else None,
                          "num_workers": cfg.trainer.num_workers, "use_gpu": cfg.trainer.use_gpu},
             "lineage": {"code_version": code_version(), "trigger": cfg.trigger, "parent_version": champion,
-                        "ray_job_id": _ray_job_id()},
+                        "ray_job_id": _ray_job_id(), "drift_episode": cfg.drift_episode},
+            "promotion": {"promoted": promote, "decision": decision, "policy": cfg.promotion.policy.value,
+                          "min_improvement": cfg.promotion.min_improvement},
+            "drift_detectors": drift_detectors,
             "timings_s": timings,
         }
         say(f"[4/4] registering {cfg.model_name} in {registry.root}")
@@ -153,6 +159,27 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
         f"{'promoted' if promote else 'unchanged'} ({decision})")
     return TrainOutcome(cfg.model_name, version.version, metrics, promote, decision, champion, champion_metrics,
                         timings)
+
+
+def _build_detectors(cfg: FoundryConfig, staging: Path, name: str, say) -> dict:
+    """Build and calibrate the drift detectors now (the job has the CPU budget), stored with the version.
+
+    A failure does not fail the training: the model is good, and a monitor builds detectors itself
+    when a version has none. It is recorded in the metadata and said loudly.
+    """
+    if not cfg.drift.enabled:
+        return {"built": False, "reason": "drift.enabled=false"}
+    from foundry.drift.detectors import DETECTORS_FILE, build_suite
+
+    say("      building drift detectors on the reference sample")
+    try:
+        suite = build_suite(cfg.drift.detectors, staging, name, say=say)
+        suite.save(staging / DETECTORS_FILE)
+    except Exception as exc:
+        log.exception("building drift detectors failed")
+        say(f"      WARNING: drift detectors not built ({type(exc).__name__}: {exc}); monitors will build them")
+        return {"built": False, "reason": f"{type(exc).__name__}: {exc}"}
+    return {"built": True, "config_key": suite.config_key, "seconds": suite.build_seconds}
 
 
 def _ray_job_id() -> str | None:

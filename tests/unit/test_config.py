@@ -14,6 +14,7 @@ from foundry.config import (
     CONF_DIR,
     ClusterConfig,
     DataConfig,
+    DriftConfig,
     FoundryConfig,
     ModelConfig,
     ServeConfig,
@@ -25,7 +26,7 @@ from foundry.config import (
 from foundry.errors import ConfigError
 
 SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "trainer": TrainerConfig,
-                 "storage": StorageConfig, "cluster": ClusterConfig, "serve": ServeConfig}
+                 "storage": StorageConfig, "cluster": ClusterConfig, "serve": ServeConfig, "drift": DriftConfig}
 
 
 def _root_defaults() -> list:
@@ -188,6 +189,20 @@ def test_wrong_type_names_key(tmp_path):
     (["data=churn_ltv", "data.classes=[a,b]"], "data.classes"),
     (["data.classes=[1,1]"], "data.classes"),
     (["data=churn_segment", "data.classes=[value,growth,value]"], "data.classes"),
+    (["drift.detectors.tabular.p_val=1.5"], "drift.detectors.tabular.p_val"),
+    (["drift.detectors.concept.p_val=0"], "drift.detectors.concept.p_val"),
+    (["drift.detectors.concept.window_sizes=[]"], "drift.detectors.concept.window_sizes"),
+    (["drift.detectors.online.ert=0"], "drift.detectors.online.ert"),
+    (["drift.window.size=5"], "drift.window.size"),
+    (["drift.window.votes_required=9"], "drift.window.votes_required"),
+    (["drift.retrain.max_retries=-1"], "drift.retrain.max_retries"),
+    (["drift.retrain.max_rows=10"], "drift.retrain.max_rows"),
+    (["drift.retrain.backoff_factor=0.5"], "drift.retrain.backoff_factor"),
+    (["drift.sink.buffer_rows=0"], "drift.sink.buffer_rows"),
+    (["drift.monitor.name_prefix=a b"], "drift.monitor.name_prefix"),
+    (["drift.monitor.retain_rows=10"], "drift.monitor.retain_rows"),
+    (["drift.detectors.multivariate.method=pca"], "drift.detectors.multivariate.method"),
+    (["data=churn_ltv", "drift.detectors.concept.method=fet_online"], "drift.detectors.concept.method"),
 ])
 def test_impossible_values_name_their_key(overrides, key, tmp_path):
     assert key in _errors(overrides, tmp_path)

@@ -1,0 +1,21 @@
+"""Drift monitoring and self-healing: detectors, the monitor actor, the retrain controller, events.
+
+The pieces, each in its own module:
+- ``features``: the matrices detectors test (built from the preprocessor's encoding, so the monitor
+  sees exactly what the model sees);
+- ``detectors``: alibi-detect detectors built from ``conf/drift`` on a version's reference sample,
+  stored with the version (``drift_detectors.pkl``) so monitors never recalibrate;
+- ``controller``: the retrain decision logic (votes, consecutive rounds, single flight, cooldown,
+  retries with backoff), pure and clock-injected;
+- ``sink``: the non-blocking, bounded hand-off from Serve replicas to the monitor;
+- ``live_store``/``events``/``state``: what the monitor persists;
+- ``retrain``: the retrain job's data set, overrides and outcome;
+- ``monitor``: the ``DriftMonitor`` Ray actor that ties them together.
+"""
+
+from __future__ import annotations
+
+
+def monitor_name(name_prefix: str, model: str) -> str:
+    """The monitor actor's name (one per served model), as shown on the dashboard's Actors page."""
+    return f"{name_prefix}-{model}"

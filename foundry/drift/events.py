@@ -1,0 +1,71 @@
+"""The history of a model's self-healing: one JSON file per decision, partitioned by day.
+
+Layout: ``<storage.monitoring>/<model>/events/date=YYYY-MM-DD/<UTC time>-<seq>-<kind>.json``. One
+file per event (written atomically) because object stores cannot append and two writers (a
+restarted monitor and its predecessor's late call) must never corrupt a shared file. Names sort by
+time, so reading the history back is a listing plus one read per file.
+
+Kinds: monitor_started, drift_detected, retrain_submitted, retrain_skipped, retrain_finished,
+retrain_failed, retries_exhausted, promoted, rejected, rolled_out, rollout_failed, rebased.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from foundry import storage
+from foundry.config import StorageConfig
+
+log = logging.getLogger(__name__)
+_SEQ = itertools.count()
+
+
+def events_uri(storage_root: str, model: str) -> str:
+    return storage.join(storage.normalize(StorageConfig(root=storage_root).monitoring), model, "events")
+
+
+class EventLog:
+    def __init__(self, storage_root: str, model: str, clock=lambda: datetime.now(timezone.utc)):
+        self.model = model
+        self.fs, self.base = storage.resolve(events_uri(storage_root, model))
+        self.clock = clock
+
+    def write(self, kind: str, message: str, **fields: Any) -> dict[str, Any]:
+        """Persist one event (and log it); returns the record. Secrets never go in here."""
+        at = self.clock()
+        record = {"at": at.isoformat(timespec="milliseconds"), "model": self.model, "kind": kind,
+                  "message": message, **fields}
+        name = f"{at:%H%M%S%f}-{next(_SEQ):06d}-{kind}.json"
+        path = storage.join(self.base, f"date={at:%Y-%m-%d}", name)
+        storage.write_bytes_atomic(self.fs, path, json.dumps(record, default=str).encode())
+        log.info("event %s %s: %s", self.model, kind, message)
+        return record
+
+
+def read_events(storage_root: str, model: str, kinds: set[str] | None = None,
+                since: datetime | None = None) -> list[dict[str, Any]]:
+    """Every stored event of ``model`` in time order (optionally only ``kinds``, at or after ``since``)."""
+    fs, base = storage.resolve(events_uri(storage_root, model))
+    if fs.get_file_info(base).type == pafs.FileType.NotFound:
+        return []
+    files = [f for f in fs.get_file_info(pafs.FileSelector(base, recursive=True))
+             if f.type == pafs.FileType.File and f.base_name.endswith(".json") and not f.base_name.startswith(".")]
+    if kinds:
+        files = [f for f in files if f.base_name[:-5].split("-", 2)[-1] in kinds]
+    out = []
+    for f in files:
+        try:
+            record = json.loads(storage.read_bytes(fs, f.path))
+        except (OSError, ValueError) as exc:
+            log.warning("skipping unreadable event file %s: %s", f.path, exc)
+            continue
+        if since is not None and datetime.fromisoformat(record["at"]) < since:
+            continue
+        out.append(record)
+    return sorted(out, key=lambda r: r["at"])

@@ -1,0 +1,53 @@
+"""The monitor's and the sink's metrics (``ray.util.metrics``: Prometheus via the Ray dashboard).
+
+Names are listed in ``cluster/grafana/foundry_dashboard.json`` where they are charted; a test keeps
+that dashboard and this module in step.
+"""
+
+from __future__ import annotations
+
+
+class MonitorMetrics:
+    def __init__(self, model: str):
+        from ray.util.metrics import Counter, Gauge
+
+        self.model = model
+        self.p_value = Gauge("foundry_drift_p_value", "Latest p-value per drift detector (windowed tests)",
+                             tag_keys=("model", "detector"))
+        self.statistic = Gauge("foundry_drift_statistic", "Latest test statistic per drift detector",
+                               tag_keys=("model", "detector"))
+        self.detected = Counter("foundry_drift_detected_total", "Test rounds in which a detector flagged drift",
+                                tag_keys=("model", "detector"))
+        self.episodes = Counter("foundry_drift_episodes_total", "Drift episodes (drift confirmed, retrain asked for)",
+                                tag_keys=("model",))
+        self.rows = Counter("foundry_monitor_rows_total", "Live rows and labels received by the monitor",
+                            tag_keys=("model", "kind"))
+        self.retrains = Counter("foundry_retrains_total",
+                                "Retrain jobs by outcome: submitted, succeeded, failed, promoted, rejected, exhausted",
+                                tag_keys=("model", "outcome"))
+
+    def result(self, detector: str, p_value: float | None, statistic: float | None, drift: bool) -> None:
+        tags = {"model": self.model, "detector": detector}
+        if p_value is not None:
+            self.p_value.set(p_value, tags=tags)
+        if statistic is not None:
+            self.statistic.set(statistic, tags=tags)
+        if drift:
+            self.detected.inc(1, tags=tags)
+
+    def retrain(self, outcome: str) -> None:
+        self.retrains.inc(1, tags={"model": self.model, "outcome": outcome})
+
+
+def sink_counter(model: str):
+    """``count(outcome, rows)`` for ``MonitorSink``: rows sent to / dropped before / lost by the monitor."""
+    from ray.util.metrics import Counter
+
+    counter = Counter("foundry_monitor_sink_rows_total", "Live rows a Serve replica sent to, sampled out "
+                      "before, or lost on the way to the drift monitor", tag_keys=("model", "outcome"))
+
+    def count(outcome: str, rows: int) -> None:
+        if rows:
+            counter.inc(rows, tags={"model": model, "outcome": outcome})
+
+    return count

@@ -1,0 +1,502 @@
+"""``DriftMonitor``: the Ray actor that watches one served model and heals it.
+
+One per model, named ``<drift.monitor.name_prefix>-<model>`` in namespace ``drift.monitor.namespace``,
+detached and restartable (``jobs.monitor`` creates it). It is a threaded actor: ``ingest`` calls
+from every Serve replica run concurrently (each persists its batch, then queues it), while one
+background thread does the work in rounds of ``poll_interval_s``:
+
+1. absorb queued live rows into the windows (and feed the online detectors) and match labels to
+   the predictions they judge (the error stream);
+2. every ``window.test_every_rows`` new rows, test the last ``window.size`` rows with every windowed
+   detector and the latest labelled window with the concept detector; the round "votes" drift when
+   ``window.votes_required`` voting detectors flag it, and ``RetrainController`` decides;
+3. submit / poll the retrain job through the Jobs API; when it finishes, record the outcome and,
+   on promotion, point Serve at the new version (``user_config``, no replica restart) and re-base
+   the detectors on the new version's reference sample.
+
+What survives a restart (``state.json``, rewritten atomically after every change): the controller
+(phase, episode, attempt, submission id, cooldown/backoff clocks), the reference version, counters
+and the last results. The windows are rebuilt from the persisted live rows and labels, so a
+restarted monitor tests the same data its predecessor would have.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from foundry import config as foundry_config
+from foundry import storage
+from foundry.config import FoundryConfig, StorageConfig, Task
+from foundry.drift import retrain
+from foundry.drift.controller import Action, ControllerState, Phase, RetrainController
+from foundry.drift.detectors import DetectorResult, DetectorSuite, load_or_build
+from foundry.drift.events import EventLog
+from foundry.drift.live_store import LiveStore
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+MAX_STATUS_ERRORS = 5
+
+
+def state_uri(storage_root: str, model: str) -> str:
+    return storage.join(storage.normalize(StorageConfig(root=storage_root).monitoring), model, STATE_FILE)
+
+
+@dataclass
+class _Window:
+    """The newest live rows, as the detectors need them (bounded by ``retain_rows``)."""
+
+    x_num: np.ndarray
+    x_cat: np.ndarray
+    scores: np.ndarray
+
+    @classmethod
+    def empty(cls) -> _Window:
+        return cls(np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64), np.zeros((0, 0), np.float32))
+
+    def append(self, x_num: np.ndarray, x_cat: np.ndarray, scores: np.ndarray, keep: int) -> None:
+        scores = scores.reshape(len(scores), -1).astype(np.float32)
+        if len(self.x_num) == 0:
+            self.x_num, self.x_cat, self.scores = x_num, x_cat, scores
+        else:
+            self.x_num = np.concatenate([self.x_num, x_num])[-keep:]
+            self.x_cat = np.concatenate([self.x_cat, x_cat])[-keep:]
+            self.scores = np.concatenate([self.scores, scores])[-keep:]
+
+    def __len__(self) -> int:
+        return len(self.x_num)
+
+
+class DriftMonitor:
+    """Plain class; ``jobs.monitor`` turns it into the detached actor (``ray.remote(DriftMonitor)``)."""
+
+    def __init__(self, config_data: dict[str, Any], base_overrides: list[str] | None = None,
+                 clock=time.time, start: bool = True):
+        self.cfg: FoundryConfig = foundry_config.from_container(config_data)
+        self.base_overrides = list(base_overrides or [])
+        self.model = self.cfg.model_name
+        self.clock = clock
+        self.events = EventLog(self.cfg.storage.root, self.model)
+        self.live = LiveStore(self.cfg.storage.root, self.model)
+        self.fs, self.state_path = storage.resolve(state_uri(self.cfg.storage.root, self.model))
+        self._queue: queue.Queue = queue.Queue()
+        self._labels: queue.Queue = queue.Queue()
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._metrics = None
+        self._client = None
+        self._status_errors = 0
+        self._waiting_note: str | None = None
+        self.last_results: list[dict] = []
+        self.counters = {"rows": 0, "labels": 0, "labels_matched": 0, "rounds": 0}
+        self.rows_since_test = 0
+        self.labels_since_test = 0
+        self._online_results: list[DetectorResult] = []  # online detectors' verdicts since the last round
+
+        saved = self._read_state()
+        self.controller = RetrainController(self.cfg.drift.retrain, self.model, self.cfg.drift.window.consecutive,
+                                            ControllerState.from_dict(saved.get("controller", {})))
+        self.counters.update(saved.get("counters", {}))
+        self.last_results = saved.get("last_results", [])
+        version = self.controller.state.reference_version or self._served_version()
+        self._load_reference(version)
+        restored = self._restore_windows()
+        self.events.write("monitor_started", f"monitoring {self.model} against {version} "
+                          f"({'restored state, ' if saved else ''}{restored} live rows reloaded)",
+                          reference_version=version, restored=bool(saved), phase=self.controller.state.phase.value,
+                          submission_id=self.controller.state.submission_id)
+        self._save_state()
+        self._thread = None
+        if start:
+            self._thread = threading.Thread(target=self._run, name="foundry-drift-monitor", daemon=True)
+            self._thread.start()
+
+    # ---- reference ---------------------------------------------------------------------------------
+    def _registry(self):
+        from foundry.registry import Registry
+
+        return Registry(storage.normalize(self.cfg.storage.registry))
+
+    def _served_version(self) -> str:
+        """What Serve serves now (its pinned user_config), else the promotion alias's version."""
+        try:
+            from foundry.serving.control import current_user_config
+
+            version = current_user_config(self.cfg.serve.app_name).get("version")
+            if version:
+                return version
+        except Exception as exc:  # Serve not running, or the app not deployed yet
+            log.info("no deployed Serve application %s (%s); using the %s alias", self.cfg.serve.app_name, exc,
+                     self.cfg.promotion.alias)
+        return self._registry().get(self.model, self.cfg.promotion.alias).version
+
+    def _load_reference(self, version: str) -> None:
+        from foundry.predictor import Predictor
+
+        path = self._registry().fetch(self.model, version)  # every file checked against the manifest
+        self.suite: DetectorSuite = load_or_build(self.cfg.drift.detectors, path, version, say=log.info)
+        self.predictor = Predictor.from_dir(path)
+        self.reference = retrain.reference_frame(path)
+        self.window = _Window.empty()
+        self.pending: OrderedDict[str, Any] = OrderedDict()  # request_id -> prediction, awaiting a label
+        self.early: OrderedDict[str, Any] = OrderedDict()  # request_id -> label that came before its row
+        self.errors: deque = deque(maxlen=max(self.cfg.drift.detectors.concept.window_rows, 1))
+        self.rows_since_test = 0
+        self.labels_since_test = 0
+        if not self.controller.state.reference_version:
+            self.controller.rebase(version)
+
+    def _restore_windows(self) -> int:
+        """Rebuild windows and the error stream from storage (after a restart or a re-base)."""
+        version = self.controller.state.reference_version
+        # Only rows the reference version served: older ones belong to the world before the last re-base.
+        recent = self.live.read_recent(self.cfg.drift.monitor.retain_rows,
+                                       where=lambda f: f[f["model_version"] == version])
+        if recent.empty:
+            return 0
+        self._absorb_frame(recent, feed_online=False)
+        from foundry.serving.feedback import read_feedback
+
+        labels = read_feedback(self.cfg.storage.root, self.model)
+        if not labels.empty:
+            self._match_labels(labels["request_id"].tolist(), labels["label"].tolist())
+        self.rows_since_test = 0
+        self.labels_since_test = 0
+        return len(recent)
+
+    # ---- ingestion (called from Serve replicas through MonitorSink) --------------------------------------
+    def ingest(self, batch: dict[str, Any]) -> int:
+        """Persist one batch of live rows, then queue it for the detectors; returns the rows taken."""
+        frame = self._frame(batch)
+        self.live.write(frame)
+        self._queue.put((batch, frame))
+        return len(frame)
+
+    def ingest_labels(self, request_ids: list[str], labels: list[Any]) -> int:
+        """Labels are already on storage (``POST /feedback`` wrote them); here they feed the error stream."""
+        self._labels.put((list(request_ids), list(labels)))
+        return len(request_ids)
+
+    def _frame(self, batch: dict[str, Any]) -> pd.DataFrame:
+        n = len(batch["request_id"])
+        out = {"request_id": np.asarray(batch["request_id"], dtype=object).astype(str),
+               "received_at": pd.to_datetime(np.asarray(batch["received_at"], dtype=np.float64), unit="s", utc=True),
+               "model_version": np.asarray(batch["model_version"], dtype=object).astype(str)}
+        pred = np.asarray(batch["prediction"])
+        out["prediction"] = pred.astype(np.float64) if self.cfg.data.task is Task.regression else pred.astype(str)
+        raw = batch.get("raw", {})
+        for f in self.cfg.data.features:
+            values = pd.Series(raw.get(f.name, [None] * n), dtype=object)
+            if f.type.value == "numeric":
+                out[f.name] = pd.to_numeric(values, errors="coerce").astype("float64")
+            else:
+                out[f.name] = values.where(values.notna(), None).map(lambda v: None if v is None else str(v))
+        return pd.DataFrame(out)
+
+    def _absorb_frame(self, frame: pd.DataFrame, feed_online: bool) -> None:
+        """Encode stored raw rows with the reference version (restore path: no matrices stored)."""
+        encoded = self.predictor.preprocessor.transform(frame)
+        preds = self.predictor.predict(frame)
+        scores = preds.proba if preds.proba is not None else preds.values.astype(np.float64)
+        self._absorb(frame["request_id"].tolist(), frame["prediction"].to_numpy(), encoded["x_num"],
+                     encoded["x_cat"], np.asarray(scores), feed_online)
+
+    def _absorb(self, request_ids, predictions, x_num, x_cat, scores, feed_online: bool) -> None:
+        keep = self.cfg.drift.monitor.retain_rows
+        self.window.append(np.asarray(x_num, np.float32), np.asarray(x_cat, np.int64), np.asarray(scores), keep)
+        early_ids, early_labels = [], []
+        for rid, pred in zip(request_ids, predictions, strict=True):
+            self.pending[rid] = pred
+            if rid in self.early:
+                early_ids.append(rid)
+                early_labels.append(self.early.pop(rid))
+        while len(self.pending) > keep:
+            self.pending.popitem(last=False)
+        if early_ids:
+            self.counters["labels_matched"] += self._match_labels(early_ids, early_labels)
+        self.rows_since_test += len(request_ids)
+        if feed_online:
+            result = self.suite.update_online(np.asarray(x_num, np.float32), np.asarray(x_cat, np.int64))
+            if result is not None:
+                self._online_results.append(result)
+
+    def _match_labels(self, request_ids: list[str], labels: list[Any]) -> int:
+        matched_preds, matched_labels = [], []
+        for rid, label in zip(request_ids, labels, strict=True):
+            pred = self.pending.pop(rid, None)
+            if pred is not None:
+                matched_preds.append(pred)
+                matched_labels.append(label)
+            else:  # the label overtook its row (separate queues): match it when the row arrives
+                self.early[rid] = label
+        while len(self.early) > self.cfg.drift.monitor.retain_rows:
+            self.early.popitem(last=False)
+        if matched_preds:
+            errs = self.suite.errors(np.asarray(matched_preds), np.asarray(matched_labels))
+            self.errors.extend(errs.tolist())
+            self.labels_since_test += len(errs)
+            if self.suite.cfg.concept.method.value == "fet_online":
+                result = self.suite.test_concept(errs)
+                if result is not None:
+                    self._online_results.append(result)
+        return len(matched_preds)
+
+    # ---- the background loop -------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.wait(self.cfg.drift.monitor.poll_interval_s):
+            try:
+                self.step()
+            except Exception:
+                log.exception("monitor round failed (it will be retried next round)")
+
+    def step(self) -> None:
+        """One round (the loop calls it; tests may call it directly with ``start=False``)."""
+        with self._lock:
+            now = self.clock()
+            drained = self._drain()
+            if drained and self.rows_since_test >= self.cfg.drift.window.test_every_rows \
+                    and len(self.window) >= self.cfg.drift.window.size:
+                self._test_round(now)
+            decision = self.controller.tick(now)
+            if decision.action is Action.submit:
+                self._submit(decision, now)
+            if self.controller.state.phase is Phase.running:
+                self._poll_job(now)
+            self._save_state()
+
+    def _drain(self) -> int:
+        n = 0
+        while True:
+            try:
+                batch, frame = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._absorb(frame["request_id"].tolist(), frame["prediction"].to_numpy(), batch["x_num"], batch["x_cat"],
+                         batch["scores"], feed_online=True)
+            self.counters["rows"] += len(frame)
+            self._count_rows("live", len(frame))
+            n += len(frame)
+        while True:
+            try:
+                ids, labels = self._labels.get_nowait()
+            except queue.Empty:
+                break
+            self.counters["labels"] += len(ids)
+            self.counters["labels_matched"] += self._match_labels(ids, labels)
+            self._count_rows("label", len(ids))
+            n += len(ids)
+        return n
+
+    def _test_round(self, now: float) -> None:
+        size = self.cfg.drift.window.size
+        w = self.window
+        results = self.suite.test_window(w.x_num[-size:], w.x_cat[-size:], w.scores[-size:])
+        concept_rows = self.cfg.drift.detectors.concept.window_rows
+        if self.suite.cfg.concept.method.value == "fet" and len(self.errors) >= concept_rows \
+                and self.labels_since_test > 0:
+            result = self.suite.test_concept(np.asarray(self.errors))
+            if result is not None:
+                results.append(result)
+        results += self._online_results
+        self._online_results = []
+        self.rows_since_test = 0
+        self.labels_since_test = 0
+        self.counters["rounds"] += 1
+        votes = [r.detector for r in results if r.vote and r.drift]
+        drifted = len(set(votes)) >= self.cfg.drift.window.votes_required
+        metrics = self._monitor_metrics()
+        for r in results:
+            if metrics:
+                metrics.result(r.detector, r.p_value, r.statistic, r.drift)
+        self.last_results = [{**r.to_dict(), "at": _iso(now)} for r in results]
+        decision = self.controller.observe(drifted, now)
+        log.info("round %d: %s -> %s", self.counters["rounds"],
+                 ", ".join(f"{r.detector}={'DRIFT' if r.drift else 'ok'}" for r in results), decision.reason)
+        if decision.action is Action.submit:
+            self.events.write("drift_detected", f"drift confirmed by {sorted(set(votes))} in "
+                              f"{self.controller.state.consecutive} rounds in a row; starting episode "
+                              f"{decision.episode_id}", episode=decision.episode_id, votes=sorted(set(votes)),
+                              results=self.last_results, rows_seen=self.counters["rows"])
+            if metrics:
+                metrics.episodes.inc(1, tags={"model": self.model})
+            self._submit(decision, now)
+
+    # ---- retrain jobs ------------------------------------------------------------------------------------
+    def _job_client(self):
+        if self._client is None:
+            from foundry import ray_runtime
+
+            self._client = ray_runtime.job_client(self.cfg.cluster)
+        return self._client
+
+    def _submit(self, decision, now: float) -> None:
+        from foundry import job_submission
+
+        episode = decision.episode_id
+        data = retrain.prepare_dataset(self.cfg, episode, self.reference)
+        if data is None:
+            self.controller.cancel()
+            note = f"episode {episode} waits for labels: fewer than {self.cfg.drift.retrain.min_labelled_rows} " \
+                   "labelled live rows"
+            if self._waiting_note != note:
+                self.events.write("retrain_waiting", note, episode=episode)
+                self._waiting_note = note
+            return
+        self._save_state()  # the submission id is on storage before the job exists: a restart re-finds it
+        overrides = retrain.job_overrides(self.cfg, self.base_overrides, data, episode)
+        meta = job_submission.metadata("retrain", self.model, trigger="drift", episode=episode)
+        try:
+            sub = job_submission.submit(self._job_client(), retrain.TRAIN_MODULE, overrides, meta,
+                                        submission_id=decision.submission_id)
+        except Exception as exc:
+            self.events.write("retrain_failed", f"could not submit {decision.submission_id}: {exc}",
+                              episode=episode, attempt=decision.attempt, submission_id=decision.submission_id)
+            self._retrain_metric("failed")
+            self._after_job(self.controller.job_finished("failed", now, f"submit failed: {exc}"))
+            return
+        self._retrain_metric("submitted")
+        self.events.write("retrain_submitted", f"{decision.reason}: submitted {sub.submission_id} "
+                          f"({data.rows} rows: {data.labelled_live_rows} labelled live + {data.reference_rows} "
+                          "reference)" + (" (it already existed)" if sub.already_existed else ""),
+                          episode=episode, attempt=decision.attempt, submission_id=sub.submission_id,
+                          data=data.uri, rows=data.rows, overrides=overrides)
+
+    def _poll_job(self, now: float) -> None:
+        s = self.controller.state
+        sid = s.submission_id
+        try:
+            status = self._job_client().get_job_status(sid).value
+            self._status_errors = 0
+        except Exception as exc:
+            self._status_errors += 1
+            if self._status_errors < MAX_STATUS_ERRORS:
+                return
+            status = f"UNKNOWN ({exc})"
+        if status in ("PENDING", "RUNNING"):
+            if s.submitted_at is not None and now - s.submitted_at > self.cfg.drift.retrain.job_timeout_s:
+                try:
+                    self._job_client().stop_job(sid)
+                except Exception as exc:
+                    log.warning("could not stop %s: %s", sid, exc)
+                status = f"TIMEOUT after {self.cfg.drift.retrain.job_timeout_s:.0f} s"
+            else:
+                return
+        episode = self.controller.current_episode_id
+        outcome = retrain.read_outcome(self.cfg, episode, status)
+        self._status_errors = 0
+        if outcome.outcome == "failed":
+            self._retrain_metric("failed")
+            self.events.write("retrain_failed", f"{sid}: {outcome.detail}", episode=episode, submission_id=sid,
+                              attempt=s.attempt)
+        else:
+            self._retrain_metric("succeeded")
+            self.events.write("retrain_finished", f"{sid} registered {outcome.version}: {outcome.detail}",
+                              episode=episode, submission_id=sid, version=outcome.version, metrics=outcome.metrics,
+                              champion_metrics=outcome.champion_metrics)
+        decision = self.controller.job_finished(outcome.outcome, now, outcome.detail)
+        self._after_job(decision)
+        if outcome.outcome == "promoted":
+            self._retrain_metric("promoted")
+            self.events.write("promoted", f"{outcome.version} is the new {self.cfg.promotion.alias}: "
+                              f"{outcome.detail}", episode=episode, version=outcome.version)
+            self._roll_out(outcome.version, episode)
+        elif outcome.outcome == "rejected":
+            self._retrain_metric("rejected")
+            self.events.write("rejected", f"{outcome.version} not promoted, {self.cfg.promotion.alias} unchanged: "
+                              f"{outcome.detail}", episode=episode, version=outcome.version)
+
+    def _after_job(self, decision) -> None:
+        if decision.action is Action.exhausted:
+            self._retrain_metric("exhausted")
+            self.events.write("retries_exhausted", decision.reason, episode=decision.episode_id,
+                              attempt=decision.attempt)
+        elif decision.detail.get("retry_in_s") is not None:
+            self.events.write("retrain_retry_scheduled", decision.reason, episode=decision.episode_id,
+                              attempt=decision.attempt, retry_in_s=decision.detail["retry_in_s"])
+
+    def _roll_out(self, version: str, episode: str) -> None:
+        if self.cfg.drift.retrain.rollout:
+            from foundry.serving import control
+
+            started = time.perf_counter()
+            try:
+                control.set_model_version(self.cfg.serve.app_name, version, self.cfg)
+            except Exception as exc:
+                self.events.write("rollout_failed", f"could not point Serve app {self.cfg.serve.app_name!r} at "
+                                  f"{version}: {exc}; still monitoring against {self.suite.version}",
+                                  episode=episode, version=version)
+                return
+            self.events.write("rolled_out", f"Serve app {self.cfg.serve.app_name!r} serves {version} (in place)",
+                              episode=episode, version=version, seconds=round(time.perf_counter() - started, 2))
+        previous = self.controller.state.reference_version
+        self.controller.rebase(version)
+        self._load_reference(version)
+        self.events.write("rebased", f"detectors re-based from {previous} to {version}'s reference sample",
+                          episode=episode, version=version, previous=previous)
+
+    # ---- state and status ---------------------------------------------------------------------------------
+    def _read_state(self) -> dict:
+        if not storage.exists(self.fs, self.state_path):
+            return {}
+        try:
+            return json.loads(storage.read_bytes(self.fs, self.state_path))
+        except ValueError as exc:
+            log.error("unreadable monitor state %s (%s); starting fresh", self.state_path, exc)
+            return {}
+
+    def _save_state(self) -> None:
+        state = {"model": self.model, "controller": self.controller.state.to_dict(), "counters": self.counters,
+                 "last_results": self.last_results, "saved_at": _iso(self.clock())}
+        storage.write_bytes_atomic(self.fs, self.state_path, json.dumps(state, default=str).encode())
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {"model": self.model, "reference_version": self.controller.state.reference_version,
+                    "controller": self.controller.state.to_dict(), "counters": dict(self.counters),
+                    "window_rows": len(self.window), "labelled_window_rows": len(self.errors),
+                    "queued_batches": self._queue.qsize(), "last_results": self.last_results}
+
+    def flush(self) -> dict[str, Any]:
+        """Run a round now (tests, benchmarks); returns the status."""
+        self.step()
+        return self.status()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ---- metrics -------------------------------------------------------------------------------------------
+    def _monitor_metrics(self):
+        if self._metrics is None:
+            try:
+                from foundry.drift.metrics import MonitorMetrics
+
+                self._metrics = MonitorMetrics(self.model)
+            except Exception:  # outside Ray (unit tests): no metrics
+                self._metrics = False
+        return self._metrics
+
+    def _count_rows(self, kind: str, n: int) -> None:
+        m = self._monitor_metrics()
+        if m:
+            m.rows.inc(n, tags={"model": self.model, "kind": kind})
+
+    def _retrain_metric(self, outcome: str) -> None:
+        m = self._monitor_metrics()
+        if m:
+            m.retrain(outcome)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")

@@ -1,0 +1,161 @@
+"""A retrain job for a drift episode: its data set, its Hydra overrides, and reading its outcome.
+
+Data (``drift.retrain.data_policy``):
+- ``recent``: the newest live rows that have a label from ``/feedback`` (joined on ``request_id``),
+  at most ``max_rows``;
+- ``reference_plus_recent``: the same plus the served version's reference sample (its training
+  rows), so a model forgets less of the old world.
+The set is written once per episode to ``<storage.monitoring>/<model>/retrain/<episode>.parquet``
+(atomically; a retry of the episode reuses it, so every attempt learns from the same rows) and
+the job is pointed at it with ``data.source.path``. Its split key becomes ``request_id``: the job
+then holds out a test split of these recent rows, on which ``promotion.policy=if_better`` scores
+the challenger AND the current production model, and promotes only by ``min_improvement``.
+
+Outcome: the job records the episode in the version's lineage (``drift_episode``) and its
+promotion decision in the metadata, so the monitor reads what happened from the registry instead
+of parsing logs.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import pandas as pd
+
+from foundry import storage
+from foundry.config import FoundryConfig, RetrainDataPolicy, StorageConfig, Task
+from foundry.drift.live_store import LiveStore
+from foundry.serving.feedback import read_feedback
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID = "request_id"
+TRAIN_MODULE = "jobs.train"
+# Keys the monitor sets for a retrain; a monitor's own overrides for them are dropped, not doubled.
+_RETRAIN_KEYS = ("model_name", "storage.root", "data.source.path", "data.source.format", "data.source.synthetic",
+                 "data.split.key", "trigger", "drift_episode", "promotion.policy", "promotion.min_improvement",
+                 "promotion.alias")
+
+
+@dataclass(frozen=True)
+class RetrainData:
+    uri: str
+    rows: int
+    labelled_live_rows: int
+    reference_rows: int
+
+
+def dataset_uri(storage_root: str, model: str, episode: str) -> str:
+    return storage.join(storage.normalize(StorageConfig(root=storage_root).monitoring), model, "retrain",
+                        f"{episode}.parquet")
+
+
+def labelled_live_rows(cfg: FoundryConfig) -> pd.DataFrame:
+    """The newest live rows with a label (at most ``drift.retrain.max_rows``), label in ``data.label``."""
+    labels = read_feedback(cfg.storage.root, cfg.model_name)
+    if labels.empty:
+        return pd.DataFrame()
+    labels = labels.sort_values("received_at").drop_duplicates(REQUEST_ID, keep="last")[[REQUEST_ID, "label"]]
+    labelled_ids = set(labels[REQUEST_ID])
+    live = LiveStore(cfg.storage.root, cfg.model_name).read_recent(
+        cfg.drift.retrain.max_rows, where=lambda f: f[f[REQUEST_ID].isin(labelled_ids)])
+    if live.empty:
+        return live
+    joined = live.merge(labels, on=REQUEST_ID, how="inner")
+    label = joined.pop("label")
+    joined[cfg.data.label] = label.astype("float64") if cfg.data.task is Task.regression else label.astype(str)
+    return joined[[REQUEST_ID] + [f.name for f in cfg.data.features] + [cfg.data.label]]
+
+
+def prepare_dataset(cfg: FoundryConfig, episode: str, reference: pd.DataFrame | None) -> RetrainData | None:
+    """Write the episode's training set (once) and describe it; None while too few rows are labelled."""
+    uri = dataset_uri(cfg.storage.root, cfg.model_name, episode)
+    fs, path = storage.resolve(uri)
+    if storage.exists(fs, path):  # a retry of the episode: same rows as the first attempt
+        import pyarrow.parquet as pq
+
+        meta = pq.read_metadata(io.BytesIO(storage.read_bytes(fs, path)))
+        return RetrainData(uri, meta.num_rows, meta.num_rows, 0)
+    recent = labelled_live_rows(cfg)
+    if len(recent) < cfg.drift.retrain.min_labelled_rows:
+        return None
+    parts = [recent]
+    ref_rows = 0
+    if cfg.drift.retrain.data_policy is RetrainDataPolicy.reference_plus_recent and reference is not None:
+        ref = reference[[f.name for f in cfg.data.features] + [cfg.data.label]].copy()
+        ref.insert(0, REQUEST_ID, [f"reference-{i}" for i in range(len(ref))])
+        if cfg.data.task is not Task.regression:
+            ref[cfg.data.label] = ref[cfg.data.label].astype(str)
+        parts.insert(0, ref)
+        ref_rows = len(ref)
+    frame = pd.concat(parts, ignore_index=True)
+    for f in cfg.data.features:  # one type per column, whatever the JSON of each request carried
+        if f.type.value == "numeric":
+            frame[f.name] = pd.to_numeric(frame[f.name], errors="coerce").astype("float64")
+        else:
+            frame[f.name] = frame[f.name].astype("string").astype(object).where(frame[f.name].notna(), None)
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    storage.write_bytes_atomic(fs, path, buf.getvalue())
+    return RetrainData(uri, len(frame), len(recent), ref_rows)
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def job_overrides(cfg: FoundryConfig, base_overrides: list[str], data: RetrainData, episode: str) -> list[str]:
+    """The monitor's own Hydra overrides (same data schema, model, cluster) plus the retrain's."""
+    kept = [o for o in base_overrides if _key(o) not in _RETRAIN_KEYS and not _key(o).startswith("drift.")]
+    return [*kept,
+            f"model_name={cfg.model_name}",
+            f"storage.root={storage.normalize(cfg.storage.root)}",
+            "data.source.synthetic=null",
+            f"data.source.path={data.uri}",
+            "data.source.format=parquet",
+            f"data.split.key={REQUEST_ID}",
+            "trigger=drift",
+            f"drift_episode={episode}",
+            "promotion.policy=if_better",
+            f"promotion.alias={cfg.promotion.alias}",
+            f"promotion.min_improvement={cfg.drift.retrain.min_improvement}",
+            *cfg.drift.retrain.overrides]
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    outcome: str  # promoted | rejected | failed
+    version: str | None
+    detail: str
+    metrics: dict | None = None
+    champion_metrics: dict | None = None
+
+
+def read_outcome(cfg: FoundryConfig, episode: str, job_status: str) -> RetrainOutcome:
+    """What a finished retrain job did, from the registry (the version it registered for the episode)."""
+    from foundry.registry import Registry
+
+    if job_status != "SUCCEEDED":
+        return RetrainOutcome("failed", None, f"job {job_status}")
+    registry = Registry(storage.normalize(cfg.storage.registry))
+    for mv in reversed(registry.versions(cfg.model_name)):
+        meta = mv.metadata or {}
+        if (meta.get("lineage") or {}).get("drift_episode") == episode:
+            promotion = meta.get("promotion") or {}
+            champion = (meta.get("champion_at_training") or {}).get("metrics_on_same_test_split")
+            outcome = "promoted" if promotion.get("promoted") else "rejected"
+            return RetrainOutcome(outcome, mv.version, promotion.get("decision", ""), meta.get("metrics"), champion)
+    return RetrainOutcome("failed", None, "the job succeeded but registered no version for the episode")
+
+
+def reference_frame(version_dir) -> pd.DataFrame | None:
+    from pathlib import Path
+
+    path = Path(version_dir) / "reference.parquet"
+    return pd.read_parquet(path) if path.exists() else None
+
+
+__all__ = ["RetrainData", "RetrainOutcome", "dataset_uri", "job_overrides", "labelled_live_rows",
+           "prepare_dataset", "read_outcome", "reference_frame"]

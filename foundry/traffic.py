@@ -1,0 +1,133 @@
+"""Live traffic for demos, tests and benchmarks: rows of a drift scenario sent over real HTTP.
+
+Each request carries ``rows_per_request`` rows of the bundled data set's ``scenario`` to
+``POST /predict``; the true labels of the answered rows go to ``POST /feedback`` (by request id),
+as a business would send them once the outcome is known. Every request's outcome is recorded
+(status, latency, served version, correctness), so a caller can tell how many requests failed,
+what accuracy users saw, and when the served version changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from foundry.datasets import generate
+
+LABEL_COLUMNS = ("churned", "customer_id", "segment", "lifetime_value")
+RETRY_STATUSES = (502, 503, 504)
+
+
+@dataclass
+class RequestRecord:
+    at: float
+    phase: str
+    status: int
+    latency_s: float
+    rows: int
+    version: str | None = None
+    correct: int = 0
+    error: str | None = None
+
+
+@dataclass
+class TrafficLog:
+    records: list[RequestRecord] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, record: RequestRecord) -> None:
+        with self.lock:
+            self.records.append(record)
+
+    def failed(self) -> list[RequestRecord]:
+        return [r for r in self.records if r.status != 200]
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([r.__dict__ for r in self.records])
+
+
+def scenario_rows(scenario: str, rows: int, seed: int, label: str = "churned") -> Iterator[tuple[list[dict], list]]:
+    """(feature rows as the API takes them, their labels), ``rows`` of them from ``scenario``."""
+    frame = generate("churn", scenario, rows, seed=seed)
+    labels = frame[label].astype(str).tolist()
+    features = json.loads(frame.drop(columns=list(LABEL_COLUMNS)).to_json(orient="records"))
+    yield features, labels
+
+
+class TrafficGenerator:
+    def __init__(self, url: str, api_key: str, rows_per_request: int = 20, concurrency: int = 4,
+                 feedback: bool = True, timeout_s: float = 30.0, retries: int = 0):
+        self.url = url.rstrip("/")
+        self.headers = {"X-API-Key": api_key}
+        self.rows_per_request = rows_per_request
+        self.concurrency = concurrency
+        self.feedback = feedback
+        self.retries = retries
+        self.client = httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_connections=concurrency * 2))
+        self.log = TrafficLog()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _one(self, phase: str, rows: list[dict], labels: list) -> None:
+        started = time.perf_counter()
+        attempt = 0
+        while True:
+            try:
+                r = self.client.post(f"{self.url}/predict", json={"rows": rows}, headers=self.headers)
+                status, body, error = r.status_code, (r.json() if r.status_code == 200 else None), \
+                    (None if r.status_code == 200 else r.text[:200])
+            except httpx.HTTPError as exc:
+                status, body, error = 0, None, f"{type(exc).__name__}: {exc}"
+            if status == 200 or attempt >= self.retries or (status and status not in RETRY_STATUSES):
+                break
+            attempt += 1
+            time.sleep(0.2 * attempt)
+        latency = time.perf_counter() - started
+        record = RequestRecord(time.time(), phase, status, latency, len(rows), error=error)
+        if body is not None:
+            preds = body["predictions"]
+            record.version = body["model_version"]
+            record.correct = sum(str(p["prediction"]) == str(y) for p, y in zip(preds, labels, strict=True))
+            if self.feedback:
+                fb = [{"request_id": p["request_id"], "label": y} for p, y in zip(preds, labels, strict=True)]
+                # Best effort: the prediction already counted; a lost label only thins the error stream.
+                with contextlib.suppress(httpx.HTTPError):
+                    self.client.post(f"{self.url}/feedback", json={"labels": fb}, headers=self.headers)
+        self.log.add(record)
+
+    def send(self, scenario: str, rows: int, seed: int, phase: str | None = None,
+             rate_rows_per_s: float | None = None) -> TrafficLog:
+        """Send ``rows`` rows of ``scenario``; returns the (shared) log. Blocks until all are answered."""
+        phase = phase or scenario
+        for features, labels in scenario_rows(scenario, rows, seed):
+            chunks = [(features[i:i + self.rows_per_request], labels[i:i + self.rows_per_request])
+                      for i in range(0, len(features), self.rows_per_request)]
+            interval = (self.rows_per_request / rate_rows_per_s) if rate_rows_per_s else 0.0
+            with ThreadPoolExecutor(self.concurrency) as pool:
+                start = time.perf_counter()
+                futures = []
+                for i, (rows_, labels_) in enumerate(chunks):
+                    if interval:
+                        delay = start + i * interval - time.perf_counter()
+                        if delay > 0:
+                            time.sleep(delay)
+                    futures.append(pool.submit(self._one, phase, rows_, labels_))
+                for f in futures:
+                    f.result()
+        return self.log
+
+
+def accuracy(records: list[RequestRecord]) -> float:
+    ok = [r for r in records if r.status == 200]
+    rows = sum(r.rows for r in ok)
+    return float(np.nan) if rows == 0 else sum(r.correct for r in ok) / rows
