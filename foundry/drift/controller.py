@@ -101,7 +101,9 @@ class RetrainController:
         """One test round's verdict (enough voting detectors flagged drift, or not)."""
         s = self.state
         s.consecutive = s.consecutive + 1 if drifted else 0
-        self.tick(now)
+        # Only the cooldown may end here: a due retry is submitted by tick(), whose Decision the caller
+        # performs (a retry started here would be lost: this method returns this round's decision).
+        self._end_cooldown(now)
         if not drifted:
             return Decision(Action.none, "no drift")
         if s.consecutive < self.consecutive_required:
@@ -118,12 +120,16 @@ class RetrainController:
         s.attempt = 1
         return self._submit(now, f"drift in {s.consecutive} rounds in a row")
 
-    def tick(self, now: float) -> Decision:
-        """Time passing: ends cooldowns, and resubmits a failed episode once its backoff is over."""
+    def _end_cooldown(self, now: float) -> None:
         s = self.state
         if s.phase is Phase.cooldown and now >= s.wait_until:
             s.phase = Phase.idle
             s.consecutive = 0  # a new episode needs fresh evidence gathered after the cooldown
+
+    def tick(self, now: float) -> Decision:
+        """Time passing: ends cooldowns, and resubmits a failed episode once its backoff is over."""
+        s = self.state
+        self._end_cooldown(now)
         if s.phase is Phase.backoff and now >= s.wait_until:
             s.attempt += 1
             return self._submit(now, f"retry {s.attempt - 1} of {self.cfg.max_retries}")

@@ -200,6 +200,21 @@ class DetectorSuite:
         return suite
 
 
+def ensure_cwd() -> None:
+    """Importing alibi-detect imports ``transformers``, which resolves a path against the working
+    directory at import time. A Ray job's working directory can vanish under a running process
+    (on a fake multi-node cluster every "node" unpacks the job's package into the same shared
+    folder, replacing it), and the import then fails with a bare FileNotFoundError."""
+    import os
+    import tempfile
+
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        os.chdir(tempfile.gettempdir())
+        log.warning("the working directory was gone; continuing in %s", tempfile.gettempdir())
+
+
 def _subsample(x: np.ndarray, rows: int) -> np.ndarray:
     if len(x) <= rows:
         return x
@@ -209,6 +224,7 @@ def _subsample(x: np.ndarray, rows: int) -> np.ndarray:
 
 def build_suite(cfg: DriftDetectorsConfig, version_dir: str | Path, version: str, say=log.info) -> DetectorSuite:
     """Build every enabled detector on the version's reference sample (``reference.parquet``)."""
+    ensure_cwd()
     from alibi_detect.cd import FETDrift, KSDrift, TabularDrift
 
     from foundry.predictor import Predictor
@@ -297,6 +313,7 @@ def build_suite(cfg: DriftDetectorsConfig, version_dir: str | Path, version: str
 
 def load_or_build(cfg: DriftDetectorsConfig, version_dir: str | Path, version: str, say=log.info) -> DetectorSuite:
     """The suite stored with the version when it matches ``cfg``; otherwise build one (and say why)."""
+    ensure_cwd()  # unpickling imports alibi-detect too
     path = Path(version_dir) / DETECTORS_FILE
     key = config_key(cfg)
     if path.exists():

@@ -59,7 +59,9 @@ def read_events(storage_root: str, model: str, kinds: set[str] | None = None,
     if kinds:
         files = [f for f in files if f.base_name[:-5].split("-", 2)[-1] in kinds]
     out = []
-    for f in files:
+    # By name (UTC time to the microsecond, then a sequence number): "at" has only milliseconds, and a
+    # listing comes in no particular order, so events written within one millisecond need this order.
+    for f in sorted(files, key=lambda f: f.path):
         try:
             record = json.loads(storage.read_bytes(fs, f.path))
         except (OSError, ValueError) as exc:

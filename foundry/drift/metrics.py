@@ -16,13 +16,13 @@ class MonitorMetrics:
                              tag_keys=("model", "detector"))
         self.statistic = Gauge("foundry_drift_statistic", "Latest test statistic per drift detector",
                                tag_keys=("model", "detector"))
-        self.detected = Counter("foundry_drift_detected_total", "Test rounds in which a detector flagged drift",
+        self.detected = Counter("foundry_drift_detections", "Test rounds in which a detector flagged drift",
                                 tag_keys=("model", "detector"))
-        self.episodes = Counter("foundry_drift_episodes_total", "Drift episodes (drift confirmed, retrain asked for)",
+        self.episodes = Counter("foundry_drift_episodes", "Drift episodes (drift confirmed, retrain asked for)",
                                 tag_keys=("model",))
-        self.rows = Counter("foundry_monitor_rows_total", "Live rows and labels received by the monitor",
+        self.rows = Counter("foundry_monitor_rows", "Live rows and labels received by the monitor",
                             tag_keys=("model", "kind"))
-        self.retrains = Counter("foundry_retrains_total",
+        self.retrains = Counter("foundry_retrains",
                                 "Retrain jobs by outcome: submitted, succeeded, failed, promoted, rejected, exhausted",
                                 tag_keys=("model", "outcome"))
 
@@ -43,7 +43,7 @@ def sink_counter(model: str):
     """``count(outcome, rows)`` for ``MonitorSink``: rows sent to / dropped before / lost by the monitor."""
     from ray.util.metrics import Counter
 
-    counter = Counter("foundry_monitor_sink_rows_total", "Live rows a Serve replica sent to, sampled out "
+    counter = Counter("foundry_monitor_sink_rows", "Live rows a Serve replica sent to, sampled out "
                       "before, or lost on the way to the drift monitor", tag_keys=("model", "outcome"))
 
     def count(outcome: str, rows: int) -> None:

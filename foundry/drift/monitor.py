@@ -61,19 +61,23 @@ class _Window:
     x_num: np.ndarray
     x_cat: np.ndarray
     scores: np.ndarray
+    received_at: np.ndarray  # epoch seconds
 
     @classmethod
     def empty(cls) -> _Window:
-        return cls(np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64), np.zeros((0, 0), np.float32))
+        return cls(np.zeros((0, 0), np.float32), np.zeros((0, 0), np.int64), np.zeros((0, 0), np.float32),
+                   np.zeros(0, np.float64))
 
-    def append(self, x_num: np.ndarray, x_cat: np.ndarray, scores: np.ndarray, keep: int) -> None:
+    def append(self, x_num: np.ndarray, x_cat: np.ndarray, scores: np.ndarray, received_at: np.ndarray,
+               keep: int) -> None:
         scores = scores.reshape(len(scores), -1).astype(np.float32)
         if len(self.x_num) == 0:
-            self.x_num, self.x_cat, self.scores = x_num, x_cat, scores
+            self.x_num, self.x_cat, self.scores, self.received_at = x_num, x_cat, scores, received_at
         else:
             self.x_num = np.concatenate([self.x_num, x_num])[-keep:]
             self.x_cat = np.concatenate([self.x_cat, x_cat])[-keep:]
             self.scores = np.concatenate([self.scores, scores])[-keep:]
+            self.received_at = np.concatenate([self.received_at, received_at])[-keep:]
 
     def __len__(self) -> int:
         return len(self.x_num)
@@ -99,6 +103,7 @@ class DriftMonitor:
         self._client = None
         self._status_errors = 0
         self._waiting_note: str | None = None
+        self._announced: str | None = None  # the episode whose drift_detected event is written
         self.last_results: list[dict] = []
         self.counters = {"rows": 0, "labels": 0, "labels_matched": 0, "rounds": 0}
         self.rows_since_test = 0
@@ -109,6 +114,7 @@ class DriftMonitor:
         self.controller = RetrainController(self.cfg.drift.retrain, self.model, self.cfg.drift.window.consecutive,
                                             ControllerState.from_dict(saved.get("controller", {})))
         self.counters.update(saved.get("counters", {}))
+        self.onset_at: float | None = saved.get("onset_at")
         self.last_results = saved.get("last_results", [])
         version = self.controller.state.reference_version or self._served_version()
         self._load_reference(version)
@@ -211,11 +217,12 @@ class DriftMonitor:
         preds = self.predictor.predict(frame)
         scores = preds.proba if preds.proba is not None else preds.values.astype(np.float64)
         self._absorb(frame["request_id"].tolist(), frame["prediction"].to_numpy(), encoded["x_num"],
-                     encoded["x_cat"], np.asarray(scores), feed_online)
+                     encoded["x_cat"], np.asarray(scores), _epoch(frame["received_at"]), feed_online)
 
-    def _absorb(self, request_ids, predictions, x_num, x_cat, scores, feed_online: bool) -> None:
+    def _absorb(self, request_ids, predictions, x_num, x_cat, scores, received_at, feed_online: bool) -> None:
         keep = self.cfg.drift.monitor.retain_rows
-        self.window.append(np.asarray(x_num, np.float32), np.asarray(x_cat, np.int64), np.asarray(scores), keep)
+        self.window.append(np.asarray(x_num, np.float32), np.asarray(x_cat, np.int64), np.asarray(scores),
+                           np.asarray(received_at, np.float64), keep)
         early_ids, early_labels = [], []
         for rid, pred in zip(request_ids, predictions, strict=True):
             self.pending[rid] = pred
@@ -284,7 +291,7 @@ class DriftMonitor:
             except queue.Empty:
                 break
             self._absorb(frame["request_id"].tolist(), frame["prediction"].to_numpy(), batch["x_num"], batch["x_cat"],
-                         batch["scores"], feed_online=True)
+                         batch["scores"], batch["received_at"], feed_online=True)
             self.counters["rows"] += len(frame)
             self._count_rows("live", len(frame))
             n += len(frame)
@@ -316,6 +323,11 @@ class DriftMonitor:
         self.counters["rounds"] += 1
         votes = [r.detector for r in results if r.vote and r.drift]
         drifted = len(set(votes)) >= self.cfg.drift.window.votes_required
+        if drifted and self.onset_at is None:
+            # The oldest row of the first window that looked drifted: a retrain learns from rows after it.
+            self.onset_at = float(w.received_at[-size:].min())
+        elif not drifted and self.controller.state.phase is Phase.idle:
+            self.onset_at = None
         metrics = self._monitor_metrics()
         for r in results:
             if metrics:
@@ -324,13 +336,15 @@ class DriftMonitor:
         decision = self.controller.observe(drifted, now)
         log.info("round %d: %s -> %s", self.counters["rounds"],
                  ", ".join(f"{r.detector}={'DRIFT' if r.drift else 'ok'}" for r in results), decision.reason)
-        if decision.action is Action.submit:
+        if decision.action is Action.submit and decision.episode_id != self._announced:
+            self._announced = decision.episode_id  # once per episode, also while it waits for labels
             self.events.write("drift_detected", f"drift confirmed by {sorted(set(votes))} in "
                               f"{self.controller.state.consecutive} rounds in a row; starting episode "
                               f"{decision.episode_id}", episode=decision.episode_id, votes=sorted(set(votes)),
                               results=self.last_results, rows_seen=self.counters["rows"])
             if metrics:
                 metrics.episodes.inc(1, tags={"model": self.model})
+        if decision.action is Action.submit:
             self._submit(decision, now)
 
     # ---- retrain jobs ------------------------------------------------------------------------------------
@@ -345,11 +359,11 @@ class DriftMonitor:
         from foundry import job_submission
 
         episode = decision.episode_id
-        data = retrain.prepare_dataset(self.cfg, episode, self.reference)
+        data = retrain.prepare_dataset(self.cfg, episode, self.reference, since=self.onset_at)
         if data is None:
             self.controller.cancel()
             note = f"episode {episode} waits for labels: fewer than {self.cfg.drift.retrain.min_labelled_rows} " \
-                   "labelled live rows"
+                   f"labelled live rows since the drift began ({_iso(self.onset_at or now)})"
             if self._waiting_note != note:
                 self.events.write("retrain_waiting", note, episode=episode)
                 self._waiting_note = note
@@ -442,6 +456,7 @@ class DriftMonitor:
                               episode=episode, version=version, seconds=round(time.perf_counter() - started, 2))
         previous = self.controller.state.reference_version
         self.controller.rebase(version)
+        self.onset_at = None
         self._load_reference(version)
         self.events.write("rebased", f"detectors re-based from {previous} to {version}'s reference sample",
                           episode=episode, version=version, previous=previous)
@@ -458,6 +473,7 @@ class DriftMonitor:
 
     def _save_state(self) -> None:
         state = {"model": self.model, "controller": self.controller.state.to_dict(), "counters": self.counters,
+                 "onset_at": self.onset_at,
                  "last_results": self.last_results, "saved_at": _iso(self.clock())}
         storage.write_bytes_atomic(self.fs, self.state_path, json.dumps(state, default=str).encode())
 
@@ -466,6 +482,7 @@ class DriftMonitor:
             return {"model": self.model, "reference_version": self.controller.state.reference_version,
                     "controller": self.controller.state.to_dict(), "counters": dict(self.counters),
                     "window_rows": len(self.window), "labelled_window_rows": len(self.errors),
+                    "onset_at": _iso(self.onset_at) if self.onset_at else None,
                     "queued_batches": self._queue.qsize(), "last_results": self.last_results}
 
     def flush(self) -> dict[str, Any]:
@@ -496,6 +513,10 @@ class DriftMonitor:
         m = self._monitor_metrics()
         if m:
             m.retrain(outcome)
+
+
+def _epoch(values: pd.Series) -> np.ndarray:
+    return (pd.to_datetime(values, utc=True).astype("int64") / 1e9).to_numpy(np.float64)
 
 
 def _iso(ts: float) -> str:

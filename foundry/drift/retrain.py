@@ -1,8 +1,9 @@
 """A retrain job for a drift episode: its data set, its Hydra overrides, and reading its outcome.
 
 Data (``drift.retrain.data_policy``):
-- ``recent``: the newest live rows that have a label from ``/feedback`` (joined on ``request_id``),
-  at most ``max_rows``;
+- ``recent``: the newest live rows received since the estimated drift onset (the oldest row of the
+  first window that looked drifted) that have a label from ``/feedback`` (joined on ``request_id``),
+  at most ``max_rows``; the job waits until ``min_labelled_rows`` of them exist;
 - ``reference_plus_recent``: the same plus the served version's reference sample (its training
   rows), so a model forgets less of the old world.
 The set is written once per episode to ``<storage.monitoring>/<model>/retrain/<episode>.parquet``
@@ -52,15 +53,23 @@ def dataset_uri(storage_root: str, model: str, episode: str) -> str:
                         f"{episode}.parquet")
 
 
-def labelled_live_rows(cfg: FoundryConfig) -> pd.DataFrame:
-    """The newest live rows with a label (at most ``drift.retrain.max_rows``), label in ``data.label``."""
+def labelled_live_rows(cfg: FoundryConfig, since: float | None = None) -> pd.DataFrame:
+    """The newest live rows with a label (at most ``drift.retrain.max_rows``), label in ``data.label``;
+    with ``since`` (epoch seconds) only rows received from then on."""
     labels = read_feedback(cfg.storage.root, cfg.model_name)
     if labels.empty:
         return pd.DataFrame()
     labels = labels.sort_values("received_at").drop_duplicates(REQUEST_ID, keep="last")[[REQUEST_ID, "label"]]
     labelled_ids = set(labels[REQUEST_ID])
-    live = LiveStore(cfg.storage.root, cfg.model_name).read_recent(
-        cfg.drift.retrain.max_rows, where=lambda f: f[f[REQUEST_ID].isin(labelled_ids)])
+    cutoff = None if since is None else pd.Timestamp(since, unit="s", tz="UTC")
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        mask = frame[REQUEST_ID].isin(labelled_ids)
+        if cutoff is not None:
+            mask &= frame["received_at"] >= cutoff
+        return frame[mask]
+
+    live = LiveStore(cfg.storage.root, cfg.model_name).read_recent(cfg.drift.retrain.max_rows, where=keep)
     if live.empty:
         return live
     joined = live.merge(labels, on=REQUEST_ID, how="inner")
@@ -69,8 +78,13 @@ def labelled_live_rows(cfg: FoundryConfig) -> pd.DataFrame:
     return joined[[REQUEST_ID] + [f.name for f in cfg.data.features] + [cfg.data.label]]
 
 
-def prepare_dataset(cfg: FoundryConfig, episode: str, reference: pd.DataFrame | None) -> RetrainData | None:
-    """Write the episode's training set (once) and describe it; None while too few rows are labelled."""
+def prepare_dataset(cfg: FoundryConfig, episode: str, reference: pd.DataFrame | None,
+                    since: float | None = None) -> RetrainData | None:
+    """Write the episode's training set (once) and describe it; None while too few rows are labelled.
+
+    ``since``: the estimated drift onset. Rows from before it show the old world, which the model
+    being replaced already knows; learning from them would dilute what changed.
+    """
     uri = dataset_uri(cfg.storage.root, cfg.model_name, episode)
     fs, path = storage.resolve(uri)
     if storage.exists(fs, path):  # a retry of the episode: same rows as the first attempt
@@ -78,7 +92,7 @@ def prepare_dataset(cfg: FoundryConfig, episode: str, reference: pd.DataFrame | 
 
         meta = pq.read_metadata(io.BytesIO(storage.read_bytes(fs, path)))
         return RetrainData(uri, meta.num_rows, meta.num_rows, 0)
-    recent = labelled_live_rows(cfg)
+    recent = labelled_live_rows(cfg, since)
     if len(recent) < cfg.drift.retrain.min_labelled_rows:
         return None
     parts = [recent]

@@ -138,18 +138,28 @@ class MonitorSink:
         except ValueError:
             return None
 
+    def _ready(self, refs: list[Any]) -> tuple[list[Any], list[Any]]:
+        """(finished, still pending) among ``refs``, without waiting (tests replace this and ``_result``)."""
+        import ray
+
+        return ray.wait(refs, num_returns=len(refs), timeout=0)
+
+    def _result(self, ref: Any) -> Any:
+        """The result of a finished send; raises what the call raised."""
+        import ray
+
+        return ray.get(ref, timeout=0)
+
     def _settle(self) -> None:
         """Forget acknowledged sends; count the ones that failed."""
         if not self._in_flight:
             return
-        import ray
-
         rows_of = dict(self._in_flight)
-        done, pending = ray.wait(list(rows_of), num_returns=len(rows_of), timeout=0)
+        done, pending = self._ready(list(rows_of))
         self._in_flight = [(ref, rows_of[ref]) for ref in pending]
         for ref in done:
             try:
-                ray.get(ref, timeout=0)
+                self._result(ref)
             except Exception as exc:  # the actor died and the call could not be retried
                 rows = rows_of[ref]
                 self.stats["failed"] += rows

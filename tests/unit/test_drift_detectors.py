@@ -1,0 +1,307 @@
+"""The drift detector suite on a real model version directory (built here, without Ray): every shipped
+``conf/drift`` option builds its detectors, each flags the drift it is meant to and stays quiet on
+clean traffic, and a stored suite round-trips and is reused only by a monitor with the same config.
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from alibi_detect.cd import (
+    CVMDriftOnline,
+    FETDrift,
+    FETDriftOnline,
+    KSDrift,
+    LSDDDrift,
+    MMDDrift,
+    MMDDriftOnline,
+    TabularDrift,
+)
+from drift_helpers import build_version_dir
+
+from foundry import config, datasets
+from foundry.config import CONF_DIR, ConceptMethod, DriftDetectorsConfig
+from foundry.drift.detectors import (
+    DETECTORS_FILE,
+    REFERENCE_FILE,
+    DetectorResult,
+    DetectorSuite,
+    build_suite,
+    config_key,
+    load_or_build,
+)
+from foundry.predictor import Predictor
+
+VERSION = "churn-v1"
+WINDOW_ROWS = 1000
+COVARIATE_COLUMNS = {"monthly_charges", "data_usage_gb", "age"}
+NEW_CATEGORY_COLUMNS = {"payment_method", "region"}
+
+# Full online calibration (ert=5000 over 20000 bootstrap streams) takes ~100 s on CPU; the training
+# job pays it once per version. Here a small ERT, few bootstraps and short windows keep the build
+# under a second while exercising the same code paths.
+FAST_CALIBRATION = [
+    "drift.detectors.online.ert=100", "drift.detectors.online.n_bootstraps=1000",
+    "drift.detectors.online.window_sizes=[20]", "drift.detectors.online.reference_rows=200",
+    "drift.detectors.concept.ert=100", "drift.detectors.concept.n_bootstraps=1000",
+    "drift.detectors.concept.window_sizes=[20]",
+]
+
+OPTIONS = sorted(f.stem for f in (CONF_DIR / "drift").glob("*.yaml"))
+
+
+def _needs_calibration(d: DriftDetectorsConfig) -> bool:
+    return d.online.enabled or (d.concept.enabled and d.concept.method is ConceptMethod.fet_online)
+
+
+@functools.cache
+def detectors_cfg(option: str, *extra: str) -> DriftDetectorsConfig:
+    """``drift.detectors`` of one conf/drift option (storage is never touched: any root will do)."""
+    overrides = ["storage.root=/unused", f"drift={option}", *extra]
+    d = config.load(overrides).drift.detectors
+    return config.load([*overrides, *FAST_CALIBRATION]).drift.detectors if _needs_calibration(d) else d
+
+
+def options_with(name: str) -> list[str]:
+    return [o for o in OPTIONS if getattr(detectors_cfg(o), name).enabled]
+
+
+def test_options_are_discovered():
+    assert {"default", "light", "online"} <= set(OPTIONS)
+    assert options_with("tabular") and options_with("multivariate") and options_with("online")
+
+
+# ---- a model version directory, as the training job stages it ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def version_dir(tmp_path_factory, cfg) -> Path:
+    """A small churn model's version directory, as the training job stages it (``drift_helpers``)."""
+    return build_version_dir(cfg, tmp_path_factory.mktemp("version"))
+
+
+@pytest.fixture(scope="module")
+def windows(version_dir) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(x_num, x_cat, scores) of a live window per scenario, as the monitor receives them."""
+    predictor = Predictor.from_dir(version_dir)
+    out = {}
+    for scenario in ("baseline", "covariate_shift", "new_category"):
+        preds = predictor.predict(datasets.generate("churn", scenario, WINDOW_ROWS, seed=2))
+        out[scenario] = (preds.encoded["x_num"], preds.encoded["x_cat"], preds.proba)
+    return out
+
+
+@pytest.fixture(scope="module")
+def suites(version_dir):
+    """One suite per option, built on first use."""
+    built: dict[str, DetectorSuite] = {}
+
+    def get(option: str) -> DetectorSuite:
+        if option not in built:
+            built[option] = build_suite(detectors_cfg(option), version_dir, VERSION, say=lambda _: None)
+        built[option].reset_online()
+        return built[option]
+
+    return get
+
+
+def run_window(suite: DetectorSuite, window) -> dict[str, DetectorResult]:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # LSDD/MMD draw their permutations from torch's global generator
+        return {r.detector: r for r in suite.test_window(*window)}
+
+
+def error_stream(rate: float, rows: int) -> np.ndarray:
+    """0/1 errors at exactly ``rate``, evenly spread (no run of bad luck looks like drift)."""
+    i = np.arange(rows)
+    return (np.floor((i + 1) * rate) - np.floor(i * rate)).astype(np.int64)
+
+
+# ---- building ---------------------------------------------------------------------------------------------
+
+
+MULTIVARIATE = {"lsdd": LSDDDrift, "mmd": MMDDrift}
+CONCEPT = {"fet": FETDrift, "fet_online": FETDriftOnline}
+ONLINE = {"cvm": CVMDriftOnline, "mmd": MMDDriftOnline}
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_every_enabled_detector_is_built(option, suites):
+    d = detectors_cfg(option)
+    suite = suites(option)
+    assert suite.version == VERSION and suite.task == "binary" and suite.config_key == config_key(d)
+    expected = [name for name in ("tabular", "multivariate", "prediction") if getattr(d, name).enabled]
+    assert list(suite.window) == expected
+    if d.tabular.enabled:
+        assert isinstance(suite.window["tabular"], TabularDrift)
+        assert len(suite.names["tabular"]) == suite.window["tabular"].n_features
+    if d.multivariate.enabled:
+        assert isinstance(suite.window["multivariate"], MULTIVARIATE[d.multivariate.method.value])
+    if d.prediction.enabled:
+        assert isinstance(suite.window["prediction"], KSDrift) and suite.names["prediction"] == ["p(1)"]
+    assert (suite.concept is not None) == d.concept.enabled
+    if d.concept.enabled:
+        assert isinstance(suite.concept, CONCEPT[d.concept.method.value])
+        assert 0 < suite.concept_reference_error < 0.5
+    assert (suite.online is not None) == d.online.enabled
+    if d.online.enabled:
+        assert isinstance(suite.online, ONLINE[d.online.method.value])
+    assert set(suite.build_seconds) == set(expected) | {n for n in ("concept", "online") if getattr(d, n).enabled}
+
+
+def test_a_too_small_reference_sample_is_refused(version_dir, tmp_path):
+    small = tmp_path / "small"
+    shutil.copytree(version_dir, small)
+    pd.read_parquet(small / REFERENCE_FILE).head(49).to_parquet(small / REFERENCE_FILE, index=False)
+    with pytest.raises(ValueError, match="49 rows"):
+        build_suite(detectors_cfg("light"), small, VERSION)
+
+
+# ---- windowed tests -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_a_baseline_window_shows_no_drift(option, suites, windows):
+    suite = suites(option)
+    results = run_window(suite, windows["baseline"])
+    assert set(results) == set(suite.window)
+    for r in results.values():
+        assert not r.drift, r
+        assert r.rows == WINDOW_ROWS and r.p_value > r.threshold
+    if "tabular" in results:
+        assert results["tabular"].detail["drifted_columns"] == []
+
+
+@pytest.mark.parametrize("option", sorted(set(options_with("tabular")) | set(options_with("multivariate"))))
+def test_a_covariate_shift_is_flagged_naming_the_columns(option, suites, windows):
+    suite = suites(option)
+    results = run_window(suite, windows["covariate_shift"])
+    for name in ("tabular", "multivariate"):
+        if name in suite.window:
+            assert results[name].drift and results[name].vote, results[name]
+    if "tabular" in results:
+        drifted = set(results["tabular"].detail["drifted_columns"])
+        assert drifted & COVARIATE_COLUMNS and drifted <= set(suite.names["tabular"])
+
+
+@pytest.mark.parametrize("option", options_with("tabular"))
+def test_a_new_category_is_flagged(option, suites, windows):
+    result = run_window(suites(option), windows["new_category"])["tabular"]
+    assert result.drift
+    assert set(result.detail["drifted_columns"]) & NEW_CATEGORY_COLUMNS
+
+
+# ---- concept drift --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", options_with("concept"))
+def test_concept_drift_is_an_error_rate_above_the_reference(option, suites):
+    suite = suites(option)
+    d = detectors_cfg(option)
+    ref = suite.concept_reference_error
+    rows = d.concept.window_rows if d.concept.method is ConceptMethod.fet else 10 * d.concept.window_sizes[0]
+
+    same = suite.test_concept(error_stream(ref, rows))
+    assert not same.drift, same
+    assert same.detail["error_rate"] == pytest.approx(ref, abs=1 / rows)
+    assert same.detail["reference_error_rate"] == ref and same.vote == d.concept.vote
+
+    suite.reset_online()
+    worse = suite.test_concept(error_stream(min(ref + 0.4, 0.95), rows))
+    assert worse.drift, worse
+    if d.concept.method is ConceptMethod.fet_online:
+        assert 0 <= worse.detail["drift_at_row"] < rows
+    assert suite.test_concept(np.zeros(0, dtype=np.int64)) is None
+
+
+def test_errors_compare_predicted_and_actual_labels(suites):
+    suite = suites(options_with("concept")[0])
+    errs = suite.errors(np.array(["1", "0", "1"], dtype=object), np.array([1, 0, 0]))
+    assert errs.tolist() == [0, 0, 1]
+
+
+# ---- online detection on features ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", options_with("online"))
+def test_online_detection_flags_a_covariate_shift(option, suites, windows):
+    suite = suites(option)
+    x_num, x_cat, _ = windows["covariate_shift"]
+    result = suite.update_online(x_num[:300], x_cat[:300])
+    assert result.drift and result.rows == 300 and result.statistic > result.threshold
+    assert 0 <= result.detail["drift_at_row"] < 300
+    assert suite.online.t == 0  # reset after the detection, ready for the next rows
+    assert suite.update_online(x_num[:0], x_cat[:0]) is None
+
+
+# ---- persistence and reuse ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", OPTIONS)
+def test_save_and_load_give_identical_results(option, suites, windows, tmp_path):
+    suite = suites(option)
+    path = tmp_path / DETECTORS_FILE
+    suite.save(path)
+    loaded = DetectorSuite.load(path)
+    assert loaded.config_key == suite.config_key and loaded.version == suite.version
+    assert loaded.names == suite.names and loaded.concept_reference_error == suite.concept_reference_error
+    assert loaded.preprocessor == suite.preprocessor
+    for scenario in ("baseline", "covariate_shift"):
+        assert run_window(loaded, windows[scenario]) == run_window(suite, windows[scenario])
+    if suite.concept is not None:
+        stream = error_stream(min(suite.concept_reference_error + 0.4, 0.95), 200)
+        assert loaded.test_concept(stream) == suite.test_concept(stream)
+    if suite.online is not None:
+        x_num, x_cat, _ = windows["covariate_shift"]
+        assert loaded.update_online(x_num[:300], x_cat[:300]) == suite.update_online(x_num[:300], x_cat[:300])
+
+
+def test_load_refuses_a_file_without_a_suite(tmp_path):
+    path = tmp_path / DETECTORS_FILE
+    path.write_bytes(pickle.dumps({"not": "a suite"}))
+    with pytest.raises(TypeError, match="DetectorSuite"):
+        DetectorSuite.load(path)
+
+
+def test_load_or_build_uses_the_stored_suite_only_for_the_same_config(version_dir, tmp_path):
+    vdir = tmp_path / "version"
+    shutil.copytree(version_dir, vdir)
+    stored_cfg = detectors_cfg("light")
+    said: list[str] = []
+
+    first = load_or_build(stored_cfg, vdir, "built-here", say=said.append)
+    assert first.version == "built-here" and any("no stored detectors" in s for s in said)
+
+    build_suite(stored_cfg, vdir, "stored", say=lambda _: None).save(vdir / DETECTORS_FILE)
+    said.clear()
+    same = load_or_build(detectors_cfg("light"), vdir, "asked-for", say=said.append)
+    assert same.version == "stored" and said == []
+
+    other_cfg = detectors_cfg("light", "drift.detectors.tabular.p_val=0.01")
+    rebuilt = load_or_build(other_cfg, vdir, "asked-for", say=said.append)
+    assert rebuilt.version == "asked-for" and rebuilt.config_key == config_key(other_cfg) != same.config_key
+    assert any("another drift.detectors config" in s for s in said)
+
+
+def test_config_key_follows_every_detector_setting():
+    base = detectors_cfg("default")
+    assert config_key(base) == config_key(detectors_cfg("default")) and len(config_key(base)) == 16
+    changed = [
+        "drift.detectors.tabular.p_val=0.01",
+        "drift.detectors.tabular.correction=fdr",
+        "drift.detectors.multivariate.method=mmd",
+        "drift.detectors.multivariate.n_permutations=50",
+        "drift.detectors.prediction.vote=true",
+        "drift.detectors.concept.window_sizes=[100]",
+        "drift.detectors.online.enabled=true",
+    ]
+    keys = {config_key(detectors_cfg("default", c)) for c in changed}
+    assert len(keys) == len(changed) and config_key(base) not in keys
+    assert len({config_key(detectors_cfg(o)) for o in OPTIONS}) == len(OPTIONS)

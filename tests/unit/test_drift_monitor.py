@@ -1,0 +1,526 @@
+"""The ``DriftMonitor``'s decision wiring, without Ray: live traffic and labels in, events, Jobs API calls
+and registry aliases out.
+
+The monitor runs as a plain object (``start=False``; each test calls ``step()`` for a round) on a
+real model version in a real registry under ``tmp_path``, with a fake clock (cooldown and backoff
+are checked exactly) and a fake Jobs API client that records submissions, returns scripted job
+statuses and, when a job "succeeds", registers the challenger the way ``jobs.train`` would.
+Serve is never running here: the monitor must fall back to the promotion alias.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from drift_helpers import build_version_dir
+
+from foundry import config, datasets, storage
+from foundry.config import Task
+from foundry.drift.controller import Phase, submission_id
+from foundry.drift.events import read_events
+from foundry.drift.monitor import DriftMonitor
+from foundry.predictor import Predictor
+from foundry.registry import MANIFEST, Registry
+from foundry.serving.feedback import FeedbackStore
+from foundry.serving.inference import live_columns
+
+MODEL = "churn"
+ALIAS = "production"
+T0 = 1_000_000.0
+COOLDOWN_S = 100.0
+BACKOFF_S = 10.0
+MIN_IMPROVEMENT = 0.02
+ROWS = 200  # rows per round (the window size): each round is one test round on fresh rows
+UNLABELLED = 10  # rows per round that never get a label (a retrain set must leave them out)
+
+DRIFT = [
+    "drift=light",  # tabular + prediction + concept: no multivariate test, keeps every round cheap
+    f"drift.window.size={ROWS}", "drift.window.test_every_rows=100", "drift.window.consecutive=2",
+    # The served model errs on ~34% of concept_shift rows against ~22% on its reference sample: 200
+    # labelled rows at p=0.05 tell the two apart every time (100 rows at 0.01 would be a coin toss).
+    "drift.detectors.concept.window_rows=200", "drift.detectors.concept.p_val=0.05",
+    "drift.retrain.min_labelled_rows=150", "drift.retrain.max_rows=1000", "drift.retrain.rollout=false",
+    f"drift.retrain.cooldown_s={COOLDOWN_S:g}", f"drift.retrain.backoff_s={BACKOFF_S:g}",
+    "drift.retrain.backoff_factor=1", "drift.retrain.max_retries=1",
+    f"drift.retrain.min_improvement={MIN_IMPROVEMENT}",
+]
+# What jobs.monitor would hand over: the retrain keeps the trainer override, drops the drift.* one
+# and sets model_name itself (once).
+BASE_OVERRIDES = [f"model_name={MODEL}", "trainer.num_workers=1", f"drift.window.size={ROWS}"]
+
+
+# ---- fakes --------------------------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self, now: float = T0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass(frozen=True)
+class Status:
+    """What ``JobSubmissionClient.get_job_status`` returns, as far as the monitor reads it."""
+
+    value: str
+
+
+@dataclass
+class FakeJob:
+    entrypoint: str
+    metadata: dict
+    status: str = "PENDING"
+
+    @property
+    def episode(self) -> str:
+        return re.search(r"(?:^| )drift_episode=(\S+)", self.entrypoint).group(1)
+
+
+class FakeJobClient:
+    """The Jobs API as the monitor uses it. ``jobs`` may be shared with a predecessor's client (a
+    restarted monitor talks to the same cluster, which already knows the jobs)."""
+
+    def __init__(self, registry: Registry, scratch: Path, jobs: dict[str, FakeJob] | None = None):
+        self.registry = registry
+        self.scratch = scratch
+        self.jobs: dict[str, FakeJob] = jobs if jobs is not None else {}
+        self.calls: list[dict] = []  # every submit_job call, duplicates included
+        self.stopped: list[str] = []
+
+    def submit_job(self, *, entrypoint: str, runtime_env: dict | None = None, metadata: dict | None = None,
+                   submission_id: str | None = None) -> str:
+        self.calls.append({"entrypoint": entrypoint, "runtime_env": runtime_env, "metadata": metadata,
+                           "submission_id": submission_id})
+        if submission_id in self.jobs:  # what Ray answers
+            raise RuntimeError(f"Job with submission_id {submission_id} already exists. "
+                               "Please use a different submission_id.")
+        self.jobs[submission_id] = FakeJob(entrypoint, dict(metadata or {}))
+        return submission_id
+
+    def get_job_status(self, sid: str) -> Status:
+        if sid not in self.jobs:
+            raise RuntimeError(f"Job {sid} does not exist")
+        return Status(self.jobs[sid].status)
+
+    def stop_job(self, sid: str) -> bool:
+        self.stopped.append(sid)
+        self.jobs[sid].status = "STOPPED"
+        return True
+
+    @property
+    def submission_ids(self) -> list[str]:
+        return [c["submission_id"] for c in self.calls]
+
+    def set_status(self, sid: str, status: str) -> None:
+        self.jobs[sid].status = status
+
+    def succeed(self, sid: str, promoted: bool) -> str:
+        """The job trained and registered a challenger for its episode (and moved the alias if it won),
+        recording what ``foundry.train.workflow`` records; returns the new version."""
+        job = self.jobs[sid]
+        champion = self.registry.alias(MODEL, ALIAS)
+        src = self.registry.fetch(MODEL, champion)
+        out = self.scratch / f"challenger-{sid}"
+        out.mkdir(parents=True)
+        for f in src.iterdir():
+            if f.is_file() and f.name != MANIFEST:
+                shutil.copy2(f, out / f.name)
+        decision = (f"better by {MIN_IMPROVEMENT + 0.01:.3f}" if promoted
+                    else f"not better by promotion.min_improvement={MIN_IMPROVEMENT}")
+        mv = self.registry.register(MODEL, out, {
+            "lineage": {"drift_episode": job.episode, "trigger": "drift", "parent_version": champion},
+            "promotion": {"promoted": promoted, "decision": decision},
+            "metrics": {"roc_auc": 0.80 if promoted else 0.70},
+            "champion_at_training": {"version": champion, "metrics_on_same_test_split": {"roc_auc": 0.75}},
+        })
+        if promoted:
+            self.registry.set_alias(MODEL, ALIAS, mv.version, reason=decision)
+        job.status = "SUCCEEDED"
+        return mv.version
+
+
+# ---- the setup ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def version_dir(tmp_path_factory, cfg) -> Path:
+    return build_version_dir(cfg, tmp_path_factory.mktemp("version"))
+
+
+@pytest.fixture(autouse=True)
+def no_serve(monkeypatch) -> list[str]:
+    """Serve is not running: asking for its user_config fails (as it does without a deployed app), and
+    nothing may start or join a Ray cluster (Serve's lookup would ``ray.init()`` otherwise)."""
+    import ray
+
+    from foundry.serving import control
+
+    asked: list[str] = []
+
+    def current_user_config(app_name: str) -> dict:
+        asked.append(app_name)
+        raise control.ServeControlError(f"no Serve application {app_name!r} (unit test)")
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("a unit test tried to start or join a Ray cluster")
+
+    monkeypatch.setattr(control, "current_user_config", current_user_config)
+    monkeypatch.setattr(ray, "init", no_ray)
+    return asked
+
+
+@dataclass
+class Env:
+    root: Path
+    registry: Registry
+    v1: str
+    clock: FakeClock
+    config_data: dict
+    predictor: Predictor
+    feedback: FeedbackStore
+    features: list[str]
+    seed: int = int(__import__("os").environ.get("SEED_BASE", "100"))
+    truth: dict[str, str] = field(default_factory=dict)  # request_id -> true label, of every row sent
+    labelled: dict[str, str] = field(default_factory=dict)  # request_id -> label, as stored by /feedback
+    batches: list[dict] = field(default_factory=list)  # {"ids", "scenario", "version"} per ingested batch
+
+    def client(self, jobs: dict[str, FakeJob] | None = None) -> FakeJobClient:
+        return FakeJobClient(self.registry, self.root / "scratch", jobs)
+
+    def monitor(self, client: FakeJobClient) -> DriftMonitor:
+        m = DriftMonitor(self.config_data, base_overrides=BASE_OVERRIDES, clock=self.clock, start=False)
+        m._client = client
+        return m
+
+    def send(self, monitor: DriftMonitor, scenario: str, version: str | None = None, rows: int = ROWS,
+             unlabelled: int = UNLABELLED) -> list[str]:
+        """One batch of live traffic as a Serve replica hands it over, then its labels (all but the last
+        ``unlabelled`` rows) stored and forwarded as ``POST /feedback`` does; returns the request ids."""
+        self.seed += 1
+        df = datasets.generate("churn", scenario, rows, seed=self.seed)
+        frame = df[self.features]  # what the request carried
+        version = version or self.v1
+        ids = [f"{scenario}-{self.seed}-{i:04d}" for i in range(rows)]
+        result = self.predictor.predict(frame)
+        monitor.ingest(live_columns(frame, result, ids, version))
+        self.batches.append({"ids": ids, "scenario": scenario, "version": version})
+        self.truth.update(zip(ids, df["churned"].astype(str), strict=True))
+        if rows > unlabelled:
+            self.label(monitor, ids[:rows - unlabelled], version)
+        return ids
+
+    def label(self, monitor: DriftMonitor, ids: list[str], version: str | None = None) -> None:
+        """The true labels of ``ids`` arrive: stored first (``POST /feedback``), then sent to the monitor."""
+        labels = [self.truth[i] for i in ids]
+        self.feedback.write([{"request_id": i, "label": y} for i, y in zip(ids, labels, strict=True)],
+                            version or self.v1)
+        monitor.ingest_labels(ids, labels)
+        self.labelled.update(zip(ids, labels, strict=True))
+
+    def round(self, monitor: DriftMonitor, scenario: str, **kwargs) -> list[str]:
+        ids = self.send(monitor, scenario, **kwargs)
+        monitor.step()
+        return ids
+
+    def events(self, *kinds: str) -> list[dict]:
+        return read_events(str(self.root), MODEL, set(kinds) if kinds else None)
+
+
+@pytest.fixture
+def env(tmp_path, version_dir) -> Env:
+    root = tmp_path / "storage"
+    cfg = config.load([f"storage.root={root}", f"model_name={MODEL}", *DRIFT])
+    registry = Registry(root / "registry")
+    v1 = registry.register(MODEL, version_dir, {"lineage": {"trigger": "manual"}}).version
+    registry.set_alias(MODEL, ALIAS, v1)
+    return Env(root, registry, v1, FakeClock(), config.to_container(cfg), Predictor.from_dir(version_dir),
+               FeedbackStore(str(root), MODEL, Task.binary), [f.name for f in cfg.data.features])
+
+
+def start_episode(env: Env, monitor: DriftMonitor, client: FakeJobClient) -> str:
+    """Baseline traffic, then concept drift until the monitor submits a retrain; returns its id."""
+    for _ in range(2):
+        env.round(monitor, "baseline")
+    for _ in range(4):
+        env.round(monitor, "concept_shift")
+        if client.calls:
+            break
+    assert len(client.calls) == 1, client.calls
+    return client.calls[0]["submission_id"]
+
+
+def overrides_of(entrypoint: str) -> dict[str, str]:
+    words = entrypoint.split()
+    assert words[:3] == ["python", "-m", "jobs.train"], entrypoint
+    keys = [w.split("=", 1)[0] for w in words[3:]]
+    assert len(keys) == len(set(keys)), f"an override is given twice: {entrypoint}"
+    return dict(w.split("=", 1) for w in words[3:])
+
+
+def read_parquet(uri: str) -> pd.DataFrame:
+    fs, path = storage.resolve(uri)
+    return pq.read_table(io.BytesIO(storage.read_bytes(fs, path))).to_pandas()
+
+
+def kinds(events: list[dict]) -> list[str]:
+    return [e["kind"] for e in events]
+
+
+# ---- tests ----------------------------------------------------------------------------------------------------
+
+
+def test_baseline_traffic_starts_nothing_and_the_reference_is_the_production_alias(env, no_serve):
+    client = env.client()
+    monitor = env.monitor(client)
+    assert no_serve == [config.from_container(env.config_data).serve.app_name]  # asked Serve first
+    assert monitor.status()["reference_version"] == env.v1 == env.registry.alias(MODEL, ALIAS)
+    started = env.events("monitor_started")
+    assert len(started) == 1 and started[0]["reference_version"] == env.v1 and not started[0]["restored"]
+
+    for _ in range(4):
+        env.round(monitor, "baseline")
+
+    status = monitor.status()
+    assert status["counters"]["rounds"] == 4 and status["counters"]["rows"] == 4 * ROWS
+    assert status["counters"]["labels_matched"] == 4 * (ROWS - UNLABELLED)
+    assert status["last_results"] and not any(r["drift"] for r in status["last_results"])
+    assert {r["detector"] for r in status["last_results"]} >= {"tabular", "concept"}
+    assert status["controller"]["phase"] == "idle" and status["controller"]["consecutive"] == 0
+    assert status["onset_at"] is None
+    assert env.events("drift_detected", "retrain_submitted", "retrain_waiting") == []
+    assert client.calls == []
+
+
+def test_concept_drift_submits_exactly_one_retrain_on_the_rows_since_the_onset(env):
+    client = env.client()
+    monitor = env.monitor(client)
+    sid = start_episode(env, monitor, client)
+    for _ in range(3):  # the job runs; the drift goes on
+        client.set_status(sid, "RUNNING")
+        env.round(monitor, "concept_shift")
+    assert [r["detector"] for r in monitor.status()["last_results"] if r["drift"]] == ["concept"]
+    assert len(client.calls) == 1
+
+    detected = env.events("drift_detected")
+    assert len(detected) == 1
+    episode = detected[0]["episode"]
+    assert episode == f"{MODEL}-{env.v1}-e1" and "concept" in detected[0]["votes"]
+    assert sid == submission_id(MODEL, env.v1, 1, 1)
+    status = monitor.status()
+    assert status["controller"]["phase"] == "running" and status["controller"]["submission_id"] == sid
+
+    call = client.calls[0]
+    assert call["metadata"] == {"job_name": "retrain", "model": MODEL, "trigger": "drift", "episode": episode}
+    assert ".venv" in call["runtime_env"]["excludes"]
+    ov = overrides_of(call["entrypoint"])
+    assert ov["trigger"] == "drift" and ov["drift_episode"] == episode
+    assert ov["promotion.min_improvement"] == str(MIN_IMPROVEMENT) and ov["promotion.policy"] == "if_better"
+    assert ov["model_name"] == MODEL and ov["trainer.num_workers"] == "1" and ov["data.split.key"] == "request_id"
+    assert not any(k.startswith("drift.") for k in ov)
+
+    # The data set: every labelled row received since the first drifted window began, nothing else.
+    assert ov["data.source.path"].endswith(f"{episode}.parquet")
+    data = read_parquet(ov["data.source.path"])
+    drifted_before_submission = [b for b in env.batches[:4] if b["scenario"] == "concept_shift"]
+    expected = {i for b in drifted_before_submission for i in b["ids"] if i in env.labelled}
+    assert set(data["request_id"]) == expected and len(data) == len(expected) == 2 * (ROWS - UNLABELLED)
+    assert (data["churned"] == data["request_id"].map(env.labelled)).all()
+    submitted = env.events("retrain_submitted")
+    assert len(submitted) == 1 and submitted[0]["submission_id"] == sid and submitted[0]["rows"] == len(data)
+
+
+def test_a_promoted_challenger_rebases_the_monitor_then_cooldown_then_a_new_episode(env):
+    client = env.client()
+    monitor = env.monitor(client)
+    sid = start_episode(env, monitor, client)
+    v2 = client.succeed(sid, promoted=True)
+    monitor.step()
+
+    assert kinds(env.events("retrain_finished", "promoted", "rebased", "rolled_out")) == \
+        ["retrain_finished", "promoted", "rebased"]  # rollout is disabled: no Serve call
+    finished = env.events("retrain_finished")[0]
+    assert finished["version"] == v2 and finished["metrics"] == {"roc_auc": 0.80}
+    assert finished["champion_metrics"] == {"roc_auc": 0.75}
+    assert env.events("rebased")[0]["previous"] == env.v1
+    assert env.registry.alias(MODEL, ALIAS) == v2
+    status = monitor.status()
+    assert status["reference_version"] == v2 and status["controller"]["episode"] == 0
+    assert status["controller"]["phase"] == "cooldown"
+    assert status["controller"]["wait_until"] == T0 + COOLDOWN_S
+    assert status["window_rows"] == 0  # the old world's rows belong to v1
+
+    # Cooling down: the drift goes on (v2 is the same model) but nothing is submitted.
+    for _ in range(3):
+        env.clock.advance(10)
+        env.round(monitor, "concept_shift", version=v2)
+    assert any(r["detector"] == "concept" and r["drift"] for r in monitor.status()["last_results"])
+    assert monitor.status()["controller"]["phase"] == "cooldown"
+    assert len(client.calls) == 1 and len(env.events("drift_detected")) == 1
+
+    env.clock.advance(COOLDOWN_S)
+    monitor.step()
+    assert monitor.status()["controller"]["phase"] == "idle"
+    for _ in range(3):
+        env.round(monitor, "concept_shift", version=v2)
+        if len(client.calls) > 1:
+            break
+    assert len(client.calls) == 2
+    new_sid = client.calls[1]["submission_id"]
+    assert new_sid == submission_id(MODEL, v2, 1, 1) != sid
+    assert overrides_of(client.calls[1]["entrypoint"])["drift_episode"] == f"{MODEL}-{v2}-e1"
+    assert [e["episode"] for e in env.events("drift_detected")] == [f"{MODEL}-{env.v1}-e1", f"{MODEL}-{v2}-e1"]
+
+
+def test_a_rejected_challenger_leaves_production_and_the_reference_alone(env):
+    client = env.client()
+    monitor = env.monitor(client)
+    sid = start_episode(env, monitor, client)
+    v2 = client.succeed(sid, promoted=False)
+    monitor.step()
+
+    assert kinds(env.events("retrain_finished", "promoted", "rejected", "rebased")) == \
+        ["retrain_finished", "rejected"]
+    assert env.events("rejected")[0]["version"] == v2
+    assert env.registry.alias(MODEL, ALIAS) == env.v1
+    assert [mv.version for mv in env.registry.versions(MODEL)] == [env.v1, v2]
+    status = monitor.status()
+    assert status["reference_version"] == env.v1 and status["controller"]["phase"] == "cooldown"
+    assert status["controller"]["submission_id"] is None and status["window_rows"] > 0
+
+
+def test_a_failed_job_is_retried_once_after_the_backoff_then_given_up(env):
+    client = env.client()
+    monitor = env.monitor(client)
+    sid = start_episode(env, monitor, client)
+    episode = env.events("drift_detected")[0]["episode"]
+    data_path = overrides_of(client.calls[0]["entrypoint"])["data.source.path"]
+
+    client.set_status(sid, "FAILED")
+    monitor.step()
+    assert kinds(env.events("retrain_failed", "retrain_retry_scheduled")) == \
+        ["retrain_failed", "retrain_retry_scheduled"]
+    assert env.events("retrain_retry_scheduled")[0]["retry_in_s"] == BACKOFF_S
+    assert monitor.status()["controller"]["phase"] == "backoff"
+
+    env.clock.advance(BACKOFF_S - 1)
+    monitor.step()
+    assert len(client.calls) == 1  # still backing off
+
+    env.clock.advance(1)
+    monitor.step()
+    assert len(client.calls) == 2
+    retry = client.calls[1]
+    assert retry["submission_id"] == submission_id(MODEL, env.v1, 1, 2) == sid[:-1] + "2"
+    assert retry["metadata"]["episode"] == episode
+    assert overrides_of(retry["entrypoint"])["data.source.path"] == data_path  # same rows as attempt 1
+    assert monitor.status()["controller"]["attempt"] == 2
+    monitor.step()
+    assert len(client.calls) == 2  # a pending job is polled, not resubmitted
+
+    client.set_status(retry["submission_id"], "FAILED")
+    monitor.step()
+    assert kinds(env.events("retrain_failed", "retrain_retry_scheduled", "retries_exhausted")) == \
+        ["retrain_failed", "retrain_retry_scheduled", "retrain_failed", "retries_exhausted"]
+    assert env.events("retries_exhausted")[0]["episode"] == episode
+    status = monitor.status()
+    assert status["controller"]["phase"] == "cooldown" and status["controller"]["submission_id"] is None
+    env.clock.advance(BACKOFF_S)
+    monitor.step()
+    assert len(client.calls) == 2 and env.registry.alias(MODEL, ALIAS) == env.v1
+
+
+def test_a_restarted_monitor_resumes_the_running_job_without_resubmitting(env, no_serve):
+    first_client = env.client()
+    first = env.monitor(first_client)
+    sid = start_episode(env, first, first_client)
+    first_client.set_status(sid, "RUNNING")
+    onset = first.onset_at
+    asked = len(no_serve)
+
+    # The actor restarts: a new object on the same storage, talking to the same cluster.
+    client = env.client(jobs=first_client.jobs)
+    monitor = env.monitor(client)
+    assert len(no_serve) == asked  # the reference version comes from state.json
+    assert monitor.controller.state.phase is Phase.running and monitor.controller.state.submission_id == sid
+    status = monitor.status()
+    assert status["reference_version"] == env.v1 and monitor.onset_at == onset
+    assert status["window_rows"] == sum(len(b["ids"]) for b in env.batches)
+    assert status["labelled_window_rows"] > 0
+    restarted = env.events("monitor_started")[-1]
+    assert restarted["restored"] and restarted["phase"] == "running" and restarted["submission_id"] == sid
+
+    monitor.step()
+    env.round(monitor, "concept_shift")  # still drifting while the job runs
+    assert client.calls == []
+
+    v2 = client.succeed(sid, promoted=True)
+    monitor.step()
+    assert client.calls == []
+    assert kinds(env.events("retrain_finished", "promoted", "rebased")) == ["retrain_finished", "promoted", "rebased"]
+    assert monitor.status()["reference_version"] == v2
+    assert monitor.status()["controller"]["phase"] == "cooldown"
+    assert len(env.events("retrain_submitted")) == 1
+
+
+def test_a_duplicate_submission_counts_as_submitted(env):
+    # The cluster already has the job this episode is about to submit (a predecessor submitted it,
+    # and its state did not survive): Ray refuses the duplicate id, and that is not a failure.
+    client = env.client()
+    expected = submission_id(MODEL, env.v1, 1, 1)
+    client.jobs[expected] = FakeJob(f"python -m jobs.train drift_episode={MODEL}-{env.v1}-e1", {}, "RUNNING")
+    monitor = env.monitor(client)
+    sid = start_episode(env, monitor, client)
+
+    assert sid == expected
+    assert env.events("retrain_failed", "retrain_retry_scheduled") == []
+    submitted = env.events("retrain_submitted")
+    assert len(submitted) == 1 and submitted[0]["submission_id"] == sid
+    assert "already existed" in submitted[0]["message"]
+    status = monitor.status()
+    assert status["controller"]["phase"] == "running" and status["controller"]["submission_id"] == sid
+    monitor.step()
+    assert len(client.calls) == 1
+
+    client.succeed(sid, promoted=False)
+    monitor.step()
+    assert kinds(env.events("rejected")) == ["rejected"]
+
+
+def test_drift_without_enough_labels_waits_once_then_submits_when_they_arrive(env):
+    client = env.client()
+    monitor = env.monitor(client)
+    drifted: list[list[str]] = []
+    for _ in range(4):  # a covariate shift needs no labels to be seen; none arrive
+        drifted.append(env.round(monitor, "covariate_shift", unlabelled=ROWS))
+    assert any(r["detector"] == "tabular" and r["drift"] for r in monitor.status()["last_results"])
+    assert len(env.events("drift_detected")) == 1
+    waiting = env.events("retrain_waiting")
+    assert len(waiting) == 1 and waiting[0]["episode"] == f"{MODEL}-{env.v1}-e1"
+    assert client.calls == []
+    status = monitor.status()
+    assert status["controller"]["phase"] == "idle" and status["controller"]["episode"] == 0
+
+    # Some labels, still too few (the minimum is 150): it keeps waiting, quietly.
+    env.label(monitor, drifted[0][:100])
+    env.round(monitor, "covariate_shift", unlabelled=ROWS)
+    assert client.calls == [] and len(env.events("retrain_waiting")) == 1
+
+    env.label(monitor, drifted[1] + drifted[2])
+    env.round(monitor, "covariate_shift", unlabelled=ROWS)
+    assert len(client.calls) == 1
+    assert client.calls[0]["submission_id"] == submission_id(MODEL, env.v1, 1, 1)
+    assert len(env.events("drift_detected")) == 1 and len(env.events("retrain_waiting")) == 1
+    data = read_parquet(overrides_of(client.calls[0]["entrypoint"])["data.source.path"])
+    assert set(data["request_id"]) == set(drifted[0][:100] + drifted[1] + drifted[2])
