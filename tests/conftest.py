@@ -27,8 +27,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_GCS_PORT = int(os.environ.get("FOUNDRY_TEST_GCS_PORT", "6390"))  # env: run two sessions side by side
 TEST_DASHBOARD_PORT = int(os.environ.get("FOUNDRY_TEST_DASHBOARD_PORT", "8275"))
 # The test head takes work itself (conf/cluster/local.yaml's 0 would make every test wait for a
-# worker node); the autoscaler stays on, and test_autoscaling asks for more than these 4 CPUs.
-TEST_HEAD_CPUS = 4
+# worker node); the autoscaler stays on, and test_autoscaling asks for more than these 8 CPUs.
+# 8 logical CPUs on a 2-core box on purpose: fake worker nodes share the same cores, so a node
+# added for concurrent small jobs only adds process churn (every node starts its own workers and
+# unpacks every job's working_dir again); on one head the jobs reuse warm workers.
+TEST_HEAD_CPUS = 8
 CLUSTER_UP_TIMEOUT_S = 180
 
 

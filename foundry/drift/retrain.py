@@ -61,7 +61,8 @@ def labelled_live_rows(cfg: FoundryConfig, since: float | None = None) -> pd.Dat
         return pd.DataFrame()
     labels = labels.sort_values("received_at").drop_duplicates(REQUEST_ID, keep="last")[[REQUEST_ID, "label"]]
     labelled_ids = set(labels[REQUEST_ID])
-    cutoff = None if since is None else pd.Timestamp(since, unit="s", tz="UTC")
+    # 1 ms of slack: ``since`` went through float seconds, which can land a nanosecond after the row it names.
+    cutoff = None if since is None else pd.Timestamp(since, unit="s", tz="UTC") - pd.Timedelta(milliseconds=1)
 
     def keep(frame: pd.DataFrame) -> pd.DataFrame:
         mask = frame[REQUEST_ID].isin(labelled_ids)

@@ -23,12 +23,12 @@ def test_training_beyond_capacity_adds_nodes_then_idle_removes_them(ray_cluster,
     assert scaling.enabled
     idle_s = scaling.idle_timeout_minutes * 60
     baseline = _worker_nodes()
-    # 3 workers x 2 CPUs = 6 CPUs > the head's 4: only new nodes can place this placement group.
-    needed = 3 * 2
+    # 5 workers x 2 CPUs = 10 CPUs > the head's 8: only new nodes can place this placement group.
+    needed = 5 * 2
     assert needed > TEST_HEAD_CPUS
     model = f"scale-{uuid.uuid4().hex[:6]}"
     overrides = [*ray_cluster.overrides, f"model_name={model}", "+experiment=quick",
-                 "data.source.synthetic.rows=6000", "trainer.epochs=2", "trainer.num_workers=3",
+                 "data.source.synthetic.rows=6000", "trainer.epochs=2", "trainer.num_workers=5",
                  "trainer.cpus_per_worker=2"]
     submission_id = submit(job_client, "jobs.train", overrides, metadata("train", model)).submission_id
 

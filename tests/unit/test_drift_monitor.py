@@ -191,7 +191,7 @@ class Env:
     predictor: Predictor
     feedback: FeedbackStore
     features: list[str]
-    seed: int = int(__import__("os").environ.get("SEED_BASE", "100"))
+    seed: int = 100
     truth: dict[str, str] = field(default_factory=dict)  # request_id -> true label, of every row sent
     labelled: dict[str, str] = field(default_factory=dict)  # request_id -> label, as stored by /feedback
     batches: list[dict] = field(default_factory=list)  # {"ids", "scenario", "version"} per ingested batch
