@@ -87,15 +87,14 @@ def loop(ray_cluster, tmp_path_factory):
     registry.set_alias(NEG, "production", neg_v1, reason="test setup")
 
     env = {**os.environ, "FOUNDRY_API_KEY": KEY}
-
-    def deploy_and_watch(model: str) -> None:
-        _run("serve_apps.deploy", per_model[model], env)
-        out = _run("jobs.monitor", per_model[model], env)
+    # One deploy at a time: each applies the cluster's whole Serve config (the other apps included),
+    # so two concurrent deploys could each drop the other's app. The monitors may start side by side.
+    for overrides in per_model.values():
+        _run("serve_apps.deploy", overrides, env)
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda m: _run("jobs.monitor", per_model[m], env), per_model))
+    for model, out in zip(per_model, outs, strict=True):
         assert f"foundry-monitor-{model}" in out, out
-
-    with ThreadPoolExecutor(2) as pool:  # the two models side by side: half the setup time
-        for future in [pool.submit(deploy_and_watch, m) for m in per_model]:
-            future.result()
     generators = {m: TrafficGenerator(f"http://127.0.0.1:{port}/{m}", KEY, rows_per_request=25, concurrency=2)
                   for m in per_model}
     try:
