@@ -83,8 +83,6 @@ def monitoring_tax(wrk: str, env, port: int, duration: int) -> dict:
 
 
 def time_to_heal(env, port: int, rate: float) -> dict:
-    import ray
-
     from foundry import ray_runtime, storage
     from foundry.drift.events import read_events
     from foundry.registry import Registry
@@ -132,7 +130,8 @@ def time_to_heal(env, port: int, rate: float) -> dict:
     if sub is None or promoted is None:
         out["healed"] = False
         return out
-    ray_runtime.connect(f"127.0.0.1:{GCS_PORT}", logging_level="ERROR", log_to_driver=False)
+    # The Jobs API only (no ray.init here: a driver connected to the cluster is killed by Ray when the
+    # cluster goes down at the end, before this script could write its results).
     client = ray_runtime.job_client(f"http://127.0.0.1:{DASHBOARD_PORT}")
     info = client.get_job_info(sub["submission_id"])
     version = Registry(storage.normalize(str(STORAGE / "registry"))).get(MODEL, promoted["version"])
@@ -162,7 +161,6 @@ def time_to_heal(env, port: int, rate: float) -> dict:
                 "accuracy_before_drift": accuracy([r for r in gen.log.records if r.phase == "baseline"]),
                 "accuracy_during_drift": accuracy(before), "accuracy_after_heal": accuracy(after),
                 "requests": len(gen.log.records), "failed_requests": len(gen.log.failed())})
-    ray.shutdown()
     return out
 
 
@@ -186,7 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         say("monitoring tax (wrk, c=16) ...")
         tax = monitoring_tax(wrk, env, port, args.tax_duration)
         say("time to heal ...")
-        heal = time_to_heal(env, port, args.rate)
+        try:
+            heal = time_to_heal(env, port, args.rate)
+        except Exception as exc:  # keep the tax figures; the events stay on storage for a look
+            import traceback
+
+            traceback.print_exc()
+            heal = {"healed": False, "error": f"{type(exc).__name__}: {exc}", "events": []}
     finally:
         run([PY, "-m", "jobs.monitor", *common(port), "--stop"], env=env, timeout=120, check=False)
         run([PY, "-m", "cluster", "down", *CLUSTER], env=env, timeout=300, check=False)
