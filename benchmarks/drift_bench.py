@@ -52,10 +52,8 @@ assertions.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -72,6 +70,8 @@ import numpy as np  # noqa: E402 -- after OMP_NUM_THREADS
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from machine_info import host  # noqa: E402 -- benchmarks/ is the script's own directory
 
 TMP = REPO / "benchmarks" / "results" / "tmp"
 VERSION_DIR = TMP / "drift-version"
@@ -508,17 +508,11 @@ def option_settings(drift) -> dict:
 # ---- report ----------------------------------------------------------------------------------------------
 
 def machine() -> dict:
-    cpu = platform.processor()
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
     import alibi_detect
     import scipy
     import torch
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") *
-                                                                     os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "os": platform.platform(), "python": platform.python_version(), "numpy": np.__version__,
+    return {**host(), "numpy": np.__version__,
             "scipy": scipy.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "omp_num_threads_from_env": THREADS_FROM_ENV,
             "alibi_detect": alibi_detect.__version__}

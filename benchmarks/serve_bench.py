@@ -24,10 +24,8 @@ with p99 <= 50 ms. The model is trained once (``jobs.train``, the default MLP, 2
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -40,6 +38,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from machine_info import host  # noqa: E402 -- benchmarks/ is the script's own directory
 
 PY = sys.executable
 SLO_P99_MS = 50.0
@@ -207,18 +207,12 @@ def best(points: list[dict]) -> dict | None:
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    with contextlib.suppress(OSError, StopIteration):
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
     import fastapi
     import ray
     import torch
     import uvicorn
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") *
-                                                                     os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "os": platform.platform(), "python": platform.python_version(), "ray": ray.__version__,
+    return {**host(), "ray": ray.__version__,
             "torch": torch.__version__, "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__,
             "wrk": run(["wrk", "--version"], check=False).splitlines()[0].strip()}
 
