@@ -104,6 +104,7 @@ class DriftMonitor:
         self._status_errors = 0
         self._waiting_note: str | None = None
         self._announced: str | None = None  # the episode whose drift_detected event is written
+        self._labels_when_short: int | None = None  # labels seen when a retrain set last came up short
         self.last_results: list[dict] = []
         self.counters = {"rows": 0, "labels": 0, "labels_matched": 0, "rounds": 0}
         self.rows_since_test = 0
@@ -359,7 +360,13 @@ class DriftMonitor:
         from foundry import job_submission
 
         episode = decision.episode_id
+        if self._labels_when_short == self.counters["labels"]:
+            # Still short of labels and none arrived since the last look: reading every stored label
+            # again (one file per /feedback request) on each drifted round would only repeat the answer.
+            self.controller.cancel()
+            return
         data = retrain.prepare_dataset(self.cfg, episode, self.reference, since=self.onset_at)
+        self._labels_when_short = None if data is not None else self.counters["labels"]
         if data is None:
             self.controller.cancel()
             note = f"episode {episode} waits for labels: fewer than {self.cfg.drift.retrain.min_labelled_rows} " \
