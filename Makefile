@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo demo-down test lint cluster-up cluster-down cluster-status clean
+.PHONY: venv demo demo-down test lint bench cluster-up cluster-down cluster-status clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# Every benchmark one after another, then benchmarks/results/summary.md (ARGS="--quick", "--only data,train").
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py $(ARGS)
 
 cluster-up: $(STAMP)
 	$(PY) -m cluster up

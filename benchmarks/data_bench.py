@@ -1,0 +1,343 @@
+"""Data preprocessing throughput: the Ray Data pipeline vs the same steps in one pandas process.
+
+    python benchmarks/data_bench.py [--quick] [--rows 2000000] [--files 16] [--cpus 1,2] [--repeats 1]
+                                    [--out benchmarks/results/data.json]
+
+Setup: ``--rows`` baseline churn rows (``foundry.datasets.generate("churn", "baseline", rows, seed=0)``,
+16 columns) written once as ``--files`` Parquet files of equal size under ``benchmarks/results/tmp/``
+and reused while rows, files and seed are unchanged. Both paths start from those files and end with the
+same things in memory:
+- **Ray Data**: ``foundry.data.pipeline.prepare`` as the training job calls it (``conf/data/churn.yaml``
+  with ``data.source.path`` at the Parquet directory): read, profile every row (schema problems, split
+  sizes, fingerprint, the preprocessor's partial statistics), fit the preprocessor, draw the drift
+  reference sample, encode the train and val splits and materialize them in the object store
+  (``data.materialize=true``, the default). The test split stays lazy in both paths (the job evaluates it
+  later). A private Ray instance per CPU count (``ray.init(address="local", num_cpus=N)``, no
+  dashboard, token auth on); its start-up is not timed, and a warm-up ``prepare`` on one of the files
+  runs first so the worker processes exist and have imported the project (reported apart).
+- **pandas**: one process, the whole data set as one DataFrame (``pyarrow.parquet.read_table(...)
+  .to_pandas()``), run through the pipeline's own per-batch functions (``_profile``, ``_merge_profiles``,
+  ``_reference_rows``, ``_encode_split``: ``schema.profile_batch``, ``split.assign``,
+  ``preprocessor.partial_stats`` / ``fit`` / ``transform_with_label``), so the work is the same code on
+  one batch instead of thousands. Like the pipeline it hashes the split key four times (profile,
+  reference, train, val); a hand-written pandas version would do it once, so pandas could be a little
+  faster still.
+Throughput is input rows per wall second of the whole step, reading included. Both results are checked
+against each other (split sizes, fingerprint, fitted preprocessor, reference sample, sums of the encoded
+arrays) and the check goes into the JSON. The machine is shared: load averages go in too.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Ray reads this when it is first imported; every Ray client here must use token auth.
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from machine_info import host  # noqa: E402 -- benchmarks/ is the script's own directory
+from serve_bench import say  # noqa: E402
+
+TMP = REPO / "benchmarks" / "results" / "tmp"
+DATA_SEED = 0
+FULL = {"rows": 2_000_000, "files": 16, "repeats": 1, "cpus": "1,2"}
+QUICK = {"rows": 50_000, "files": 4, "repeats": 1, "cpus": "2"}  # one Ray start, not two
+ENCODED = ("train", "val")
+
+
+# ---- the data set ------------------------------------------------------------------------------------
+
+def write_source(rows: int, files: int, seed: int = DATA_SEED) -> Path:
+    """The Parquet directory for these settings, generated once (2M rows: tens of seconds) and reused.
+
+    Written to a temporary directory and renamed, so an interrupted run never leaves a partial data set
+    that a later run would take for complete.
+    """
+    out = TMP / "data-bench" / f"churn-baseline-seed{seed}-{rows}rows-{files}files"
+    if out.is_dir():
+        return out
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from foundry import datasets
+
+    say(f"generating {rows:,} churn rows (seed {seed}) into {files} Parquet file(s) ...")
+    df = datasets.generate("churn", "baseline", rows, seed=seed)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for i, part in enumerate(np.array_split(np.arange(rows), files)):
+        table = pa.Table.from_pandas(df.iloc[part], preserve_index=False)
+        pq.write_table(table, partial / f"part-{i:05d}.parquet")
+    partial.rename(out)
+    return out
+
+
+def bench_config(source: Path | str, storage_root: Path, extra: list[str] | None = None):
+    """The project's composed config, pointed at the benchmark's data and a throw-away storage root."""
+    from foundry import config
+
+    return config.load([f"data.source.path={source}", f"storage.root={storage_root}", *(extra or [])])
+
+
+@contextlib.contextmanager
+def ray_session(num_cpus: int):
+    """A private Ray instance of ``num_cpus`` CPUs for one measurement, stopped after it.
+
+    ``address="local"``: a bare ``ray.init()`` would join a cluster someone started on this machine.
+    """
+    import ray
+    import ray.data
+
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
+             log_to_driver=False)  # worker logs stay in the session directory; errors still raise here
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # an execution plan per Dataset otherwise
+    try:
+        yield {"num_cpus": num_cpus,
+               "object_store_gib": round(ray.available_resources().get("object_store_memory", 0) / 2**30, 2)}
+    finally:
+        ray.shutdown()
+
+
+# ---- the two paths -----------------------------------------------------------------------------------
+
+def ray_prepare(data) -> tuple[float, object]:
+    from foundry.data.pipeline import prepare
+
+    started = time.perf_counter()
+    prepared = prepare(data)
+    return time.perf_counter() - started, prepared
+
+
+def pandas_prepare(source: Path, data) -> tuple[float, dict, dict]:
+    """The pipeline's steps on one in-memory DataFrame; returns (seconds, phase seconds, outputs)."""
+    import pyarrow.parquet as pq
+
+    from foundry.data import pipeline, schema
+    from foundry.data import preprocessor as prep
+
+    phases: dict[str, float] = {}
+    clock = time.perf_counter()
+    started = clock
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phases[name] = round(now - clock, 3)
+        clock = now
+
+    table = pq.read_table(source)
+    df = table.to_pandas()
+    lap("read Parquet -> pandas")
+    problems = schema.check_columns(table.schema, data)
+    merged = pipeline._merge_profiles([{"profile": pipeline._profile(df, data)["profile"][0]}])
+    report = schema.build_report(merged["schema"], data, problems)
+    if not report.ok:
+        raise RuntimeError(report.format())
+    lap("profile: schema, split sizes, fingerprint, statistics")
+    fitted = prep.fit(merged["stats"], data)
+    lap("fit preprocessor")
+    fraction = min(1.0, 1.2 * data.reference_rows / merged["split_rows"]["train"])
+    reference = pipeline._reference_rows(df, data, fraction)
+    reference = (reference.sort_values(pipeline.DRAW_COLUMN).head(data.reference_rows)
+                 .drop(columns=pipeline.DRAW_COLUMN).reset_index(drop=True))
+    lap("reference sample")
+    encoded = {which: pipeline._encode_split(df, data, which, fitted) for which in ENCODED}
+    lap("encode train + val")
+    outputs = {"split_rows": merged["split_rows"], "fingerprint": merged["fingerprint"], "preprocessor": fitted,
+               "reference": reference, "sums": {which: array_sums([arrays]) for which, arrays in encoded.items()}}
+    return time.perf_counter() - started, phases, outputs
+
+
+# ---- checking that both did the same work ------------------------------------------------------------
+
+def array_sums(batches) -> dict:
+    """Row count and float64 column sums of encoded batches: order-free, so two paths can be compared."""
+    out: dict = {"rows": 0}
+    for batch in batches:
+        out["rows"] += len(batch["y"])
+        for key, value in batch.items():
+            sums = np.asarray(value, dtype="float64").reshape(len(value), -1).sum(axis=0)
+            out[key] = out.get(key, 0) + sums
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in out.items()}
+
+
+def ray_outputs(prepared) -> dict:
+    sums = {which: array_sums(getattr(prepared, which).iter_batches(batch_format="numpy", batch_size=None))
+            for which in ENCODED}
+    return {"split_rows": prepared.split_rows, "fingerprint": prepared.fingerprint,
+            "preprocessor": prepared.preprocessor, "reference": prepared.reference, "sums": sums}
+
+
+def _close(a, b) -> bool:
+    return bool(np.allclose(np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64"), rtol=1e-6, atol=1e-6))
+
+
+def same_frame(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Same rows and values; dtypes may differ (a Ray batch with nulls can come back as a nullable dtype)."""
+    if list(a.columns) != list(b.columns) or len(a) != len(b):
+        return False
+    for name in a.columns:
+        x, y = a[name], b[name]
+        if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y):
+            same = np.array_equal(x.to_numpy("float64", na_value=np.nan), y.to_numpy("float64", na_value=np.nan),
+                                  equal_nan=True)
+        else:
+            same = x.isna().equals(y.isna()) and x[x.notna()].astype(str).tolist() == y[y.notna()].astype(str).tolist()
+        if not same:
+            return False
+    return True
+
+
+def compare(ray_out: dict, pandas_out: dict) -> dict:
+    """Which outputs agree; float sums to 1e-6 (batch order changes the last bits of a sum)."""
+    a, b = ray_out["preprocessor"], pandas_out["preprocessor"]
+    checks = {
+        "split_rows": ray_out["split_rows"] == pandas_out["split_rows"],
+        "fingerprint": ray_out["fingerprint"] == pandas_out["fingerprint"],
+        "preprocessor": ([c.categories for c in a.categorical] == [c.categories for c in b.categorical]
+                         and _close([(n.mean, n.std) for n in a.numeric], [(n.mean, n.std) for n in b.numeric])),
+        "reference_sample": same_frame(ray_out["reference"], pandas_out["reference"]),
+        "encoded_arrays": all(
+            ray_out["sums"][w]["rows"] == pandas_out["sums"][w]["rows"]
+            and sorted(ray_out["sums"][w]) == sorted(pandas_out["sums"][w])
+            and all(_close(ray_out["sums"][w][k], pandas_out["sums"][w][k]) for k in ray_out["sums"][w] if k != "rows")
+            for w in ENCODED),
+    }
+    return {**checks, "all": all(checks.values())}
+
+
+# ---- measuring ---------------------------------------------------------------------------------------
+
+def measure_pandas(source: Path, data, repeats: int) -> dict:
+    runs = []
+    for _ in range(repeats):
+        seconds, phases, outputs = pandas_prepare(source, data)
+        runs.append({"seconds": round(seconds, 3), "phases_s": phases})
+        say(f"  pandas, 1 process: {seconds:7.2f} s  {phases}")
+    best = min(runs, key=lambda r: r["seconds"])
+    return {"path": "pandas", "cpus": 1, "seconds": best["seconds"], "phases_s": best["phases_s"],
+            "all_seconds": [r["seconds"] for r in runs], "outputs": outputs}
+
+
+def measure_ray(source: Path, storage_root: Path, num_cpus: int, repeats: int) -> dict:
+    data = bench_config(source, storage_root).data
+    warm_data = bench_config(sorted(source.glob("*.parquet"))[0], storage_root).data
+    started = time.perf_counter()
+    with ray_session(num_cpus) as session:
+        init_s = time.perf_counter() - started
+        warm_s, _ = ray_prepare(warm_data)
+        say(f"  Ray Data, {num_cpus} CPU(s): ray.init {init_s:.1f} s, warm-up on one file {warm_s:.1f} s")
+        seconds = []
+        for _ in range(repeats):
+            s, prepared = ray_prepare(data)
+            seconds.append(round(s, 3))
+            say(f"  Ray Data, {num_cpus} CPU(s): {s:7.2f} s")
+        outputs = ray_outputs(prepared)
+    return {"path": "ray_data", "cpus": num_cpus, "seconds": min(seconds), "all_seconds": seconds,
+            "ray_init_s": round(init_s, 2), "warmup_s": round(warm_s, 2),
+            "object_store_gib": session["object_store_gib"], "outputs": outputs}
+
+
+def finish(point: dict, rows: int, pandas_seconds: float) -> dict:
+    """Throughput and the ratio to pandas (> 1: faster than pandas)."""
+    point["rows_per_s"] = round(rows / point["seconds"])
+    point["vs_pandas"] = round(pandas_seconds / point["seconds"], 3)
+    return point
+
+
+# ---- report ------------------------------------------------------------------------------------------
+
+def machine() -> dict:
+    import pyarrow
+    import ray
+
+    return {**host(), "ray": ray.__version__, "pandas": pd.__version__, "pyarrow": pyarrow.__version__,
+            "numpy": np.__version__}
+
+
+def table(points: list[dict], setup: dict) -> str:
+    lines = [f"{setup['rows']:,} rows in {setup['files']} Parquet files, {setup['cores']} cores",
+             "", "| path | CPUs | seconds | rows/s | x pandas |", "|---|---:|---:|---:|---:|"]
+    for p in points:
+        name = "pandas, one process" if p["path"] == "pandas" else "Ray Data (`pipeline.prepare`)"
+        lines.append(f"| {name} | {p['cpus']} | {p['seconds']:.2f} | {p['rows_per_s']:,} | {p['vs_pandas']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help=f"a smoke run ({QUICK['rows']:,} rows; results/tmp/)")
+    p.add_argument("--rows", type=int, help=f"rows (default {FULL['rows']:,}; quick {QUICK['rows']:,})")
+    p.add_argument("--files", type=int, help=f"Parquet files (default {FULL['files']}; quick {QUICK['files']})")
+    p.add_argument("--cpus", help="Ray CPU counts to measure (default 1,2; quick 2)")
+    p.add_argument("--repeats", type=int, help="timed runs per path; the fastest is reported (default 1)")
+    p.add_argument("--out", help="result file (default benchmarks/results/data.json; quick: results/tmp/)")
+    args = p.parse_args(argv)
+    s = dict(QUICK if args.quick else FULL)
+    s.update({k: v for k, v in {"rows": args.rows, "files": args.files, "repeats": args.repeats,
+                                "cpus": args.cpus}.items() if v})
+    cpus = [int(c) for c in s["cpus"].split(",") if c]
+    out = Path(args.out or (TMP / "data-quick.json" if args.quick else REPO / "benchmarks" / "results" / "data.json"))
+    started = time.time()
+    load_before = os.getloadavg()
+
+    source = write_source(s["rows"], s["files"])
+    storage_root = TMP / "data-bench" / "storage"
+    data = bench_config(source, storage_root).data
+    say(f"{s['rows']:,} rows in {s['files']} Parquet files at {source}")
+    pandas_point = measure_pandas(source, data, s["repeats"])
+    points = [finish(pandas_point, s["rows"], pandas_point["seconds"])]
+    for n in cpus:
+        point = finish(measure_ray(source, storage_root, n, s["repeats"]), s["rows"], pandas_point["seconds"])
+        point["same_output_as_pandas"] = compare(point["outputs"], pandas_point["outputs"])
+        points.append(point)
+    split_rows = pandas_point["outputs"]["split_rows"]
+    for point in points:
+        point.pop("outputs")
+    setup = {"rows": s["rows"], "files": s["files"], "cores": os.cpu_count()}
+    result = {
+        "benchmark": "data",
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "elapsed_s": round(time.time() - started),
+        "quick": args.quick,
+        "machine": {**machine(), "load_average_before": [round(x, 2) for x in load_before],
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        "settings": {**setup, "repeats": s["repeats"], "ray_cpus": cpus, "data_seed": DATA_SEED,
+                     "dataset": "churn baseline (foundry.datasets.generate)", "source": str(source.relative_to(REPO)),
+                     "split_rows": split_rows,
+                     "ray_data": "foundry.data.pipeline.prepare, data.materialize=true; ray.init and warm-up untimed",
+                     "pandas": "one DataFrame, the pipeline's per-batch functions applied once, one process"},
+        "points": points,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    say("\n" + table(points, setup))
+    for point in points[1:]:
+        check = point["same_output_as_pandas"]
+        say(f"Ray Data {point['cpus']} CPU(s) output same as pandas: {check['all']}"
+            + ("" if check["all"] else f" {check}"))
+    say(f"\n(written to {out}; {result['elapsed_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""Every benchmark, one after another, then one summary of their headline figures.
+
+    python benchmarks/run_all.py [--quick] [--only serve,drift,heal,data,train] [--timeout 3600] [--summary-only]
+    make bench ARGS="--quick --only data,train"
+
+Each benchmark runs as its own process (``python benchmarks/<name>_bench.py --out ...``), with ``--quick``
+passed on where the script has that option (serve_bench and heal_bench have none: they run at full size
+even with ``--quick``; leave them out with ``--only``). Its output is shown and kept in
+``benchmarks/results/tmp/logs/<name>.log``. A benchmark that fails or runs past ``--timeout`` is recorded
+and the next one runs. Then every result file is read, whether or not it ran this time, and
+``summary.md`` / ``summary.json`` are written next to the results: per benchmark its status in this run,
+when its figures were produced, the machine, and a table of its headline figures. With ``--quick`` all
+result files and the summary go to ``benchmarks/results/tmp/`` (smoke figures, never the published ones).
+Exit status 1 when any benchmark of this run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from serve_bench import PY, say  # noqa: E402 -- benchmarks/ is the script's own directory
+
+RESULTS = REPO / "benchmarks" / "results"
+TMP = RESULTS / "tmp"
+BENCHMARKS = {  # name -> (script, what it compares); run in this order
+    "serve": ("serve_bench.py", "Ray Serve vs a plain uvicorn server, 1-row requests"),
+    "drift": ("drift_bench.py", "drift detectors offline: cost, detection delay, false alarms"),
+    "heal": ("heal_bench.py", "monitoring tax and time to heal a concept shift"),
+    "data": ("data_bench.py", "Ray Data preprocessing vs single-process pandas"),
+    "train": ("train_bench.py", "Ray Train TorchTrainer vs a plain PyTorch loop"),
+}
+INTERRUPT_GRACE_S = 120  # a benchmark stops its private cluster in `finally` blocks after Ctrl-C
+
+
+def result_path(name: str, quick: bool) -> Path:
+    return TMP / f"{name}-quick.json" if quick else RESULTS / f"{name}.json"
+
+
+# ---- running -------------------------------------------------------------------------------------------
+
+def supports_quick(script: Path) -> bool:
+    """Asked of the script itself, so a benchmark that gains ``--quick`` later gets it passed on."""
+    proc = subprocess.run([PY, str(script), "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return "--quick" in proc.stdout
+
+
+def _tee(stream, log) -> None:
+    for line in stream:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        log.write(line)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Ctrl-C first (the benchmark's ``finally`` stops its cluster), then kill the process group we started."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=INTERRUPT_GRACE_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def run_one(name: str, quick: bool, timeout: float) -> dict:
+    script = REPO / "benchmarks" / BENCHMARKS[name][0]
+    argv = [PY, str(script), "--out", str(result_path(name, quick))]
+    quick_passed = quick and supports_quick(script)
+    if quick_passed:
+        argv.append("--quick")
+    log_path = TMP / "logs" / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    shown = " ".join(str(Path(a).relative_to(REPO)) if a.startswith(str(REPO)) else a for a in argv[1:])
+    say(f"\n== {name}: python {shown}")
+    record = {"name": name, "command": f"python {shown}", "quick": quick_passed, "log": str(log_path.relative_to(REPO)),
+              "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    started = time.monotonic()
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        reader = threading.Thread(target=_tee, args=(proc.stdout, log), daemon=True)
+        reader.start()
+        try:
+            proc.wait(timeout=timeout)
+            status = "ok" if proc.returncode == 0 else "failed"
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            status = "timeout"
+        except KeyboardInterrupt:  # its own session: the terminal's Ctrl-C reached only this process
+            _stop(proc)
+            raise
+        reader.join(timeout=10)
+    record.update(status=status, returncode=proc.returncode, seconds=round(time.monotonic() - started, 1))
+    if status != "ok":
+        record["tail"] = log_path.read_text(errors="replace").splitlines()[-15:]
+    say(f"== {name}: {status} in {record['seconds']:.0f} s (exit {proc.returncode})")
+    return record
+
+
+def load_results(quick: bool) -> dict[str, dict | None]:
+    """Every benchmark's latest result file, None where there is none or it cannot be parsed."""
+    out: dict[str, dict | None] = {}
+    for name in BENCHMARKS:
+        path = result_path(name, quick)
+        try:
+            out[name] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            out[name] = None
+    return out
+
+
+# ---- headline figures per benchmark ----------------------------------------------------------------------
+
+def _num(value, fmt: str = ",.0f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def serve_table(r: dict) -> tuple[list[str], list[list[str]]]:
+    head = ["setting", "req/s (best with p99 <= SLO)", "concurrency", "p99 ms", "x uvicorn"]
+    u = r.get("best_uvicorn") or {}
+    rows = [["plain uvicorn (baseline)", _num(u.get("rps"), ",.1f"), _num(u.get("concurrency")),
+             _num(u.get("p99_ms"), ".1f"), "1.00" if u else "-"]]
+    for setting, p in (r.get("per_setting") or {}).items():
+        p = p or {}
+        rows.append([f"Serve {setting}", _num(p.get("rps"), ",.1f"), _num(p.get("concurrency")),
+                     _num(p.get("p99_ms"), ".1f"), _num(p.get("vs_uvicorn"), ".2f")])
+    return head, rows
+
+
+def drift_table(r: dict) -> tuple[list[str], list[list[str]]]:
+    options = r.get("options") or {}
+    scenarios = list(dict.fromkeys(d["scenario"] for o in options.values() for d in o.get("delay", [])))
+    head = ["conf/drift option", "detector CPU ms / 500 rows", *[f"{s} delay (rows, median)" for s in scenarios],
+            "false alarms / 100k rows", "build s"]
+    rows = []
+    for name, o in options.items():
+        delays = {d["scenario"]: d for d in o.get("delay", [])}
+        cells = []
+        for s in scenarios:
+            d = delays.get(s) or {}
+            cells.append("not detected" if d.get("detected") == 0 else _num(d.get("median_delay_rows")))
+        fa = (o.get("false_alarms") or {}).get("episodes_per_100k_rows")
+        rows.append([name, _num(o.get("detector_ms_per_500_rows"), ".1f"), *cells, _num(fa, "g"),
+                     _num(o.get("build_total_s"), ".1f")])
+    return head, rows
+
+
+def heal_table(r: dict) -> tuple[list[str], list[list[str]]]:
+    tax = r.get("monitoring_tax") or {}
+    heal = r.get("time_to_heal") or {}
+    rows = [["Serve req/s, monitor off / on", f"{_num(tax.get('rps_off'))} / {_num(tax.get('rps_on'))}"],
+            ["monitoring tax", "-" if tax.get("tax") is None else f"{100 * tax['tax']:.1f}%"]]
+    if heal.get("healed"):
+        rows += [["time to heal (onset -> new version serving)", f"{heal['total_s']:.0f} s"],
+                 ["detection delay", f"{_num(heal.get('detection_delay_rows'))} drifted rows"]]
+        rows += [[f"stage: {stage}", f"{seconds:.1f} s"] for stage, seconds in (heal.get("stages_s") or {}).items()]
+        rows.append(["accuracy before drift / during / after healing",
+                     " / ".join(_num(heal.get(k), ".3f") for k in
+                                ("accuracy_before_drift", "accuracy_during_drift", "accuracy_after_heal"))])
+    else:
+        rows.append(["time to heal", "not healed" + (f" ({heal['error']})" if heal.get("error") else "")])
+    return ["figure", "value"], rows
+
+
+def data_table(r: dict) -> tuple[list[str], list[list[str]]]:
+    s = r.get("settings") or {}
+    head = [f"path ({_num(s.get('rows'))} rows, {s.get('files', '?')} Parquet files, {s.get('cores', '?')} cores)",
+            "CPUs", "seconds", "rows/s", "x pandas", "same output as pandas"]
+    rows = []
+    for p in r.get("points", []):
+        same = p.get("same_output_as_pandas")
+        rows.append(["pandas, one process" if p.get("path") == "pandas" else "Ray Data (pipeline.prepare)",
+                     _num(p.get("cpus")), _num(p.get("seconds"), ".2f"), _num(p.get("rows_per_s")),
+                     _num(p.get("vs_pandas"), ".2f"), "-" if same is None else ("yes" if same.get("all") else "NO")])
+    return head, rows
+
+
+def train_table(r: dict) -> tuple[list[str], list[list[str]]]:
+    s = r.get("settings") or {}
+    head = [f"runner ({_num(s.get('train_rows'))} training rows, {s.get('epochs', '?')} epochs, "
+            f"batch {s.get('batch_size', '?')})", "rows/s", "s/epoch", "x plain 1 thread", "x plain all cores"]
+    rows = []
+    for p in r.get("points", []):
+        name = (f"plain PyTorch, {p.get('threads_per_worker')} thread(s)" if p.get("runner") == "plain_torch"
+                else f"Ray Train, {p.get('workers')} worker(s) x 1 CPU")
+        rows.append([name, _num(p.get("rows_per_s")), _num(p.get("s_per_epoch"), ".2f"),
+                     _num(p.get("vs_plain_1_thread"), ".2f"), _num(p.get("vs_plain_all_cores"), ".2f")])
+    return head, rows
+
+
+TABLES = {"serve": serve_table, "drift": drift_table, "heal": heal_table, "data": data_table, "train": train_table}
+
+
+# ---- the summary -----------------------------------------------------------------------------------------
+
+def machine_line(m: dict | None) -> str:
+    if not m:
+        return "machine not recorded"
+    parts = [f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('memory_gib', '?')} GiB",
+             f"Python {m.get('python', '?')}"]
+    parts += [f"{lib} {m[lib]}" for lib in ("ray", "torch", "pandas", "alibi_detect") if m.get(lib)]
+    before = m.get("load_average_before") or m.get("load_average")
+    if before:
+        after = m.get("load_average_after")
+        parts.append(f"load {before[0]:.1f}" + (f" -> {after[0]:.1f}" if after else ""))
+    return "; ".join(parts)
+
+
+def status_of(result: dict | None, run: dict | None) -> str:
+    """One word for the overview: what happened to this benchmark in this run."""
+    if run is not None and run["status"] != "ok":
+        return run["status"]
+    if result is None:
+        return "missing"
+    return "ok" if run is not None else "not run"
+
+
+def section(name: str, result: dict | None, run: dict | None) -> dict:
+    status = status_of(result, run)
+    out = {"name": name, "what": BENCHMARKS[name][1], "status": status, "run": run,
+           "generated_at": (result or {}).get("generated_at") or (result or {}).get("when"),
+           "quick": bool((result or {}).get("quick")), "machine": machine_line((result or {}).get("machine")),
+           "columns": None, "rows": None, "error": None}
+    if result is not None:
+        try:
+            out["columns"], out["rows"] = TABLES[name](result)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            out["error"] = f"unreadable result ({type(exc).__name__}: {exc})"
+    return out
+
+
+def summarize(results: dict[str, dict | None], runs: dict[str, dict] | None = None,
+              generated_at: str | None = None) -> tuple[str, dict]:
+    """The summary as markdown and as JSON-able data, from the loaded result files and this run's records.
+
+    ``results``: benchmark name -> its parsed result file, or None when there is none; ``runs``: name ->
+    record of this run (``status`` ok/failed/timeout, ``returncode``, ``seconds``, ``tail``) for the
+    benchmarks that ran. A benchmark that failed keeps its older figures, marked as not from this run.
+    """
+    runs = runs or {}
+    generated_at = generated_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    sections = [section(name, results.get(name), runs.get(name)) for name in BENCHMARKS]
+    return render(sections, generated_at), {"generated_at": generated_at, "benchmarks": sections}
+
+
+def _md_table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|---|" + "---:|" * (len(columns) - 1)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def _ran(s: dict) -> str:
+    run = s["run"]
+    if run is None:
+        return "not run this time"
+    return f"{run['status']} in {run['seconds']:.0f} s" + ("" if run["status"] == "ok" else f" (exit {run['returncode']})")
+
+
+def render(sections: list[dict], generated_at: str) -> str:
+    lines = ["# Benchmark summary", "", f"Written by `benchmarks/run_all.py` at {generated_at}. Figures are from "
+             "each benchmark's latest result file; a failed benchmark's older figures are marked as such.", "",
+             "| benchmark | this run | figures from | kind |", "|---|---|---|---|"]
+    for s in sections:
+        kind = "-" if s["generated_at"] is None else ("smoke (--quick)" if s["quick"] else "full")
+        lines.append(f"| {s['name']} | {_ran(s)} | {s['generated_at'] or 'no result file'} | {kind} |")
+    for s in sections:
+        lines += ["", f"## {s['name']}: {s['what']}", ""]
+        if s["run"] is not None and s["status"] != "ok":
+            lines.append(f"**{s['status'].upper()} in this run** (exit {s['run']['returncode']}, "
+                         f"log `{s['run'].get('log', '?')}`):")
+            lines += ["", "```", *s["run"].get("tail", []), "```", ""]
+        if s["generated_at"] is None and s["rows"] is None:
+            lines.append("**No result file**: this benchmark has not produced figures yet.")
+            continue
+        older = " (older figures, not from this run)" if s["run"] is not None and s["status"] != "ok" else ""
+        smoke = " Smoke figures (--quick): not for comparison." if s["quick"] else ""
+        lines += [f"Figures from {s['generated_at'] or 'an unknown time'}{older}.{smoke}",
+                  f"Machine: {s['machine']}.", ""]
+        if s["error"]:
+            lines.append(f"**{s['error']}**")
+        else:
+            lines += _md_table(s["columns"], s["rows"])
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(quick: bool, runs: dict[str, dict]) -> Path:
+    markdown, data = summarize(load_results(quick), runs)
+    out_dir = TMP if quick else RESULTS
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.md").write_text(markdown)
+    (out_dir / "summary.json").write_text(json.dumps({**data, "quick": quick}, indent=2) + "\n")
+    return out_dir / "summary.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke runs where a script supports it; results/tmp/")
+    p.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHMARKS)}")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per benchmark before it is stopped")
+    p.add_argument("--summary-only", action="store_true", help="run nothing; summarize the existing result files")
+    args = p.parse_args(argv)
+    names = [n for n in (args.only.split(",") if args.only else BENCHMARKS) if n]
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {unknown}; known: {list(BENCHMARKS)}")
+    runs: dict[str, dict] = {}
+    if not args.summary_only:
+        for name in [n for n in BENCHMARKS if n in names]:
+            runs[name] = run_one(name, args.quick, args.timeout)
+    path = write_summary(args.quick, runs)
+    say(f"\n{path.read_text()}\n(written to {path} and {path.with_suffix('.json')})")
+    return 1 if any(r["status"] != "ok" for r in runs.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""Training throughput: Ray Train's TorchTrainer with 1 and 2 workers vs a plain single-process PyTorch loop.
+
+    python benchmarks/train_bench.py [--quick] [--rows 200000] [--epochs 3] [--workers 1,2]
+                                     [--out benchmarks/results/train.json]
+
+Setup: ``--rows`` baseline churn rows (one Parquet file, written by data_bench's ``write_source``),
+prepared once by ``foundry.data.pipeline.prepare`` (``conf/data/churn.yaml``: 80/10/10 split; the
+encoded train and val splits materialized in the object store) on a private Ray instance of 2 CPUs
+(``ray.init(address="local", num_cpus=2)``, no dashboard, token auth on). The default model
+(``conf/model/mlp.yaml``, ``foundry.models.build_model(model_spec(...))``) and the trainer settings of
+``conf/trainer/cpu.yaml`` (AdamW, lr, weight decay, batch size) for every run; ``--epochs`` epochs, early
+stopping effectively off (patience > epochs) so every run does the same number of epochs.
+
+What runs:
+- **Ray Train**: ``foundry.train.trainer.build_trainer`` + ``foundry.train.loop.train_loop_per_worker``,
+  exactly as the training job runs them, with ``trainer.num_workers`` 1 and 2, ``cpus_per_worker=1``
+  (Ray gives such a worker one torch/OpenMP thread; the JSON records what a 1-CPU task sees).
+  Per epoch the loop reports ``rows_per_s``: training rows of all workers over rank 0's wall time of the
+  epoch's training pass plus its validation pass (checkpointing excluded). Also the wall time of the whole
+  ``fit()`` (worker start-up, process group, checkpoints).
+- **plain PyTorch**: the same materialized arrays pulled into this process, the same model, optimizer
+  (the loop's ``_optimizer``), forward and loss (the loop's ``_forward``), batch size and epochs; a full
+  shuffle per epoch (``torch.randperm``) where the Ray loop uses a local shuffle buffer of 4 batches;
+  a validation pass each epoch, timed like the loop's. Run after Ray is shut down, with 1 torch thread
+  (what one Ray worker gets) and with one thread per core (torch's default on this machine).
+Headline figures: the median rows/s and seconds per epoch over epochs 2..N (epoch 1 apart: it carries
+the warm-up), and the ratio of each Ray Train run to the plain loop.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Ray reads this when it is first imported; every Ray client here must use token auth.
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from data_bench import DATA_SEED, TMP, bench_config, ray_session, write_source  # noqa: E402
+from machine_info import host  # noqa: E402
+from serve_bench import say  # noqa: E402
+
+RAY_CPUS = 2
+FULL = {"rows": 200_000, "epochs": 3, "workers": "1,2"}
+QUICK = {"rows": 20_000, "epochs": 2, "workers": "1,2"}
+STORAGE = TMP / "train-bench" / "storage"
+
+
+def overrides(epochs: int, num_workers: int = 1) -> list[str]:
+    """Every run does all ``epochs`` epochs: early stopping would make runs do different amounts of work."""
+    return [f"trainer.epochs={epochs}", f"trainer.early_stopping_patience={epochs + 1}",
+            f"trainer.num_workers={num_workers}", "trainer.cpus_per_worker=1", "trainer.use_gpu=false"]
+
+
+def epoch_figures(seconds: list[float], rows: int) -> dict:
+    """Steady-state figures leave out epoch 1 (worker warm-up, first pass over the data) when there are more."""
+    steady = seconds[1:] or seconds
+    median = statistics.median(steady)
+    return {"rows_per_s": round(rows / median), "s_per_epoch": round(median, 3),
+            "first_epoch_s": round(seconds[0], 3), "epoch_s": [round(s, 3) for s in seconds]}
+
+
+# ---- data --------------------------------------------------------------------------------------------
+
+def to_arrays(ds) -> dict[str, np.ndarray]:
+    """The materialized encoded split as numpy arrays: the very rows the Ray workers train on."""
+    batches = list(ds.iter_batches(batch_format="numpy", batch_size=None))
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+
+# ---- Ray Train -----------------------------------------------------------------------------------------
+
+def ray_threads() -> dict:
+    """The torch and OpenMP threads a 1-CPU Ray task gets, as a Ray Train worker with cpus_per_worker=1 does."""
+    import ray
+
+    @ray.remote(num_cpus=1)
+    def probe():
+        import torch
+
+        return {"torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+    return ray.get(probe.remote())
+
+
+def ray_train(cfg, prepared, spec: dict, num_workers: int) -> dict:
+    from foundry.train.loop import STATE_FILE
+    from foundry.train.trainer import build_trainer
+
+    run_name = f"train-bench-{num_workers}w-{datetime.now(timezone.utc):%H%M%S}"
+    trainer = build_trainer(cfg, {"train": prepared.train, "val": prepared.val}, spec, run_name)
+    started = time.perf_counter()
+    result = trainer.fit()
+    fit_s = time.perf_counter() - started
+    with result.checkpoint.as_directory() as d:
+        history = json.loads(Path(d, STATE_FILE).read_text())["history"]
+    rows = prepared.split_rows["train"]
+    seconds = [rows / h["rows_per_s"] for h in history]
+    point = {"runner": "ray_train", "workers": num_workers, "threads_per_worker": None,
+             **epoch_figures(seconds, rows), "fit_wall_s": round(fit_s, 2),
+             "loop_rows_per_s": [round(h["rows_per_s"]) for h in history],
+             "val_loss": [round(h["val_loss"], 5) for h in history]}
+    say(f"  Ray Train, {num_workers} worker(s): {point['rows_per_s']:>8,} rows/s  {point['s_per_epoch']:.2f} s/epoch  "
+        f"(epochs {point['epoch_s']} s; fit() {fit_s:.1f} s)")
+    return point
+
+
+# ---- plain PyTorch -------------------------------------------------------------------------------------
+
+def plain_epoch(model, optimizer, criterion, task, train: dict, val: dict, batch_size: int,
+                seed: int) -> tuple[float, float]:
+    """One epoch as the Ray loop does it (train pass, then validation) on in-memory tensors: (seconds, val loss)."""
+    import torch
+
+    from foundry.train.loop import _forward
+
+    cpu = torch.device("cpu")
+    started = time.perf_counter()
+    model.train()
+    order = torch.randperm(len(train["y"]), generator=torch.Generator().manual_seed(seed))
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        loss = _forward(model, {k: v[idx] for k, v in train.items()}, task, criterion, False, cpu)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    val_total = 0.0
+    with torch.inference_mode():
+        for i in range(0, len(val["y"]), 4 * batch_size):
+            batch = {k: v[i:i + 4 * batch_size] for k, v in val.items()}
+            val_total += float(_forward(model, batch, task, criterion, False, cpu)) * len(batch["y"])
+    return time.perf_counter() - started, val_total / max(len(val["y"]), 1)
+
+
+def plain_train(cfg, arrays: dict, spec: dict, threads: int) -> dict:
+    import torch
+
+    from foundry.models import build_model
+    from foundry.tasks import loss_fn
+    from foundry.train.loop import _optimizer
+
+    t, task = cfg.trainer, cfg.data.task
+    torch.set_num_threads(threads)
+    torch.manual_seed(t.seed)
+    train, val = ({k: torch.from_numpy(v) for k, v in arrays[which].items()} for which in ("train", "val"))
+    model = build_model(spec)
+    optimizer = _optimizer(model.parameters(), t)
+    criterion = loss_fn(task)
+    seconds, val_loss = [], []
+    for epoch in range(t.epochs):
+        s, loss = plain_epoch(model, optimizer, criterion, task, train, val, t.batch_size, t.seed + epoch)
+        seconds.append(s)
+        val_loss.append(round(loss, 5))
+    rows = len(train["y"])
+    point = {"runner": "plain_torch", "workers": 1, "threads_per_worker": threads, **epoch_figures(seconds, rows),
+             "fit_wall_s": round(sum(seconds), 2), "val_loss": val_loss}
+    say(f"  plain PyTorch, {threads} thread(s): {point['rows_per_s']:>8,} rows/s  {point['s_per_epoch']:.2f} s/epoch  "
+        f"(epochs {point['epoch_s']} s)")
+    return point
+
+
+def ratios(points: list[dict]) -> None:
+    """Each run's throughput over the plain loop's, with 1 thread and with all cores (> 1: faster)."""
+    plain = {p["threads_per_worker"]: p["rows_per_s"] for p in points if p["runner"] == "plain_torch"}
+    for p in points:
+        p["vs_plain_1_thread"] = round(p["rows_per_s"] / plain[1], 3) if plain.get(1) else None
+        cores = plain.get(os.cpu_count())
+        p["vs_plain_all_cores"] = round(p["rows_per_s"] / cores, 3) if cores else None
+
+
+# ---- report ------------------------------------------------------------------------------------------
+
+def machine() -> dict:
+    import ray
+    import torch
+
+    return {**host(), "ray": ray.__version__, "torch": torch.__version__, "numpy": np.__version__}
+
+
+def label(p: dict) -> str:
+    if p["runner"] == "plain_torch":
+        return f"plain PyTorch, 1 process, {p['threads_per_worker']} thread(s)"
+    return f"Ray Train TorchTrainer, {p['workers']} worker(s) x 1 CPU"
+
+
+def table(points: list[dict], setup: dict) -> str:
+    lines = [f"{setup['train_rows']:,} training rows ({setup['rows']:,} generated), {setup['epochs']} epochs, "
+             f"batch {setup['batch_size']}, {setup['cores']} cores",
+             "", "| runner | rows/s | s/epoch | epoch 1 s | fit wall s | x plain 1 thread | x plain all cores |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for p in points:
+        lines.append(f"| {label(p)} | {p['rows_per_s']:,} | {p['s_per_epoch']:.2f} | {p['first_epoch_s']:.2f} | "
+                     f"{p['fit_wall_s']:.1f} | {p['vs_plain_1_thread'] or '-'} | {p['vs_plain_all_cores'] or '-'} |")
+    return "\n".join(lines)
+
+
+def ray_part(cfg_for, workers: list[int]) -> tuple[list[dict], dict, dict, dict]:
+    """Prepare once, train per worker count, and keep the arrays for the plain loop; all in one Ray session."""
+    from foundry.data.pipeline import prepare
+    from foundry.models import model_spec
+
+    with ray_session(RAY_CPUS) as session:
+        say("preparing the data (Ray Data, materialized) ...")
+        started = time.perf_counter()
+        prepared = prepare(cfg_for(1).data)
+        prepare_s = time.perf_counter() - started
+        spec = model_spec(cfg_for(1).model, prepared.preprocessor)
+        arrays = {which: to_arrays(getattr(prepared, which)) for which in ("train", "val")}
+        info = {"ray_session": session, "prepare_s": round(prepare_s, 2), "split_rows": prepared.split_rows,
+                "ray_worker_threads": ray_threads()}
+        points = [ray_train(cfg_for(n), prepared, spec, n) for n in workers]
+    return points, arrays, spec, info
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help=f"a smoke run ({QUICK['rows']:,} rows; results/tmp/)")
+    p.add_argument("--rows", type=int, help=f"rows generated (default {FULL['rows']:,}; quick {QUICK['rows']:,})")
+    p.add_argument("--epochs", type=int, help=f"epochs per run (default {FULL['epochs']}; quick {QUICK['epochs']})")
+    p.add_argument("--workers", help="Ray Train worker counts (default 1,2)")
+    p.add_argument("--out", help="result file (default benchmarks/results/train.json; quick: results/tmp/)")
+    args = p.parse_args(argv)
+    s = dict(QUICK if args.quick else FULL)
+    s.update({k: v for k, v in {"rows": args.rows, "epochs": args.epochs, "workers": args.workers}.items() if v})
+    workers = [int(w) for w in s["workers"].split(",") if w]
+    out = Path(args.out or (TMP / "train-quick.json" if args.quick else REPO / "benchmarks" / "results" / "train.json"))
+    started = time.time()
+    load_before = os.getloadavg()
+
+    source = write_source(s["rows"], 1)
+    shutil.rmtree(STORAGE, ignore_errors=True)
+
+    def cfg_for(num_workers: int):
+        return bench_config(source, STORAGE, overrides(s["epochs"], num_workers))
+
+    say(f"{s['rows']:,} rows at {source}; {s['epochs']} epochs; Ray Train workers {workers}")
+    points, arrays, spec, info = ray_part(cfg_for, workers)
+    split_rows = info["split_rows"]
+    say("plain PyTorch (Ray shut down) ...")
+    for threads in sorted({1, os.cpu_count()}):
+        points.append(plain_train(cfg_for(1), arrays, spec, threads))
+    ratios(points)
+    cfg = cfg_for(1)
+    setup = {"rows": s["rows"], "train_rows": split_rows["train"], "val_rows": split_rows["val"],
+             "epochs": s["epochs"], "batch_size": cfg.trainer.batch_size, "cores": os.cpu_count()}
+    result = {
+        "benchmark": "train",
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "elapsed_s": round(time.time() - started),
+        "quick": args.quick,
+        "machine": {**machine(), "load_average_before": [round(x, 2) for x in load_before],
+                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        "settings": {**setup, "workers": workers, "cpus_per_worker": 1, "ray_cpus": RAY_CPUS, "data_seed": DATA_SEED,
+                     "model_spec": spec, "optimizer": cfg.trainer.optimizer, "lr": cfg.trainer.lr,
+                     "weight_decay": cfg.trainer.weight_decay, **info,
+                     "rows_per_s": "training rows / (train pass + validation pass) seconds, median of epochs 2..N",
+                     "plain_torch": "same arrays, model, optimizer, loss, batch size; full shuffle per epoch"},
+        "points": points,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    say("\n" + table(points, setup))
+    say(f"\n(written to {out}; {result['elapsed_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

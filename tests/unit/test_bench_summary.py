@@ -1,0 +1,177 @@
+"""The benchmark summary (benchmarks/run_all.py): headline figures, and failed or missing benchmarks said so.
+
+The result dicts are small hand-made copies of the shapes the benchmarks write (benchmarks/results/*.json).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+import run_all  # noqa: E402
+
+MACHINE = {"cpu": "AMD EPYC", "cores": 2, "memory_gib": 23.5, "python": "3.11.7", "ray": "2.60.0",
+           "torch": "2.13.0+cpu", "load_average_before": [1.95, 1.5, 1.2], "load_average_after": [1.13, 1.1, 1.0]}
+
+
+def serve_result() -> dict:
+    best = {"server": "serve", "variant": "tp_opt=1+haproxy", "batching": True, "concurrency": 64, "rps": 3198.1,
+            "p50_ms": 19.06, "p99_ms": 38.59, "valid": True}
+    return {"ratio_vs_uvicorn": 4.641, "best_serve": best,
+            "best_uvicorn": {"server": "uvicorn", "variant": "before", "batching": False, "concurrency": 4,
+                             "rps": 689.1, "p50_ms": 5.78, "p99_ms": 10.12, "valid": True},
+            "per_setting": {"tp_opt=0, batching=on": {"rps": 213.7, "concurrency": 4, "p99_ms": 35.36,
+                                                      "vs_uvicorn": 0.31},
+                            "tp_opt=1+haproxy, batching=on": {"rps": 3198.1, "concurrency": 64, "p99_ms": 38.59,
+                                                              "vs_uvicorn": 4.641},
+                            "tp_opt=1, batching=off": None},
+            "slo_p99_ms": 50.0, "generated_at": "2026-11-24T21:22:31+00:00", "elapsed_s": 367, "machine": MACHINE,
+            "points": []}
+
+
+def drift_result() -> dict:
+    def delay(scenario, median, detected=5):
+        return {"scenario": scenario, "seeds": 5, "detected": detected, "median_delay_rows": median,
+                "max_delay_rows": median, "votes": {"tabular": 5}}
+
+    return {"generated_at": "2026-11-25T00:46:21+00:00", "quick": False, "machine": MACHINE,
+            "options": {
+                "default": {"build_total_s": 0.36, "detector_ms_per_500_rows": 21.49,
+                            "delay": [delay("covariate_shift", 1000), delay("concept_shift", 1000)],
+                            "false_alarms": {"rows": 100000, "episodes": 3, "episodes_per_100k_rows": 3.0}},
+                "online": {"build_total_s": 164.63, "detector_ms_per_500_rows": 559.53,
+                           "delay": [delay("covariate_shift", 500), delay("concept_shift", None, detected=0)],
+                           "false_alarms": {"rows": 100000, "episodes": 79, "episodes_per_100k_rows": 79.0}}}}
+
+
+def heal_result() -> dict:
+    return {"benchmark": "heal", "when": "2026-11-25T01:05:42+00:00",
+            "machine": {**MACHINE, "load_average": [15.8, 12.0, 9.0]},
+            "monitoring_tax": {"rps_off": 287.55, "rps_on": 293.95, "tax": -0.0223},
+            "time_to_heal": {"healed": True, "total_s": 182.49, "detection_delay_rows": 820,
+                             "stages_s": {"detect (onset -> drift_detected)": 3.21, "train (Ray Train)": 26.67},
+                             "accuracy_before_drift": 0.803, "accuracy_during_drift": 0.668,
+                             "accuracy_after_heal": 0.789}}
+
+
+def data_result(when: str = "2026-11-25T03:00:00+00:00", pandas_rows_per_s: int = 250_000) -> dict:
+    same = {"split_rows": True, "fingerprint": True, "all": True}
+    return {"benchmark": "data", "generated_at": when, "quick": False, "machine": MACHINE,
+            "settings": {"rows": 2_000_000, "files": 16, "cores": 2},
+            "points": [{"path": "pandas", "cpus": 1, "seconds": 8.0, "rows_per_s": pandas_rows_per_s, "vs_pandas": 1.0},
+                       {"path": "ray_data", "cpus": 2, "seconds": 40.0, "rows_per_s": 50_000, "vs_pandas": 0.2,
+                        "same_output_as_pandas": same}]}
+
+
+def train_result(quick: bool = False) -> dict:
+    return {"benchmark": "train", "generated_at": "2026-11-25T04:00:00+00:00", "quick": quick, "machine": MACHINE,
+            "settings": {"rows": 200_000, "train_rows": 160_420, "epochs": 3, "batch_size": 256},
+            "points": [{"runner": "ray_train", "workers": 2, "threads_per_worker": None, "rows_per_s": 61_000,
+                        "s_per_epoch": 2.63, "vs_plain_1_thread": 0.55, "vs_plain_all_cores": 0.8},
+                       {"runner": "plain_torch", "workers": 1, "threads_per_worker": 1, "rows_per_s": 110_000,
+                        "s_per_epoch": 1.46, "vs_plain_1_thread": 1.0, "vs_plain_all_cores": 1.44}]}
+
+
+def all_results() -> dict:
+    return {"serve": serve_result(), "drift": drift_result(), "heal": heal_result(), "data": data_result(),
+            "train": train_result()}
+
+
+def ok_run(name: str) -> dict:
+    return {"name": name, "status": "ok", "returncode": 0, "seconds": 12.0, "log": f"logs/{name}.log"}
+
+
+def cells(markdown: str, first: str) -> list[str]:
+    """The cells of the table row whose first cell is ``first`` (exactly one such row)."""
+    rows = [line for line in markdown.splitlines() if line.startswith(f"| {first} |")]
+    assert len(rows) == 1, f"{len(rows)} rows start with {first!r}"
+    return [c.strip() for c in rows[0].strip("|").split("|")]
+
+
+def section_text(markdown: str, name: str) -> str:
+    start = markdown.index(f"\n## {name}:")
+    end = markdown.find("\n## ", start + 1)
+    return markdown[start:end if end != -1 else None]
+
+
+def test_every_benchmark_gets_its_headline_figures():
+    runs = {name: ok_run(name) for name in run_all.BENCHMARKS}
+    md, data = run_all.summarize(all_results(), runs, generated_at="2026-11-25T05:00:00+00:00")
+
+    assert cells(md, "Serve tp_opt=1+haproxy, batching=on") == [
+        "Serve tp_opt=1+haproxy, batching=on", "3,198.1", "64", "38.6", "4.64"]
+    assert cells(md, "plain uvicorn (baseline)")[1:] == ["689.1", "4", "10.1", "1.00"]
+    assert cells(md, "Serve tp_opt=1, batching=off")[1:] == ["-", "-", "-", "-"]  # no point within the SLO
+    assert cells(md, "default") == ["default", "21.5", "1,000", "1,000", "3", "0.4"]
+    assert cells(md, "online")[1:] == ["559.5", "500", "not detected", "79", "164.6"]
+    assert cells(md, "monitoring tax") == ["monitoring tax", "-2.2%"]
+    assert cells(md, "time to heal (onset -> new version serving)")[1] == "182 s"
+    assert cells(md, "stage: train (Ray Train)")[1] == "26.7 s"
+    assert cells(md, "pandas, one process")[1:] == ["1", "8.00", "250,000", "1.00", "-"]
+    assert cells(md, "Ray Data (pipeline.prepare)")[1:] == ["2", "40.00", "50,000", "0.20", "yes"]
+    assert "2,000,000 rows, 16 Parquet files, 2 cores" in md
+    assert cells(md, "Ray Train, 2 worker(s) x 1 CPU")[1:] == ["61,000", "2.63", "0.55", "0.80"]
+    assert cells(md, "plain PyTorch, 1 thread(s)")[1:3] == ["110,000", "1.46"]
+    for name in run_all.BENCHMARKS:
+        assert cells(md, name)[1] == "ok in 12 s"
+    assert cells(md, "heal")[2] == "2026-11-25T01:05:42+00:00"  # heal.json says "when", not "generated_at"
+    assert "Machine: AMD EPYC, 2 cores, 23.5 GiB; Python 3.11.7; ray 2.60.0; torch 2.13.0+cpu; load 1.9 -> 1.1" in md
+    assert [s["status"] for s in data["benchmarks"]] == ["ok"] * 5
+    json.dumps(data)  # summary.json must be writable as is
+
+
+def test_missing_benchmark_is_reported_missing():
+    results = {**all_results(), "train": None}
+    md, data = run_all.summarize(results, {})
+
+    train = section_text(md, "train")
+    assert "**No result file**" in train
+    assert "|" not in train  # no table without figures
+    assert cells(md, "train")[1:] == ["not run this time", "no result file", "-"]
+    assert cells(md, "data")[1:] == ["not run this time", "2026-11-25T03:00:00+00:00", "full"]
+    status = {s["name"]: s["status"] for s in data["benchmarks"]}
+    assert status == {"serve": "not run", "drift": "not run", "heal": "not run", "data": "not run",
+                      "train": "missing"}
+
+
+def test_failed_benchmark_is_reported_and_its_old_figures_marked():
+    runs = {name: ok_run(name) for name in run_all.BENCHMARKS}
+    runs["data"] = {"name": "data", "status": "failed", "returncode": 3, "seconds": 4.2, "log": "logs/data.log",
+                    "tail": ["Traceback (most recent call last):", "RuntimeError: object store full"]}
+    runs["train"] = {"name": "train", "status": "timeout", "returncode": -9, "seconds": 3600.0,
+                     "log": "logs/train.log", "tail": ["epoch 1"]}
+    results = {**all_results(), "data": data_result(when="2026-11-20T10:00:00+00:00"), "train": None}
+    md, data = run_all.summarize(results, runs)
+
+    assert cells(md, "data")[1] == "failed in 4 s (exit 3)"
+    assert cells(md, "train")[1:3] == ["timeout in 3600 s (exit -9)", "no result file"]
+    data_section = section_text(md, "data")
+    assert "**FAILED in this run** (exit 3, log `logs/data.log`)" in data_section
+    assert "RuntimeError: object store full" in data_section
+    assert "Figures from 2026-11-20T10:00:00+00:00 (older figures, not from this run)." in data_section
+    train_section = section_text(md, "train")
+    assert "**TIMEOUT in this run**" in train_section and "**No result file**" in train_section
+    status = {s["name"]: s["status"] for s in data["benchmarks"]}
+    assert status["data"] == "failed" and status["train"] == "timeout" and status["serve"] == "ok"
+
+
+def test_unreadable_result_and_smoke_figures_are_labelled():
+    broken = serve_result()
+    broken["per_setting"] = ["not", "a", "dict"]
+    md, data = run_all.summarize({**all_results(), "serve": broken, "train": train_result(quick=True)})
+
+    assert "**unreadable result (AttributeError" in section_text(md, "serve")
+    assert "Smoke figures (--quick)" in section_text(md, "train")
+    assert "Smoke figures" not in section_text(md, "data")
+    assert cells(md, "train")[3] == "smoke (--quick)"
+
+
+@pytest.mark.parametrize("name", list(run_all.BENCHMARKS))
+def test_every_benchmark_has_a_table(name):
+    assert name in run_all.TABLES
+    assert (run_all.REPO / "benchmarks" / run_all.BENCHMARKS[name][0]).exists()
