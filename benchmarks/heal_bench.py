@@ -85,6 +85,7 @@ def monitoring_tax(wrk: str, env, port: int, duration: int) -> dict:
 def time_to_heal(env, port: int, rate: float) -> dict:
     from foundry import ray_runtime, storage
     from foundry.drift.events import read_events
+    from foundry.drift.timeline import TERMINAL_KINDS, JobTimes, event_times, first, heal_stages, rows_before
     from foundry.registry import Registry
     from foundry.traffic import TrafficGenerator, accuracy
 
@@ -112,8 +113,7 @@ def time_to_heal(env, port: int, rate: float) -> dict:
     events = []
     while time.time() < deadline:
         events = read_events(str(STORAGE), MODEL, since=datetime.fromtimestamp(onset, timezone.utc))
-        kinds = {e["kind"] for e in events}
-        if kinds & {"rebased", "rollout_failed", "rejected", "retries_exhausted"}:
+        if {e["kind"] for e in events} & TERMINAL_KINDS:
             break
         time.sleep(2)
     time.sleep(5)
@@ -121,11 +121,9 @@ def time_to_heal(env, port: int, rate: float) -> dict:
     thread.join(timeout=120)
     gen.close()
 
-    at = {}
-    for e in events:
-        at.setdefault(e["kind"], datetime.fromisoformat(e["at"]).timestamp())
-    sub = next((e for e in events if e["kind"] == "retrain_submitted"), None)
-    promoted = next((e for e in events if e["kind"] == "promoted"), None)
+    at = event_times(events)
+    sub = first(events, "retrain_submitted")
+    promoted = first(events, "promoted")
     out = {"rate_rows_per_s": rate, "events": [{k: e[k] for k in ("at", "kind", "message")} for e in events]}
     if sub is None or promoted is None:
         out["healed"] = False
@@ -135,28 +133,17 @@ def time_to_heal(env, port: int, rate: float) -> dict:
     client = ray_runtime.job_client(f"http://127.0.0.1:{DASHBOARD_PORT}")
     info = client.get_job_info(sub["submission_id"])
     version = Registry(storage.normalize(str(STORAGE / "registry"))).get(MODEL, promoted["version"])
-    t = version.metadata.get("timings_s", {})
+    job = JobTimes(info.start_time / 1000, info.end_time / 1000)
+    stages = heal_stages(events, onset, job, version.metadata.get("timings_s", {}))
+    if stages is None:
+        out["healed"] = False
+        return out
     drift_rows = [r for r in gen.log.records if r.phase == "drift"]
-    rows_before_detect = sum(r.rows for r in drift_rows if r.at <= at["drift_detected"])
-    job_start, job_end = info.start_time / 1000, info.end_time / 1000
-    stages = {
-        "detect (onset -> drift_detected)": at["drift_detected"] - onset,
-        "labels (detected -> job submitted)": at["retrain_submitted"] - at["drift_detected"],
-        "job start (submitted -> driver running)": job_start - at["retrain_submitted"],
-        "prepare data (Ray Data)": t.get("prepare", 0.0),
-        "train (Ray Train)": t.get("train", 0.0),
-        "evaluate challenger + champion": t.get("evaluate", 0.0),
-        "build drift detectors": t.get("drift_detectors", 0.0),
-    }
-    stages["job other (imports, register, exit)"] = (job_end - job_start) - sum(
-        stages[k] for k in ("prepare data (Ray Data)", "train (Ray Train)", "evaluate challenger + champion",
-                            "build drift detectors"))
-    stages["notice (job end -> monitor sees it)"] = at["promoted"] - job_end
-    stages["roll out (promoted -> serving, in place)"] = at["rolled_out"] - at["promoted"]
+    rows_before_detect = rows_before(gen.log.records, at["drift_detected"], "drift")
     total = at["rolled_out"] - onset
     before = [r for r in drift_rows if r.version and r.version != promoted["version"]]
     after = [r for r in drift_rows if r.version == promoted["version"]]
-    out.update({"healed": True, "stages_s": {k: round(v, 2) for k, v in stages.items()}, "total_s": round(total, 2),
+    out.update({"healed": True, "stages_s": stages, "total_s": round(total, 2),
                 "detection_delay_rows": rows_before_detect, "retrain_rows": sub.get("rows"),
                 "accuracy_before_drift": accuracy([r for r in gen.log.records if r.phase == "baseline"]),
                 "accuracy_during_drift": accuracy(before), "accuracy_after_heal": accuracy(after),

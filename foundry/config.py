@@ -109,6 +109,7 @@ class DataConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     reference_rows: int = 5_000
     materialize: bool = True
+    execution_retries: int = 2  # a Ray Data step that lost a node or actor runs again (foundry/node_loss.py)
 
 
 @dataclass
@@ -427,6 +428,8 @@ class ClusterConfig:
     head_num_cpus: int | None = None
     token_path: str = "~/.ray/auth_token"
     env: dict[str, str] = field(default_factory=dict)
+    # Environment of the *drivers* that connect to it (jobs, tests): Ray Data plans and lists files there.
+    driver_env: dict[str, str] = field(default_factory=dict)
     autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
     ray_version: str = "2.60.0"
     image: str | None = None  # container image of the head and CPU workers (aws/gcp: docker; kuberay: pods)
@@ -560,6 +563,7 @@ class MonitorActorConfig:
     max_restarts: int = -1
     poll_interval_s: float = 1.0
     retain_rows: int = 50000
+    history_rounds: int = 2000  # test rounds kept in memory for DriftMonitor.rounds() (plots, the demo)
 
 
 @dataclass
@@ -570,6 +574,73 @@ class DriftConfig:
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     sink: DriftSinkConfig = field(default_factory=DriftSinkConfig)
     monitor: MonitorActorConfig = field(default_factory=MonitorActorConfig)
+
+
+class SearchKind(str, Enum):
+    choice = "choice"  # one of ``values``, sampled
+    grid = "grid"  # every one of ``values`` (multiplies num_samples)
+    uniform = "uniform"  # a float in [low, high]
+    loguniform = "loguniform"  # a float in [low, high], uniform in log space (learning rates)
+    randint = "randint"  # an int in [low, high)
+
+
+@dataclass
+class SearchDimension:
+    kind: SearchKind = MISSING
+    values: list[Any] | None = None  # choice/grid: the candidates (lists allowed, e.g. hidden_sizes)
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass
+class AshaSchedulerConfig:
+    max_t: int | None = None  # epochs a trial may reach (null: trainer.epochs)
+    grace_period: int = 1  # epochs every trial gets before it can be stopped
+    reduction_factor: float = 2.0  # 1/reduction_factor of the trials go on at each rung
+
+
+@dataclass
+class TuneSpaceConfig:
+    """What a trial may change: the model and the optimiser, never the data, storage or cluster."""
+
+    model: dict[str, SearchDimension] = field(default_factory=dict)  # key of ModelConfig -> dimension
+    trainer: dict[str, SearchDimension] = field(default_factory=dict)  # key of TrainerConfig -> dimension
+
+
+@dataclass
+class TuneConfig:
+    enabled: bool = False
+    num_samples: int = 4  # trials (times every grid value)
+    max_concurrent_trials: int = 2  # Train runs in flight at once (each takes trial_num_workers workers)
+    trial_num_workers: int | None = None  # Ray Train workers per trial (null: trainer.num_workers)
+    trial_driver_cpus: float = 0.01  # CPUs of each trial's driver (it only launches and watches the Train run)
+    metric: str = "best_val_loss"  # reported by the training loop every epoch
+    mode: str = "min"
+    seed: int = 0
+    scheduler: AshaSchedulerConfig = field(default_factory=AshaSchedulerConfig)
+    space: TuneSpaceConfig = field(default_factory=TuneSpaceConfig)
+
+
+@dataclass
+class DemoTrafficConfig:
+    rows_per_request: int = 20
+    concurrency: int = 4
+    rate_rows_per_s: float = 250.0  # rows per second, with labels on /feedback
+    baseline_rows: int = 3000  # in-distribution rows before the world changes
+    drift_scenario: str = "concept_shift"  # a scenario of the bundled data set (foundry.datasets)
+    after_rows: int = 2000  # drifted rows sent after the healed model is serving
+    seed: int = 1000
+
+
+@dataclass
+class DemoConfig:
+    traffic: DemoTrafficConfig = field(default_factory=DemoTrafficConfig)
+    pipeline_timeout_s: float = 1200.0
+    heal_timeout_s: float = 900.0  # from the drift onset to the new version serving
+    report_dir: str = "outputs/demo"  # one folder per run: <report_dir>/<UTC time>/
+    fresh_start: bool = True  # forget this model's registry and monitoring state first (reproducible runs)
+    down_at_end: bool = False  # stop the local cluster when the demo ends (make demo-down does it later)
+    progress_every_s: float = 5.0
 
 
 @dataclass
@@ -584,6 +655,8 @@ class FoundryConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     drift: DriftConfig = field(default_factory=DriftConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
     trigger: str = "manual"
     drift_episode: str | None = None
 
@@ -634,6 +707,7 @@ def _check_data(data: DataConfig) -> None:
     _require(data.validation.min_rows >= 1, "data.validation.min_rows", "must be >= 1")
     _require(0.0 <= data.validation.max_null_fraction <= 1.0, "data.validation.max_null_fraction",
              f"must be in [0, 1], got {data.validation.max_null_fraction}")
+    _require(data.execution_retries >= 0, "data.execution_retries", f"must be >= 0, got {data.execution_retries}")
     _require(data.reference_rows >= 100, "data.reference_rows", f"must be >= 100, got {data.reference_rows}")
     if data.source.synthetic is not None:
         _require(data.source.synthetic.rows >= 1, "data.source.synthetic.rows", "must be >= 1")
@@ -923,7 +997,57 @@ def _check_drift(d: DriftConfig, task: Task) -> None:
     _require(m.num_cpus >= 0, "drift.monitor.num_cpus", "must be >= 0")
     _require(m.max_restarts >= -1, "drift.monitor.max_restarts", "must be >= -1 (-1: restart forever)")
     _require(m.poll_interval_s > 0, "drift.monitor.poll_interval_s", "must be > 0")
+    _require(m.history_rounds >= 1, "drift.monitor.history_rounds", f"must be >= 1, got {m.history_rounds}")
     _require(m.retain_rows >= w.size, "drift.monitor.retain_rows", f"must be >= drift.window.size ({w.size})")
+
+
+TUNABLE_SECTIONS = {"model": ModelConfig, "trainer": TrainerConfig}
+# Trainer keys that are not hyperparameters of the search.
+_UNTUNABLE_TRAINER_KEYS = {"num_workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_failures",
+                           "checkpoints_to_keep"}
+_TUNE_METRICS = ("best_val_loss", "val_loss", "train_loss")
+
+
+def _check_tune(t: TuneConfig, trainer: TrainerConfig) -> None:
+    if not t.enabled:
+        return
+    _require(t.num_samples >= 1, "tune.num_samples", f"must be >= 1, got {t.num_samples}")
+    _require(t.max_concurrent_trials >= 1, "tune.max_concurrent_trials", f"must be >= 1, got {t.max_concurrent_trials}")
+    _require(t.trial_num_workers is None or t.trial_num_workers >= 1, "tune.trial_num_workers", "must be >= 1")
+    _require(t.trial_driver_cpus > 0, "tune.trial_driver_cpus",
+             "must be > 0 (Ray Tune cannot place a trial that asks for nothing; a token 0.01 is enough)")
+    _require(t.metric in _TUNE_METRICS, "tune.metric", f"unknown metric {t.metric!r} (known: {', '.join(_TUNE_METRICS)})")
+    _require(t.mode in ("min", "max"), "tune.mode", f"must be min or max, got {t.mode!r}")
+    a = t.scheduler
+    max_t = a.max_t if a.max_t is not None else trainer.epochs
+    _require(max_t >= 1, "tune.scheduler.max_t", f"must be >= 1, got {max_t}")
+    _require(1 <= a.grace_period <= max_t, "tune.scheduler.grace_period", f"must be in [1, max_t={max_t}]")
+    _require(a.reduction_factor > 1, "tune.scheduler.reduction_factor", f"must be > 1, got {a.reduction_factor}")
+    _require(bool(t.space.model or t.space.trainer), "tune.space",
+             "is empty: name at least one model.* or trainer.* key to search")
+    for section in TUNABLE_SECTIONS:
+        dims = getattr(t.space, section)
+        known = set(TUNABLE_SECTIONS[section].__dataclass_fields__)
+        for key, dim in dims.items():
+            name = f"tune.space.{section}.{key}"
+            _require(key in known, name, f"{section} has no key {key!r}")
+            _require(not (section == "trainer" and key in _UNTUNABLE_TRAINER_KEYS), name,
+                     "is a resource/fault-tolerance setting, not a hyperparameter (set tune.trial_num_workers instead)")
+            if dim.kind in (SearchKind.choice, SearchKind.grid):
+                _require(bool(dim.values), name, f"{dim.kind.value} needs a non-empty values list")
+            else:
+                _require(dim.low is not None and dim.high is not None and dim.low < dim.high, name,
+                         f"{dim.kind.value} needs low < high, got low={dim.low} high={dim.high}")
+                _require(dim.kind is not SearchKind.loguniform or dim.low > 0, name, "loguniform needs low > 0")
+
+
+def _check_demo(d: DemoConfig) -> None:
+    t = d.traffic
+    for key in ("rows_per_request", "concurrency", "baseline_rows", "after_rows"):
+        _require(getattr(t, key) >= 1, f"demo.traffic.{key}", f"must be >= 1, got {getattr(t, key)}")
+    _require(t.rate_rows_per_s > 0, "demo.traffic.rate_rows_per_s", "must be > 0")
+    for key in ("pipeline_timeout_s", "heal_timeout_s", "progress_every_s"):
+        _require(getattr(d, key) > 0, f"demo.{key}", "must be > 0")
 
 
 def validate(cfg: FoundryConfig) -> FoundryConfig:
@@ -938,6 +1062,8 @@ def validate(cfg: FoundryConfig) -> FoundryConfig:
     _check_cluster(cfg.cluster)
     _require(cfg.promotion.min_improvement >= 0, "promotion.min_improvement", "must be >= 0")
     _check_drift(cfg.drift, cfg.data.task)
+    _check_tune(cfg.tune, cfg.trainer)
+    _check_demo(cfg.demo)
     return cfg
 
 

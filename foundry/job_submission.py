@@ -9,6 +9,7 @@ submitted", never as a failure.
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +38,17 @@ def metadata(job_name: str, model: str, trigger: str = "manual", episode: str | 
 
 
 def submit(client, module: str, overrides: list[str], meta: dict[str, str], submission_id: str | None = None,
-           working_dir: str | Path | None = REPO_ROOT) -> Submission:
-    """Submit ``python -m <module> <overrides>``; idempotent when ``submission_id`` is given."""
-    entrypoint = " ".join(["python", "-m", module, *overrides])
-    runtime_env = {"working_dir": str(working_dir), "excludes": UPLOAD_EXCLUDES} if working_dir else None
+           working_dir: str | Path | None = REPO_ROOT, env_vars: dict[str, str] | None = None) -> Submission:
+    """Submit ``python -m <module> <overrides>``; idempotent when ``submission_id`` is given.
+
+    The entrypoint runs in a shell, so each override is quoted (list values hold brackets and
+    commas). ``env_vars`` reach the job's driver only (e.g. the Serve API key for ``jobs.pipeline``).
+    """
+    entrypoint = " ".join(["python", "-m", module, *(shlex.quote(o) for o in overrides)])
+    runtime_env = {"working_dir": str(working_dir), "excludes": UPLOAD_EXCLUDES} if working_dir else {}
+    if env_vars:
+        runtime_env["env_vars"] = dict(env_vars)
+    runtime_env = runtime_env or None
     try:
         sid = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata=meta,
                                 submission_id=submission_id)

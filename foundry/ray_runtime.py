@@ -152,8 +152,18 @@ def _split_host_port(address: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def connect(address: str | None = None, **init_kwargs: Any):
+def apply_driver_env(driver_env: dict[str, str] | None) -> None:
+    """Export ``cluster.driver_env`` into this process (values already set here win)."""
+    for key, value in (driver_env or {}).items():
+        os.environ.setdefault(key, str(value))
+
+
+def connect(address: str | None = None, driver_env: dict[str, str] | None = None, **init_kwargs: Any):
     """Connect this process to a running cluster (never start a private one).
+
+    ``driver_env`` (``cfg.cluster.driver_env``) is set in this process's environment unless already
+    set: some of Ray's driver-side code (Ray Data's executor and Parquet file listing) is tuned only
+    through environment variables, read in the driver, not on the cluster.
 
     Returns ``ray.get_runtime_context()`` (``.gcs_address``, ``.get_node_id()``, ...) on every call,
     rather than ``ray.init``'s RayContext, which only the first call could return.
@@ -169,6 +179,7 @@ def connect(address: str | None = None, **init_kwargs: Any):
             "HOST:PORT (e.g. 127.0.0.1:6379). Use the dashboard URL only with `ray job submit`."
         )
     enable_token_auth_env()
+    apply_driver_env(driver_env)
     # No telemetry by default; it also stops Ray Data from polling a Prometheus that is not there.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray

@@ -19,7 +19,7 @@ def train(raw: DictConfig):
     from foundry.train.workflow import train_and_register
 
     cfg = foundry_config.to_typed(raw)  # every value checked before any Ray work
-    connect(cfg.ray.address)
+    connect(cfg.ray.address, driver_env=cfg.cluster.driver_env)
     outcome = train_and_register(cfg, OmegaConf.to_yaml(raw, resolve=True))
     print(f"registered {outcome.model} version {outcome.version}: "
           + ", ".join(f"{k}={v:.4f}" for k, v in outcome.metrics.items() if k != "rows"), flush=True)

@@ -31,7 +31,7 @@ from foundry.config import FoundryConfig
 from foundry.serving.auth import load_api_key
 from foundry.serving.deploy_config import build_serve_config
 
-__all__ = ["build_serve_config", "main"]
+__all__ = ["api_key_runtime_env", "build_serve_config", "main"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _runtime_env(cfg: FoundryConfig) -> dict | None:
+def api_key_runtime_env(cfg: FoundryConfig) -> dict | None:
     """Pass the key from this process's environment to the replicas (checked here, so a missing key
     fails the deploy instead of every replica). A key file is read by the replicas themselves: it
     may exist only on the cluster's nodes (a mounted secret), so it is not looked for here."""
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from foundry import ray_runtime
     from foundry.serving import control
 
-    runtime_env = None if args.delete else _runtime_env(cfg)
+    runtime_env = None if args.delete else api_key_runtime_env(cfg)
     ray_runtime.connect(_address(cfg), logging_level="ERROR", log_to_driver=False)
     if args.delete:
         control.delete_app(cfg.serve.app_name)

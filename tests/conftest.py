@@ -15,7 +15,14 @@ import os
 # Every Ray client must ask for token auth, and Ray reads this when it is first imported: set it
 # before anything (a test module, a fixture) imports Ray.
 os.environ["RAY_AUTH_MODE"] = "token"
+# The test process is a Ray driver too (in-process pipelines): it gets the cluster's driver_env
+# (conf/cluster/local.yaml), as jobs do through ray_runtime.connect; Ray Data reads it in the driver.
+from foundry.config import load as _load_config  # noqa: E402
+from foundry.ray_runtime import apply_driver_env  # noqa: E402
 
+apply_driver_env(_load_config([]).cluster.driver_env)
+
+import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -98,6 +105,16 @@ def ray_cluster(tmp_path_factory):
         down = run_cluster_cli("down", *overrides, timeout=120)
         if down.returncode != 0:
             print(f"warning: `python -m cluster down` failed:\n{down.stdout}\n{down.stderr}", file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def serve_port(ray_cluster) -> int:
+    """The one Serve HTTP port of the session. Serve fixes its HTTP options when it first starts on a
+    cluster, so every module serves on this port and removes only its own applications at the end
+    (``serve.shutdown`` between modules would cost 30-50 s each; ``cluster down`` ends Serve)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -106,6 +106,8 @@ class DriftMonitor:
         self._announced: str | None = None  # the episode whose drift_detected event is written
         self._labels_when_short: int | None = None  # labels seen when a retrain set last came up short
         self.last_results: list[dict] = []
+        # Recent rounds in memory, for plots and dashboards that poll ``rounds()`` (lost on restart).
+        self.history: deque[dict] = deque(maxlen=self.cfg.drift.monitor.history_rounds)
         self.counters = {"rows": 0, "labels": 0, "labels_matched": 0, "rounds": 0}
         self.rows_since_test = 0
         self.labels_since_test = 0
@@ -335,6 +337,10 @@ class DriftMonitor:
                 metrics.result(r.detector, r.p_value, r.statistic, r.drift)
         self.last_results = [{**r.to_dict(), "at": _iso(now)} for r in results]
         decision = self.controller.observe(drifted, now)
+        self.history.append({"round": self.counters["rounds"], "at": now, "rows": self.counters["rows"],
+                             "drifted": drifted, "votes": sorted(set(votes)), "phase": self.controller.state.phase.value,
+                             "reference_version": self.controller.state.reference_version,
+                             "results": [r.to_dict() for r in results]})
         log.info("round %d: %s -> %s", self.counters["rounds"],
                  ", ".join(f"{r.detector}={'DRIFT' if r.drift else 'ok'}" for r in results), decision.reason)
         if decision.action is Action.submit and decision.episode_id != self._announced:
@@ -491,6 +497,11 @@ class DriftMonitor:
                     "window_rows": len(self.window), "labelled_window_rows": len(self.errors),
                     "onset_at": _iso(self.onset_at) if self.onset_at else None,
                     "queued_batches": self._queue.qsize(), "last_results": self.last_results}
+
+    def rounds(self, after: int = 0) -> list[dict[str, Any]]:
+        """The remembered test rounds numbered above ``after`` (oldest first): poll with the last one seen."""
+        with self._lock:
+            return [r for r in self.history if r["round"] > after]
 
     def flush(self) -> dict[str, Any]:
         """Run a round now (tests, benchmarks); returns the status."""

@@ -186,7 +186,15 @@ def set_model_version(app_name: str, ref: str, cfg: FoundryConfig | None = None,
     return version
 
 
-def delete_app(app_name: str) -> None:
-    from ray import serve
+def delete_app(app_name: str, wait: bool = True) -> None:
+    """Remove the application; nothing to do when Serve is not running at all (idempotent).
 
-    serve.delete(app_name)
+    ``wait=False`` returns once Serve has the request (its replicas drain in the background)."""
+    from ray import serve
+    from ray.serve.exceptions import RayServeException
+
+    try:
+        _client()
+    except RayServeException:
+        return
+    serve.delete(app_name, _blocking=wait)

@@ -17,7 +17,7 @@ def scaling_config(cfg: FoundryConfig):
     return ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources)
 
 
-def build_trainer(cfg: FoundryConfig, datasets: dict, spec: dict, run_name: str):
+def build_trainer(cfg: FoundryConfig, datasets: dict, spec: dict, run_name: str, callbacks: list | None = None):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
@@ -27,6 +27,7 @@ def build_trainer(cfg: FoundryConfig, datasets: dict, spec: dict, run_name: str)
         # The newest checkpoint holds the best weights too (see loop.py), so keep by recency.
         checkpoint_config=CheckpointConfig(num_to_keep=cfg.trainer.checkpoints_to_keep),
         failure_config=FailureConfig(max_failures=cfg.trainer.max_failures),
+        callbacks=callbacks,
     )
     return TorchTrainer(
         train_loop_per_worker,

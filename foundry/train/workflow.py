@@ -25,11 +25,13 @@ from foundry.config import FoundryConfig, PromotionPolicy
 from foundry.data.pipeline import prepare
 from foundry.evaluation import evaluate_dataset
 from foundry.models import model_spec
+from foundry.node_loss import retry_on_node_loss
 from foundry.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE, Predictor
 from foundry.tasks import PRIMARY_METRIC, is_better
 from foundry.train.loop import BEST_WEIGHTS_FILE, STATE_FILE
 from foundry.train.metrics import record_run
 from foundry.train.trainer import build_trainer
+from foundry.train.tuning import TUNE_RESULTS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,17 @@ def _stage_version(staging: Path, checkpoint_dir: str, spec: dict, prepared, res
     prepared.reference.to_parquet(staging / REFERENCE_FILE, index=False)
 
 
+def _with_tuned_values(resolved_yaml: str, best: dict) -> str:
+    """The stored config.yaml says what the version was really trained with: the best trial's values."""
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.create(resolved_yaml)
+    for section, values in best.items():
+        for key, value in values.items():
+            OmegaConf.update(conf, f"{section}.{key}", value, force_add=True)
+    return OmegaConf.to_yaml(conf)
+
+
 def _decide(cfg: FoundryConfig, registry, metrics: dict, prepared, say) -> tuple[bool, str, str | None, dict | None]:
     """Should the new version take the alias? Compares champion and challenger on the same test split."""
     policy = cfg.promotion.policy
@@ -82,8 +95,9 @@ def _decide(cfg: FoundryConfig, registry, metrics: dict, prepared, say) -> tuple
         return True, ("promotion.policy=always" if champion else "no current version"), champion, None
     say(f"evaluating the current {cfg.promotion.alias} version {champion} on the same test split")
     try:
-        champion_metrics = evaluate_dataset(Predictor.from_dir(registry.fetch(cfg.model_name, champion)),
-                                            prepared.test_raw)
+        champion_metrics = retry_on_node_loss(
+            lambda: evaluate_dataset(Predictor.from_dir(registry.fetch(cfg.model_name, champion)), prepared.test_raw),
+            "evaluating the champion", cfg.data.execution_retries, say)
     except Exception as exc:  # a champion built for another schema cannot be scored on this data
         return False, f"kept {champion}: it could not be evaluated on this data ({exc})", champion, None
     metric = PRIMARY_METRIC[cfg.data.task]
@@ -102,18 +116,28 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
     registry = Registry(storage.normalize(cfg.storage.registry))
     path = ensure_source(cfg.data.source)
     say(f"[1/4] validating and preparing {path}")
-    prepared = prepare(cfg.data)
+    retries = cfg.data.execution_retries
+    prepared = retry_on_node_loss(lambda: prepare(cfg.data), "preparing the data", retries, say)
     say(f"      {prepared.report.format()}; split rows {prepared.split_rows}; fingerprint {prepared.fingerprint}")
     timings["prepare"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    spec = model_spec(cfg.model, prepared.preprocessor)
     run_name = f"{cfg.model_name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-    say(f"[2/4] training {cfg.model.arch} {list(cfg.model.hidden_sizes)} with {cfg.trainer.num_workers} "
-        f"worker(s), gpu={cfg.trainer.use_gpu}, up to {cfg.trainer.epochs} epochs (run {run_name})")
-    trainer = build_trainer(cfg, {"train": prepared.train, "val": prepared.val}, spec, run_name)
-    result = trainer.fit()
-    with result.checkpoint.as_directory() as checkpoint_dir:
+    tuned = None
+    if cfg.tune.enabled:
+        from foundry.train.tuning import tune_fit
+
+        say(f"[2/4] tuning {cfg.model.arch} with Ray Tune (run {run_name})")
+        tuned = tune_fit(cfg, prepared, run_name, say=say)
+        cfg, spec, checkpoint = tuned.cfg, tuned.spec, tuned.checkpoint
+        resolved_yaml = _with_tuned_values(resolved_yaml, tuned.best["config"])
+    else:
+        spec = model_spec(cfg.model, prepared.preprocessor)
+        say(f"[2/4] training {cfg.model.arch} {list(cfg.model.hidden_sizes)} with {cfg.trainer.num_workers} "
+            f"worker(s), gpu={cfg.trainer.use_gpu}, up to {cfg.trainer.epochs} epochs (run {run_name})")
+        trainer = build_trainer(cfg, {"train": prepared.train, "val": prepared.val}, spec, run_name)
+        checkpoint = trainer.fit().checkpoint
+    with checkpoint.as_directory() as checkpoint_dir:
         history = json.loads(Path(checkpoint_dir, STATE_FILE).read_text())["history"]
     for row in history:
         say(f"      epoch {int(row['epoch']):>3}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}")
@@ -122,10 +146,14 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
     t2 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="foundry-version-") as tmp:
         staging = Path(tmp)
-        with result.checkpoint.as_directory() as checkpoint_dir:
+        with checkpoint.as_directory() as checkpoint_dir:
             _stage_version(staging, checkpoint_dir, spec, prepared, resolved_yaml, history)
+        if tuned is not None:
+            (staging / TUNE_RESULTS_FILE).write_text(json.dumps(
+                {"best": tuned.best, "trials": tuned.trials, "seconds": tuned.seconds}, indent=2, default=str))
         say("[3/4] evaluating on the test split")
-        metrics = evaluate_dataset(Predictor.from_dir(staging), prepared.test_raw)
+        metrics = retry_on_node_loss(lambda: evaluate_dataset(Predictor.from_dir(staging), prepared.test_raw),
+                                     "evaluating", retries, say)
         say("      " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "rows"))
         promote, decision, champion, champion_metrics = _decide(cfg, registry, metrics, prepared, say)
         timings["evaluate"] = time.perf_counter() - t2
@@ -148,6 +176,7 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
             "promotion": {"promoted": promote, "decision": decision, "policy": cfg.promotion.policy.value,
                           "min_improvement": cfg.promotion.min_improvement},
             "drift_detectors": drift_detectors,
+            "tuning": None if tuned is None else tuned.summary(),
             "timings_s": timings,
         }
         say(f"[4/4] registering {cfg.model_name} in {registry.root}")

@@ -1,16 +1,16 @@
-"""Serving on the shared cluster, over real HTTP: a model trained here is deployed with
+"""Serving on the shared cluster, over real HTTP: a registered model version is deployed with
 ``python -m serve_apps.deploy`` (token auth, API key), then predicted, given feedback, attacked
 with bad input, and swapped under concurrent load without losing a request.
 
-One module fixture trains (``+experiment=quick``) and deploys; the application and Serve are
-removed at module end so other test modules find the cluster as they expect it.
+The version is built without Ray (``tests/versions.py``: real weights, preprocessor and detectors,
+as the training job stages them; training itself is the pipeline and training tests' subject).
+The application is removed at module end; Serve stays up on the session's port (``serve_port``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +22,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 
 from foundry import config, storage
@@ -33,19 +32,13 @@ from foundry.serving import control
 from foundry.serving.deploy_config import DEPLOYMENT_NAME
 from foundry.serving.feedback import read_feedback
 from tests.conftest import REPO_ROOT
+from tests.versions import register_version
 
 MODEL = "serve-it"
 APP = "foundry-it"
 KEY = "integration-key-" + "0123456789abcdef"
 AUTH = {"X-API-Key": KEY}
-QUICK = ["+experiment=quick", "data.source.synthetic.rows=6000", "trainer.epochs=2", "trainer.num_workers=1"]
 LABELS = ("churned", "customer_id", "segment", "lifetime_value")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _register_variant(reg: Registry, version: str, where: Path, bias: float | None = None) -> str:
@@ -65,17 +58,15 @@ def _register_variant(reg: Registry, version: str, where: Path, bias: float | No
 
 
 @pytest.fixture(scope="module")
-def served(ray_cluster):
-    from foundry.train.workflow import train_and_register
-
-    port = _free_port()
-    overrides = [*ray_cluster.overrides, f"ray.address={ray_cluster.address}", f"model_name={MODEL}", *QUICK,
+def served(ray_cluster, serve_port, tmp_path_factory):
+    port = serve_port
+    overrides = [*ray_cluster.overrides, f"ray.address={ray_cluster.address}", f"model_name={MODEL}",
                  f"serve.app_name={APP}", f"serve.route_prefix=/{APP}", f"serve.http.port={port}",
                  "serve.autoscaling.min_replicas=2", "serve.autoscaling.initial_replicas=2",
                  "serve.autoscaling.max_replicas=2", "serve.num_cpus=0.5", "serve.access_log=false"]
-    raw = config.compose(overrides)
-    cfg = config.to_typed(raw)
-    trained = train_and_register(cfg, OmegaConf.to_yaml(raw, resolve=True), say=lambda _: None)
+    cfg = config.load(overrides)
+    registry = Registry(storage.normalize(cfg.storage.registry))
+    v1 = register_version(registry, cfg, tmp_path_factory.mktemp("serve-v1"))
 
     env = {**os.environ, "FOUNDRY_API_KEY": KEY}
     started = time.monotonic()
@@ -91,15 +82,13 @@ def served(ray_cluster):
     client = httpx.Client(base_url=url, timeout=30)
     try:
         yield {"cfg": cfg, "overrides": overrides, "url": url, "client": client, "rows": rows, "env": env,
-               "v1": trained.version, "registry": Registry(storage.normalize(cfg.storage.registry)),
+               "v1": v1, "registry": registry,
                "deploy_s": deploy_s, "port": port}
     finally:
         client.close()
-        from ray import serve
+        from foundry.serving import control
 
-        started = time.monotonic()
-        serve.shutdown()
-        print(f"serve.shutdown took {time.monotonic() - started:.1f} s")
+        control.delete_app(APP, wait=False)
 
 
 def _predict(served, rows, headers=AUTH) -> httpx.Response:

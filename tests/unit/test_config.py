@@ -14,6 +14,7 @@ from foundry.config import (
     CONF_DIR,
     ClusterConfig,
     DataConfig,
+    DemoConfig,
     DriftConfig,
     FoundryConfig,
     ModelConfig,
@@ -22,11 +23,13 @@ from foundry.config import (
     StorageConfig,
     Task,
     TrainerConfig,
+    TuneConfig,
 )
 from foundry.errors import ConfigError
 
 SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "trainer": TrainerConfig,
-                 "storage": StorageConfig, "cluster": ClusterConfig, "serve": ServeConfig, "drift": DriftConfig}
+                 "storage": StorageConfig, "cluster": ClusterConfig, "serve": ServeConfig, "drift": DriftConfig,
+                 "tune": TuneConfig, "demo": DemoConfig}
 
 
 def _root_defaults() -> list:

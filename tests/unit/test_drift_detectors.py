@@ -24,7 +24,6 @@ from alibi_detect.cd import (
     MMDDriftOnline,
     TabularDrift,
 )
-from drift_helpers import build_version_dir
 
 from foundry import config, datasets
 from foundry.config import CONF_DIR, ConceptMethod, DriftDetectorsConfig
@@ -38,6 +37,7 @@ from foundry.drift.detectors import (
     load_or_build,
 )
 from foundry.predictor import Predictor
+from tests.versions import build_version_dir
 
 VERSION = "churn-v1"
 WINDOW_ROWS = 1000
@@ -83,7 +83,7 @@ def test_options_are_discovered():
 
 @pytest.fixture(scope="module")
 def version_dir(tmp_path_factory, cfg) -> Path:
-    """A small churn model's version directory, as the training job stages it (``drift_helpers``)."""
+    """A small churn model's version directory, as the training job stages it (``tests/versions.py``)."""
     return build_version_dir(cfg, tmp_path_factory.mktemp("version"))
 
 

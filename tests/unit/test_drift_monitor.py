@@ -19,7 +19,6 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from drift_helpers import build_version_dir
 
 from foundry import config, datasets, storage
 from foundry.config import Task
@@ -30,6 +29,7 @@ from foundry.predictor import Predictor
 from foundry.registry import MANIFEST, Registry
 from foundry.serving.feedback import FeedbackStore
 from foundry.serving.inference import live_columns
+from tests.versions import build_version_dir
 
 MODEL = "churn"
 ALIAS = "production"
@@ -301,6 +301,13 @@ def test_baseline_traffic_starts_nothing_and_the_reference_is_the_production_ali
     assert status["onset_at"] is None
     assert env.events("drift_detected", "retrain_submitted", "retrain_waiting") == []
     assert client.calls == []
+
+    # Every round is remembered for plots: numbered, with each detector's statistic.
+    rounds = monitor.rounds()
+    assert [r["round"] for r in rounds] == [1, 2, 3, 4] and not any(r["drifted"] for r in rounds)
+    assert all({x["detector"] for x in r["results"]} >= {"tabular"} for r in rounds)
+    assert rounds[-1]["rows"] == 4 * ROWS and rounds[-1]["reference_version"] == env.v1
+    assert [r["round"] for r in monitor.rounds(after=3)] == [4] and monitor.rounds(after=4) == []
 
 
 def test_concept_drift_submits_exactly_one_retrain_on_the_rows_since_the_onset(env):

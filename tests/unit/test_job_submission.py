@@ -63,3 +63,31 @@ def test_duplicate_submission_id_is_already_submitted_not_an_error():
 def test_other_submission_errors_propagate():
     with pytest.raises(RuntimeError, match="boom"):
         js.submit(_Client(RuntimeError("boom")), "jobs.train", [], js.metadata("train", "churn"), submission_id="x")
+
+
+class _Recorder:
+    def __init__(self):
+        self.kwargs = None
+
+    def submit_job(self, **kwargs):
+        self.kwargs = kwargs
+        return "raysubmit_1"
+
+
+def test_overrides_survive_the_shell_and_env_vars_reach_the_driver():
+    import shlex
+
+    client = _Recorder()
+    overrides = ["trainer.epochs=3", 'drift.retrain.overrides=["+experiment=quick","trainer.num_workers=1"]',
+                 "data.source.path=/tmp/a b/c.parquet"]
+    js.submit(client, "jobs.pipeline", overrides, js.metadata("pipeline", "m"), env_vars={"FOUNDRY_API_KEY": "k"})
+    # What the job's shell will hand to Python is exactly the list given.
+    assert shlex.split(client.kwargs["entrypoint"]) == ["python", "-m", "jobs.pipeline", *overrides]
+    assert client.kwargs["runtime_env"]["env_vars"] == {"FOUNDRY_API_KEY": "k"}
+    assert "k" not in str(client.kwargs["metadata"])
+
+
+def test_no_runtime_env_without_working_dir_or_env_vars():
+    client = _Recorder()
+    js.submit(client, "jobs.train", [], js.metadata("train", "m"), working_dir=None)
+    assert client.kwargs["runtime_env"] is None

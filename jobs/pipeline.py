@@ -1,0 +1,84 @@
+"""From data to a watched model in one job: ``python -m jobs.pipeline [hydra overrides]``.
+
+1. prepare and validate the data (Ray Data), optionally search hyperparameters (``tune=asha`` or
+   ``tune=quick``: Ray Tune + ASHA), train (Ray Train, ``trainer.num_workers`` workers), evaluate,
+   register the version and promote it if it beats production (``jobs.train`` does the same);
+2. deploy the Serve application on ``serve.model_ref`` (production), or swap the running one in place;
+3. start the model's drift monitor (a detached actor: it outlives this job and, on drift, submits
+   the retraining job itself).
+
+Runs locally against ``python -m cluster up`` or on any cluster through the Jobs API:
+
+    ray job submit --working-dir . --runtime-env-json '{"env_vars": {"FOUNDRY_API_KEY": "..."}}' \\
+        -- python -m jobs.pipeline tune=quick
+
+The Serve API key comes from ``$FOUNDRY_API_KEY`` of the job (or ``serve.auth.api_key_file`` on the
+nodes). Exit codes: 0 done, 2 bad config or key, 3 bad data, 4 registry problem, 5 Serve failed, 1 other.
+"""
+
+from __future__ import annotations
+
+import time
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from foundry import config as foundry_config
+from foundry.cli import run_or_exit, setup_logging
+
+STAGES = 3
+
+
+def _say(step: int, text: str) -> None:
+    print(f"== pipeline [{step}/{STAGES}] {text}", flush=True)
+
+
+def pipeline(raw: DictConfig, overrides: list[str]) -> dict:
+    from foundry.ray_runtime import connect
+    from foundry.serving import control
+    from foundry.train.workflow import train_and_register
+    from jobs import monitor as monitor_job
+    from serve_apps.deploy import api_key_runtime_env
+
+    cfg = foundry_config.to_typed(raw)  # every value checked before any Ray work
+    runtime_env = api_key_runtime_env(cfg)  # a missing API key fails here, before an hour of training
+    connect(cfg.ray.address, driver_env=cfg.cluster.driver_env)
+    t0 = time.perf_counter()
+    _say(1, f"train {cfg.model_name} ({'Ray Tune search, ' if cfg.tune.enabled else ''}"
+            f"{cfg.trainer.num_workers} Ray Train worker(s))")
+    outcome = train_and_register(cfg, OmegaConf.to_yaml(raw, resolve=True))
+    print(f"registered {outcome.model} version {outcome.version}: "
+          + ", ".join(f"{k}={v:.4f}" for k, v in outcome.metrics.items() if k != "rows"), flush=True)
+
+    _say(2, f"deploy Serve application {cfg.serve.app_name!r} on {cfg.model_name}@{cfg.serve.model_ref}")
+    deployed = control.deploy(cfg, runtime_env=runtime_env, pin=True, check=True)
+    print(f"Serve application {deployed.app_name!r} is RUNNING at {deployed.url}: {cfg.model_name} "
+          f"{deployed.version}", flush=True)
+
+    monitor = None
+    if cfg.drift.enabled:
+        _say(3, f"start the drift monitor of {cfg.model_name}")
+        _, status = monitor_job.start(cfg, overrides)
+        monitor = monitor_job.actor_options(cfg)["name"]
+        print(f"monitor {monitor!r} is watching {cfg.model_name} {status['reference_version']} "
+              f"(phase {status['controller']['phase']})", flush=True)
+    else:
+        _say(3, "drift.enabled=false: no monitor")
+    result = {"model": outcome.model, "version": outcome.version, "promoted": outcome.promoted,
+              "decision": outcome.decision, "serving": deployed.version, "url": deployed.url, "monitor": monitor,
+              "seconds": round(time.perf_counter() - t0, 1)}
+    print(f"pipeline done in {result['seconds']:.0f} s: {cfg.model_name} {deployed.version} serving at "
+          f"{deployed.url}" + (f", watched by {monitor}" if monitor else ""), flush=True)
+    return result
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(raw: DictConfig) -> None:
+    setup_logging()
+    overrides = list(HydraConfig.get().overrides.task)
+    run_or_exit(lambda: pipeline(raw, overrides))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Search hyperparameters with Ray Tune, then register the best trial: ``python -m jobs.tune [overrides]``.
+
+The same job as ``jobs.train`` with a search in place of the single training run: ``tune=asha``
+(conf/tune/asha.yaml) unless another ``tune=<name>`` is given. Every trial is a Ray Train run of
+the same training loop; ASHA stops the trailing trials between epochs; the best trial is evaluated,
+registered (its search results in ``tune_results.json``) and promoted like any trained version.
+
+    python -m jobs.tune                         # conf/tune/asha.yaml
+    python -m jobs.tune tune=quick tune.num_samples=6
+    ray job submit --working-dir . -- python -m jobs.tune tune=asha
+
+Exit codes as ``jobs.train``: 0 registered, 2 bad config, 3 bad data, 4 registry problem, 1 other.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from foundry.cli import run_or_exit, setup_logging
+from jobs.train import train
+
+DEFAULT_SEARCH = "tune=asha"
+
+
+def with_default_search(argv: list[str]) -> list[str]:
+    """Add ``tune=asha`` unless the command line already picks a search (or edits ``tune``)."""
+    picks = any(a.split("=", 1)[0].lstrip("+~") == "tune" for a in argv[1:])
+    return argv if picks else [*argv, DEFAULT_SEARCH]
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(raw: DictConfig) -> None:
+    setup_logging()
+    run_or_exit(lambda: train(raw))
+
+
+if __name__ == "__main__":
+    sys.argv = with_default_search(sys.argv)
+    main()

@@ -1,0 +1,56 @@
+"""The time-to-heal split (demo and heal benchmark): stages add up to the whole, from recorded facts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from foundry.drift.timeline import JobTimes, event_times, heal_stages, rows_before
+from foundry.traffic import RequestRecord
+
+T0 = 1_800_000_000.0  # the drift onset
+
+
+def _event(kind: str, after_s: float) -> dict:
+    return {"kind": kind, "at": datetime.fromtimestamp(T0 + after_s, timezone.utc).isoformat(timespec="milliseconds")}
+
+
+EVENTS = [_event("monitor_started", -60), _event("drift_detected", 4.0), _event("retrain_submitted", 10.0),
+          _event("retrain_finished", 95.0), _event("promoted", 95.5), _event("rolled_out", 96.5),
+          _event("rebased", 96.7), _event("drift_detected", 500.0)]
+JOB = JobTimes(T0 + 12.0, T0 + 94.0)
+TIMINGS = {"prepare": 20.0, "train": 30.0, "evaluate": 15.0, "drift_detectors": 5.0}
+
+
+def test_first_event_of_each_kind_wins():
+    at = event_times(EVENTS)
+    assert at["drift_detected"] == pytest.approx(T0 + 4.0, abs=1e-3)  # not the later episode's
+
+
+def test_stages_cover_onset_to_rollout_exactly():
+    stages = heal_stages(EVENTS, T0, JOB, TIMINGS)
+    assert stages["detect (onset -> drift_detected)"] == pytest.approx(4.0, abs=0.01)
+    assert stages["labels (detected -> job submitted)"] == pytest.approx(6.0, abs=0.01)
+    assert stages["job start (submitted -> driver running)"] == pytest.approx(2.0, abs=0.01)
+    assert stages["train (Ray Train / Tune)"] == 30.0
+    assert stages["job other (imports, register, exit)"] == pytest.approx(82.0 - 70.0, abs=0.01)
+    assert stages["notice (job end -> monitor sees it)"] == pytest.approx(1.5, abs=0.01)
+    assert stages["roll out (promoted -> serving, in place)"] == pytest.approx(1.0, abs=0.01)
+    assert sum(stages.values()) == pytest.approx(96.5, abs=0.05)
+
+
+@pytest.mark.parametrize("missing", ["drift_detected", "retrain_submitted", "promoted", "rolled_out"])
+def test_no_split_unless_the_episode_was_rolled_out(missing):
+    assert heal_stages([e for e in EVENTS if e["kind"] != missing], T0, JOB, TIMINGS) is None
+
+
+def test_no_split_without_the_job():
+    assert heal_stages(EVENTS, T0, None, TIMINGS) is None
+
+
+def test_rows_before_counts_only_that_phase_up_to_the_moment():
+    records = [RequestRecord(T0 - 5, "baseline", 200, 0.01, 20), RequestRecord(T0 + 1, "drift", 200, 0.01, 20),
+               RequestRecord(T0 + 3, "drift", 200, 0.01, 25), RequestRecord(T0 + 5, "drift", 200, 0.01, 20)]
+    assert rows_before(records, T0 + 4.0, "drift") == 45
+    assert rows_before(records, T0 + 4.0, "baseline") == 20
