@@ -9,6 +9,7 @@ submitted", never as a failure.
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Never upload these with a job: the venv is large and machine-specific, the rest is local state.
 UPLOAD_EXCLUDES = [".venv", ".git", "outputs", "multirun", "benchmarks/results", "**/__pycache__"]
 POLL_S = 2.0
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 MAX_POLL_FAILURES = 5
 
 
@@ -78,7 +80,8 @@ def follow(client, submission_id: str, timeout_s: float, out=print, show=lambda 
             continue
         # Print whole lines only: a poll can end mid-line, and the rest arrives with the next one.
         end = len(logs) if status.is_terminal() else logs.rfind("\n", shown) + 1
-        for line in logs[shown:end].splitlines():
+        for raw in logs[shown:end].splitlines():
+            line = ANSI_ESCAPE.sub("", raw)  # progress bars redraw with cursor moves; keep the text
             if show(line):
                 out(f"  | {line}")
         shown = max(shown, end)

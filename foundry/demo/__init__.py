@@ -34,7 +34,7 @@ KEY_FILE = "api_key"
 def _worth_showing(line: str) -> bool:
     """Our own progress lines and errors; Ray's per-operator progress chatter stays in the dashboard."""
     noisy = ("logging_progress.py", "streaming_executor.py", "INFO worker.py", "pid=", "DeprecationWarning",
-             "warnings.warn", "\x1b[A", "INFO __init__.py", "(autoscaler", "INFO ", "Running 0:", "- ListFiles",
+             "warnings.warn", "INFO __init__.py", "(autoscaler", "INFO ", "Running 0:", "- ListFiles",
              "- ReadParquet", "- Map", "- split", "- limit")
     return bool(line.strip()) and not any(n in line for n in noisy)
 

@@ -91,3 +91,11 @@ def test_no_runtime_env_without_working_dir_or_env_vars():
     client = _Recorder()
     js.submit(client, "jobs.train", [], js.metadata("train", "m"), working_dir=None)
     assert client.kwargs["runtime_env"] is None
+
+
+def test_follow_strips_progress_bar_escapes(monkeypatch):
+    monkeypatch.setattr(js, "POLL_S", 0)
+    log = ["\x1b[A\x1b[A\x1b[2Kpipeline done in 54 s\n"]
+    lines: list[str] = []
+    js.follow(_GrowingLog(log), "sid", timeout_s=10, out=lines.append)
+    assert lines == ["  | pipeline done in 54 s"]
