@@ -90,9 +90,12 @@ def time_to_heal(env, port: int, rate: float) -> dict:
     from foundry.traffic import TrafficGenerator, accuracy
 
     url = f"http://127.0.0.1:{port}/{APP}"
-    # A fresh monitor: wrk's one repeated row in the tax runs looked like (and was) drift.
+    # A fresh monitor and fresh replicas: wrk's one repeated row in the tax runs looked like (and was)
+    # drift, and the replicas' sinks still hold some of it for whichever monitor answers next.
     run([PY, "-m", "jobs.monitor", *common(port), "--stop"], env=env, timeout=300, check=False)
+    run([PY, "-m", "serve_apps.deploy", *common(port), "--delete"], env=env, timeout=300)
     shutil.rmtree(STORAGE / "monitoring", ignore_errors=True)
+    run([PY, "-m", "serve_apps.deploy", *common(port), "drift.enabled=true"], env=env, timeout=600)
     run([PY, "-m", "jobs.monitor", *common(port)], env=env, timeout=600)
     gen = TrafficGenerator(url, env["FOUNDRY_API_KEY"], rows_per_request=20, concurrency=4)
     say("  baseline traffic (3,000 rows with labels) ...")
