@@ -174,6 +174,50 @@ def test_events_cli_prints_the_history(loop):
     assert len(lines) == 1 and "promoted" in lines[0] and "is the new production" in lines[0]
 
 
+def test_a_killed_monitor_restarts_from_its_state_without_a_second_retrain(loop, job_client):
+    """The monitor's process dies after the episode: Ray restarts the actor (max_restarts=-1), it reloads
+    its persisted state (same reference, cooldown after the promotion, counters), every event written
+    before is still there, and no retrain job is submitted again for the handled episode."""
+    import ray
+
+    before = _monitor_status()
+    events_before = read_events(loop["root"], MODEL)
+    jobs_before = sorted(j.submission_id for j in job_client.list_jobs() if (j.metadata or {}).get("model") == MODEL)
+    actor = ray.get_actor(f"foundry-monitor-{MODEL}", namespace="foundry")
+    ray.kill(actor, no_restart=False)
+    deadline = time.monotonic() + 120
+    after = None
+    while time.monotonic() < deadline:
+        try:
+            after = _monitor_status()
+            break
+        except Exception:  # restarting
+            time.sleep(1)
+    assert after is not None, "the monitor did not come back within 120 s"
+    assert after["reference_version"] == before["reference_version"]
+    assert after["controller"]["phase"] == before["controller"]["phase"] == "cooldown"
+    assert after["controller"]["episode"] == before["controller"]["episode"]
+    # More drifted traffic: the restarted monitor keeps watching, in cooldown, and submits nothing new.
+    loop["traffic"].send("concept_shift", 1000, seed=900, phase="after-restart")
+    deadline = time.monotonic() + 60
+    status = _monitor_status()
+    while time.monotonic() < deadline and not (
+            status["counters"]["labels_matched"] >= after["counters"]["labels_matched"] + 1000
+            and status["counters"]["rounds"] > after["counters"]["rounds"] and status["queued_batches"] == 0):
+        time.sleep(0.5)
+        status = _monitor_status()
+    assert status["counters"]["rounds"] > after["counters"]["rounds"], status  # it tests the new rows
+    assert status["controller"]["phase"] == "cooldown", status
+    events_after = read_events(loop["root"], MODEL)
+    assert events_after[: len(events_before)] == events_before  # nothing persisted was lost
+    restarted = [e for e in events_after[len(events_before):] if e["kind"] == "monitor_started"]
+    assert len(restarted) == 1 and restarted[0]["restored"] is True, events_after[len(events_before):]
+    assert "retrain_submitted" not in [e["kind"] for e in events_after[len(events_before):]]
+    jobs_after = sorted(j.submission_id for j in job_client.list_jobs() if (j.metadata or {}).get("model") == MODEL)
+    assert jobs_after == jobs_before
+    assert not loop["traffic"].log.failed()
+
+
 def _rows() -> list[dict]:
     from foundry.traffic import scenario_rows
 
