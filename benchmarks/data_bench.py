@@ -42,7 +42,6 @@ import logging  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -52,7 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from machine_info import host  # noqa: E402 -- benchmarks/ is the script's own directory
+from machine_info import host, result_header  # noqa: E402 -- benchmarks/ is the script's own directory
 from serve_bench import say  # noqa: E402
 
 TMP = REPO / "benchmarks" / "results" / "tmp"
@@ -321,12 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         point.pop("outputs")
     setup = {"rows": s["rows"], "files": s["files"], "cores": os.cpu_count()}
     result = {
-        "benchmark": "data",
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "elapsed_s": round(time.time() - started),
-        "quick": args.quick,
-        "machine": {**machine(), "load_average_before": [round(x, 2) for x in load_before],
-                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        **result_header("data", started, args.quick, load_before, machine()),
         "settings": {**setup, "repeats": s["repeats"], "ray_cpus": cpus, "data_seed": DATA_SEED,
                      "dataset": "churn baseline (foundry.datasets.generate)", "source": str(source.relative_to(REPO)),
                      "split_rows": split_rows,

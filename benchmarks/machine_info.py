@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -17,3 +19,12 @@ def host() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(),
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "os": platform.platform(), "python": platform.python_version()}
+
+
+def result_header(name: str, started: float, quick: bool, load_before, machine: dict) -> dict:
+    """The fields every result file starts with (run_all's summary reads them): what, when, how long, where,
+    and the load before/after, because this machine is shared."""
+    return {"benchmark": name, "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "elapsed_s": round(time.time() - started), "quick": quick,
+            "machine": {**machine, "load_average_before": [round(x, 2) for x in load_before],
+                        "load_average_after": [round(x, 2) for x in os.getloadavg()]}}

@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from data_bench import DATA_SEED, TMP, bench_config, ray_session, write_source  # noqa: E402
-from machine_info import host  # noqa: E402
+from machine_info import host, result_header  # noqa: E402
 from serve_bench import say  # noqa: E402
 
 RAY_CPUS = 2
@@ -259,12 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     setup = {"rows": s["rows"], "train_rows": split_rows["train"], "val_rows": split_rows["val"],
              "epochs": s["epochs"], "batch_size": cfg.trainer.batch_size, "cores": os.cpu_count()}
     result = {
-        "benchmark": "train",
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "elapsed_s": round(time.time() - started),
-        "quick": args.quick,
-        "machine": {**machine(), "load_average_before": [round(x, 2) for x in load_before],
-                    "load_average_after": [round(x, 2) for x in os.getloadavg()]},
+        **result_header("train", started, args.quick, load_before, machine()),
         "settings": {**setup, "workers": workers, "cpus_per_worker": 1, "ray_cpus": RAY_CPUS, "data_seed": DATA_SEED,
                      "model_spec": spec, "optimizer": cfg.trainer.optimizer, "lr": cfg.trainer.lr,
                      "weight_decay": cfg.trainer.weight_decay, **info,
