@@ -139,10 +139,11 @@ def tune_fit(cfg: FoundryConfig, prepared, run_name: str, say=print) -> TuneOutc
         param_space=space,
         tune_config=tune.TuneConfig(
             metric=t.metric, mode=t.mode, num_samples=t.num_samples,
-            max_concurrent_trials=t.max_concurrent_trials,
             scheduler=ASHAScheduler(time_attr="training_iteration", max_t=max_t,
                                     grace_period=t.scheduler.grace_period, reduction_factor=t.scheduler.reduction_factor),
-            search_alg=BasicVariantGenerator(random_state=t.seed),
+            # The generator itself limits trials in flight: Tune ignores TuneConfig.max_concurrent_trials
+            # (with a warning) when the search algorithm is a SearchGenerator like this one.
+            search_alg=BasicVariantGenerator(random_state=t.seed, max_concurrent=t.max_concurrent_trials),
         ),
         run_config=tune.RunConfig(name=f"{run_name}-tune", storage_path=storage.normalize(cfg.storage.checkpoints),
                                   verbose=0),
