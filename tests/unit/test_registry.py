@@ -421,6 +421,104 @@ def test_crash_before_manifest_leaves_nothing_visible(tmp_path, art):
     assert reg.versions(MODEL) == before_versions
 
 
+CRASH_BEFORE_ALIAS = textwrap.dedent("""
+    import os, sys
+    from foundry.registry import store
+
+    def die(self, *args, **kwargs):  # the version is complete; the process dies before the alias moves
+        os._exit(1)
+
+    store.Registry.set_alias = die
+    reg = store.Registry(sys.argv[1])
+    version = reg.register("churn", sys.argv[2], {"doomed": False}).version
+    reg.set_alias("churn", "production", version)
+""")
+
+
+def test_crash_between_register_and_alias_keeps_the_alias_on_the_previous_version(tmp_path, art):
+    root = str(tmp_path / "registry")
+    reg = Registry(root)
+    v1 = reg.register(MODEL, art, {}).version
+    reg.set_alias(MODEL, "production", v1)
+    history = reg.alias_history(MODEL, "production")
+
+    proc = subprocess.run([sys.executable, "-c", CRASH_BEFORE_ALIAS, root, str(make_artifacts(tmp_path / "v2", 2))],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+
+    assert reg.alias(MODEL, "production") == v1 and reg.alias_history(MODEL, "production") == history
+    served = tree(reg.fetch(MODEL, "production"))
+    served.pop(MANIFEST)
+    assert served == tree(art)
+    v2 = reg.get(MODEL, "latest").version  # complete, listed, just not promoted
+    assert v2 != v1 and [mv.version for mv in reg.versions(MODEL)] == [v1, v2]
+
+
+# A writer that publishes versions and moves the alias in a loop, as fast as it can.
+PUBLISH_FOREVER = textwrap.dedent("""
+    import sys
+    from foundry.registry import store
+
+    reg = store.Registry(sys.argv[1])
+    print("ready", flush=True)
+    while True:
+        version = reg.register("churn", sys.argv[2], {"writer": "chaos"}).version
+        reg.set_alias("churn", "production", version, reason="chaos")
+""")
+
+
+def test_sigkilled_writers_never_expose_a_partial_version_to_readers(tmp_path):
+    """SIGKILL a publishing writer at random moments (mid-upload, mid-manifest, between manifest and
+    alias), many times, while a reader resolves and fetches ``production`` in a loop: every read
+    is a complete, checksum-verified version; only invisible directories are left, and gc removes them."""
+    root = str(tmp_path / "registry")
+    reg = Registry(root)
+    art = make_artifacts(tmp_path / "art", seed=3, size=4 * 1024 * 1024)  # uploads take a while
+    expected = tree(art)
+    reg.set_alias(MODEL, "production", reg.register(MODEL, art, {}).version)
+    stop, reads, errors = threading.Event(), [], []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                version = reg.alias(MODEL, "production")
+                files = tree(reg.fetch(MODEL, version))
+                files.pop(MANIFEST)
+                assert files == expected, f"{version}: different files"
+                reads.append(version)
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    rng = random.Random(7)
+    kills = 12
+    try:
+        for _ in range(kills):
+            writer = subprocess.Popen([sys.executable, "-c", PUBLISH_FOREVER, root, str(art)], cwd=REPO_ROOT,
+                                      stdout=subprocess.PIPE, text=True)
+            assert writer.stdout.readline().strip() == "ready"
+            time.sleep(rng.uniform(0.0, 0.4))
+            writer.kill()  # SIGKILL: no handler, no clean-up
+            writer.wait(timeout=30)
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+
+    assert not errors, errors[:3]
+    assert len(reads) > kills and len(set(reads)) > 1  # the alias moved while readers read
+    complete = {mv.version for mv in reg.versions(MODEL)}
+    assert reg.alias(MODEL, "production") in complete
+    for move in reg.alias_history(MODEL, "production"):
+        assert move["version"] in complete
+    dirs = {p.name for p in (Path(root) / MODEL / "versions").iterdir()}
+    leftovers = dirs - complete
+    print(f"{kills} writers killed: {len(complete)} complete versions, {len(leftovers)} partial, {len(reads)} reads")
+    assert len(leftovers) <= kills  # at most one partial directory per killed writer
+    assert sorted(reg.gc_incomplete(MODEL, older_than_s=0)) == sorted(leftovers)
+    assert {mv.version for mv in reg.versions(MODEL)} == complete
+
+
 def test_gc_measures_age_from_the_newest_file(reg, art):
     mv = reg.register(MODEL, art, {})
     partial = Path(reg.root) / MODEL / "versions" / new_version_id()
