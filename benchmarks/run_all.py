@@ -1,6 +1,6 @@
 """Every benchmark, one after another, then one summary of their headline figures.
 
-    python benchmarks/run_all.py [--quick] [--only serve,drift,heal,data,train] [--timeout 3600] [--summary-only]
+    python benchmarks/run_all.py [--quick] [--only serve,drift,heal,soak,data,train] [--timeout 3600] [--summary-only]
     make bench ARGS="--quick --only data,train"
 
 Each benchmark runs as its own process (``python benchmarks/<name>_bench.py --out ...``), with ``--quick``
@@ -38,6 +38,7 @@ BENCHMARKS = {  # name -> (script, what it compares); run in this order
     "serve": ("serve_bench.py", "Ray Serve vs a plain uvicorn server, 1-row requests"),
     "drift": ("drift_bench.py", "drift detectors offline: cost, detection delay, false alarms"),
     "heal": ("heal_bench.py", "monitoring tax and time to heal a concept shift"),
+    "soak": ("soak_bench.py", "minutes of load on /predict, monitor on, a model swap half-way; memory of every Ray process"),
     "data": ("data_bench.py", "Ray Data preprocessing vs single-process pandas"),
     "train": ("train_bench.py", "Ray Train TorchTrainer vs a plain PyTorch loop"),
 }
@@ -173,6 +174,45 @@ def heal_table(r: dict) -> tuple[list[str], list[list[str]]]:
     return ["figure", "value"], rows
 
 
+def soak_table(r: dict) -> tuple[list[str], list[list[str]]]:
+    s = r.get("settings") or {}
+    t = r.get("totals") or {}
+    sw = r.get("swap") or {}
+    mon = r.get("monitor") or {}
+    mem = r.get("memory") or {}
+    worst = t.get("worst_p99_slice") or {}
+    rows = [["load", f"{_num(s.get('duration_s'))} s in {_num(s.get('slice_s'))} s slices, wrk c={s.get('concurrency', '?')}, "
+                     f"1-row POST /predict, {s.get('replicas', '?')} replicas, drift monitor on (retrain off)"],
+            ["requests (errors)", f"{_num(t.get('requests'))} ({_num(t.get('errors'))})"],
+            ["throughput req/s: overall (slowest / fastest slice)",
+             f"{_num(t.get('rps'), ',.1f')} ({_num(t.get('rps_min_slice'), ',.1f')} / {_num(t.get('rps_max_slice'), ',.1f')})"],
+            ["latency ms: p50 / p99 / max, overall", " / ".join(_num(t.get(k), ".1f") for k in ("p50_ms", "p99_ms", "max_ms"))],
+            ["worst slice p99 ms (slice start)", f"{_num(worst.get('p99_ms'), '.1f')} (at {_num(worst.get('start_s'))} s)"]]
+    if "requested_at_s" in sw:
+        rows.append(["model swap v1 -> v2 (in place)",
+                     f"{'ok' if sw.get('ok') else 'NOT OK'}: at {_num(sw.get('requested_at_s'))} s, CLI {_num(sw.get('cli_s'), '.1f')} s, "
+                     f"{_num(sw.get('errors_in_slices_during'))} errors around it, {_num(sw.get('v1_answers_after'))} v1 answers "
+                     f"after it, p99 {_num(sw.get('worst_p99_ms_during'), '.1f')} ms in its slices"])
+    else:
+        rows.append(["model swap v1 -> v2 (in place)", "NOT OK" + (f" ({sw['error']})" if sw.get("error") else "")])
+    c = mon.get("counters") or {}
+    sink = mon.get("sink") or {}
+    dropped = "-" if "error" in sink or not sink else _num(sink.get("dropped", 0))
+    rows.append(["monitor: rows received / test rounds (flagged drift) / rows dropped by the sinks",
+                 f"{_num(c.get('rows'))} / {_num(c.get('rounds'))} ({_num(mon.get('rounds_drifted'))}) / {dropped}"])
+    w = mem.get("worst") or {}
+    rows += [["memory RSS of the cluster's processes, start -> end",
+              f"{_num(mem.get('total_start_rss_mib'))} -> {_num(mem.get('total_end_rss_mib'))} MiB "
+              f"({_num(mem.get('total_growth_rss_mib'), '+,.0f')} MiB; {_num(mem.get('processes_start'))} -> "
+              f"{_num(mem.get('processes_end'))} processes)"],
+             ["largest growth against the bound", f"{w.get('process', '-')}: {_num(w.get('start_rss_mib'), ',.0f')} -> "
+              f"{_num(w.get('end_rss_mib'), ',.0f')} MiB ({_num(w.get('growth_rss_mib'), '+.1f')} MiB, allowed "
+              f"{_num(w.get('allowed_mib'), '.0f')})"],
+             ["memory bound verdict", f"{str(mem.get('verdict', '-')).upper()}: {mem.get('bound', '-')}"
+              + (f"; breached by {', '.join(mem['breaches'])}" if mem.get("breaches") else "")]]
+    return ["figure", "value"], rows
+
+
 def data_table(r: dict) -> tuple[list[str], list[list[str]]]:
     s = r.get("settings") or {}
     head = [f"path ({_num(s.get('rows'))} rows, {s.get('files', '?')} Parquet files, {s.get('cores', '?')} cores)",
@@ -199,7 +239,8 @@ def train_table(r: dict) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-TABLES = {"serve": serve_table, "drift": drift_table, "heal": heal_table, "data": data_table, "train": train_table}
+TABLES = {"serve": serve_table, "drift": drift_table, "heal": heal_table, "soak": soak_table, "data": data_table,
+          "train": train_table}
 
 
 # ---- the summary -----------------------------------------------------------------------------------------

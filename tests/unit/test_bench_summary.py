@@ -59,6 +59,24 @@ def heal_result() -> dict:
                              "accuracy_after_heal": 0.789}}
 
 
+def soak_result(verdict: str = "pass") -> dict:
+    breaches = [] if verdict == "pass" else ["ray::DriftMonitor"]
+    return {"benchmark": "soak", "generated_at": "2026-11-25T02:30:00+00:00", "quick": False, "machine": MACHINE,
+            "settings": {"duration_s": 300, "slice_s": 10, "concurrency": 16, "replicas": 2},
+            "totals": {"requests": 84_312, "errors": 0, "rps": 281.04, "rps_min_slice": 240.5, "rps_max_slice": 310.2,
+                       "p50_ms": 52.61, "p99_ms": 137.65, "max_ms": 477.6,
+                       "worst_p99_slice": {"index": 15, "start_s": 150.4, "p99_ms": 319.43}},
+            "swap": {"ok": True, "requested_at_s": 150.0, "cli_s": 4.52, "errors_in_slices_during": 0,
+                     "v1_answers_after": 0, "worst_p99_ms_during": 319.43},
+            "monitor": {"counters": {"rows": 85_000, "rounds": 170}, "rounds_drifted": 3,
+                        "sink": {"sent": 85_000, "dropped": 0}},
+            "memory": {"verdict": verdict, "breaches": breaches, "bound": "max(50 MiB, 20%) per process",
+                       "total_start_rss_mib": 4063.3, "total_end_rss_mib": 4168.1, "total_growth_rss_mib": 104.8,
+                       "processes_start": 26, "processes_end": 26,
+                       "worst": {"process": "ray::DriftMonitor", "start_rss_mib": 704.5, "end_rss_mib": 785.3,
+                                 "growth_rss_mib": 80.9, "allowed_mib": 140.9}}}
+
+
 def data_result(when: str = "2026-11-25T03:00:00+00:00", pandas_rows_per_s: int = 250_000) -> dict:
     same = {"split_rows": True, "fingerprint": True, "all": True}
     return {"benchmark": "data", "generated_at": when, "quick": False, "machine": MACHINE,
@@ -78,8 +96,8 @@ def train_result(quick: bool = False) -> dict:
 
 
 def all_results() -> dict:
-    return {"serve": serve_result(), "drift": drift_result(), "heal": heal_result(), "data": data_result(),
-            "train": train_result()}
+    return {"serve": serve_result(), "drift": drift_result(), "heal": heal_result(), "soak": soak_result(),
+            "data": data_result(), "train": train_result()}
 
 
 def ok_run(name: str) -> dict:
@@ -121,8 +139,34 @@ def test_every_benchmark_gets_its_headline_figures():
         assert cells(md, name)[1] == "ok in 12 s"
     assert cells(md, "heal")[2] == "2026-11-25T01:05:42+00:00"  # heal.json says "when", not "generated_at"
     assert "Machine: AMD EPYC, 2 cores, 23.5 GiB; Python 3.11.7; ray 2.60.0; torch 2.13.0+cpu; load 1.9 -> 1.1" in md
-    assert [s["status"] for s in data["benchmarks"]] == ["ok"] * 5
+    assert [s["status"] for s in data["benchmarks"]] == ["ok"] * len(run_all.BENCHMARKS)
     json.dumps(data)  # summary.json must be writable as is
+
+
+def test_soak_headline_figures_and_verdict():
+    md, _ = run_all.summarize(all_results(), {"soak": ok_run("soak")})
+
+    assert list(run_all.BENCHMARKS).index("soak") == list(run_all.BENCHMARKS).index("heal") + 1
+    assert cells(md, "requests (errors)")[1] == "84,312 (0)"
+    assert cells(md, "throughput req/s: overall (slowest / fastest slice)")[1] == "281.0 (240.5 / 310.2)"
+    assert cells(md, "latency ms: p50 / p99 / max, overall")[1] == "52.6 / 137.7 / 477.6"
+    assert cells(md, "worst slice p99 ms (slice start)")[1] == "319.4 (at 150 s)"
+    assert cells(md, "model swap v1 -> v2 (in place)")[1].startswith("ok: at 150 s, CLI 4.5 s, 0 errors")
+    assert cells(md, "monitor: rows received / test rounds (flagged drift) / rows dropped by the sinks")[1] == \
+        "85,000 / 170 (3) / 0"
+    assert cells(md, "memory RSS of the cluster's processes, start -> end")[1].startswith("4,063 -> 4,168 MiB (+105 MiB")
+    assert cells(md, "largest growth against the bound")[1] == \
+        "ray::DriftMonitor: 704 -> 785 MiB (+80.9 MiB, allowed 141)"
+    assert cells(md, "memory bound verdict")[1].startswith("PASS: ")
+
+    broken = soak_result(verdict="fail")
+    broken["swap"] = {"ok": False, "error": "the swap did not run"}
+    broken["monitor"]["sink"] = {"error": "no metrics"}
+    md, _ = run_all.summarize({**all_results(), "soak": broken})
+    assert cells(md, "memory bound verdict")[1].startswith("FAIL: ")
+    assert cells(md, "memory bound verdict")[1].endswith("breached by ray::DriftMonitor")
+    assert cells(md, "model swap v1 -> v2 (in place)")[1] == "NOT OK (the swap did not run)"
+    assert cells(md, "monitor: rows received / test rounds (flagged drift) / rows dropped by the sinks")[1].endswith("/ -")
 
 
 def test_missing_benchmark_is_reported_missing():
@@ -135,7 +179,7 @@ def test_missing_benchmark_is_reported_missing():
     assert cells(md, "train")[1:] == ["not run this time", "no result file", "-"]
     assert cells(md, "data")[1:] == ["not run this time", "2026-11-25T03:00:00+00:00", "full"]
     status = {s["name"]: s["status"] for s in data["benchmarks"]}
-    assert status == {"serve": "not run", "drift": "not run", "heal": "not run", "data": "not run",
+    assert status == {"serve": "not run", "drift": "not run", "heal": "not run", "soak": "not run", "data": "not run",
                       "train": "missing"}
 
 

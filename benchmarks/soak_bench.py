@@ -1,0 +1,669 @@
+"""Soak: minutes of sustained load on /predict, drift monitor on, a model swap half-way; memory of every Ray process.
+
+    python benchmarks/soak_bench.py [--quick] [--duration 300] [--slice 10] [--concurrency 16] [--out ...]
+
+What runs (needs ``wrk``, like serve_bench.py and heal_bench.py):
+1. a private cluster (its own ports, head with 8 logical CPUs, autoscaler on, as heal_bench) and two
+   versions of the model, each from ``python -m jobs.train +experiment=quick`` (20,000 rows, 1 worker):
+   v1 (promoted to ``production``) and v2 (``trainer.seed=1``, ``promotion.policy=never``, so it is
+   only registered);
+2. Serve with 2 replicas (1 CPU each, batching on) serving v1, ``drift.enabled=true`` and a running
+   ``DriftMonitor`` (every answered row goes through the replicas' sinks to the monitor, which runs a
+   test round every 500 rows). ``drift.retrain.enabled=false``: the soak measures serving and
+   monitoring steadily, so a chance drift flag (about 3 windowed false alarms per 100k baseline rows,
+   drift_bench) can never start a retrain job in the middle of it;
+3. a warm-up, then a memory snapshot (RSS and USS) of every process of the cluster (GCS, raylet,
+   dashboard and its modules, agents, autoscaler, Serve controller, proxy, replicas, the monitor
+   actor, idle workers), found as ``python -m cluster down`` finds them;
+4. the soak: closed-loop load, wrk with ``--concurrency`` connections, in back-to-back slices of
+   ``--slice`` seconds for ``--duration`` seconds. Each request is one in-distribution row (a pool of
+   2,000 ``baseline`` rows, cycled) with the API key, so the monitor sees live traffic like the
+   training data, not one repeated row (which is drift). Per slice: throughput, p50/p90/p99/max
+   latency, errors (non-2xx, connect/read/write errors, timeouts over 10 s), answers per served
+   ``model_version`` (wrk's Lua ``response()`` reads it from every body) and the cluster's total RSS.
+   The latency histogram of every slice is kept, so the overall percentiles are exact, not averages;
+5. at half time: ``python -m serve_apps.deploy serve.model_ref=<v2>`` with the same overrides (an
+   in-place swap through ``user_config``, no replica restart); a probe sends one request every
+   0.2 s meanwhile to time when the first v2 and the last v1 answer came. The swap is ok when the
+   CLI exits 0, no slice that starts after it returned has a v1 answer (and has v2 ones), neither
+   the slices around it nor the probe saw an error, and the replica processes are the same ones;
+6. the end: the memory snapshot again, the monitor's counters and test rounds, and the replicas'
+   sink counters (rows sent to / sampled out before / lost on the way to the monitor) from the
+   node's Prometheus metrics; then the monitor and the cluster are stopped (also on error or Ctrl-C)
+   and the script checks that no process of the cluster is left.
+
+Memory bound: no process present at start and end grows by more than max(50 MiB, 20% of its start
+RSS). Why: the bounded buffers that legitimately fill during a soak (the monitor keeps at most
+``retain_rows`` = 50,000 live rows and 2,000 rounds; each replica's sink buffers at most 20,000 rows)
+are a few to tens of MiB; allocator and import warm-up is noise of that size; and a leak that grows
+with traffic breaches it: at ~100,000 requests a leak of ~500 bytes per request is 50 MiB. The verdict
+is printed and recorded (``memory.verdict``); like the other benchmarks, the script exits 0 whenever it
+measured (a failure to measure exits non-zero).
+
+The JSON (``benchmarks/results/soak.json``; ``--quick``: a 60 s smoke run into results/tmp/) keeps the
+machine, the settings, every slice, the swap, the monitor's figures and every process's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from machine_info import result_header  # noqa: E402
+from serve_bench import PY, free_port, machine, need_wrk, run, say, wait_http  # noqa: E402
+
+GCS_PORT, DASHBOARD_PORT = 6630, 8630
+TMP = REPO / "benchmarks" / "results" / "tmp"
+STORAGE = TMP / "soak-storage"
+CLUSTER = ["cluster.name=soak-bench", f"cluster.gcs_port={GCS_PORT}", f"cluster.dashboard_port={DASHBOARD_PORT}",
+           "cluster.head_num_cpus=8"]
+MODEL = "churn"
+APP = "soak"
+REPLICAS = 2
+TRAIN = ["+experiment=quick", "trainer.num_workers=1"]
+MONITOR = ["drift.enabled=true", "drift.retrain.enabled=false"]
+POOL_ROWS, POOL_SEED = 2000, 4242
+WRK_TIMEOUT_S = 10
+FULL = {"duration": 300, "slice": 10, "warmup": 15}
+QUICK = {"duration": 60, "slice": 10, "warmup": 5}
+BOUND_MIB, BOUND_FRACTION = 50.0, 0.20
+MIB = 2**20
+
+
+def common(port: int) -> list[str]:
+    return [*CLUSTER, f"storage.root={STORAGE}", f"ray.address=127.0.0.1:{GCS_PORT}", f"model_name={MODEL}",
+            f"serve.app_name={APP}", f"serve.route_prefix=/{APP}", f"serve.http.port={port}",
+            f"serve.autoscaling.min_replicas={REPLICAS}", f"serve.autoscaling.initial_replicas={REPLICAS}",
+            f"serve.autoscaling.max_replicas={REPLICAS}", "serve.access_log=false", *MONITOR]
+
+
+# ---- load: wrk slices --------------------------------------------------------------------------------
+
+LUA = r"""-- written by benchmarks/soak_bench.py: cycle through in-distribution rows, count answers per version
+local bodies = {
+%(bodies)s
+}
+local headers = {["Content-Type"] = "application/json", ["X-API-Key"] = "%(key)s"}
+local reqs = {}
+local n = 0
+local threads = {}
+counts = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  for i, b in ipairs(bodies) do reqs[i] = wrk.format("POST", nil, headers, b) end
+  n = math.random(#reqs) - 1
+end
+
+function request()
+  n = n %% #reqs + 1
+  return reqs[n]
+end
+
+function response(status, hdrs, body)
+  local key
+  if status == 200 then
+    key = string.match(body, '"model_version"%%s*:%%s*"([^"]+)"') or "?"
+  else
+    key = "status_" .. status
+  end
+  counts[key] = (counts[key] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("SOAK summary %%d %%d %%d %%d %%d %%d %%d\n", summary.duration, summary.requests,
+    e.connect, e.read, e.write, e.status, e.timeout))
+  for _, t in ipairs(threads) do
+    for k, v in pairs(t:get("counts")) do io.write(string.format("SOAK count %%s %%d\n", k, v)) end
+  end
+  if summary.requests > 0 then
+    local parts = {}
+    for i = 1, #latency do  -- wrk 4: #latency distinct values; latency(i) -> the i-th value (us), its count
+      local us, c = latency(i)
+      parts[#parts + 1] = string.format("%%d:%%d", us, c)
+    end
+    io.write("SOAK hist " .. table.concat(parts, ",") .. "\n")
+    io.write(string.format("SOAK p %%d %%d %%d %%d\n", latency:percentile(50), latency:percentile(90),
+      latency:percentile(99), latency.max))
+  end
+end
+"""
+
+
+def write_lua(path: Path, key: str) -> Path:
+    """The wrk script: POST /predict with one of POOL_ROWS baseline rows per request, cycled."""
+    from foundry.datasets import generate
+    from foundry.traffic import LABEL_COLUMNS
+
+    frame = generate("churn", "baseline", POOL_ROWS, seed=POOL_SEED).drop(columns=list(LABEL_COLUMNS))
+    rows = json.loads(frame.to_json(orient="records"))
+    bodies = ",\n".join("[==[" + json.dumps({"rows": [row]}) + "]==]" for row in rows)
+    path.write_text(LUA % {"bodies": bodies, "key": key})
+    return path
+
+
+def parse_slice(text: str) -> dict:
+    """wrk's output of one slice -> counts, errors, per-version answers and the latency histogram (us -> n)."""
+    out: dict = {"versions": {}, "hist": {}}
+    for line in text.splitlines():
+        if not line.startswith("SOAK "):
+            continue
+        kind, _, rest = line[5:].partition(" ")
+        if kind == "summary":
+            dur, reqs, connect, read, write, status, timeout = (int(x) for x in rest.split())
+            out.update(duration_s=dur / 1e6, requests=reqs,
+                       errors={"non_2xx": status, "connect": connect, "read": read, "write": write,
+                               "timeout": timeout})
+        elif kind == "count":
+            key, _, n = rest.rpartition(" ")
+            out["versions"][key] = out["versions"].get(key, 0) + int(n)
+        elif kind == "hist" and rest:
+            for pair in rest.split(","):
+                us, n = pair.split(":")
+                out["hist"][int(us)] = int(n)
+        elif kind == "p":
+            p50, p90, p99, mx = (int(x) for x in rest.split())
+            out["wrk_percentiles_us"] = {"p50": p50, "p90": p90, "p99": p99, "max": mx}
+    if "requests" not in out:
+        raise RuntimeError(f"wrk gave no summary:\n{text[-2000:]}")
+    return out
+
+
+def percentile(hist: dict[int, int], p: float) -> float | None:
+    """The p-th percentile (ms) of a latency histogram in microseconds (the smallest value with >= p% at or below)."""
+    total = sum(hist.values())
+    if total == 0:
+        return None
+    need = total * p / 100
+    seen = 0
+    for us in sorted(hist):
+        seen += hist[us]
+        if seen >= need:
+            return us / 1000
+    return max(hist) / 1000
+
+
+def wrk_slice(wrk: str, url: str, script: Path, concurrency: int, seconds: int) -> dict:
+    proc = subprocess.run([wrk, "-t1", f"-c{concurrency}", f"-d{seconds}s", f"--timeout={WRK_TIMEOUT_S}s",
+                           "-s", str(script), url], cwd=REPO, capture_output=True, text=True, timeout=seconds + 120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return parse_slice(proc.stdout)
+
+
+def errors_of(s: dict) -> int:
+    return sum(s["errors"].values())
+
+
+# ---- memory of the cluster's processes ---------------------------------------------------------------
+
+def _psutil():
+    from cluster.processes import _psutil as vendored
+
+    return vendored()
+
+
+def process_name(cmd: list[str]) -> str:
+    """A readable, stable name for one Ray process, from its command line."""
+    if not cmd:
+        return "?"
+    first = cmd[0]
+    base = os.path.basename(first.split()[0])
+    if base in ("gcs_server", "raylet"):
+        return base
+    m = re.match(r"(ray::[^.\s(]+)", first)
+    if m:  # workers and actors: ray::ServeReplica:<app>:<deployment>, ray::DriftMonitor, ray::IDLE, ...
+        return m.group(1)
+    if first.startswith("ray-dashboard-"):  # dashboard head modules run as their own processes
+        return first.split()[0]
+    joined = " ".join(cmd)
+    for marker, name in (("dashboard/agent.py", "dashboard_agent"), ("runtime_env/agent/main.py", "runtime_env_agent"),
+                         ("dashboard/dashboard.py", "dashboard"), ("log_monitor.py", "log_monitor"),
+                         ("autoscaler/_private/monitor.py", "autoscaler_monitor"),
+                         ("ray.util.client.server", "ray_client_server"),
+                         # the dashboard's module processes (ray-dashboard-*) come from a multiprocessing forkserver
+                         ("multiprocessing.forkserver", "multiprocessing forkserver"),
+                         ("multiprocessing.resource_tracker", "multiprocessing resource_tracker")):
+        if marker in joined:
+            return name
+    script = next((a for a in cmd[1:] if a.endswith(".py")), first)
+    return os.path.basename(script)
+
+
+def memory_snapshot(full: bool) -> dict[int, dict]:
+    """pid -> name, RSS (and USS, PSS when ``full``) of every process of the soak cluster."""
+    from cluster.processes import find_head
+
+    psutil = _psutil()
+    head = find_head(GCS_PORT)
+    out: dict[int, dict] = {}
+    for pid in head.pids if head else []:
+        try:
+            p = psutil.Process(pid)
+            with p.oneshot():
+                cmd = p.cmdline()
+                info = {"name": process_name(cmd), "created": p.create_time(), "cmdline": " ".join(cmd)[:300]}
+                if full:
+                    m = p.memory_full_info()
+                    info.update(rss_mib=m.rss / MIB, uss_mib=m.uss / MIB, pss_mib=getattr(m, "pss", 0) / MIB)
+                else:
+                    info["rss_mib"] = p.memory_info().rss / MIB
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        out[pid] = info
+    return out
+
+
+def rss_by_process(snapshot: dict[int, dict]) -> dict[str, float]:
+    """name (with the pid where the name is not unique) -> RSS MiB, for the per-slice record."""
+    names = [v["name"] for v in snapshot.values()]
+    return {(f"{v['name']} (pid {pid})" if names.count(v["name"]) > 1 else v["name"]): round(v["rss_mib"], 1)
+            for pid, v in sorted(snapshot.items(), key=lambda kv: (kv[1]["name"], kv[0]))}
+
+
+def allowed_growth(start_mib: float) -> float:
+    return max(BOUND_MIB, BOUND_FRACTION * start_mib)
+
+
+def memory_report(start: dict[int, dict], end: dict[int, dict]) -> dict:
+    """Per process start/end/growth, new and exited processes, totals, and the verdict against the bound."""
+    # A process is its pid and start time (a pid reused by another process is another process).
+    start = {(pid, round(v["created"])): v for pid, v in start.items()}
+    end = {(pid, round(v["created"])): v for pid, v in end.items()}
+    every = {**start, **end}
+    names = [v["name"] for v in every.values()]
+    dup = {n for n in names if names.count(n) > 1}
+    rows = []
+    for key in sorted(every, key=lambda k: (every[k]["name"], k)):
+        s, e = start.get(key), end.get(key)
+        name = every[key]["name"]
+        row = {"process": f"{name} (pid {key[0]})" if name in dup else name, "name": name, "pid": key[0],
+               "state": "both" if s and e else ("new" if e else "exited"), "cmdline": every[key]["cmdline"]}
+        for field in ("rss_mib", "uss_mib", "pss_mib"):
+            row[f"start_{field}"] = round(s[field], 1) if s else None
+            row[f"end_{field}"] = round(e[field], 1) if e else None
+        if s and e:
+            growth = e["rss_mib"] - s["rss_mib"]
+            row.update(growth_rss_mib=round(growth, 1), growth_uss_mib=round(e["uss_mib"] - s["uss_mib"], 1),
+                       growth_pct=round(100 * growth / s["rss_mib"], 1) if s["rss_mib"] else None,
+                       allowed_mib=round(allowed_growth(s["rss_mib"]), 1),
+                       within_bound=growth <= allowed_growth(s["rss_mib"]))
+        rows.append(row)
+    both = [r for r in rows if r["state"] == "both"]
+    worst = max(both, key=lambda r: r["growth_rss_mib"] / r["allowed_mib"], default=None)
+    breaches = [r["process"] for r in both if not r["within_bound"]]
+
+    def total(snapshot: dict, field: str) -> float:
+        return round(sum(v[field] for v in snapshot.values()), 1)
+
+    return {"bound": f"every process present at start and end grows by at most max({BOUND_MIB:.0f} MiB, "
+                     f"{100 * BOUND_FRACTION:.0f}% of its start RSS)",
+            "bound_mib": BOUND_MIB, "bound_fraction": BOUND_FRACTION,
+            "verdict": "pass" if both and not breaches else "fail", "breaches": breaches,
+            "processes": rows, "processes_start": len(start), "processes_end": len(end),
+            "new": [r["process"] for r in rows if r["state"] == "new"],
+            "exited": [r["process"] for r in rows if r["state"] == "exited"],
+            "total_start_rss_mib": total(start, "rss_mib"), "total_end_rss_mib": total(end, "rss_mib"),
+            "total_growth_rss_mib": round(total(end, "rss_mib") - total(start, "rss_mib"), 1),
+            "total_start_uss_mib": total(start, "uss_mib"), "total_end_uss_mib": total(end, "uss_mib"),
+            "growth_of_processes_in_both_mib": round(sum(r["growth_rss_mib"] for r in both), 1),
+            "worst": {k: worst[k] for k in ("process", "start_rss_mib", "end_rss_mib", "growth_rss_mib",
+                                             "growth_pct", "allowed_mib")} if worst else None}
+
+
+# ---- the swap ------------------------------------------------------------------------------------------
+
+def _post_one(url: str, key: str, body: bytes) -> tuple[int, str | None]:
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json", "X-API-Key": key})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read()).get("model_version")
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except OSError:
+        return 0, None
+
+
+class Swap(threading.Thread):
+    """At ``at`` (epoch s): redeploy with serve.model_ref=<v2>; probe /predict every 0.2 s meanwhile."""
+
+    def __init__(self, at: float, env: dict, port: int, v1: str, v2: str):
+        super().__init__(daemon=True, name="soak-swap")
+        self.at, self.env, self.port, self.v1, self.v2 = at, env, port, v1, v2
+        self.result: dict = {"from": v1, "to": v2}
+
+    def run(self) -> None:
+        from serve_bench import ROW
+
+        time.sleep(max(0.0, self.at - time.time()))
+        url = f"http://127.0.0.1:{self.port}/{APP}/predict"
+        body = json.dumps({"rows": [ROW]}).encode()
+        probes: list[tuple[float, int, str | None]] = []
+        started = time.time()
+        proc = subprocess.Popen([PY, "-m", "serve_apps.deploy", *common(self.port), f"serve.model_ref={self.v2}"],
+                                cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        while proc.poll() is None:
+            probes.append((time.time(), *_post_one(url, self.env["FOUNDRY_API_KEY"], body)))
+            time.sleep(0.2)
+        returned = time.time()
+        while time.time() < returned + 5:
+            probes.append((time.time(), *_post_one(url, self.env["FOUNDRY_API_KEY"], body)))
+            time.sleep(0.2)
+        output = proc.stdout.read()
+        first_v2 = next((t for t, _, v in probes if v == self.v2), None)
+        last_v1 = max((t for t, _, v in probes if v == self.v1), default=None)
+        self.result.update(started_at=started, returned_at=returned, returncode=proc.returncode,
+                           cli_s=round(returned - started, 2), output=output.strip().splitlines()[-3:],
+                           probes=len(probes), probe_errors=sum(1 for _, s, _ in probes if s != 200),
+                           first_v2_at=first_v2, last_v1_at=last_v1)
+
+
+# ---- the monitor's figures -----------------------------------------------------------------------------
+
+PROBE = """
+import json, sys
+import ray
+from foundry import ray_runtime
+ray_runtime.connect(sys.argv[1], logging_level="ERROR", log_to_driver=False)
+h = ray.get_actor(sys.argv[2], namespace="foundry")
+st = ray.get(h.flush.remote(), timeout=120)
+rounds = ray.get(h.rounds.remote(0), timeout=120)
+ports = [n.get("MetricsExportPort") for n in ray.nodes() if n.get("Alive")]
+print("SOAKJSON " + json.dumps({"status": st, "metrics_ports": ports, "rounds": [{k: r.get(k) for k in ("round", "at", "rows", "drifted",
+      "votes", "reference_version")} for r in rounds]}, default=str))
+"""
+
+
+def monitor_figures(env: dict) -> dict:
+    """Counters and test rounds of the monitor, from a short-lived driver (this process never joins the
+    cluster: Ray kills a connected driver when the cluster goes down, before it could write results)."""
+    text = run([PY, "-c", PROBE, f"127.0.0.1:{GCS_PORT}", f"foundry-monitor-{MODEL}"], env=env, timeout=300)
+    line = next(x for x in text.splitlines() if x.startswith("SOAKJSON "))
+    data = json.loads(line[len("SOAKJSON "):])
+    st, rounds = data["status"], data["rounds"]
+    return {"counters": st["counters"], "window_rows": st["window_rows"], "queued_batches": st["queued_batches"],
+            "phase": st["controller"].get("phase"), "reference_version": st["reference_version"],
+            "rounds": len(rounds), "rounds_drifted": sum(1 for r in rounds if r["drifted"]),
+            "drift_votes": sorted({v for r in rounds for v in r["votes"] or []}),
+            "metrics_ports": data["metrics_ports"]}
+
+
+def sink_counters(ports: list[int]) -> dict:
+    """The replicas' ``foundry_monitor_sink_rows`` counters (sent / dropped / failed), summed over the nodes'
+    Prometheus endpoints (``ports``: each node's MetricsExportPort); {"error": ...} when none can be read."""
+    out: dict[str, float] = {}
+    problems = []
+    for port in ports:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                text = r.read().decode()
+        except OSError as exc:
+            problems.append(f":{port}: {exc}")
+            continue
+        for line in text.splitlines():
+            if line.startswith("#") or "foundry_monitor_sink_rows" not in line:
+                continue
+            m = re.search(r'outcome="([^"]+)"', line)
+            if m:
+                out[m.group(1)] = out.get(m.group(1), 0) + float(line.rsplit(" ", 1)[1])
+    if not out:
+        return {"error": f"no foundry_monitor_sink_rows on the metrics ports {ports} {problems}"}
+    return {k: int(v) for k, v in out.items()}
+
+
+def folder_size(path: Path) -> dict:
+    files = [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
+    return {"files": len(files), "mib": round(sum(p.stat().st_size for p in files) / MIB, 1)}
+
+
+# ---- the soak ------------------------------------------------------------------------------------------
+
+def registry_versions() -> tuple[str, str]:
+    """(v1: production, v2: the other, unpromoted version)."""
+    from foundry import storage
+    from foundry.registry import Registry
+
+    reg = Registry(storage.normalize(str(STORAGE / "registry")))
+    v1 = reg.alias(MODEL, "production")
+    others = [v.version for v in reg.versions(MODEL) if v.version != v1]
+    if v1 is None or len(others) != 1:
+        raise RuntimeError(f"expected a production version and one other; got production={v1}, others={others}")
+    return v1, others[0]
+
+
+def soak(wrk: str, env: dict, port: int, s: dict, concurrency: int, v1: str, v2: str) -> dict:
+    url = f"http://127.0.0.1:{port}/{APP}"
+    script = write_lua(STORAGE / "soak.lua", env["FOUNDRY_API_KEY"])
+    wait_http(f"{url}/healthz")
+    say(f"  warm-up ({s['warmup']} s) ...")
+    warm = wrk_slice(wrk, f"{url}/predict", script, concurrency, s["warmup"])
+    time.sleep(3)  # the sinks flush and the monitor drains before the first snapshot
+    mem_start = memory_snapshot(full=True)
+    say(f"  memory at start: {len(mem_start)} processes, {sum(v['rss_mib'] for v in mem_start.values()):,.0f} MiB RSS")
+    n_slices = max(1, s["duration"] // s["slice"])
+    t0 = time.time()
+    swap = Swap(t0 + n_slices * s["slice"] / 2, env, port, v1, v2)
+    swap.start()
+    slices = []
+    say(f"  {'slice':>5} {'t s':>5} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6} "
+        f"{'RSS MiB: all':>12} {'monitor':>7} {'replicas':>8}  answers per version")
+    for i in range(n_slices):
+        started = time.time()
+        r = wrk_slice(wrk, f"{url}/predict", script, concurrency, s["slice"])
+        ended = time.time()
+        mem = memory_snapshot(full=False)
+        rss = sum(v["rss_mib"] for v in mem.values())
+        by_name = rss_by_process(mem)
+        mon = sum(v for k, v in by_name.items() if k.startswith("ray::DriftMonitor"))
+        rep = sum(v for k, v in by_name.items() if k.startswith("ray::ServeReplica"))
+        ok = sum(n for k, n in r["versions"].items() if not k.startswith("status_"))
+        row = {"index": i, "start_s": round(started - t0, 2), "end_s": round(ended - t0, 2),
+               "requests": r["requests"], "ok": ok, "rps": round(r["requests"] / r["duration_s"], 1),
+               "p50_ms": percentile(r["hist"], 50), "p90_ms": percentile(r["hist"], 90),
+               "p99_ms": percentile(r["hist"], 99), "max_ms": max(r["hist"]) / 1000 if r["hist"] else None,
+               "errors": r["errors"], "error_count": errors_of(r), "versions": r["versions"],
+               "cluster_rss_mib": round(rss, 1), "rss_mib_by_process": by_name, "hist": r["hist"]}
+        slices.append(row)
+        short = {("v1" if k == v1 else "v2" if k == v2 else k): n for k, n in r["versions"].items()}
+        say(f"  {i:>5} {row['start_s']:>5.0f} {row['rps']:>7.1f} {row['p50_ms'] or 0:>7.2f} {row['p99_ms'] or 0:>7.2f} "
+            f"{row['max_ms'] or 0:>7.1f} {row['error_count']:>6} {rss:>12,.0f} {mon:>7.0f} {rep:>8.0f}  {short}")
+    swap.join(timeout=600)
+    time.sleep(3)
+    mem_end = memory_snapshot(full=True)
+    return {"warmup": {k: warm[k] for k in ("requests", "errors", "versions")}, "slices": slices, "t0": t0,
+            "load_ended_at": ended,
+            "swap": swap.result, "mem_start": mem_start, "mem_end": mem_end}
+
+
+def analyse(raw: dict, v1: str, v2: str) -> dict:
+    slices, t0, sw = raw["slices"], raw["t0"], dict(raw["swap"])
+    hist: dict[int, int] = {}
+    for s in slices:
+        for us, n in s["hist"].items():
+            hist[us] = hist.get(us, 0) + n
+    requests = sum(s["requests"] for s in slices)
+    seconds = sum(s["end_s"] - s["start_s"] for s in slices)
+    errors = sum(s["error_count"] for s in slices)
+    worst = max(slices, key=lambda s: s["p99_ms"] or 0)
+    totals = {"requests": requests, "ok": sum(s["ok"] for s in slices), "errors": errors,
+              "error_kinds": {k: sum(s["errors"][k] for s in slices) for k in slices[0]["errors"]},
+              "rps": round(requests / seconds, 1) if seconds else None,
+              "rps_min_slice": min(s["rps"] for s in slices), "rps_max_slice": max(s["rps"] for s in slices),
+              "p50_ms": percentile(hist, 50), "p90_ms": percentile(hist, 90), "p99_ms": percentile(hist, 99),
+              "p999_ms": percentile(hist, 99.9), "max_ms": max(hist) / 1000 if hist else None,
+              "worst_p99_slice": {k: worst[k] for k in ("index", "start_s", "p50_ms", "p99_ms", "max_ms", "rps")},
+              "median_slice_p99_ms": sorted(s["p99_ms"] or 0 for s in slices)[len(slices) // 2]}
+    # The swap, in seconds from the start of the soak, and what the slices saw around it (main() adds whether
+    # the replica processes stayed the same, from the memory snapshots).
+    if "started_at" in sw:
+        rel = {k: (round(sw[k] - t0, 2) if sw.get(k) is not None else None)
+               for k in ("started_at", "returned_at", "first_v2_at", "last_v1_at")}
+        after = [s for s in slices if s["start_s"] >= rel["returned_at"]]
+        during = [s for s in slices if s["end_s"] > rel["started_at"] and s["start_s"] < rel["returned_at"]]
+        v1_after = sum(s["versions"].get(v1, 0) for s in after)
+        v2_after = sum(s["versions"].get(v2, 0) for s in after)
+        swap = {"from": v1, "to": v2, "cli_returncode": sw["returncode"], "cli_output": sw["output"],
+                "requested_at_s": rel["started_at"], "cli_returned_at_s": rel["returned_at"], "cli_s": sw["cli_s"],
+                "first_v2_answer_at_s": rel["first_v2_at"], "last_v1_answer_at_s": rel["last_v1_at"],
+                "probe_requests": sw["probes"], "probe_errors": sw["probe_errors"],
+                "slices_during": [s["index"] for s in during],
+                "errors_in_slices_during": sum(s["error_count"] for s in during),
+                "worst_p99_ms_during": max((s["p99_ms"] or 0 for s in during), default=None),
+                "v1_answers_after": v1_after, "v2_answers_after": v2_after,
+                "v2_answers_total": sum(s["versions"].get(v2, 0) for s in slices)}
+        swap["ok"] = (sw["returncode"] == 0 and v1_after == 0 and v2_after > 0 and swap["errors_in_slices_during"] == 0
+                      and sw["probe_errors"] == 0)
+    else:
+        swap = {"from": v1, "to": v2, "ok": False, "error": "the swap did not run"}
+    for s in slices:
+        s["hist_points"] = len(s.pop("hist"))
+    return {"totals": totals, "swap": swap}
+
+
+def memory_table(mem: dict) -> str:
+    lines = [f"{'process':<48} {'RSS start':>9} {'RSS end':>8} {'growth':>7} {'USS start':>9} {'USS end':>8}  bound",
+             "-" * 100]
+    for r in mem["processes"]:
+        def f(v, fmt=">9.1f"):
+            return format(v, fmt) if v is not None else format("-", ">9")
+        verdict = ("ok" if r["within_bound"] else f"BREACH (> {r['allowed_mib']:.0f} MiB)") if r["state"] == "both" \
+            else r["state"]
+        lines.append(f"{r['process'][:48]:<48} {f(r['start_rss_mib'])} {f(r['end_rss_mib'], '>8.1f')} "
+                     f"{f(r.get('growth_rss_mib'), '>+7.1f') if r['state'] == 'both' else format('-', '>7')} "
+                     f"{f(r['start_uss_mib'])} {f(r['end_uss_mib'], '>8.1f')}  {verdict}")
+    lines.append(f"{'total':<48} {mem['total_start_rss_mib']:>9.1f} {mem['total_end_rss_mib']:>8.1f} "
+                 f"{mem['total_growth_rss_mib']:>+7.1f} {mem['total_start_uss_mib']:>9.1f} {mem['total_end_uss_mib']:>8.1f}")
+    return "\n".join(lines)
+
+
+def cluster_left() -> list[int]:
+    from cluster.processes import find_head
+
+    head = find_head(GCS_PORT)
+    return head.pids if head else []
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a 60 s smoke run (results/tmp/)")
+    p.add_argument("--duration", type=int, help="seconds of load (default 300; quick 60)")
+    p.add_argument("--slice", type=int, help="seconds per reported slice (default 10)")
+    p.add_argument("--concurrency", type=int, default=16, help="wrk connections, closed loop (default 16)")
+    p.add_argument("--out", help="result file (default benchmarks/results/soak.json; quick: results/tmp/)")
+    args = p.parse_args(argv)
+    s = dict(QUICK if args.quick else FULL)
+    s.update({k: v for k, v in {"duration": args.duration, "slice": args.slice}.items() if v})
+    out = Path(args.out or (TMP / "soak-quick.json" if args.quick else REPO / "benchmarks" / "results" / "soak.json"))
+    started = time.time()
+    load_before = os.getloadavg()
+    wrk = need_wrk()
+    shutil.rmtree(STORAGE, ignore_errors=True)
+    STORAGE.mkdir(parents=True)
+    env = {**os.environ, "FOUNDRY_API_KEY": "soak-bench-" + secrets.token_hex(12), "RAY_AUTH_MODE": "token"}
+    port = free_port()
+    say(f"soak: {s['duration']} s of wrk c={args.concurrency} on POST /predict (1 row), {REPLICAS} replicas, "
+        f"drift monitor on (retrain off), a model swap half-way")
+    say("starting the private cluster ...")
+    run([PY, "-m", "cluster", "up", *CLUSTER, f"storage.root={STORAGE}"], env=env, timeout=300)
+    monitor = sink = None
+    try:
+        say("training v1 (+experiment=quick, 20,000 rows; promoted to production) ...")
+        run([PY, "-m", "jobs.train", *common(port), *TRAIN], env=env, timeout=1200)
+        say("training v2 (same, trainer.seed=1, promotion.policy=never: registered only) ...")
+        run([PY, "-m", "jobs.train", *common(port), *TRAIN, "trainer.seed=1", "promotion.policy=never"], env=env,
+            timeout=1200)
+        v1, v2 = registry_versions()
+        say(f"deploying {v1} ({REPLICAS} replicas, drift on) and starting the monitor ...")
+        run([PY, "-m", "serve_apps.deploy", *common(port), f"serve.model_ref={v1}"], env=env, timeout=600)
+        run([PY, "-m", "jobs.monitor", *common(port)], env=env, timeout=600)
+        say(f"soak ({s['duration']} s in {s['slice']} s slices; swap to {v2} half-way) ...")
+        raw = soak(wrk, env, port, s, args.concurrency, v1, v2)
+        say("monitor and sink figures ...")
+        # Replicas report their metrics every few seconds (Ray's metrics_report_interval_ms, 10 s by default).
+        time.sleep(max(0.0, raw["load_ended_at"] + 15 - time.time()))
+        try:
+            monitor = monitor_figures(env)
+            sink = sink_counters(monitor.pop("metrics_ports"))
+        except Exception as exc:  # keep the load and memory figures
+            monitor = {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        run([PY, "-m", "jobs.monitor", *common(port), "--stop"], env=env, timeout=120, check=False)
+        run([PY, "-m", "cluster", "down", *CLUSTER], env=env, timeout=300, check=False)
+    left = cluster_left()
+    if left:
+        say(f"WARNING: {len(left)} processes of the soak cluster are still running: {left}")
+
+    figures = analyse(raw, v1, v2)
+    memory = memory_report(raw["mem_start"], raw["mem_end"])
+    replicas = [r for r in memory["processes"] if r["name"].startswith("ray::ServeReplica")]
+    # An in-place swap reconfigures the live replicas: the same processes serve before and after it.
+    figures["swap"]["replicas_kept"] = bool(replicas) and all(r["state"] == "both" for r in replicas)
+    figures["swap"]["ok"] = figures["swap"]["ok"] and figures["swap"]["replicas_kept"]
+    served_ok = raw["warmup"]["versions"].get(v1, 0) + figures["totals"]["ok"] + \
+        figures["swap"].get("probe_requests", 0) - figures["swap"].get("probe_errors", 0)
+    monitor = {**(monitor or {}), "sink": sink, "answered_rows_counted": served_ok,
+               "live_store": folder_size(STORAGE / "monitoring")}
+    result = {
+        **result_header("soak", started, args.quick, load_before, machine()),
+        "settings": {"duration_s": s["duration"], "slice_s": s["slice"], "warmup_s": s["warmup"],
+                     "concurrency": args.concurrency, "replicas": REPLICAS, "replica_cpus": 1, "batching": True,
+                     "rows_per_request": 1, "row_pool": f"{POOL_ROWS} baseline rows (seed {POOL_SEED}), cycled",
+                     "wrk_timeout_s": WRK_TIMEOUT_S, "cluster": CLUSTER, "monitor": MONITOR,
+                     "train": TRAIN, "versions": {"v1": v1, "v2": v2},
+                     "load": "wrk -t1 closed loop, back-to-back slices; latency not corrected for coordinated omission"},
+        "totals": figures["totals"], "swap": figures["swap"], "monitor": monitor, "memory": memory,
+        "slices": raw["slices"], "warmup": raw["warmup"], "cluster_processes_left": len(left),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+    t, sw = figures["totals"], figures["swap"]
+    say(f"\n{t['requests']:,} requests in {len(raw['slices'])} slices: {t['rps']:.1f} req/s "
+        f"(slices {t['rps_min_slice']:.0f}-{t['rps_max_slice']:.0f}), p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms, "
+        f"max {t['max_ms']:.0f} ms; worst slice p99 {t['worst_p99_slice']['p99_ms']:.2f} ms "
+        f"(slice {t['worst_p99_slice']['index']}); errors {t['errors']} {t['error_kinds']}")
+    if "requested_at_s" in sw:
+        say(f"swap {v1} -> {v2}: requested at {sw['requested_at_s']:.0f} s, CLI returned after {sw['cli_s']:.1f} s "
+            f"(exit {sw['cli_returncode']}); first v2 answer at {sw['first_v2_answer_at_s']} s, last v1 answer at "
+            f"{sw['last_v1_answer_at_s']} s; {sw['v1_answers_after']} v1 answers after it; "
+            f"{sw['errors_in_slices_during']} errors in the slices around it; same replica processes before and after: "
+            f"{'yes' if sw['replicas_kept'] else 'NO'} -> {'OK' if sw['ok'] else 'NOT OK'}")
+    else:
+        say(f"swap: NOT OK ({sw.get('error')})")
+    if "counters" in monitor:
+        c = monitor["counters"]
+        say(f"monitor: {c['rows']:,} rows received ({served_ok:,} answers counted by wrk and the swap probe; "
+            f"wrk does not count answers in flight when a slice ends), {monitor['rounds']} test rounds "
+            f"({monitor['rounds_drifted']} flagged drift), sink {sink}; live store {monitor['live_store']}")
+    else:
+        say(f"monitor: {monitor.get('error')}")
+    say("\n" + memory_table(memory))
+    say(f"\nmemory bound: {memory['bound']} -> {memory['verdict'].upper()}"
+        + (f" (breached by {', '.join(memory['breaches'])})" if memory["breaches"] else ""))
+    if memory["new"] or memory["exited"]:
+        say(f"processes new since the start: {memory['new'] or 'none'}; exited: {memory['exited'] or 'none'}")
+    say(f"\n(written to {out}; {result['elapsed_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
