@@ -3,7 +3,8 @@
 Design points:
 - every epoch ends with one checkpoint holding the current weights, the optimizer, the loop state
   and the best weights so far, so a restarted worker group resumes from the last finished epoch
-  (at most one epoch lost) and the final model is the best one without ranking checkpoints;
+  (at most one epoch lost; each resume is listed in the state's ``resumes``) and the final model
+  is the best one without ranking checkpoints;
 - validation loss is all-reduced, so every worker takes the same early-stopping decision (a
   worker that stops alone would leave the others blocked in a collective);
 - weights are written with safetensors and the optimizer is read back with
@@ -80,6 +81,9 @@ def train_loop_per_worker(config: dict) -> None:
             optimizer_state = torch.load(os.path.join(d, OPTIMIZER_FILE), weights_only=True, map_location="cpu")
             with open(os.path.join(d, STATE_FILE)) as f:
                 state = json.load(f)
+        # A worker group restarted after a failure (FailureConfig): kept in the version's metadata so a
+        # reader can tell a clean run from one that lost a partial epoch.
+        state.setdefault("resumes", []).append({"at_epoch": state["epoch"], "at": time.time()})
     model = ray.train.torch.prepare_model(net)
     optimizer = _optimizer(model.parameters(), t)
     if optimizer_state is not None:

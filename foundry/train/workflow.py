@@ -138,7 +138,10 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
         trainer = build_trainer(cfg, {"train": prepared.train, "val": prepared.val}, spec, run_name)
         checkpoint = trainer.fit().checkpoint
     with checkpoint.as_directory() as checkpoint_dir:
-        history = json.loads(Path(checkpoint_dir, STATE_FILE).read_text())["history"]
+        final_state = json.loads(Path(checkpoint_dir, STATE_FILE).read_text())
+    history, resumes = final_state["history"], final_state.get("resumes", [])
+    for resume in resumes:
+        say(f"      resumed from the checkpoint of epoch {resume['at_epoch'] - 1} after a worker failure")
     for row in history:
         say(f"      epoch {int(row['epoch']):>3}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}")
     timings["train"] = time.perf_counter() - t1
@@ -170,7 +173,8 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
                      "name": cfg.data.name},
             "training": {"run_name": run_name, "epochs_run": len(history),
                          "best_epoch": int(history[-1]["best_epoch"]) if history else None,
-                         "num_workers": cfg.trainer.num_workers, "use_gpu": cfg.trainer.use_gpu},
+                         "num_workers": cfg.trainer.num_workers, "use_gpu": cfg.trainer.use_gpu,
+                         "resumed_at_epochs": [r["at_epoch"] for r in resumes]},
             "lineage": {"code_version": code_version(), "trigger": cfg.trigger, "parent_version": champion,
                         "ray_job_id": _ray_job_id(), "drift_episode": cfg.drift_episode},
             "promotion": {"promoted": promote, "decision": decision, "policy": cfg.promotion.policy.value,
