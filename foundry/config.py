@@ -232,6 +232,7 @@ class ServeAuthConfig:
     enabled: bool = True
     api_key_env: str | None = "FOUNDRY_API_KEY"
     api_key_file: str | None = None
+    api_key_sha256_env: str | None = "FOUNDRY_API_KEY_SHA256"
 
 
 @dataclass
@@ -942,6 +943,8 @@ def _check_serve(s: ServeConfig) -> None:
         _require(bool(s.auth.api_key_env) or bool(s.auth.api_key_file), "serve.auth",
                  "auth is on but neither api_key_env nor api_key_file is set "
                  "(set serve.auth.enabled=false to run without a key, explicitly)")
+        _require(bool(s.auth.api_key_file) or bool(s.auth.api_key_sha256_env), "serve.auth.api_key_sha256_env",
+                 "must name the variable that carries the key's SHA-256 to the replicas (or set api_key_file)")
     _require(s.limits.max_rows >= 1, "serve.limits.max_rows", f"must be >= 1, got {s.limits.max_rows}")
     _require(s.limits.max_body_bytes >= 1024, "serve.limits.max_body_bytes",
              f"must be >= 1024, got {s.limits.max_body_bytes}")

@@ -9,11 +9,12 @@
 
 Runs locally against ``python -m cluster up`` or on any cluster through the Jobs API:
 
-    ray job submit --working-dir . --runtime-env-json '{"env_vars": {"FOUNDRY_API_KEY": "..."}}' \\
+    ray job submit --working-dir . \\
+        --runtime-env-json '{"env_vars": {"FOUNDRY_API_KEY_SHA256": "'$(python -m foundry.serving.auth)'"}}' \\
         -- python -m jobs.pipeline tune=quick
 
-The Serve API key comes from ``$FOUNDRY_API_KEY`` of the job (or ``serve.auth.api_key_file`` on the
-nodes). Exit codes: 0 done, 2 bad config or key, 3 bad data, 4 registry problem, 5 Serve failed, 1 other.
+The job gets only the Serve API key's SHA-256 (``$FOUNDRY_API_KEY_SHA256``; Ray logs a job's
+runtime_env in full), or the replicas read ``serve.auth.api_key_file`` on the nodes. Exit codes: 0 done, 2 bad config or key, 3 bad data, 4 registry problem, 5 Serve failed, 1 other.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from ray import serve
 
 from foundry import config
 from foundry.serving.app import build_app
-from foundry.serving.auth import ApiKeyChecker, load_api_key
+from foundry.serving.auth import ApiKeyChecker, load_key_digest
 from foundry.serving.deploy_config import DEPLOYMENT_NAME
 from foundry.serving.holder import ModelSpec
 from foundry.serving.metrics import RayServeMetrics
@@ -41,7 +41,7 @@ class FoundryPredictor:
         self.cfg = config.from_container(config_data)
         s = self.cfg.serve
         configure_torch(s.torch_threads)
-        self.auth = ApiKeyChecker(load_api_key(s.auth))  # a missing key fails the replica, never opens it
+        self.auth = ApiKeyChecker.from_digest(load_key_digest(s.auth))  # no key fails the replica, never opens it
         if not self.auth.enabled:
             logger.warning("serve.auth.enabled=false: /predict, /feedback and /model accept requests without a key")
         self.service = PredictionService(self.cfg, RayServeMetrics(), sink=_monitor_sink(self.cfg))

@@ -9,8 +9,9 @@
 - ``--delete``: remove the application (other applications stay).
 
 The API key: with ``serve.auth.api_key_file`` unset, the key is read from ``$FOUNDRY_API_KEY``
-(``serve.auth.api_key_env``) of *this* process and handed to the replicas in the application's
-``runtime_env``. Also runs as a Ray job: ``ray job submit -- python -m serve_apps.deploy ...``.
+(``serve.auth.api_key_env``) of *this* process (or its digest from ``$FOUNDRY_API_KEY_SHA256``) and
+only its SHA-256 is handed to the replicas in the application's ``runtime_env`` (Ray logs
+runtime_envs). Also runs as a Ray job: ``ray job submit -- python -m serve_apps.deploy ...``.
 
 Exit codes: 0 deployed, 2 bad configuration or key, 4 registry problem (unknown or broken
 version), 5 Serve failed to deploy.
@@ -28,7 +29,7 @@ import yaml
 from foundry import config
 from foundry.cli import run_or_exit
 from foundry.config import FoundryConfig
-from foundry.serving.auth import load_api_key
+from foundry.serving.auth import load_key_digest
 from foundry.serving.deploy_config import build_serve_config
 
 __all__ = ["api_key_runtime_env", "build_serve_config", "main"]
@@ -52,13 +53,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def api_key_runtime_env(cfg: FoundryConfig) -> dict | None:
-    """Pass the key from this process's environment to the replicas (checked here, so a missing key
-    fails the deploy instead of every replica). A key file is read by the replicas themselves: it
-    may exist only on the cluster's nodes (a mounted secret), so it is not looked for here."""
+    """Pass the key's digest from this process's environment to the replicas (checked here, so a
+    missing key fails the deploy instead of every replica). A key file is read by the replicas
+    themselves: it may exist only on the cluster's nodes (a mounted secret), so it is not looked for here."""
     auth = cfg.serve.auth
     if not auth.enabled or auth.api_key_file:
         return None
-    return {"env_vars": {auth.api_key_env: load_api_key(auth)}}
+    return {"env_vars": {auth.api_key_sha256_env: load_key_digest(auth).hex()}}
 
 
 def _address(cfg: FoundryConfig) -> str | None:

@@ -43,6 +43,14 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+def _key_env(cfg: config.FoundryConfig, key: str) -> dict | None:
+    """The pipeline job's environment: the key's digest only (Ray logs a job's runtime_env in full)."""
+    from foundry.serving.auth import key_digest
+
+    auth = cfg.serve.auth
+    return {auth.api_key_sha256_env: key_digest(key)} if auth.enabled and auth.api_key_sha256_env else None
+
+
 def api_key(cfg: config.FoundryConfig) -> str:
     """$FOUNDRY_API_KEY when set, else the demo's own key (kept 0600 next to its reports, reused)."""
     env = cfg.serve.auth.api_key_env
@@ -50,6 +58,8 @@ def api_key(cfg: config.FoundryConfig) -> str:
         return os.environ[env]
     path = Path(cfg.demo.report_dir) / KEY_FILE
     if path.exists():
+        if path.stat().st_mode & 0o077:  # copied or restored with looser permissions: tighten them
+            path.chmod(0o600)
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(24)
@@ -212,7 +222,7 @@ def main(overrides: list[str]) -> int:
         f"({cfg.trainer.num_workers} workers), register, deploy Serve, start the drift monitor")
     client = job_client(cfg.cluster)
     job = submit(client, "jobs.pipeline", overrides, metadata("pipeline", cfg.model_name),
-                 env_vars={cfg.serve.auth.api_key_env: key} if cfg.serve.auth.api_key_env else None)
+                 env_vars=_key_env(cfg, key))
     say(f"   submitted {job.submission_id}: python -m jobs.pipeline {' '.join(overrides)}")
     if cfg.cluster.autoscaling.enabled:
         say("   (the autoscaler adds worker nodes for it: `python -m cluster status` shows them)")

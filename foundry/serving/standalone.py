@@ -16,7 +16,7 @@ from foundry import config
 from foundry.config import FoundryConfig
 from foundry.errors import FoundryError
 from foundry.serving.app import build_app
-from foundry.serving.auth import ApiKeyChecker, load_api_key
+from foundry.serving.auth import ApiKeyChecker, load_key_digest
 from foundry.serving.holder import ModelSpec
 from foundry.serving.service import PredictionService, configure_torch
 
@@ -24,7 +24,7 @@ from foundry.serving.service import PredictionService, configure_torch
 def create_app(cfg: FoundryConfig) -> FastAPI:
     """Load ``serve.model_ref`` of ``model_name`` and build the app around it (raises if it cannot load)."""
     configure_torch(cfg.serve.torch_threads)
-    auth = ApiKeyChecker(load_api_key(cfg.serve.auth))
+    auth = ApiKeyChecker.from_digest(load_key_digest(cfg.serve.auth))
     service = PredictionService(cfg)
     service.swap(ModelSpec(storage_root=cfg.storage.root, model=cfg.model_name, ref=cfg.serve.model_ref))
     return build_app(service.models, service, auth, cfg.serve.limits.max_body_bytes,

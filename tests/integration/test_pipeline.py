@@ -12,6 +12,7 @@ import contextlib
 import json
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -27,7 +28,9 @@ from foundry.drift.events import read_events
 from foundry.job_submission import metadata, submit
 from foundry.predictor import Predictor
 from foundry.registry import Registry
+from foundry.serving.auth import key_digest
 from foundry.traffic import LABEL_COLUMNS
+from tests import secrets_scan
 
 KEY = "pipeline-test-key-" + uuid.uuid4().hex
 MODEL = f"pipe-{uuid.uuid4().hex[:6]}"
@@ -45,7 +48,7 @@ def pipeline(ray_cluster, job_client, serve_port):
                  "drift.monitor.num_cpus=0.25"]
     cfg = config.load(overrides)
     job = submit(job_client, "jobs.pipeline", overrides, metadata("pipeline", MODEL),
-                 submission_id=f"pipeline-{MODEL}", env_vars={"FOUNDRY_API_KEY": KEY})
+                 submission_id=f"pipeline-{MODEL}", env_vars={"FOUNDRY_API_KEY_SHA256": key_digest(KEY)})
     deadline = time.time() + JOB_TIMEOUT_S
     status = job_client.get_job_status(job.submission_id)
     while not status.is_terminal() and time.time() < deadline:
@@ -160,3 +163,13 @@ def test_a_worse_challenger_is_registered_but_not_promoted(pipeline, ray_cluster
     assert outcome.champion == champion and registry.alias(MODEL, "production") == champion
     assert registry.get(MODEL, outcome.version).metadata["champion_at_training"]["version"] == champion
     assert registry.get(MODEL, outcome.version).metadata["tuning"] is None
+
+
+def test_neither_the_api_key_nor_the_cluster_token_is_written_anywhere(pipeline, ray_cluster, job_client):
+    """The key went to the job in its runtime_env and on to Serve and the monitor; the token is every
+    client's. Neither may be in storage (registry, events, live rows, checkpoints), any Ray log of the
+    session, or any job's entrypoint, metadata or log."""
+    assert pipeline["status"] == JobStatus.SUCCEEDED
+    roots = [Path(ray_cluster.storage_root), secrets_scan.session_dir() / "logs"]
+    assert secrets_scan.leaks(KEY, roots, job_client) == []
+    assert secrets_scan.leaks(secrets_scan.token(ray_cluster.config), roots, job_client) == []

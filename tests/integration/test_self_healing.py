@@ -8,86 +8,40 @@ is promoted and rolled out in place, and Serve answers with it. Traffic keeps fl
 detection, retraining and the swap: no request may fail.
 
 The first version is built without Ray (``tests/versions.py``); the retrain is a real
-``jobs.train`` run. A challenger that is *not* better is kept out of production by the same
-promotion rule the training job applies (``test_pipeline``'s worse-model test) and the monitor's
-handling of a rejection is covered in ``tests/unit/test_drift_monitor.py``.
+``jobs.train`` run. A retrain that fails or is not better is ``test_retrain_faults``'s subject, a
+cluster restart mid-episode ``test_restart``'s; the shared set-up is ``tests/healing.py``.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 import pytest
 
-from foundry import config, storage
-from foundry.drift.events import read_events
-from foundry.registry import Registry
-from foundry.traffic import TrafficGenerator, accuracy
+from foundry.traffic import accuracy
 from tests.conftest import REPO_ROOT
-from tests.versions import register_version
+from tests.healing import QUICK_RETRAIN, drift_until, watched_model
 
 KEY = "self-healing-key-" + "0123456789abcdef"
 MODEL = "heal"
-MONITOR = ["drift.window.size=500", "drift.window.test_every_rows=250", "drift.window.consecutive=2",
-           "drift.detectors.concept.window_rows=300", "drift.retrain.min_labelled_rows=1500",
-           "drift.retrain.max_rows=4000", "drift.retrain.cooldown_s=3600", "drift.monitor.poll_interval_s=0.5",
-           "drift.monitor.num_cpus=0.25",
-           'drift.retrain.overrides=["+experiment=quick","trainer.num_workers=1","trainer.epochs=2"]']
-SERVE = ["serve.autoscaling.min_replicas=1", "serve.autoscaling.max_replicas=1", "serve.num_cpus=0.5",
-         "serve.access_log=false"]
 HEAL_TIMEOUT_S = 600
-
-
-def _run(module: str, args: list[str], env: dict, timeout: float = 300) -> str:
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{module} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout
-
-
-def _kinds(root: str) -> list[str]:
-    return [e["kind"] for e in read_events(root, MODEL)]
 
 
 @pytest.fixture(scope="module")
 def loop(ray_cluster, serve_port, tmp_path_factory):
-    overrides = [*ray_cluster.overrides, f"ray.address={ray_cluster.address}", f"serve.http.port={serve_port}",
-                 *SERVE, f"model_name={MODEL}", f"serve.app_name={MODEL}", f"serve.route_prefix=/{MODEL}", *MONITOR]
-    cfg = config.load(overrides)
-    registry = Registry(storage.normalize(cfg.storage.registry))
-    v1 = register_version(registry, cfg, tmp_path_factory.mktemp("heal-v1"))
-    env = {**os.environ, "FOUNDRY_API_KEY": KEY}
-    _run("serve_apps.deploy", overrides, env)
-    assert f"foundry-monitor-{MODEL}" in _run("jobs.monitor", overrides, env)
-    generator = TrafficGenerator(f"http://127.0.0.1:{serve_port}/{MODEL}", KEY, rows_per_request=25, concurrency=2)
-    try:
-        yield {"root": ray_cluster.storage_root, "registry": registry, "v1": v1, "traffic": generator,
-               "overrides": overrides, "env": env}
-    finally:
-        generator.close()
-        subprocess.run([sys.executable, "-m", "jobs.monitor", *overrides, "--stop"], cwd=REPO_ROOT, env=env,
-                       capture_output=True, timeout=120)
-        from foundry.serving import control
-
-        control.delete_app(MODEL, wait=False)
+    with watched_model(ray_cluster, serve_port, tmp_path_factory.mktemp("heal-v1"), MODEL, KEY,
+                       [QUICK_RETRAIN]) as watched:
+        yield watched
 
 
-def _monitor_status() -> dict:
-    import ray
-
-    return ray.get(ray.get_actor(f"foundry-monitor-{MODEL}", namespace="foundry").status.remote(), timeout=60)
-
-
-def _wait_rounds(rounds: int, rows: int, timeout_s: float = 60) -> dict:
+def _wait_rounds(loop, rounds: int, rows: int, timeout_s: float = 60) -> dict:
     """Until the monitor has taken ``rows`` live rows (the sink flushes in the background) and tested them."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        status = _monitor_status()
+        status = loop.status()
         c = status["counters"]
         if c["rows"] >= rows and c["labels_matched"] >= rows and c["rounds"] >= rounds \
                 and status["queued_batches"] == 0:
@@ -97,43 +51,19 @@ def _wait_rounds(rounds: int, rows: int, timeout_s: float = 60) -> dict:
 
 
 def test_in_distribution_traffic_raises_no_drift(loop):
-    loop["traffic"].send("baseline", 2000, seed=100, phase="baseline")
-    status = _wait_rounds(rounds=2, rows=2000)
+    loop.traffic.send("baseline", 2000, seed=100, phase="baseline")
+    status = _wait_rounds(loop, rounds=2, rows=2000)
     assert status["controller"]["phase"] == "idle" and status["controller"]["episode"] == 0
-    kinds = _kinds(loop["root"])
+    kinds = loop.kinds()
     assert "drift_detected" not in kinds and "retrain_submitted" not in kinds, kinds
-    assert not loop["traffic"].log.failed()
-
-
-def _drift_traffic(gen: TrafficGenerator, stop: threading.Event, slow: threading.Event, seed: int) -> None:
-    """Enough traffic to detect the drift and label a retrain set quickly, then a trickle (the 2-core
-    CI box needs its CPUs for the retrain job) that still spans the swap."""
-    while not stop.is_set():
-        gen.send("concept_shift", 200, seed=seed, phase="drift", rate_rows_per_s=40 if slow.is_set() else 250)
-        seed += 1
+    assert not loop.traffic.log.failed()
 
 
 def test_drift_is_detected_retrained_promoted_and_rolled_out_without_a_failed_request(loop, job_client):
-    root, traffic, v1 = loop["root"], loop["traffic"], loop["v1"]
-    stop, slow = threading.Event(), threading.Event()
-    thread = threading.Thread(target=_drift_traffic, args=(traffic, stop, slow, 200), daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + HEAL_TIMEOUT_S
-        while time.monotonic() < deadline:
-            kinds = _kinds(root)
-            if "retrain_submitted" in kinds:
-                slow.set()
-            if {"rebased", "rollout_failed", "retries_exhausted", "rejected"} & set(kinds):
-                break
-            time.sleep(2)
-        time.sleep(3)  # traffic keeps flowing across the swap
-    finally:
-        stop.set()
-        thread.join(timeout=120)
+    traffic, v1 = loop.traffic, loop.v1
+    events = drift_until(loop, timeout_s=HEAL_TIMEOUT_S)  # traffic keeps flowing across the swap
 
-    registry = loop["registry"]
-    events = read_events(root, MODEL)
+    registry = loop.registry
     kinds = [e["kind"] for e in events]
     # The whole story, in order, once.
     story = ["drift_detected", "retrain_submitted", "retrain_finished", "promoted", "rolled_out", "rebased"]
@@ -166,9 +96,19 @@ def test_drift_is_detected_retrained_promoted_and_rolled_out_without_a_failed_re
     assert len(log) > 100
 
 
+def test_the_api_key_is_in_no_log_event_job_or_stored_file(loop, ray_cluster, job_client):
+    """After a whole episode (the key went to Serve and the monitor; the monitor submitted a retrain)."""
+    from pathlib import Path
+
+    from tests import secrets_scan
+
+    roots = [Path(loop.root), secrets_scan.session_dir() / "logs"]
+    assert secrets_scan.leaks(KEY, roots, job_client) == []
+
+
 def test_events_cli_prints_the_history(loop):
-    proc = subprocess.run([sys.executable, "-m", "foundry.events", *loop["overrides"], "--kind", "promoted"],
-                          cwd=REPO_ROOT, env=loop["env"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "foundry.events", *loop.overrides, "--kind", "promoted"],
+                          cwd=REPO_ROOT, env=loop.env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1 and "promoted" in lines[0] and "is the new production" in lines[0]
@@ -180,8 +120,8 @@ def test_a_killed_monitor_restarts_from_its_state_without_a_second_retrain(loop,
     before is still there, and no retrain job is submitted again for the handled episode."""
     import ray
 
-    before = _monitor_status()
-    events_before = read_events(loop["root"], MODEL)
+    before = loop.status()
+    events_before = loop.events()
     jobs_before = sorted(j.submission_id for j in job_client.list_jobs() if (j.metadata or {}).get("model") == MODEL)
     actor = ray.get_actor(f"foundry-monitor-{MODEL}", namespace="foundry")
     ray.kill(actor, no_restart=False)
@@ -189,7 +129,7 @@ def test_a_killed_monitor_restarts_from_its_state_without_a_second_retrain(loop,
     after = None
     while time.monotonic() < deadline:
         try:
-            after = _monitor_status()
+            after = loop.status()
             break
         except Exception:  # restarting
             time.sleep(1)
@@ -198,24 +138,24 @@ def test_a_killed_monitor_restarts_from_its_state_without_a_second_retrain(loop,
     assert after["controller"]["phase"] == before["controller"]["phase"] == "cooldown"
     assert after["controller"]["episode"] == before["controller"]["episode"]
     # More drifted traffic: the restarted monitor keeps watching, in cooldown, and submits nothing new.
-    loop["traffic"].send("concept_shift", 1000, seed=900, phase="after-restart")
+    loop.traffic.send("concept_shift", 1000, seed=900, phase="after-restart")
     deadline = time.monotonic() + 60
-    status = _monitor_status()
+    status = loop.status()
     while time.monotonic() < deadline and not (
             status["counters"]["labels_matched"] >= after["counters"]["labels_matched"] + 1000
             and status["counters"]["rounds"] > after["counters"]["rounds"] and status["queued_batches"] == 0):
         time.sleep(0.5)
-        status = _monitor_status()
+        status = loop.status()
     assert status["counters"]["rounds"] > after["counters"]["rounds"], status  # it tests the new rows
     assert status["controller"]["phase"] == "cooldown", status
-    events_after = read_events(loop["root"], MODEL)
+    events_after = loop.events()
     assert events_after[: len(events_before)] == events_before  # nothing persisted was lost
     restarted = [e for e in events_after[len(events_before):] if e["kind"] == "monitor_started"]
     assert len(restarted) == 1 and restarted[0]["restored"] is True, events_after[len(events_before):]
     assert "retrain_submitted" not in [e["kind"] for e in events_after[len(events_before):]]
     jobs_after = sorted(j.submission_id for j in job_client.list_jobs() if (j.metadata or {}).get("model") == MODEL)
     assert jobs_after == jobs_before
-    assert not loop["traffic"].log.failed()
+    assert not loop.traffic.log.failed()
 
 
 def _rows() -> list[dict]:

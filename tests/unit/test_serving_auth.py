@@ -10,7 +10,14 @@ import pytest
 from foundry.config import ServeAuthConfig
 from foundry.errors import ConfigError
 from foundry.serving import auth as auth_mod
-from foundry.serving.auth import ApiKeyChecker, AuthResult, load_api_key, presented_key
+from foundry.serving.auth import (
+    ApiKeyChecker,
+    AuthResult,
+    key_digest,
+    load_api_key,
+    load_key_digest,
+    presented_key,
+)
 
 KEY = "s3cret-key-for-tests-0123456789"
 
@@ -37,6 +44,26 @@ def test_key_from_a_file_wins_over_the_environment(tmp_path):
 def test_missing_or_weak_key_is_a_config_error(cfg, environ, names):
     with pytest.raises(ConfigError, match=names.replace(".", r"\.")):
         load_api_key(cfg, environ)
+
+
+def test_replicas_check_against_the_handed_digest_or_the_key_they_can_read(tmp_path):
+    cfg = ServeAuthConfig(api_key_env="MY_KEY", api_key_sha256_env="MY_KEY_SHA")
+    handed = load_key_digest(cfg, {"MY_KEY_SHA": key_digest(KEY)})  # what serve_apps.deploy passes on
+    assert handed.hex() == key_digest(KEY) and load_key_digest(cfg, {"MY_KEY": KEY}) == handed
+    checker = ApiKeyChecker.from_digest(handed)
+    assert checker.check(KEY) is AuthResult.ok and checker.check(KEY + "x") is AuthResult.invalid
+    path = tmp_path / "key"
+    path.write_text("file-key-file-key-file-key")
+    with_file = ServeAuthConfig(api_key_env="MY_KEY", api_key_file=str(path), api_key_sha256_env="MY_KEY_SHA")
+    assert load_key_digest(with_file, {"MY_KEY_SHA": key_digest(KEY)}).hex() == key_digest("file-key-file-key-file-key")
+    assert load_key_digest(ServeAuthConfig(enabled=False), {}) is None
+
+
+@pytest.mark.parametrize("handed", ["abc", "z" * 64, key_digest(KEY)[:-2]])
+def test_a_malformed_digest_is_a_config_error_naming_the_variable(handed):
+    cfg = ServeAuthConfig(api_key_env="MY_KEY", api_key_sha256_env="MY_KEY_SHA")
+    with pytest.raises(ConfigError, match="MY_KEY_SHA"):
+        load_key_digest(cfg, {"MY_KEY_SHA": handed, "MY_KEY": KEY})
 
 
 def test_auth_off_only_when_explicit():

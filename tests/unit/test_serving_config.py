@@ -3,6 +3,8 @@ Ray Serve's own schema, a model swap that is a user_config-only change, and valu
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import yaml
 from ray.serve._private.deploy_utils import get_app_code_version
@@ -82,6 +84,18 @@ def test_runtime_env_only_when_given(cfg):
     assert app["runtime_env"]["env_vars"]["FOUNDRY_API_KEY"] == "x" * 20
 
 
+def test_the_replicas_runtime_env_carries_only_the_keys_digest(cfg, monkeypatch):
+    """Ray writes every runtime_env to its logs: the key must not be in it, its SHA-256 is."""
+    secret = "never-in-a-runtime-env-0123456789"
+    monkeypatch.setenv("FOUNDRY_API_KEY", secret)
+    monkeypatch.delenv("FOUNDRY_API_KEY_SHA256", raising=False)
+    env = deploy.api_key_runtime_env(cfg)
+    assert env == {"env_vars": {"FOUNDRY_API_KEY_SHA256": hashlib.sha256(secret.encode()).hexdigest()}}
+    monkeypatch.delenv("FOUNDRY_API_KEY")  # a job given only the digest passes it on
+    monkeypatch.setenv("FOUNDRY_API_KEY_SHA256", env["env_vars"]["FOUNDRY_API_KEY_SHA256"])
+    assert deploy.api_key_runtime_env(cfg) == env
+
+
 def test_write_never_contains_the_key(tmp_path, monkeypatch, capsys):
     secret = "do-not-write-me-0123456789"
     monkeypatch.setenv("FOUNDRY_API_KEY", secret)
@@ -103,6 +117,7 @@ def test_write_with_pin_needs_the_version_in_the_registry(tmp_path):
 
 def test_deploy_without_a_key_fails_before_touching_the_cluster(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("FOUNDRY_API_KEY", raising=False)
+    monkeypatch.delenv("FOUNDRY_API_KEY_SHA256", raising=False)
     with pytest.raises(SystemExit) as info:
         deploy.main([f"storage.root={tmp_path}", "ray.address=127.0.0.1:1"])
     assert info.value.code == 2
