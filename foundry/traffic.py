@@ -24,7 +24,11 @@ import pandas as pd
 from foundry.datasets import generate
 
 LABEL_COLUMNS = ("churned", "customer_id", "segment", "lifetime_value")
-RETRY_STATUSES = (502, 503, 504)
+# What a client with ``retries`` tries again (after a short pause): no answer at all (a connection
+# error, status 0), the gateway/overload statuses, and 500, which is what Serve's proxy answers when
+# the replica holding the request dies mid-flight (ActorDiedError). Retrying is safe because
+# /predict has no side effects; a 4xx is the client's own fault and never retried.
+RETRY_STATUSES = (500, 502, 503, 504)
 
 
 @dataclass
@@ -37,6 +41,8 @@ class RequestRecord:
     version: str | None = None
     correct: int = 0
     error: str | None = None
+    attempts: int = 1  # > 1: answered (or given up) after retries
+    first_failure: str | None = None  # what the first of those retried attempts got ("500: ...")
 
 
 @dataclass
@@ -80,7 +86,7 @@ class TrafficGenerator:
 
     def _one(self, phase: str, rows: list[dict], labels: list) -> None:
         started = time.perf_counter()
-        attempt = 0
+        attempt, first_failure = 0, None
         while True:
             try:
                 r = self.client.post(f"{self.url}/predict", json={"rows": rows}, headers=self.headers)
@@ -90,10 +96,13 @@ class TrafficGenerator:
                 status, body, error = 0, None, f"{type(exc).__name__}: {exc}"
             if status == 200 or attempt >= self.retries or (status and status not in RETRY_STATUSES):
                 break
+            if first_failure is None:
+                first_failure = f"{status}: {error}"
             attempt += 1
             time.sleep(0.2 * attempt)
         latency = time.perf_counter() - started
-        record = RequestRecord(time.time(), phase, status, latency, len(rows), error=error)
+        record = RequestRecord(time.time(), phase, status, latency, len(rows), error=error,
+                               attempts=attempt + 1, first_failure=first_failure)
         if body is not None:
             preds = body["predictions"]
             record.version = body["model_version"]

@@ -119,8 +119,10 @@ def _label_type(data: DataConfig) -> Any:
     if data.task is Task.regression:
         return Annotated[float, BeforeValidator(_finite_label), Field(description=f"the true {data.label}")]
     classes = list(data.classes)
+    # The enum puts the rule the validator enforces into the OpenAPI schema too (as for the features'
+    # rejected categories), so a client generated from the schema sends a label the API accepts.
     return Annotated[str, BeforeValidator(_category_checker(classes, True)),
-                     Field(description=f"the true {data.label}: one of {classes}")]
+                     Field(description=f"the true {data.label}: one of {classes}", json_schema_extra={"enum": classes})]
 
 
 # ---- responses (the same for every data set) ------------------------------------------------------

@@ -29,8 +29,8 @@ from foundry.datasets import generate
 from foundry.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE
 from foundry.registry import Registry
 from foundry.serving import control
-from foundry.serving.deploy_config import DEPLOYMENT_NAME
 from foundry.serving.feedback import read_feedback
+from tests import replicas as serve_replicas
 from tests.conftest import REPO_ROOT
 from tests.versions import register_version
 
@@ -95,30 +95,9 @@ def _predict(served, rows, headers=AUTH) -> httpx.Response:
     return served["client"].post("/predict", json={"rows": rows}, headers=headers)
 
 
-def _replicas(served, tries: int = 200) -> dict[str, dict]:
-    """GET /model's answer from every running replica.
-
-    Over HTTP the proxy prefers replicas on its own node, so some replicas may never answer; a
-    deployment handle spreads calls over all of them, and Serve lists which ones there are.
-    """
-    from ray import serve
-
-    app = control.serve_details()["applications"][APP]
-    running = {r["replica_id"] for r in app["deployments"][DEPLOYMENT_NAME]["replicas"] if r["state"] == "RUNNING"}
-    handle = serve.get_app_handle(APP)
-    seen: dict[str, dict] = {}
-    for _ in range(tries):
-        info = handle.model_info.remote().result(timeout_s=60)
-        seen[info["replica"]] = info
-        if set(seen) >= running:
-            break
-    assert set(seen) == running, (sorted(seen), sorted(running))
-    return seen
-
-
 def test_deploy_is_quick_and_both_replicas_serve_the_trained_version(served):
     assert served["deploy_s"] < 120
-    replicas = _replicas(served)
+    replicas = serve_replicas.answers(APP)
     assert len(replicas) == 2
     assert {r["version"] for r in replicas.values()} == {served["v1"]}
 
@@ -201,7 +180,7 @@ def _bad_bodies(served) -> list[tuple[str, bytes, int, str]]:
 
 
 def test_every_bad_input_is_a_4xx_naming_the_field_and_replicas_survive(served):
-    before = {rid: info["pid"] for rid, info in _replicas(served).items()}
+    before = {rid: info["pid"] for rid, info in serve_replicas.answers(APP).items()}
     for name, body, status, field in _bad_bodies(served):
         r = served["client"].post("/predict", content=body, headers={**AUTH, "content-type": "application/json"})
         assert r.status_code == status, f"{name}: {r.status_code} {r.text[:300]}"
@@ -210,7 +189,7 @@ def test_every_bad_input_is_a_4xx_naming_the_field_and_replicas_survive(served):
         assert field in payload["message"] or field == "body", f"{name}: {payload}"
     assert served["client"].get("/healthz").status_code == 200
     assert _predict(served, served["rows"][:3]).status_code == 200
-    after = {rid: info["pid"] for rid, info in _replicas(served).items()}
+    after = {rid: info["pid"] for rid, info in serve_replicas.answers(APP).items()}
     assert after == before  # same replicas, same processes: nothing crashed or restarted
 
 
@@ -231,7 +210,7 @@ def _load(served, stop: threading.Event, results: list) -> None:
 
 def test_swap_under_concurrent_load_loses_no_request(served, tmp_path):
     v1 = served["v1"]
-    before = {rid: info["pid"] for rid, info in _replicas(served).items()}
+    before = {rid: info["pid"] for rid, info in serve_replicas.answers(APP).items()}
     stop, results = threading.Event(), []
     with ThreadPoolExecutor(max_workers=6) as pool:
         futures = [pool.submit(_load, served, stop, results) for _ in range(6)]
@@ -255,7 +234,7 @@ def test_swap_under_concurrent_load_loses_no_request(served, tmp_path):
     # Afterwards: only the new version, from the same (not restarted) replicas.
     for _ in range(20):
         assert _predict(served, served["rows"][:2]).json()["model_version"] == v2
-    replicas = _replicas(served)
+    replicas = serve_replicas.answers(APP)
     assert {r["version"] for r in replicas.values()} == {v2}
     assert {rid: info["pid"] for rid, info in replicas.items()} == before
     served["v2"] = v2
@@ -269,7 +248,7 @@ def test_swap_to_a_broken_or_missing_version_keeps_serving(served, tmp_path):
         control.set_model_version(APP, broken, served["cfg"])
     # Forced through, each replica fails to load it, keeps its model and reports why.
     control.set_model_version(APP, broken, served["cfg"], preflight_load=False)
-    replicas = _replicas(served)
+    replicas = serve_replicas.answers(APP)
     assert {r["version"] for r in replicas.values()} == {current}
     for info in replicas.values():
         assert info["last_swap_error"]["version"] == broken
@@ -279,7 +258,7 @@ def test_swap_to_a_broken_or_missing_version_keeps_serving(served, tmp_path):
     missing = "v20990101-000000-000-abcdef"
     spec = control.current_user_config(APP)
     control.apply_user_config(APP, {**spec, "ref": missing, "version": missing})
-    replicas = _replicas(served)
+    replicas = serve_replicas.answers(APP)
     assert {r["version"] for r in replicas.values()} == {current}
     assert all("no version or alias" in r["last_swap_error"]["error"] for r in replicas.values())
     assert _predict(served, served["rows"][:2]).status_code == 200
@@ -287,12 +266,12 @@ def test_swap_to_a_broken_or_missing_version_keeps_serving(served, tmp_path):
 
 def test_redeploy_with_another_model_ref_swaps_in_place(served):
     """The CLI path: `python -m serve_apps.deploy serve.model_ref=<v>` changes only user_config."""
-    before = {rid: info["pid"] for rid, info in _replicas(served).items()}
+    before = {rid: info["pid"] for rid, info in serve_replicas.answers(APP).items()}
     proc = subprocess.run([sys.executable, "-m", "serve_apps.deploy", *served["overrides"],
                            f"serve.model_ref={served['v1']}"], cwd=REPO_ROOT, env=served["env"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    replicas = _replicas(served)
+    replicas = serve_replicas.answers(APP)
     assert {r["version"] for r in replicas.values()} == {served["v1"]}
     assert all(r["last_swap_error"] is None for r in replicas.values())
     assert {rid: info["pid"] for rid, info in replicas.items()} == before
