@@ -108,15 +108,13 @@ def torch_threads() -> None:
 def build_version(cfg, out: Path) -> dict:
     """Train the default MLP on the training split and stage the version files (see the docstring)."""
     import torch
-    from safetensors.torch import save_file
 
     from foundry import datasets
     from foundry.data import preprocessor as pp
     from foundry.data import split
-    from foundry.drift.detectors import REFERENCE_FILE
     from foundry.evaluation import evaluate_predictor
     from foundry.models import build_model, model_spec
-    from foundry.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE, Predictor
+    from foundry.predictor import Predictor, write_model_files
     from foundry.tasks import loss_fn, loss_target
 
     data, trainer = cfg.data, cfg.trainer
@@ -158,10 +156,7 @@ def build_version(cfg, out: Path) -> dict:
             opt.step()
     model.eval()
     out.mkdir(parents=True, exist_ok=True)
-    save_file(model.state_dict(), str(out / WEIGHTS_FILE))
-    (out / SPEC_FILE).write_text(json.dumps(spec))
-    (out / PREPROCESSOR_FILE).write_text(pre.to_json())
-    reference.to_parquet(out / REFERENCE_FILE, index=False)
+    write_model_files(out, model.state_dict(), spec, pre, reference)
     predictor = Predictor.from_dir(out)
     val_metrics = evaluate_predictor(predictor, [val])
     ref_metrics = evaluate_predictor(predictor, [reference])

@@ -24,6 +24,26 @@ from foundry.tasks import probabilities
 WEIGHTS_FILE = "model.safetensors"
 SPEC_FILE = "model.json"
 PREPROCESSOR_FILE = "preprocessor.json"
+REFERENCE_FILE = "reference.parquet"  # training rows the drift detectors compare live traffic with
+
+
+def write_model_files(out: Path, weights: dict[str, torch.Tensor] | Path, spec: dict,
+                      preprocessor: Preprocessor, reference: pd.DataFrame) -> None:
+    """The files every reader of a version relies on (``Predictor.from_dir``, the drift monitor),
+    written in one place: weights as safetensors (``weights``: tensors, or a safetensors file to copy),
+    the spec and preprocessor as JSON, the reference sample as Parquet."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(weights, Path):
+        shutil.copyfile(weights, out / WEIGHTS_FILE)
+    else:
+        save_file(weights, str(out / WEIGHTS_FILE))
+    (out / SPEC_FILE).write_text(json.dumps(spec, indent=2))
+    (out / PREPROCESSOR_FILE).write_text(preprocessor.to_json())
+    reference.to_parquet(out / REFERENCE_FILE, index=False)
 
 
 @dataclass

@@ -9,18 +9,15 @@ mean something (drift in its error stream is detectable).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from foundry import datasets
 from foundry.config import FoundryConfig
 from foundry.data import preprocessor as pp
-from foundry.drift.detectors import REFERENCE_FILE
 from foundry.models import build_model, model_spec
-from foundry.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE
+from foundry.predictor import write_model_files
 from foundry.tasks import PRIMARY_METRIC
 
 REFERENCE_ROWS = 1000
@@ -48,11 +45,7 @@ def build_version_dir(cfg: FoundryConfig, out: Path, rows: int = 3000, reference
             loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x_num, x_cat).squeeze(1), y)
             loss.backward()
             opt.step()
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(model.state_dict(), str(out / WEIGHTS_FILE))
-    (out / SPEC_FILE).write_text(json.dumps(spec))
-    (out / PREPROCESSOR_FILE).write_text(pre.to_json())
-    reference.to_parquet(out / REFERENCE_FILE, index=False)
+    write_model_files(out, model.state_dict(), spec, pre, reference)
     return out
 
 

@@ -30,11 +30,12 @@ import pandas as pd
 
 from foundry.config import ConceptMethod, DriftDetectorsConfig, MultivariateMethod, OnlineMethod
 from foundry.drift import features
+from foundry.predictor import REFERENCE_FILE
+from foundry.workdir import ensure_cwd
 
 log = logging.getLogger(__name__)
 
 DETECTORS_FILE = "drift_detectors.pkl"
-REFERENCE_FILE = "reference.parquet"
 SEED = 0
 
 
@@ -198,21 +199,6 @@ class DetectorSuite:
         if not isinstance(suite, DetectorSuite):
             raise TypeError(f"{path} does not hold a DetectorSuite")
         return suite
-
-
-def ensure_cwd() -> None:
-    """Importing alibi-detect imports ``transformers``, which resolves a path against the working
-    directory at import time. A Ray job's working directory can vanish under a running process
-    (on a fake multi-node cluster every "node" unpacks the job's package into the same shared
-    folder, replacing it), and the import then fails with a bare FileNotFoundError."""
-    import os
-    import tempfile
-
-    try:
-        os.getcwd()
-    except FileNotFoundError:
-        os.chdir(tempfile.gettempdir())
-        log.warning("the working directory was gone; continuing in %s", tempfile.gettempdir())
 
 
 def _subsample(x: np.ndarray, rows: int) -> np.ndarray:

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import subprocess
 import tempfile
 import time
@@ -26,17 +25,17 @@ from foundry.data.pipeline import prepare
 from foundry.evaluation import evaluate_dataset
 from foundry.models import model_spec
 from foundry.node_loss import retry_on_node_loss
-from foundry.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE, Predictor
+from foundry.predictor import Predictor, write_model_files
 from foundry.tasks import PRIMARY_METRIC, is_better
 from foundry.train.loop import BEST_WEIGHTS_FILE, STATE_FILE
 from foundry.train.metrics import record_run
 from foundry.train.trainer import build_trainer
 from foundry.train.tuning import TUNE_RESULTS_FILE
+from foundry.workdir import stable_cwd
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
-REFERENCE_FILE = "reference.parquet"
 HISTORY_FILE = "training_history.json"
 
 
@@ -66,12 +65,10 @@ def code_version() -> str:
 
 def _stage_version(staging: Path, checkpoint_dir: str, spec: dict, prepared, resolved_yaml: str,
                    history: list[dict]) -> None:
-    shutil.copyfile(os.path.join(checkpoint_dir, BEST_WEIGHTS_FILE), staging / WEIGHTS_FILE)
-    (staging / SPEC_FILE).write_text(json.dumps(spec, indent=2))
-    (staging / PREPROCESSOR_FILE).write_text(prepared.preprocessor.to_json())
+    write_model_files(staging, Path(checkpoint_dir, BEST_WEIGHTS_FILE), spec, prepared.preprocessor,
+                      prepared.reference)
     (staging / CONFIG_FILE).write_text(resolved_yaml)
     (staging / HISTORY_FILE).write_text(json.dumps(history, indent=2, default=float))
-    prepared.reference.to_parquet(staging / REFERENCE_FILE, index=False)
 
 
 def _with_tuned_values(resolved_yaml: str, best: dict) -> str:
@@ -128,7 +125,8 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
         from foundry.train.tuning import tune_fit
 
         say(f"[2/4] tuning {cfg.model.arch} with Ray Tune (run {run_name})")
-        tuned = tune_fit(cfg, prepared, run_name, say=say)
+        with stable_cwd():  # the driver's working_dir can vanish during a long Tuner.fit (foundry/workdir.py)
+            tuned = tune_fit(cfg, prepared, run_name, say=say)
         cfg, spec, checkpoint = tuned.cfg, tuned.spec, tuned.checkpoint
         resolved_yaml = _with_tuned_values(resolved_yaml, tuned.best["config"])
     else:
