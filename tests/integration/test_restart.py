@@ -56,6 +56,11 @@ def test_a_cluster_restart_mid_episode_heals_from_storage(watched, ray_cluster, 
     events = drift_until(watched, end_kinds=frozenset({"retrain_submitted"}), timeout_s=300)
     lost = next(e for e in events if e["kind"] == "retrain_submitted")
     ray.shutdown()
+    # Serve caches its controller handle per driver job id, and the reconnected test process gets the
+    # same job id from the new cluster as it had from the old one: forget the dead controller's handle.
+    from ray.serve import context as serve_context
+
+    serve_context._disconnect()
     down = run_cluster_cli("down", *ray_cluster.overrides, timeout=180)
     assert down.returncode == 0, down.stdout + down.stderr
     saved = _saved_state(watched.root)
