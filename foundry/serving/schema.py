@@ -68,6 +68,23 @@ def _category_checker(allowed: list[str] | None, reject_unknown: bool):
     return check
 
 
+def _category_schema(enum: list[str] | None):
+    """The published schema says what ``as_category`` takes: a string (from ``enum`` when unknown
+    categories are rejected) or an integer, compared as its decimal string. A schema that said only
+    "string" would call valid requests invalid (schemathesis' negative cases found it)."""
+
+    def update(schema: dict) -> None:
+        schema.pop("type", None)
+        string = {"type": "string", **({"enum": enum} if enum else {})}
+        integer = {"type": "integer", **({"enum": [int(v) for v in enum if v.lstrip("-").isdigit()]} if enum else {})}
+        if enum and not integer["enum"]:
+            schema.update(string)
+        else:
+            schema["anyOf"] = [string, integer]
+
+    return update
+
+
 def rejects_unknown(feature: FeatureSpec, policy: UnknownCategoryServePolicy) -> bool:
     if policy is UnknownCategoryServePolicy.schema:
         return feature.on_unknown is UnknownCategoryPolicy.error
@@ -89,7 +106,7 @@ def _feature_type(f: FeatureSpec, serve: ServeConfig) -> Any:
         if values and not reject:
             desc += " (other values are accepted and use the model's 'unknown' category)"
         base = Annotated[str, BeforeValidator(_category_checker(values, reject)),
-                         Field(description=desc, json_schema_extra={"enum": values} if values and reject else None)]
+                         Field(description=desc, json_schema_extra=_category_schema(values if reject else None))]
     if f.nullable:
         return NotRequired[Optional[base]]  # noqa: UP045 -- evaluated by pydantic at run time
     return base
