@@ -37,7 +37,6 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -51,7 +50,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from machine_info import host, result_header  # noqa: E402 -- benchmarks/ is the script's own directory
+from machine_info import host, result_header, write_result  # noqa: E402 -- benchmarks/ is the script's own directory
 from serve_bench import say  # noqa: E402
 
 TMP = REPO / "benchmarks" / "results" / "tmp"
@@ -328,8 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                      "pandas": "one DataFrame, the pipeline's per-batch functions applied once, one process"},
         "points": points,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     say("\n" + table(points, setup))
     for point in points[1:]:
         check = point["same_output_as_pandas"]

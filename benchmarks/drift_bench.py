@@ -71,7 +71,7 @@ import numpy as np  # noqa: E402 -- after OMP_NUM_THREADS
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from machine_info import host  # noqa: E402 -- benchmarks/ is the script's own directory
+from machine_info import host, write_result  # noqa: E402 -- benchmarks/ is the script's own directory
 
 TMP = REPO / "benchmarks" / "results" / "tmp"
 VERSION_DIR = TMP / "drift-version"
@@ -635,8 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         "numpy_vs_alibi_ks": cost_info["numpy_vs_alibi_ks"],
         "options": options,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     say("\nCost per test window (median CPU ms per predict call; * = capped: fewer calls):\n")
     say(cost_table(costs))
     say("\nBuild (and calibration) per conf/drift option:\n")

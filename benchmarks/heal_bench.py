@@ -21,7 +21,6 @@ The JSON (``benchmarks/results/heal.json``) keeps the machine, the settings and 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import shutil
@@ -36,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from machine_info import write_result  # noqa: E402
 from serve_bench import PY, free_port, load, machine, need_wrk, run, say, wait_http, wrk_script  # noqa: E402
 
 GCS_PORT, DASHBOARD_PORT = 6620, 8620
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"benchmark": "heal", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": {**machine(), "load_average": os.getloadavg()}, "monitoring_tax": tax,
               "time_to_heal": heal}
-    Path(args.out).write_text(json.dumps(result, indent=2, default=str))
+    write_result(args.out, result)
     say(f"\nmonitoring tax: {tax['rps_off']:.0f} req/s off, {tax['rps_on']:.0f} req/s on -> {100 * tax['tax']:.1f}%")
     if heal.get("healed"):
         say(f"time to heal: {heal['total_s']:.0f} s (detection delay {heal['detection_delay_rows']} rows)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import time
@@ -28,3 +29,11 @@ def result_header(name: str, started: float, quick: bool, load_before, machine: 
             "elapsed_s": round(time.time() - started), "quick": quick,
             "machine": {**machine, "load_average_before": [round(x, 2) for x in load_before],
                         "load_average_after": [round(x, 2) for x in os.getloadavg()]}}
+
+
+def write_result(out: str | Path, result: dict) -> Path:
+    """The result file run_all's summary reads: JSON, indented, its folder created."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return out

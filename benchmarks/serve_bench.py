@@ -39,7 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from machine_info import host  # noqa: E402 -- benchmarks/ is the script's own directory
+from machine_info import host, write_result  # noqa: E402 -- benchmarks/ is the script's own directory
 
 PY = sys.executable
 SLO_P99_MS = 50.0
@@ -304,8 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         "points": points,
     }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     say("\n" + table(points))
     say(f"\nbest uvicorn (p99 <= {SLO_P99_MS:.0f} ms): {summary['best_uvicorn']}")
     say(f"best Serve   (p99 <= {SLO_P99_MS:.0f} ms): {summary['best_serve']}")

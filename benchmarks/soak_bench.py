@@ -63,7 +63,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from machine_info import result_header  # noqa: E402
+from machine_info import result_header, write_result  # noqa: E402
 from serve_bench import PY, free_port, machine, need_wrk, run, say, wait_http  # noqa: E402
 
 GCS_PORT, DASHBOARD_PORT = 6630, 8630
@@ -633,8 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         "totals": figures["totals"], "swap": figures["swap"], "monitor": monitor, "memory": memory,
         "slices": raw["slices"], "warmup": raw["warmup"], "cluster_processes_left": len(left),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_result(out, result)
 
     t, sw = figures["totals"], figures["swap"]
     say(f"\n{t['requests']:,} requests in {len(raw['slices'])} slices: {t['rps']:.1f} req/s "

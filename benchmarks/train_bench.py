@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from data_bench import DATA_SEED, TMP, bench_config, ray_session, write_source  # noqa: E402
-from machine_info import host, result_header  # noqa: E402
+from machine_info import host, result_header, write_result  # noqa: E402
 from serve_bench import say  # noqa: E402
 
 RAY_CPUS = 2
@@ -267,8 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                      "plain_torch": "same arrays, model, optimizer, loss, batch size; full shuffle per epoch"},
         "points": points,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, result)
     say("\n" + table(points, setup))
     say(f"\n(written to {out}; {result['elapsed_s']} s)")
     return 0
