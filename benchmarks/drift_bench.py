@@ -5,13 +5,13 @@
 
 One process, no Ray, no storage but a model version directory under ``benchmarks/results/tmp/``.
 
-Setup: a model version built the way the training job stages one, without Ray: 25,000 baseline churn
+Setup: a model version built the way the training job stages one, without Ray: 40,000 baseline churn
 rows (seed 0) split by ``data.split`` (80/10/10 by customer id); the preprocessor fitted on the
 training split; the default MLP (``conf/model/mlp.yaml``, [128, 64], dropout 0.1) trained with plain
 torch for 5 epochs (AdamW, ``conf/trainer/cpu.yaml``'s lr, weight decay and batch size); the reference
-sample is 5,000 training rows drawn as ``foundry.data.pipeline`` draws it (``data.reference_rows``,
-``split.reference_draw``). Built once, reused while its settings are unchanged. Its validation-split
-AUC and error rate, and its error rate on the reference sample, go into the JSON.
+sample is 5,000 held-out (val/test) rows drawn as ``foundry.data.pipeline`` draws it
+(``data.reference_rows``, ``split.in_reference_pool``, ``split.reference_draw``). Built once, reused
+while its settings are unchanged. Its validation-split AUC and error rate, and its error rate on the reference sample, go into the JSON.
 
 What runs:
 1. Cost per test window (baseline rows, windows of 500, 1,000 and 5,000 rows; reference 5,000 rows),
@@ -79,7 +79,7 @@ VERSION = "churn-bench"
 SCENARIOS = ("covariate_shift", "new_category", "concept_shift", "label_shift")
 OPTIONS = ("default", "light", "online")
 BATCH_ROWS = 100  # rows per ingest batch (one Serve replica flush)
-MODEL = {"data_rows": 25_000, "data_seed": 0, "epochs": 5}
+MODEL = {"data_rows": 40_000, "data_seed": 0, "epochs": 5}
 FULL = {"seeds": 5, "prefix_rows": 3_000, "max_drift_rows": 10_000, "false_alarm_rows": 100_000,
         "windows": [500, 1000, 5000], "reps": 7, "mmd_cap_s": 20.0}
 QUICK = {"seeds": 2, "prefix_rows": 1_000, "max_drift_rows": 3_000, "false_alarm_rows": 10_000,
@@ -120,7 +120,7 @@ def build_version(cfg, out: Path) -> dict:
     data, trainer = cfg.data, cfg.trainer
     stamp = {**MODEL, "model": {"hidden_sizes": list(cfg.model.hidden_sizes), "dropout": cfg.model.dropout},
              "lr": trainer.lr, "weight_decay": trainer.weight_decay, "batch_size": trainer.batch_size,
-             "reference_rows": data.reference_rows}
+             "reference_rows": data.reference_rows, "reference_splits": list(split.REFERENCE_SPLITS)}
     info_file = out / "bench.json"
     if info_file.exists():
         info = json.loads(info_file.read_text())
@@ -133,8 +133,9 @@ def build_version(cfg, out: Path) -> dict:
     which = split.assign(df, data)
     train = df[which == "train"][columns].reset_index(drop=True)
     val = df[which == "val"][columns].reset_index(drop=True)
-    draw = split.reference_draw(df[which == "train"], data)
-    reference = train.iloc[np.argsort(draw, kind="stable")[:data.reference_rows]].reset_index(drop=True)
+    pool = df[split.in_reference_pool(which)].reset_index(drop=True)
+    draw = split.reference_draw(pool, data)
+    reference = pool[columns].iloc[np.argsort(draw, kind="stable")[:data.reference_rows]].reset_index(drop=True)
     pre = pp.fit([pp.partial_stats(train, data)], data)
     spec = model_spec(cfg.model, pre)
     task = cfg.data.task

@@ -3,7 +3,7 @@
 Passes over the source (all streaming ``map_batches``):
 1. profile: schema-problem counts for every row, split sizes, the data fingerprint, and the
    preprocessor's sufficient statistics for training rows, merged on the driver as small dicts;
-2. reference draw: a fixed-size sample of training rows for drift detection;
+2. reference draw: a fixed-size sample of held-out (val/test) rows for drift detection;
 3. encode (lazily, while Ray Train consumes it): split selection + the fitted preprocessor.
 Nothing is trained, and so nothing is registered, unless pass 1 finds no fatal problem.
 """
@@ -93,7 +93,7 @@ def _merge_profiles(rows: list[dict]) -> dict:
 
 def _reference_rows(df: pd.DataFrame, data: DataConfig, fraction: float) -> pd.DataFrame:
     draw = split.reference_draw(df, data)
-    keep = (split.assign(df, data) == "train") & (draw < fraction)
+    keep = split.in_reference_pool(split.assign(df, data)) & (draw < fraction)
     out = df.loc[keep, [f.name for f in data.features] + [data.label]]
     out[DRAW_COLUMN] = draw[keep]
     return out
@@ -149,7 +149,8 @@ def prepare(data: DataConfig) -> PreparedData:
                 rows=report.rows, problems=[schema.Problem("*", f"the {name} split is empty", 0,
                                                            "more rows or other data.split fractions needed")]))
     fitted = prep.fit(merged["stats"], data)
-    fraction = min(1.0, 1.2 * data.reference_rows / split_rows["train"])
+    pool_rows = sum(split_rows[name] for name in split.REFERENCE_SPLITS)
+    fraction = min(1.0, 1.2 * data.reference_rows / pool_rows)
     reference = pd.concat(
         list(ds.map_batches(partial(_reference_rows, data=data, fraction=fraction), batch_format="pandas",
                             batch_size=PROFILE_BATCH_ROWS).iter_batches(batch_format="pandas")) or [pd.DataFrame()],
@@ -159,6 +160,9 @@ def prepare(data: DataConfig) -> PreparedData:
     if len(reference):
         reference = (reference.sort_values(DRAW_COLUMN).head(data.reference_rows)
                      .drop(columns=DRAW_COLUMN).reset_index(drop=True))
+    if len(reference) < data.reference_rows:
+        log.warning("data.reference_rows=%d, but the held-out splits %s hold only %d rows: the drift reference "
+                    "sample has %d", data.reference_rows, "/".join(split.REFERENCE_SPLITS), pool_rows, len(reference))
     encoded = {which: ds.map_batches(partial(_encode_split, data=data, which=which, fitted=fitted),
                                      batch_format="pandas", batch_size=ENCODE_BATCH_ROWS)
                for which in ("train", "val")}

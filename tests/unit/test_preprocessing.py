@@ -134,6 +134,19 @@ def test_reference_draw_is_deterministic_uniform_and_independent_of_split(frame,
     assert lowest["train"] == pytest.approx(split_data.split.train, abs=0.03)
 
 
+def test_the_reference_sample_holds_only_rows_the_model_never_trained_on(frame, cfg):
+    """Fitted training rows make the model's error rate and outputs look better than live traffic's."""
+    from foundry.data.pipeline import DRAW_COLUMN, _reference_rows
+
+    splits = split.assign(frame, cfg.data)
+    drawn = _reference_rows(frame, cfg.data, fraction=0.5)
+    assert set(splits[drawn.index]) == set(split.REFERENCE_SPLITS) and "train" not in set(splits[drawn.index])
+    held_out = int(split.in_reference_pool(splits).sum())
+    assert len(drawn) == pytest.approx(held_out * 0.5, rel=0.1)
+    assert (drawn[DRAW_COLUMN] < 0.5).all()
+    assert list(drawn.columns) == [f.name for f in cfg.data.features] + [cfg.data.label, DRAW_COLUMN]
+
+
 def test_reference_draw_changes_with_seed(frame, root):
     a = config.load([f"storage.root={root}"]).data
     b = config.load([f"storage.root={root}", "data.split.seed=5"]).data
