@@ -130,6 +130,10 @@ class DetectorSuite:
         p = _floats(data["p_val"])
         dist = _floats(data["distance"])
         threshold = data.get("threshold")
+        if threshold is not None and np.ndim(threshold) > 0:
+            # FDR correction without a discovery: alibi-detect returns every rank's cutoff (q * i / n);
+            # the smallest p-value, the one reported, is judged against the first.
+            threshold = float(np.min(threshold))
         detail: dict[str, Any] = {}
         if len(p) > 1 and threshold is not None:
             detail["drifted_columns"] = [n for n, pv in zip(self.names.get(name, []), p, strict=False)

@@ -26,7 +26,14 @@ from alibi_detect.cd import (
 )
 
 from foundry import config, datasets
-from foundry.config import CONF_DIR, ConceptMethod, DriftDetectorsConfig
+from foundry.config import (
+    CONF_DIR,
+    ConceptMethod,
+    Correction,
+    DriftDetectorsConfig,
+    MultivariateMethod,
+    OnlineMethod,
+)
 from foundry.drift.detectors import (
     DETECTORS_FILE,
     REFERENCE_FILE,
@@ -55,6 +62,15 @@ FAST_CALIBRATION = [
 ]
 
 OPTIONS = sorted(f.stem for f in (CONF_DIR / "drift").glob("*.yaml"))
+# Methods and settings no shipped option picks, so that every choice a conf/drift file may make is built
+# and tested too: name -> overrides.
+VARIANTS = {
+    "default+mmd": ["drift=default", "drift.detectors.multivariate.method=mmd",
+                    "drift.detectors.multivariate.n_permutations=50"],
+    "default+fdr": ["drift=default", "drift.detectors.tabular.correction=fdr"],
+    "online+mmd": ["drift=online", "drift.detectors.online.method=mmd"],
+}
+CASES = OPTIONS + sorted(VARIANTS)
 
 
 def _needs_calibration(d: DriftDetectorsConfig) -> bool:
@@ -63,19 +79,23 @@ def _needs_calibration(d: DriftDetectorsConfig) -> bool:
 
 @functools.cache
 def detectors_cfg(option: str, *extra: str) -> DriftDetectorsConfig:
-    """``drift.detectors`` of one conf/drift option (storage is never touched: any root will do)."""
-    overrides = ["storage.root=/unused", f"drift={option}", *extra]
+    """``drift.detectors`` of one conf/drift option or variant (storage is never touched: any root will do)."""
+    overrides = ["storage.root=/unused", *VARIANTS.get(option, [f"drift={option}"]), *extra]
     d = config.load(overrides).drift.detectors
     return config.load([*overrides, *FAST_CALIBRATION]).drift.detectors if _needs_calibration(d) else d
 
 
 def options_with(name: str) -> list[str]:
-    return [o for o in OPTIONS if getattr(detectors_cfg(o), name).enabled]
+    return [o for o in CASES if getattr(detectors_cfg(o), name).enabled]
 
 
-def test_options_are_discovered():
+def test_options_are_discovered_and_every_method_is_covered():
     assert {"default", "light", "online"} <= set(OPTIONS)
     assert options_with("tabular") and options_with("multivariate") and options_with("online")
+    cfgs = [detectors_cfg(c) for c in CASES]
+    for name, enum in (("multivariate", MultivariateMethod), ("online", OnlineMethod), ("concept", ConceptMethod)):
+        assert {getattr(d, name).method for d in cfgs if getattr(d, name).enabled} == set(enum), name
+    assert {d.tabular.correction for d in cfgs if d.tabular.enabled} == set(Correction)
 
 
 # ---- a model version directory, as the training job stages it ---------------------------------------------
@@ -132,7 +152,7 @@ CONCEPT = {"fet": FETDrift, "fet_online": FETDriftOnline}
 ONLINE = {"cvm": CVMDriftOnline, "mmd": MMDDriftOnline}
 
 
-@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("option", CASES)
 def test_every_enabled_detector_is_built(option, suites):
     d = detectors_cfg(option)
     suite = suites(option)
@@ -167,7 +187,7 @@ def test_a_too_small_reference_sample_is_refused(version_dir, tmp_path):
 # ---- windowed tests -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("option", CASES)
 def test_a_baseline_window_shows_no_drift(option, suites, windows):
     suite = suites(option)
     results = run_window(suite, windows["baseline"])
@@ -244,7 +264,7 @@ def test_online_detection_flags_a_covariate_shift(option, suites, windows):
 # ---- persistence and reuse ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option", OPTIONS)
+@pytest.mark.parametrize("option", CASES)
 def test_save_and_load_give_identical_results(option, suites, windows, tmp_path):
     suite = suites(option)
     path = tmp_path / DETECTORS_FILE
