@@ -47,10 +47,13 @@ def heal_stages(events: list[dict[str, Any]], onset_s: float, job: JobTimes | No
         "evaluate challenger + champion": timings.get("evaluate", 0.0),
         "build drift detectors": timings.get("drift_detectors", 0.0),
     }
+    # ``retrain_submitted`` is written once the Jobs API call returned, after the job started: the
+    # call began ``submit_s`` earlier.
+    submitting = at["retrain_submitted"] - float(first(events, "retrain_submitted").get("submit_s") or 0.0)
     stages = {
         "detect (onset -> drift_detected)": at["drift_detected"] - onset_s,
-        "labels (detected -> job submitted)": at["retrain_submitted"] - at["drift_detected"],
-        "job start (submitted -> driver running)": job.start_s - at["retrain_submitted"],
+        "labels (detected -> job submitted)": submitting - at["drift_detected"],
+        "job start (submit call -> job started)": job.start_s - submitting,
         **inside,
         "job other (imports, register, exit)": (job.end_s - job.start_s) - sum(inside.values()),
         "notice (job end -> monitor sees it)": at["promoted"] - job.end_s,

@@ -32,11 +32,21 @@ def test_stages_cover_onset_to_rollout_exactly():
     stages = heal_stages(EVENTS, T0, JOB, TIMINGS)
     assert stages["detect (onset -> drift_detected)"] == pytest.approx(4.0, abs=0.01)
     assert stages["labels (detected -> job submitted)"] == pytest.approx(6.0, abs=0.01)
-    assert stages["job start (submitted -> driver running)"] == pytest.approx(2.0, abs=0.01)
+    assert stages["job start (submit call -> job started)"] == pytest.approx(2.0, abs=0.01)
     assert stages["train (Ray Train / Tune)"] == 30.0
     assert stages["job other (imports, register, exit)"] == pytest.approx(82.0 - 70.0, abs=0.01)
     assert stages["notice (job end -> monitor sees it)"] == pytest.approx(1.5, abs=0.01)
     assert stages["roll out (promoted -> serving, in place)"] == pytest.approx(1.0, abs=0.01)
+    assert sum(stages.values()) == pytest.approx(96.5, abs=0.05)
+
+
+def test_the_job_start_counts_from_the_start_of_the_submit_call():
+    """The monitor writes ``retrain_submitted`` after the Jobs API call returned, when the job has already
+    started; the event's ``submit_s`` (how long the call took) moves the boundary back to the call."""
+    events = [{**e, "submit_s": 2.5} if e["kind"] == "retrain_submitted" else e for e in EVENTS]
+    stages = heal_stages(events, T0, JobTimes(T0 + 9.0, T0 + 94.0), TIMINGS)
+    assert stages["labels (detected -> job submitted)"] == pytest.approx(3.5, abs=0.01)
+    assert stages["job start (submit call -> job started)"] == pytest.approx(1.5, abs=0.01)
     assert sum(stages.values()) == pytest.approx(96.5, abs=0.05)
 
 
