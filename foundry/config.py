@@ -443,7 +443,7 @@ class ClusterConfig:
 
 
 class MultivariateMethod(str, Enum):
-    lsdd = "lsdd"  # least-squares density difference: sensitive; 12-30 ms per window on a 1,000-row reference here
+    lsdd = "lsdd"  # least-squares density difference: sensitive; 7-66 ms per window on a 1,000-row reference here
     mmd = "mmd"  # maximum mean discrepancy: a permutation test, seconds per window on CPU
 
 
@@ -565,6 +565,7 @@ class MonitorActorConfig:
     poll_interval_s: float = 1.0
     retain_rows: int = 50000
     history_rounds: int = 2000  # test rounds kept in memory for DriftMonitor.rounds() (plots, the demo)
+    follow_served_version: bool = True  # re-base when Serve answers with another version (swapped outside)
 
 
 @dataclass

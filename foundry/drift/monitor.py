@@ -14,6 +14,12 @@ background thread does the work in rounds of ``poll_interval_s``:
    on promotion, point Serve at the new version (``user_config``, no replica restart) and re-base
    the detectors on the new version's reference sample.
 
+The windows hold only rows the reference version served. When Serve answers with another version for
+``window.test_every_rows`` rows in a row (a roll-out or rollback made outside this monitor, or a
+promotion with ``drift.retrain.rollout=false`` that an operator rolled out later) and no retrain is in
+flight, the monitor re-bases on that version (``drift.monitor.follow_served_version``): testing one
+version's traffic against another version's reference would report the swap itself as drift.
+
 What survives a restart (``state.json``, rewritten atomically after every change): the controller
 (phase, episode, attempt, submission id, cooldown/backoff clocks), the reference version, counters
 and the last results. The windows are rebuilt from the persisted live rows and labels, so a
@@ -108,7 +114,10 @@ class DriftMonitor:
         self.last_results: list[dict] = []
         # Recent rounds in memory, for plots and dashboards that poll ``rounds()`` (lost on restart).
         self.history: deque[dict] = deque(maxlen=self.cfg.drift.monitor.history_rounds)
-        self.counters = {"rows": 0, "labels": 0, "labels_matched": 0, "rounds": 0}
+        self.counters = {"rows": 0, "labels": 0, "labels_matched": 0, "rounds": 0, "other_version_rows": 0}
+        # The trailing run of live rows served by one version other than the reference: (version, rows).
+        self._other_run: tuple[str | None, int] = (None, 0)
+        self._unloadable: set[str] = set()  # versions a re-base onto failed (said once each)
         self.rows_since_test = 0
         self.labels_since_test = 0
         self._online_results: list[DetectorResult] = []  # online detectors' verdicts since the last round
@@ -155,9 +164,12 @@ class DriftMonitor:
         from foundry.predictor import Predictor
 
         path = self._registry().fetch(self.model, version)  # every file checked against the manifest
-        self.suite: DetectorSuite = load_or_build(self.cfg.drift.detectors, path, version, say=log.info)
-        self.predictor = Predictor.from_dir(path)
-        self.reference = retrain.reference_frame(path)
+        suite = load_or_build(self.cfg.drift.detectors, path, version, say=log.info)
+        predictor = Predictor.from_dir(path)
+        reference = retrain.reference_frame(path)
+        # Assigned only once all three loaded: a failed re-base leaves the old reference whole.
+        self.suite: DetectorSuite = suite
+        self.predictor, self.reference = predictor, reference
         self.window = _Window.empty()
         self.pending: OrderedDict[str, Any] = OrderedDict()  # request_id -> prediction, awaiting a label
         self.early: OrderedDict[str, Any] = OrderedDict()  # request_id -> label that came before its row
@@ -276,6 +288,7 @@ class DriftMonitor:
         with self._lock:
             now = self.clock()
             drained = self._drain()
+            self._follow_served_version()
             if drained and self.rows_since_test >= self.cfg.drift.window.test_every_rows \
                     and len(self.window) >= self.cfg.drift.window.size:
                 self._test_round(now)
@@ -293,9 +306,13 @@ class DriftMonitor:
                 batch, frame = self._queue.get_nowait()
             except queue.Empty:
                 break
-            self._absorb(frame["request_id"].tolist(), frame["prediction"].to_numpy(), batch["x_num"], batch["x_cat"],
-                         batch["scores"], batch["received_at"], feed_online=True)
+            mine = self._track_versions(frame["model_version"].to_numpy())
+            if mine.any():
+                self._absorb(frame["request_id"][mine].tolist(), frame["prediction"].to_numpy()[mine],
+                             *(np.asarray(batch[k])[mine] for k in ("x_num", "x_cat", "scores", "received_at")),
+                             feed_online=True)
             self.counters["rows"] += len(frame)
+            self.counters["other_version_rows"] += int((~mine).sum())
             self._count_rows("live", len(frame))
             n += len(frame)
         while True:
@@ -308,6 +325,47 @@ class DriftMonitor:
             self._count_rows("label", len(ids))
             n += len(ids)
         return n
+
+    def _track_versions(self, versions: np.ndarray) -> np.ndarray:
+        """Which rows the reference version served; extends the trailing run of another version's rows."""
+        reference = self.controller.state.reference_version
+        mine = versions == reference
+        if len(versions) == 0:
+            return mine
+        version, run = None, 0
+        for v in versions[::-1]:
+            if v == reference or (version is not None and v != version):
+                break
+            version, run = v, run + 1
+        if run == len(versions) and self._other_run[0] == version:
+            run += self._other_run[1]  # the whole batch continues the run
+        self._other_run = (version, run)
+        return mine
+
+    def _follow_served_version(self) -> None:
+        """Re-base on the version Serve has answered with for a while (see the module docstring)."""
+        version, run = self._other_run
+        if (version is None or run < self.cfg.drift.window.test_every_rows or version in self._unloadable
+                or not self.cfg.drift.monitor.follow_served_version
+                or self.controller.state.phase not in (Phase.idle, Phase.cooldown)):
+            return
+        previous = self.controller.state.reference_version
+        try:
+            self._load_reference(version)
+        except Exception as exc:  # not in this registry (another model's?), or its files fail the checksums
+            self._unloadable.add(version)
+            self.events.write("rebase_failed", f"Serve answers with {version}, which cannot be loaded from the "
+                              f"registry ({type(exc).__name__}: {exc}); still testing against {previous}",
+                              version=version, previous=previous)
+            return
+        self.controller.rebase(version)
+        self.onset_at = None
+        self._other_run = (None, 0)
+        restored = self._restore_windows()
+        self.events.write("rebased", f"Serve answers with {version} ({run} live rows in a row), not {previous}: it "
+                          f"was swapped outside this monitor; detectors re-based on {version}'s reference sample "
+                          f"({restored} of its live rows reloaded)", version=version, previous=previous,
+                          reason="served_version_changed", rows=run)
 
     def _test_round(self, now: float) -> None:
         size = self.cfg.drift.window.size
@@ -384,6 +442,7 @@ class DriftMonitor:
         self._save_state()  # the submission id is on storage before the job exists: a restart re-finds it
         overrides = retrain.job_overrides(self.cfg, self.base_overrides, data, episode)
         meta = job_submission.metadata("retrain", self.model, trigger="drift", episode=episode)
+        started = time.perf_counter()
         try:
             sub = job_submission.submit(self._job_client(), retrain.TRAIN_MODULE, overrides, meta,
                                         submission_id=decision.submission_id)
@@ -398,7 +457,8 @@ class DriftMonitor:
                           f"({data.rows} rows: {data.labelled_live_rows} labelled live + {data.reference_rows} "
                           "reference)" + (" (it already existed)" if sub.already_existed else ""),
                           episode=episode, attempt=decision.attempt, submission_id=sub.submission_id,
-                          data=data.uri, rows=data.rows, overrides=overrides)
+                          data=data.uri, rows=data.rows, overrides=overrides,
+                          submit_s=round(time.perf_counter() - started, 3))  # the event is written after the call
 
     def _poll_job(self, now: float) -> None:
         s = self.controller.state
@@ -467,6 +527,11 @@ class DriftMonitor:
                 return
             self.events.write("rolled_out", f"Serve app {self.cfg.serve.app_name!r} serves {version} (in place)",
                               episode=episode, version=version, seconds=round(time.perf_counter() - started, 2))
+        else:
+            # Serve still answers with the old version: its traffic is still tested against its own
+            # reference, and the monitor re-bases once Serve answers with the new one.
+            log.info("drift.retrain.rollout=false: %s promoted, Serve left as it is", version)
+            return
         previous = self.controller.state.reference_version
         self.controller.rebase(version)
         self.onset_at = None

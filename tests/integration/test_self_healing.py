@@ -23,7 +23,7 @@ import pytest
 
 from foundry.traffic import accuracy
 from tests.conftest import REPO_ROOT
-from tests.healing import QUICK_RETRAIN, drift_until, watched_model
+from tests.healing import QUICK_RETRAIN, drift_until, run_module, watched_model
 
 KEY = "self-healing-key-" + "0123456789abcdef"
 MODEL = "heal"
@@ -155,6 +155,35 @@ def test_a_killed_monitor_restarts_from_its_state_without_a_second_retrain(loop,
     assert "retrain_submitted" not in [e["kind"] for e in events_after[len(events_before):]]
     jobs_after = sorted(j.submission_id for j in job_client.list_jobs() if (j.metadata or {}).get("model") == MODEL)
     assert jobs_after == jobs_before
+    assert not loop.traffic.log.failed()
+
+
+def test_a_rollback_by_hand_is_followed_not_reported_as_drift(loop):
+    """An operator points Serve back at v1 with the deploy command. Testing v1's traffic against the
+    promoted version's reference would report the rollback itself as drift; the monitor sees live rows
+    served by v1, re-bases on v1 and starts no episode."""
+    before = loop.status()
+    promoted = before["reference_version"]
+    assert promoted != loop.v1 and before["controller"]["phase"] == "cooldown"
+    events_before = len(loop.events())
+    run_module("serve_apps.deploy", [*loop.overrides, f"serve.model_ref={loop.v1}"], loop.env)
+    loop.traffic.send("baseline", 1000, seed=950, phase="rollback")
+    deadline = time.monotonic() + 60
+    status = loop.status()
+    while time.monotonic() < deadline and not (status["reference_version"] == loop.v1
+                                               and status["queued_batches"] == 0):
+        time.sleep(0.5)
+        status = loop.status()
+    assert status["reference_version"] == loop.v1, status
+    # The run of v1 rows that showed the swap was stored, not tested against the promoted version.
+    test_every = int(next(o for o in loop.overrides if o.startswith("drift.window.test_every_rows=")).split("=")[1])
+    assert status["counters"]["other_version_rows"] >= before["counters"]["other_version_rows"] + test_every
+    new_events = loop.events()[events_before:]
+    rebased = [e for e in new_events if e["kind"] == "rebased"]
+    assert [(e["previous"], e["version"], e["reason"]) for e in rebased] == \
+        [(promoted, loop.v1, "served_version_changed")], new_events
+    assert not {"drift_detected", "retrain_submitted"} & {e["kind"] for e in new_events}, new_events
+    assert {r.version for r in loop.traffic.log.records if r.phase == "rollback"} == {loop.v1}
     assert not loop.traffic.log.failed()
 
 

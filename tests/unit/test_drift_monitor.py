@@ -355,18 +355,25 @@ def test_a_promoted_challenger_rebases_the_monitor_then_cooldown_then_a_new_epis
     v2 = client.succeed(sid, promoted=True)
     monitor.step()
 
+    # drift.retrain.rollout=false: no Serve call, and Serve still answers with v1, so the monitor
+    # keeps testing v1's traffic against v1's reference.
     assert kinds(env.events("retrain_finished", "promoted", "rebased", "rolled_out")) == \
-        ["retrain_finished", "promoted", "rebased"]  # rollout is disabled: no Serve call
+        ["retrain_finished", "promoted"]
     finished = env.events("retrain_finished")[0]
     assert finished["version"] == v2 and finished["metrics"] == {"roc_auc": 0.80}
     assert finished["champion_metrics"] == {"roc_auc": 0.75}
-    assert env.events("rebased")[0]["previous"] == env.v1
     assert env.registry.alias(MODEL, ALIAS) == v2
+    assert monitor.status()["reference_version"] == env.v1
+
+    # An operator rolls v2 out: once Serve answers with it for test_every_rows rows, the monitor re-bases.
+    env.round(monitor, "concept_shift", version=v2)
+    rebased = env.events("rebased")
+    assert [(e["previous"], e["version"], e["reason"]) for e in rebased] == [(env.v1, v2, "served_version_changed")]
     status = monitor.status()
     assert status["reference_version"] == v2 and status["controller"]["episode"] == 0
     assert status["controller"]["phase"] == "cooldown"
     assert status["controller"]["wait_until"] == T0 + COOLDOWN_S
-    assert status["window_rows"] == 0  # the old world's rows belong to v1
+    assert status["window_rows"] == ROWS  # v2's rows only, reloaded from storage: v1's belong to the old world
 
     # Cooling down: the drift goes on (v2 is the same model) but nothing is submitted.
     for _ in range(3):
@@ -475,6 +482,8 @@ def test_a_restarted_monitor_resumes_the_running_job_without_resubmitting(env, n
     v2 = client.succeed(sid, promoted=True)
     monitor.step()
     assert client.calls == []
+    assert kinds(env.events("retrain_finished", "promoted", "rebased")) == ["retrain_finished", "promoted"]
+    env.round(monitor, "concept_shift", version=v2)  # rolled out by hand (rollout=false here)
     assert kinds(env.events("retrain_finished", "promoted", "rebased")) == ["retrain_finished", "promoted", "rebased"]
     assert monitor.status()["reference_version"] == v2
     assert monitor.status()["controller"]["phase"] == "cooldown"
@@ -531,3 +540,57 @@ def test_drift_without_enough_labels_waits_once_then_submits_when_they_arrive(en
     assert len(env.events("drift_detected")) == 1 and len(env.events("retrain_waiting")) == 1
     data = read_parquet(overrides_of(client.calls[0]["entrypoint"])["data.source.path"])
     assert set(data["request_id"]) == set(drifted[0][:100] + drifted[1] + drifted[2])
+
+
+def test_a_version_swapped_outside_the_monitor_is_followed_unless_a_retrain_is_in_flight(env, version_dir):
+    """A hand-made roll-out or rollback: the windows hold only the reference version's rows, and a run of
+    ``test_every_rows`` rows from one other version re-bases the monitor (if that version loads)."""
+    client = env.client()
+    monitor = env.monitor(client)
+    v2 = env.registry.register(MODEL, version_dir, {"lineage": {"trigger": "manual"}}).version
+    test_every = config.from_container(env.config_data).drift.window.test_every_rows
+    for _ in range(2):
+        env.round(monitor, "baseline")
+
+    # A run broken by a row of the reference version is no swap (a roll-out mixes versions briefly).
+    env.send(monitor, "baseline", version=v2, rows=test_every - 1)
+    env.round(monitor, "baseline", rows=1, unlabelled=0)
+    env.round(monitor, "baseline", version=v2, rows=test_every - 1)
+    status = monitor.status()
+    assert status["reference_version"] == env.v1 and not env.events("rebased")
+    assert status["counters"]["other_version_rows"] == 2 * (test_every - 1)
+    assert status["window_rows"] == 2 * ROWS + 1  # v2's rows are stored, not tested against v1
+
+    # One more v2 row completes the run across batches.
+    env.round(monitor, "baseline", version=v2, rows=1, unlabelled=0)
+    status = monitor.status()
+    assert status["reference_version"] == v2
+    assert status["window_rows"] == 2 * (test_every - 1) + 1  # every row v2 served, reloaded from storage
+    assert [(e["previous"], e["version"]) for e in env.events("rebased")] == [(env.v1, v2)]
+
+    # A version this registry cannot load: said once, the reference stays.
+    for _ in range(2):
+        env.round(monitor, "baseline", version="churn-v-unknown")
+    failed = env.events("rebase_failed")
+    assert len(failed) == 1 and failed[0]["version"] == "churn-v-unknown" and failed[0]["previous"] == v2
+    assert monitor.status()["reference_version"] == v2
+
+    # While a retrain is in flight the monitor does not follow (the job's promotion decides).
+    for _ in range(4):
+        env.round(monitor, "concept_shift", version=v2)
+        if client.calls:
+            break
+    assert len(client.calls) == 1 and monitor.status()["controller"]["phase"] == "running"
+    env.round(monitor, "baseline", version=env.v1)
+    assert monitor.status()["reference_version"] == v2 and len(env.events("rebased")) == 1
+
+
+def test_following_served_versions_can_be_turned_off(env, version_dir):
+    env.config_data["drift"]["monitor"]["follow_served_version"] = False
+    monitor = env.monitor(env.client())
+    v2 = env.registry.register(MODEL, version_dir, {"lineage": {"trigger": "manual"}}).version
+    for _ in range(3):
+        env.round(monitor, "baseline", version=v2)
+    status = monitor.status()
+    assert status["reference_version"] == env.v1 and status["window_rows"] == 0
+    assert status["counters"]["other_version_rows"] == 3 * ROWS and not env.events("rebased", "rebase_failed")
