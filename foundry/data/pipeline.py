@@ -161,8 +161,9 @@ def prepare(data: DataConfig) -> PreparedData:
         reference = (reference.sort_values(DRAW_COLUMN).head(data.reference_rows)
                      .drop(columns=DRAW_COLUMN).reset_index(drop=True))
     if len(reference) < data.reference_rows:
-        log.warning("data.reference_rows=%d, but the held-out splits %s hold only %d rows: the drift reference "
-                    "sample has %d", data.reference_rows, "/".join(split.REFERENCE_SPLITS), pool_rows, len(reference))
+        # Normal for small data sets and retrains on recent rows: said, not warned about.
+        log.info("drift reference sample: %d rows (all of the held-out %s splits; data.reference_rows=%d)",
+                 len(reference), "/".join(split.REFERENCE_SPLITS), data.reference_rows)
     encoded = {which: ds.map_batches(partial(_encode_split, data=data, which=which, fitted=fitted),
                                      batch_format="pandas", batch_size=ENCODE_BATCH_ROWS)
                for which in ("train", "val")}
