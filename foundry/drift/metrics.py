@@ -20,7 +20,8 @@ class MonitorMetrics:
                                 tag_keys=("model", "detector"))
         self.episodes = Counter("foundry_drift_episodes", "Drift episodes (drift confirmed, retrain asked for)",
                                 tag_keys=("model",))
-        self.rows = Counter("foundry_monitor_rows", "Live rows and labels received by the monitor",
+        self.rows = Counter("foundry_monitor_rows", "Rows received by the monitor: live, label, other_version "
+                            "(live rows another version served: stored, not tested)",
                             tag_keys=("model", "kind"))
         self.retrains = Counter("foundry_retrains",
                                 "Retrain jobs by outcome: submitted, succeeded, failed, promoted, rejected, exhausted",

@@ -312,7 +312,9 @@ class DriftMonitor:
                              *(np.asarray(batch[k])[mine] for k in ("x_num", "x_cat", "scores", "received_at")),
                              feed_online=True)
             self.counters["rows"] += len(frame)
-            self.counters["other_version_rows"] += int((~mine).sum())
+            if not mine.all():
+                self.counters["other_version_rows"] += int((~mine).sum())
+                self._count_rows("other_version", int((~mine).sum()))
             self._count_rows("live", len(frame))
             n += len(frame)
         while True:
