@@ -117,6 +117,10 @@ class DriftMonitor:
         self.counters = {"rows": 0, "labels": 0, "labels_matched": 0, "rounds": 0, "other_version_rows": 0}
         # The trailing run of live rows served by one version other than the reference: (version, rows).
         self._other_run: tuple[str | None, int] = (None, 0)
+        # Wall time of the last re-base: rows answered before it belong to the old world (a roll-out's
+        # stragglers of the previous version must not look like a rollback).
+        self._rebased_at = 0.0
+        self._restored_ids: set[str] = set()  # request ids the windows were last reloaded with
         self._unloadable: set[str] = set()  # versions a re-base onto failed (said once each)
         self.rows_since_test = 0
         self.labels_since_test = 0
@@ -185,6 +189,8 @@ class DriftMonitor:
         # Only rows the reference version served: older ones belong to the world before the last re-base.
         recent = self.live.read_recent(self.cfg.drift.monitor.retain_rows,
                                        where=lambda f: f[f["model_version"] == version])
+        # A batch written before this read may still be queued (or be re-sent by Ray after a restart).
+        self._restored_ids = set(recent["request_id"]) if not recent.empty else set()
         if recent.empty:
             return 0
         self._absorb_frame(recent, feed_online=False)
@@ -306,10 +312,13 @@ class DriftMonitor:
                 batch, frame = self._queue.get_nowait()
             except queue.Empty:
                 break
-            mine = self._track_versions(frame["model_version"].to_numpy())
-            if mine.any():
-                self._absorb(frame["request_id"][mine].tolist(), frame["prediction"].to_numpy()[mine],
-                             *(np.asarray(batch[k])[mine] for k in ("x_num", "x_cat", "scores", "received_at")),
+            mine = self._track_versions(frame["model_version"].to_numpy(), np.asarray(batch["received_at"]))
+            take = mine
+            if self._restored_ids:  # a batch on storage when the windows were reloaded is in them already
+                take = mine & ~frame["request_id"].isin(self._restored_ids).to_numpy()
+            if take.any():
+                self._absorb(frame["request_id"][take].tolist(), frame["prediction"].to_numpy()[take],
+                             *(np.asarray(batch[k])[take] for k in ("x_num", "x_cat", "scores", "received_at")),
                              feed_online=True)
             self.counters["rows"] += len(frame)
             if not mine.all():
@@ -328,10 +337,12 @@ class DriftMonitor:
             n += len(ids)
         return n
 
-    def _track_versions(self, versions: np.ndarray) -> np.ndarray:
-        """Which rows the reference version served; extends the trailing run of another version's rows."""
+    def _track_versions(self, versions: np.ndarray, received_at: np.ndarray) -> np.ndarray:
+        """Which rows the reference version served; extends the trailing run of another version's rows
+        (counting only rows answered since the last re-base)."""
         reference = self.controller.state.reference_version
         mine = versions == reference
+        versions = versions[received_at >= self._rebased_at]
         if len(versions) == 0:
             return mine
         version, run = None, 0
@@ -363,6 +374,7 @@ class DriftMonitor:
         self.controller.rebase(version)
         self.onset_at = None
         self._other_run = (None, 0)
+        self._rebased_at = time.time()
         restored = self._restore_windows()
         self.events.write("rebased", f"Serve answers with {version} ({run} live rows in a row), not {previous}: it "
                           f"was swapped outside this monitor; detectors re-based on {version}'s reference sample "
@@ -537,6 +549,8 @@ class DriftMonitor:
         previous = self.controller.state.reference_version
         self.controller.rebase(version)
         self.onset_at = None
+        self._other_run = (None, 0)
+        self._rebased_at = time.time()  # every replica answers with the new version from here on
         self._load_reference(version)
         self.events.write("rebased", f"detectors re-based from {previous} to {version}'s reference sample",
                           episode=episode, version=version, previous=previous)
