@@ -183,6 +183,14 @@ class DriftMonitor:
         if not self.controller.state.reference_version:
             self.controller.rebase(version)
 
+    def _rebase_onto(self, version: str) -> None:
+        """Watch ``version`` from now on; raises, changing nothing, if its reference cannot be loaded."""
+        self._load_reference(version)
+        self.controller.rebase(version)
+        self.onset_at = None
+        self._other_run = (None, 0)
+        self._rebased_at = time.time()  # rows answered before now belong to the previous version's world
+
     def _restore_windows(self) -> int:
         """Rebuild windows and the error stream from storage (after a restart or a re-base)."""
         version = self.controller.state.reference_version
@@ -364,17 +372,13 @@ class DriftMonitor:
             return
         previous = self.controller.state.reference_version
         try:
-            self._load_reference(version)
+            self._rebase_onto(version)
         except Exception as exc:  # not in this registry (another model's?), or its files fail the checksums
             self._unloadable.add(version)
             self.events.write("rebase_failed", f"Serve answers with {version}, which cannot be loaded from the "
                               f"registry ({type(exc).__name__}: {exc}); still testing against {previous}",
                               version=version, previous=previous)
             return
-        self.controller.rebase(version)
-        self.onset_at = None
-        self._other_run = (None, 0)
-        self._rebased_at = time.time()
         restored = self._restore_windows()
         self.events.write("rebased", f"Serve answers with {version} ({run} live rows in a row), not {previous}: it "
                           f"was swapped outside this monitor; detectors re-based on {version}'s reference sample "
@@ -547,11 +551,7 @@ class DriftMonitor:
             log.info("drift.retrain.rollout=false: %s promoted, Serve left as it is", version)
             return
         previous = self.controller.state.reference_version
-        self.controller.rebase(version)
-        self.onset_at = None
-        self._other_run = (None, 0)
-        self._rebased_at = time.time()  # every replica answers with the new version from here on
-        self._load_reference(version)
+        self._rebase_onto(version)
         self.events.write("rebased", f"detectors re-based from {previous} to {version}'s reference sample",
                           episode=episode, version=version, previous=previous)
 
