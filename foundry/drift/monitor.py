@@ -323,15 +323,18 @@ class DriftMonitor:
             mine = self._track_versions(frame["model_version"].to_numpy(), np.asarray(batch["received_at"]))
             take = mine
             if self._restored_ids:  # a batch on storage when the windows were reloaded is in them already
-                take = mine & ~frame["request_id"].isin(self._restored_ids).to_numpy()
+                # Set lookups per row (O(batch)): Series.isin would hash the whole set on every batch.
+                take = mine & np.fromiter((rid not in self._restored_ids for rid in frame["request_id"]),
+                                          dtype=bool, count=len(frame))
             if take.any():
                 self._absorb(frame["request_id"][take].tolist(), frame["prediction"].to_numpy()[take],
                              *(np.asarray(batch[k])[take] for k in ("x_num", "x_cat", "scores", "received_at")),
                              feed_online=True)
             self.counters["rows"] += len(frame)
-            if not mine.all():
-                self.counters["other_version_rows"] += int((~mine).sum())
-                self._count_rows("other_version", int((~mine).sum()))
+            others = int((~mine).sum())
+            if others:
+                self.counters["other_version_rows"] += others
+                self._count_rows("other_version", others)
             self._count_rows("live", len(frame))
             n += len(frame)
         while True:
