@@ -12,19 +12,20 @@ from __future__ import annotations
 import argparse
 import sys
 
+from foundry import config_sources
 from foundry.errors import FoundryError
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m cluster",
+        prog="python -m cluster", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Start, stop or inspect the local Ray head (token auth always on), or render the "
                     "files that start the cluster on AWS/GCP (`ray up`) or Kubernetes (KubeRay).",
         epilog="examples: python -m cluster up cluster.gcs_port=6390 cluster.dashboard_port=8275 | "
-               "python -m cluster render cluster=aws --out cluster.yaml",
+               "python -m cluster render cluster=aws --out cluster.yaml\n" + config_sources.EPILOG,
     )
     p.add_argument("command", choices=("up", "down", "status", "render"))
-    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. cluster.head_num_cpus=2")
+    config_sources.add_arguments(p)
     p.add_argument("--timeout", type=float, default=90.0,
                    help="seconds `up` waits for the head and its dashboard (default: 90)")
     p.add_argument("--all", action="store_true", dest="all_clusters",
@@ -39,12 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Imported after parsing so that --help stays fast and works without a valid config.
     from cluster import lifecycle
-    from foundry import config
-
     try:
+        full = config_sources.load(config_sources.from_args(args))
         if args.command == "render":
-            return _render(config.load(args.overrides), args.out)
-        cfg = config.load(args.overrides).cluster
+            return _render(full, args.out)
+        cfg = full.cluster
         if cfg.kind.value != "local":
             print(f"error: `python -m cluster {args.command}` runs the local cluster; cluster={cfg.kind.value} is "
                   f"started from the files of `python -m cluster render cluster={cfg.kind.value}` "

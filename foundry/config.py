@@ -14,15 +14,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from foundry.config_sources import bundled_conf_dir
 from foundry.errors import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = bundled_conf_dir()
+
 
 
 class Task(str, Enum):
@@ -1108,16 +1109,12 @@ def _describe(exc: BaseException) -> str:
 
 
 def compose(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
-    """Compose ``conf/`` outside of ``@hydra.main`` (tests, CLIs, Ray actors)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
+    """Compose the bundled ``conf/`` outside of any command line (tests, Ray actors); commands use
+    ``foundry.config_sources`` for ``--config-dir`` / ``--from-version``."""
+    from foundry.config_sources import ConfigSources
+    from foundry.config_sources import compose as compose_sources
 
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return hydra_compose(config_name=config_name, overrides=list(overrides or []))
-    except HydraException as exc:
-        raise ConfigError(_describe(exc)) from exc
+    return compose_sources(ConfigSources(tuple(overrides or ()), config_name=config_name))
 
 
 def load(overrides: list[str] | None = None) -> FoundryConfig:

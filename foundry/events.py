@@ -11,13 +11,12 @@ import argparse
 import json
 import sys
 
-from foundry import config
+from foundry import config_sources
 from foundry.cli import run_or_exit
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m foundry.events", description=__doc__.split("\n\n")[0])
-    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model_name=churn storage.root=/data/foundry")
+    p = config_sources.parser("python -m foundry.events", __doc__.split("\n\n")[0])
     p.add_argument("--kind", action="append", help="only these kinds (repeatable), e.g. --kind drift_detected")
     p.add_argument("--last", type=int, default=0, help="only the last N events")
     p.add_argument("--json", action="store_true", help="one JSON object per line (every field)")
@@ -32,7 +31,7 @@ def format_event(e: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     from foundry.drift.events import read_events
 
-    cfg = config.load(args.overrides)
+    cfg = config_sources.load(config_sources.from_args(args))
     events = read_events(cfg.storage.root, cfg.model_name, kinds=set(args.kind) if args.kind else None)
     if args.last:
         events = events[-args.last:]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-from foundry import config, storage
+from foundry import config_sources, storage
 from foundry.cli import run_or_exit
 from foundry.config import FoundryConfig
 
@@ -111,10 +111,11 @@ def _monitor(cfg: FoundryConfig) -> None:
         print("  " + format_event(e))
 
 
-def main(overrides: list[str]) -> int:
+def main(argv: list[str]) -> int:
     from foundry.ray_runtime import connect, dashboard_url, gcs_address
 
-    cfg = config.load(overrides)
+    args = config_sources.parser("python -m foundry.status", __doc__.split("\n\n")[0]).parse_args(argv)
+    cfg = config_sources.load(config_sources.from_args(args))
     print(f"Foundry on cluster '{cfg.cluster.name}'  dashboard {dashboard_url(cfg.cluster)}  storage {cfg.storage.root}")
     connect(cfg.ray.address or gcs_address(cfg.cluster), log_to_driver=False, logging_level="ERROR")
     for title, show in (("cluster", _cluster), ("serve", _serve), ("named actors", _actors),

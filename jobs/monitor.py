@@ -6,6 +6,7 @@ Serve replicas find it by that name. Running this again is harmless: an existing
 reported, not duplicated. Also runs as a job: ``ray job submit -- python -m jobs.monitor ...``.
 
     python -m jobs.monitor                      # start / show the monitor of the default model
+    python -m jobs.monitor --from-version loans # the monitor of your model, from its production version's config
     python -m jobs.monitor --status             # its state, as JSON
     python -m jobs.monitor --stop               # kill it (its state stays on storage for a restart)
 
@@ -19,13 +20,12 @@ import json
 import os
 import sys
 
-from foundry import config
+from foundry import config, config_sources
 from foundry.cli import run_or_exit, setup_logging
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs.monitor", description=__doc__.split("\n\n")[0])
-    p.add_argument("overrides", nargs="*", help="Hydra overrides (the same ones the model was served with)")
+    p = config_sources.parser("python -m jobs.monitor", __doc__.split("\n\n")[0])
     p.add_argument("--status", action="store_true", help="print the running monitor's state and exit")
     p.add_argument("--stop", action="store_true", help="kill the monitor (persisted state is kept)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the monitor to be ready")
@@ -52,13 +52,13 @@ def _address(cfg: config.FoundryConfig) -> str | None:
     return ray_runtime.gcs_address(cfg.cluster)
 
 
-def start(cfg: config.FoundryConfig, overrides: list[str], timeout_s: float = 300.0):
+def start(cfg: config.FoundryConfig, timeout_s: float = 300.0):
     """The monitor's handle, created if it is not running; waits until it answers."""
     import ray
 
     from foundry.drift.monitor import DriftMonitor
 
-    handle = ray.remote(DriftMonitor).options(**actor_options(cfg)).remote(config.to_container(cfg), overrides)
+    handle = ray.remote(DriftMonitor).options(**actor_options(cfg)).remote(config.to_container(cfg))
     return handle, ray.get(handle.status.remote(), timeout=timeout_s)
 
 
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from foundry import ray_runtime
     from foundry.drift import monitor_name
 
-    cfg = config.load(args.overrides)
+    cfg = config_sources.load(config_sources.from_args(args))
     if not cfg.drift.enabled:
         print("drift.enabled=false: no monitor to start")
         return 0
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             ray.kill(handle, no_restart=True)
             print(f"stopped monitor {name!r} (its state stays in {cfg.storage.monitoring}/{cfg.model_name})")
         return 0
-    _, status = start(cfg, args.overrides, args.timeout)
+    _, status = start(cfg, args.timeout)
     c = status["controller"]
     print(f"monitor {name!r} (namespace {cfg.drift.monitor.namespace}) is watching {cfg.model_name} "
           f"{status['reference_version']}: phase {c['phase']}, {status['counters']['rows']} live rows so far")

@@ -19,13 +19,10 @@ runtime_env in full), or the replicas read ``serve.auth.api_key_file`` on the no
 
 from __future__ import annotations
 
+import sys
 import time
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
-
-from foundry import config as foundry_config
+from foundry import config_sources
 from foundry.cli import run_or_exit, setup_logging
 
 STAGES = 3
@@ -35,13 +32,17 @@ def _say(step: int, text: str) -> None:
     print(f"== pipeline [{step}/{STAGES}] {text}", flush=True)
 
 
-def pipeline(raw: DictConfig, overrides: list[str]) -> dict:
+def pipeline(sources: config_sources.ConfigSources) -> dict:
+    from omegaconf import OmegaConf
+
+    from foundry import config as foundry_config
     from foundry.ray_runtime import connect
     from foundry.serving import control
     from foundry.train.workflow import train_and_register
     from jobs import monitor as monitor_job
     from serve_apps.deploy import api_key_runtime_env
 
+    raw = config_sources.compose(sources)
     cfg = foundry_config.to_typed(raw)  # every value checked before any Ray work
     runtime_env = api_key_runtime_env(cfg)  # a missing API key fails here, before an hour of training
     connect(cfg.ray.address, driver_env=cfg.cluster.driver_env)
@@ -60,7 +61,7 @@ def pipeline(raw: DictConfig, overrides: list[str]) -> dict:
     monitor = None
     if cfg.drift.enabled:
         _say(3, f"start the drift monitor of {cfg.model_name}")
-        _, status = monitor_job.start(cfg, overrides)
+        _, status = monitor_job.start(cfg)
         monitor = monitor_job.actor_options(cfg)["name"]
         print(f"monitor {monitor!r} is watching {cfg.model_name} {status['reference_version']} "
               f"(phase {status['controller']['phase']})", flush=True)
@@ -74,12 +75,12 @@ def pipeline(raw: DictConfig, overrides: list[str]) -> dict:
     return result
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(raw: DictConfig) -> None:
+def main(argv: list[str] | None = None) -> int:
+    args = config_sources.parser("python -m jobs.pipeline", __doc__.split("\n\n")[0]).parse_args(argv)
     setup_logging()
-    overrides = list(HydraConfig.get().overrides.task)
-    run_or_exit(lambda: pipeline(raw, overrides))
+    run_or_exit(lambda: pipeline(config_sources.from_args(args)))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,23 +1,29 @@
-"""Train and register one model version: ``python -m jobs.train [hydra overrides]``.
+"""Train and register one model version: ``python -m jobs.train [--config-dir DIR] [overrides]``.
 
 Runs the same locally (it connects to the cluster of ``python -m cluster up``) and through
-``ray job submit -- python -m jobs.train ...``. Exit codes: 0 registered, 2 bad config,
-3 bad data (nothing registered), 4 registry problem, 1 anything else.
+``ray job submit -- python -m jobs.train ...``. A retrain starts from the version it replaces:
+``python -m jobs.train --from-version MODEL@VERSION data.source.path=...`` (the self-healing loop
+does exactly that), so the cluster never needs the folder the first version was configured from.
+Exit codes: 0 registered, 2 bad config, 3 bad data (nothing registered), 4 registry problem,
+1 anything else.
 """
 
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig, OmegaConf
+import sys
 
-from foundry import config as foundry_config
+from foundry import config_sources
 from foundry.cli import run_or_exit, setup_logging
 
 
-def train(raw: DictConfig):
+def train(sources: config_sources.ConfigSources):
+    from omegaconf import OmegaConf
+
+    from foundry import config as foundry_config
     from foundry.ray_runtime import connect
     from foundry.train.workflow import train_and_register
 
+    raw = config_sources.compose(sources)
     cfg = foundry_config.to_typed(raw)  # every value checked before any Ray work
     connect(cfg.ray.address, driver_env=cfg.cluster.driver_env)
     outcome = train_and_register(cfg, OmegaConf.to_yaml(raw, resolve=True))
@@ -26,11 +32,13 @@ def train(raw: DictConfig):
     return outcome
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(raw: DictConfig) -> None:
+def main(argv: list[str] | None = None, prog: str = "python -m jobs.train", doc: str = __doc__) -> int:
+    args = config_sources.parser(prog, doc.split("\n\n")[0]).parse_args(argv)
     setup_logging()
-    run_or_exit(lambda: train(raw))
+    sources = config_sources.from_args(args)
+    run_or_exit(lambda: train(sources))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

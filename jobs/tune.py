@@ -16,11 +16,7 @@ from __future__ import annotations
 
 import sys
 
-import hydra
-from omegaconf import DictConfig
-
-from foundry.cli import run_or_exit, setup_logging
-from jobs.train import train
+from jobs.train import main as train_main
 
 DEFAULT_SEARCH = "tune=asha"
 
@@ -31,12 +27,5 @@ def with_default_search(argv: list[str]) -> list[str]:
     return argv if picks else [*argv, DEFAULT_SEARCH]
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(raw: DictConfig) -> None:
-    setup_logging()
-    run_or_exit(lambda: train(raw))
-
-
 if __name__ == "__main__":
-    sys.argv = with_default_search(sys.argv)
-    main()
+    sys.exit(train_main(with_default_search(sys.argv)[1:], prog="python -m jobs.tune", doc=__doc__))

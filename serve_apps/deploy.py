@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from foundry import config
+from foundry import config_sources
 from foundry.cli import run_or_exit
 from foundry.config import FoundryConfig
 from foundry.serving.auth import load_key_digest
@@ -36,13 +36,14 @@ __all__ = ["api_key_runtime_env", "build_serve_config", "main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = config_sources.add_arguments(argparse.ArgumentParser(
         prog="python -m serve_apps.deploy",
         description="Deploy (or update in place) the Foundry Serve application from the Hydra config.",
         epilog="examples: python -m serve_apps.deploy serve.model_ref=production | "
-               "python -m serve_apps.deploy --write serve.yaml | python -m serve_apps.deploy --delete",
-    )
-    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. serve.model_ref=v20261124-203558-933-b9e579")
+               "python -m serve_apps.deploy --from-version loans@production | "
+               "python -m serve_apps.deploy --write serve.yaml | python -m serve_apps.deploy --delete. "
+               + config_sources.EPILOG,
+    ))
     p.add_argument("--write", metavar="FILE", help="write the Serve config as YAML instead of deploying")
     p.add_argument("--no-pin", action="store_true",
                    help="do not resolve serve.model_ref to a version id now (each replica resolves it when it loads)")
@@ -73,7 +74,7 @@ def _address(cfg: FoundryConfig) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config.load(args.overrides)
+    cfg = config_sources.load(config_sources.from_args(args))
     if args.write:
         version = None
         if not args.no_pin:

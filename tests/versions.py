@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from foundry import datasets
+from foundry import config, datasets
 from foundry.config import FoundryConfig
+from foundry.config_sources import STORED_CONFIG_FILE
 from foundry.data import preprocessor as pp
 from foundry.models import build_model, model_spec
 from foundry.predictor import write_model_files
@@ -46,6 +47,7 @@ def build_version_dir(cfg: FoundryConfig, out: Path, rows: int = 3000, reference
             loss.backward()
             opt.step()
     write_model_files(out, model.state_dict(), spec, pre, reference)
+    (out / STORED_CONFIG_FILE).write_text(config.to_yaml(cfg))  # what --from-version starts a retrain from
     return out
 
 

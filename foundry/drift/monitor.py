@@ -92,10 +92,8 @@ class _Window:
 class DriftMonitor:
     """Plain class; ``jobs.monitor`` turns it into the detached actor (``ray.remote(DriftMonitor)``)."""
 
-    def __init__(self, config_data: dict[str, Any], base_overrides: list[str] | None = None,
-                 clock=time.time, start: bool = True):
+    def __init__(self, config_data: dict[str, Any], clock=time.time, start: bool = True):
         self.cfg: FoundryConfig = foundry_config.from_container(config_data)
-        self.base_overrides = list(base_overrides or [])
         self.model = self.cfg.model_name
         self.clock = clock
         self.events = EventLog(self.cfg.storage.root, self.model)
@@ -461,7 +459,7 @@ class DriftMonitor:
                 self._waiting_note = note
             return
         self._save_state()  # the submission id is on storage before the job exists: a restart re-finds it
-        overrides = retrain.job_overrides(self.cfg, self.base_overrides, data, episode)
+        overrides = retrain.job_arguments(self.cfg, self.controller.state.reference_version, data, episode)
         meta = job_submission.metadata("retrain", self.model, trigger="drift", episode=episode)
         started = time.perf_counter()
         try:

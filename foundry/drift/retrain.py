@@ -34,10 +34,6 @@ log = logging.getLogger(__name__)
 
 REQUEST_ID = "request_id"
 TRAIN_MODULE = "jobs.train"
-# Keys the monitor sets for a retrain; a monitor's own overrides for them are dropped, not doubled.
-_RETRAIN_KEYS = ("model_name", "storage.root", "data.source.path", "data.source.format", "data.source.synthetic",
-                 "data.split.key", "trigger", "drift_episode", "promotion.policy", "promotion.min_improvement",
-                 "promotion.alias")
 
 
 @dataclass(frozen=True)
@@ -117,16 +113,19 @@ def prepare_dataset(cfg: FoundryConfig, episode: str, reference: pd.DataFrame | 
     return RetrainData(uri, len(frame), len(recent), ref_rows)
 
 
-def _key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
+def job_arguments(cfg: FoundryConfig, reference_version: str, data: RetrainData, episode: str) -> list[str]:
+    """``jobs.train``'s arguments for the retrain of ``reference_version``.
 
-
-def job_overrides(cfg: FoundryConfig, base_overrides: list[str], data: RetrainData, episode: str) -> list[str]:
-    """The monitor's own Hydra overrides (same data schema, model, cluster) plus the retrain's."""
-    kept = [o for o in base_overrides if _key(o) not in _RETRAIN_KEYS and not _key(o).startswith("drift.")]
-    return [*kept,
+    The job starts from that version's stored config (``--from-version``: its data schema, model,
+    trainer and cluster settings, whatever config folder it was first composed from), so a user's
+    own data set retrains on a cluster that never saw their config folder. On top: the episode's data
+    set and the retrain's own keys, then ``drift.retrain.overrides`` (key=value only).
+    """
+    return ["--from-version", f"{cfg.model_name}@{reference_version}",
             f"model_name={cfg.model_name}",
             f"storage.root={storage.normalize(cfg.storage.root)}",
+            # Inside a job RAY_ADDRESS names the cluster; an address stored with the version may not.
+            "ray.address=null",
             "data.source.synthetic=null",
             f"data.source.path={data.uri}",
             "data.source.format=parquet",
@@ -172,5 +171,5 @@ def reference_frame(version_dir) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.exists() else None
 
 
-__all__ = ["RetrainData", "RetrainOutcome", "dataset_uri", "job_overrides", "labelled_live_rows",
+__all__ = ["RetrainData", "RetrainOutcome", "dataset_uri", "job_arguments", "labelled_live_rows",
            "prepare_dataset", "read_outcome", "reference_frame"]

@@ -12,12 +12,13 @@ import json
 import re
 import sys
 
+from foundry import config_sources
 from foundry.cli import run_or_exit
 from foundry.errors import RegistryError
 
 # Hydra override syntax: key=value, +key=value, ++key=value, ~key[=value].
 _OVERRIDE = re.compile(r"^(\+{1,2}|~)?[A-Za-z_][\w.@/-]*(=|$)")
-_VALUE_OPTIONS = ("--root", "--alias", "--reason", "--older-than")
+_VALUE_OPTIONS = ("--root", "--alias", "--reason", "--older-than", "--config-dir", "--config-name", "--from-version")
 _MAX_METRICS = 4
 
 
@@ -28,10 +29,12 @@ def _parser() -> argparse.ArgumentParser:
                     "overrides used to find the registry root (not allowed together with --root).",
         epilog="examples:\n  python -m foundry.registry list\n"
                "  python -m foundry.registry show churn production storage.root=/data/foundry\n"
-               "  python -m foundry.registry promote churn v20250101-120000-000-a1b2c3 --reason 'rollback'",
+               "  python -m foundry.registry promote churn v20250101-120000-000-a1b2c3 --reason 'rollback'\n"
+               + config_sources.EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--root", help="registry root URI or path (default: storage.registry of the Hydra config)")
+    config_sources.add_arguments(p, overrides=False)
     sub = p.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("list", help="models, or the versions of one model")
     ls.add_argument("model", nargs="?")
@@ -69,13 +72,12 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     return args, overrides
 
 
-def _registry(root: str | None, overrides: list[str]):
+def _registry(args: argparse.Namespace, overrides: list[str]):
     from foundry.registry.store import Registry
 
+    root = args.root
     if root is None:
-        from foundry import config
-
-        root = config.load(overrides).storage.registry
+        root = config_sources.load(config_sources.from_args(args, overrides)).storage.registry
     return Registry(root)
 
 
@@ -141,7 +143,7 @@ def cmd_gc(reg, model: str, older_than: float) -> None:
 
 def _run(args: argparse.Namespace, overrides: list[str]) -> None:
     try:
-        reg = _registry(args.root, overrides)
+        reg = _registry(args, overrides)
         if args.command == "list":
             cmd_list(reg, args.model)
         elif args.command == "show":

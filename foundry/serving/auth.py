@@ -139,13 +139,13 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
 def main() -> int:
     """Print the SHA-256 of ``serve.auth.api_key_env`` (default ``$FOUNDRY_API_KEY``), checked like a
     deploy checks it: what to give a job as ``FOUNDRY_API_KEY_SHA256`` instead of the key."""
-    import sys
 
-    from foundry import config
+    from foundry import config_sources
     from foundry.cli import run_or_exit
 
-    auth = config.load(sys.argv[1:]).serve.auth
-    print(run_or_exit(lambda: _digest(load_api_key(auth)).hex()))
+    args = config_sources.parser("python -m foundry.serving.auth", main.__doc__.split("\n")[0]).parse_args()
+    print(run_or_exit(lambda: _digest(load_api_key(config_sources.load(config_sources.from_args(args)).serve.auth))
+                      .hex()))
     return 0
 
 

@@ -59,6 +59,22 @@ def preflight(storage_root: str, model: str, version: str, cfg: FoundryConfig) -
     load_version(ModelSpec(storage_root=storage_root, model=model, ref=version, version=version), cfg.data)
 
 
+def with_version_schema(cfg: FoundryConfig, version: str) -> FoundryConfig:
+    """``cfg`` with the data schema the version was trained on: replicas validate requests against the
+    model's own columns, whatever config folder (or none) this deploy was composed from."""
+    import dataclasses
+    import logging
+
+    from foundry.config_sources import version_config
+
+    stored = version_config(cfg.storage.root, cfg.model_name, version)
+    if stored is None or stored.data == cfg.data:
+        return cfg
+    logging.getLogger(__name__).info("serving %s %s with the data schema stored with it (data.name=%s)",
+                                     cfg.model_name, version, stored.data.name)
+    return dataclasses.replace(cfg, data=stored.data)
+
+
 def _client():
     from ray.serve.context import _get_global_client
 
@@ -137,6 +153,7 @@ def deploy(cfg: FoundryConfig, runtime_env: dict[str, Any] | None = None, pin: b
     version = None
     if pin:
         version = resolve_version(cfg.storage.root, cfg.model_name, cfg.serve.model_ref)
+        cfg = with_version_schema(cfg, version)
         if check:
             preflight(cfg.storage.root, cfg.model_name, version, cfg)
     serve_config = build_serve_config(cfg, version=version, runtime_env=runtime_env)

@@ -7,12 +7,11 @@ is not the production path: no autoscaling, no in-place swaps, one process.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from fastapi import FastAPI
 
-from foundry import config
+from foundry import config_sources
 from foundry.config import FoundryConfig
 from foundry.errors import FoundryError
 from foundry.serving.app import build_app
@@ -32,14 +31,13 @@ def create_app(cfg: FoundryConfig) -> FastAPI:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m foundry.serving.standalone",
-                                description="Serve a registry version with a single uvicorn process (no Ray).")
-    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. serve.model_ref=latest")
+    p = config_sources.parser("python -m foundry.serving.standalone",
+                              "Serve a registry version with a single uvicorn process (no Ray).")
     p.add_argument("--host", help="default: serve.http.host")
     p.add_argument("--port", type=int, help="default: serve.http.port")
     args = p.parse_args(argv)
     try:
-        cfg = config.load(args.overrides)
+        cfg = config_sources.load(config_sources.from_args(args))
         app = create_app(cfg)
     except FoundryError as exc:
         print(f"error: {exc}", file=sys.stderr)

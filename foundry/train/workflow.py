@@ -21,6 +21,7 @@ from pathlib import Path
 
 from foundry import storage
 from foundry.config import FoundryConfig, PromotionPolicy
+from foundry.config_sources import STORED_CONFIG_FILE
 from foundry.data.pipeline import prepare
 from foundry.evaluation import evaluate_dataset
 from foundry.models import model_spec
@@ -35,7 +36,7 @@ from foundry.workdir import stable_cwd
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.yaml"
+CONFIG_FILE = STORED_CONFIG_FILE  # what --from-version reads (foundry/config_sources.py)
 HISTORY_FILE = "training_history.json"
 
 

@@ -52,9 +52,6 @@ DRIFT = [
     "drift.retrain.backoff_factor=1", "drift.retrain.max_retries=1",
     f"drift.retrain.min_improvement={MIN_IMPROVEMENT}",
 ]
-# What jobs.monitor would hand over: the retrain keeps the trainer override, drops the drift.* one
-# and sets model_name itself (once).
-BASE_OVERRIDES = [f"model_name={MODEL}", "trainer.num_workers=1", f"drift.window.size={ROWS}"]
 
 
 # ---- fakes --------------------------------------------------------------------------------------------------
@@ -201,7 +198,7 @@ class Env:
         return FakeJobClient(self.registry, self.root / "scratch", jobs)
 
     def monitor(self, client: FakeJobClient) -> DriftMonitor:
-        m = DriftMonitor(self.config_data, base_overrides=BASE_OVERRIDES, clock=self.clock, start=False)
+        m = DriftMonitor(self.config_data, clock=self.clock, start=False)
         m._client = client
         return m
 
@@ -263,11 +260,12 @@ def start_episode(env: Env, monitor: DriftMonitor, client: FakeJobClient) -> str
 
 
 def overrides_of(entrypoint: str) -> dict[str, str]:
+    """The retrain's key=value overrides, and the version it starts from under ``--from-version``."""
     words = entrypoint.split()
-    assert words[:3] == ["python", "-m", "jobs.train"], entrypoint
-    keys = [w.split("=", 1)[0] for w in words[3:]]
+    assert words[:5] == ["python", "-m", "jobs.train", "--from-version", words[4]], entrypoint
+    keys = [w.split("=", 1)[0] for w in words[5:]]
     assert len(keys) == len(set(keys)), f"an override is given twice: {entrypoint}"
-    return dict(w.split("=", 1) for w in words[3:])
+    return {"--from-version": words[4], **dict(w.split("=", 1) for w in words[5:])}
 
 
 def read_parquet(uri: str) -> pd.DataFrame:
@@ -335,7 +333,10 @@ def test_concept_drift_submits_exactly_one_retrain_on_the_rows_since_the_onset(e
     ov = overrides_of(call["entrypoint"])
     assert ov["trigger"] == "drift" and ov["drift_episode"] == episode
     assert ov["promotion.min_improvement"] == str(MIN_IMPROVEMENT) and ov["promotion.policy"] == "if_better"
-    assert ov["model_name"] == MODEL and ov["trainer.num_workers"] == "1" and ov["data.split.key"] == "request_id"
+    assert ov["model_name"] == MODEL and ov["data.split.key"] == "request_id"
+    # The job rebuilds the reference version from its own stored config, not from conf/ and the
+    # monitor's overrides: a user's config folder never has to reach the cluster.
+    assert ov["--from-version"] == f"{MODEL}@{env.v1}" and "trainer.num_workers" not in ov
     assert not any(k.startswith("drift.") for k in ov)
 
     # The data set: every labelled row received since the first drifted window began, nothing else.

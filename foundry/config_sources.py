@@ -1,0 +1,259 @@
+"""Where a command's configuration comes from: one way, the same for every entry point.
+
+Sources, combined in this order:
+
+1. **config folders**: the bundled ``conf/`` (shipped in the wheel as the ``foundry_conf`` package, so
+   ``pkg://foundry_conf`` works too) plus, with ``--config-dir DIR``, a user's own folder. Its files add
+   to the bundled ones (``DIR/data/loans.yaml`` makes ``data=loans`` available). When ``DIR`` holds the
+   primary config (``--config-name``, default ``config``) it is the primary folder and its files win;
+   otherwise the bundled files win and a clash is reported.
+2. **a registered version** (``--from-version MODEL[@REF]``, REF an alias or version id, default
+   ``production``) *instead of* the folders: the ``config.yaml`` stored with that version, data schema
+   included. This is how the cluster rebuilds a model (retrains, monitors, Serve deploys) without the
+   user's config folder, which is needed once, at the first training.
+3. **overrides**: Hydra's ``key=value`` (``+key=value`` adds, ``~key`` deletes). On top of a stored
+   version's config only key overrides apply: config groups (``model=mlp_small``) chose the files the
+   version was composed from, and there are none any more.
+
+Every failure is a ``ConfigError`` (exit code 2) that names the key, file or version. Composition
+never creates a Hydra run directory: nothing appears in the working directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from foundry.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG_NAME = "config"
+DEFAULT_REF = "production"
+STORED_CONFIG_FILE = "config.yaml"  # written with every version by foundry/train/workflow.py
+
+HELP = {
+    "config_dir": "a folder of your own Hydra configs (e.g. DIR/data/mydata.yaml for data=mydata), searched "
+                  "together with the bundled conf/",
+    "config_name": f"the primary config's name (default: {DEFAULT_CONFIG_NAME})",
+    "from_version": "start from the config stored with a registered version, MODEL or MODEL@REF (alias or "
+                    f"version id; default @{DEFAULT_REF}), instead of composing the config folders",
+    "overrides": "Hydra overrides: key=value, +key=value, ~key (and group=option when composing folders)",
+}
+EPILOG = ("config: --config-dir DIR [--config-name NAME] composes your folder with the bundled conf/; "
+          "--from-version MODEL[@REF] starts from a registered version's own config; key=value overrides apply "
+          "on top. Exit codes: 0 done, 2 bad configuration, 3 bad data, 4 registry problem, 5 Serve failed, "
+          "1 anything else.")
+
+
+def bundled_conf_dir() -> Path:
+    """The bundled ``conf/``: the source tree's folder in a checkout or an editable install, else the
+    ``foundry_conf`` package that a wheel installs (the same files)."""
+    source = Path(__file__).resolve().parent.parent / "conf"
+    if (source / f"{DEFAULT_CONFIG_NAME}.yaml").is_file():
+        return source
+    import importlib.resources
+
+    try:
+        return Path(str(importlib.resources.files("foundry_conf")))
+    except ModuleNotFoundError as exc:
+        raise ConfigError("the bundled configuration is missing: neither conf/ next to the foundry package nor "
+                          "the foundry_conf package is installed (reinstall foundry)") from exc
+
+
+@dataclass(frozen=True)
+class ConfigSources:
+    """What a command was told about its configuration (see the module doc)."""
+
+    overrides: tuple[str, ...] = ()
+    config_dir: str | None = None
+    config_name: str = DEFAULT_CONFIG_NAME
+    from_version: str | None = None
+
+    def with_overrides(self, *more: str) -> ConfigSources:
+        return ConfigSources((*self.overrides, *more), self.config_dir, self.config_name, self.from_version)
+
+    def as_args(self) -> list[str]:
+        """The same sources as command-line arguments (to start another Foundry command with them)."""
+        args: list[str] = []
+        if self.config_dir:
+            args += ["--config-dir", self.config_dir]
+        if self.config_name != DEFAULT_CONFIG_NAME:
+            args += ["--config-name", self.config_name]
+        if self.from_version:
+            args += ["--from-version", self.from_version]
+        return [*args, *self.overrides]
+
+
+def add_arguments(parser: argparse.ArgumentParser, overrides: bool = True) -> argparse.ArgumentParser:
+    """The config options every command takes, with one help text."""
+    group = parser.add_argument_group("configuration")
+    group.add_argument("--config-dir", metavar="DIR", help=HELP["config_dir"])
+    group.add_argument("--config-name", metavar="NAME", default=DEFAULT_CONFIG_NAME, help=HELP["config_name"])
+    group.add_argument("--from-version", metavar="MODEL[@REF]", help=HELP["from_version"])
+    if overrides:
+        parser.add_argument("overrides", nargs="*", metavar="key=value", help=HELP["overrides"])
+    return parser
+
+
+def from_args(args: argparse.Namespace, overrides: list[str] | None = None) -> ConfigSources:
+    return ConfigSources(tuple(args.overrides if overrides is None else overrides), args.config_dir,
+                         args.config_name, args.from_version)
+
+
+def parser(prog: str, description: str, overrides: bool = True) -> argparse.ArgumentParser:
+    """An argument parser with the config options and the shared epilog (exit codes)."""
+    return add_arguments(argparse.ArgumentParser(prog=prog, description=description, epilog=EPILOG), overrides)
+
+
+def parse_ref(from_version: str) -> tuple[str, str]:
+    model, _, ref = from_version.partition("@")
+    if not model:
+        raise ConfigError(f"--from-version: expected MODEL or MODEL@REF, got {from_version!r}")
+    return model, ref or DEFAULT_REF
+
+
+def compose(sources: ConfigSources) -> DictConfig:
+    """The composed (unresolved) config of ``sources``; raises ConfigError naming what is wrong."""
+    if sources.from_version:
+        return _compose_from_version(sources)
+    return _compose_folders(sources.config_dir, sources.config_name, list(sources.overrides))
+
+
+def load(sources: ConfigSources):
+    """The typed, validated config of ``sources`` (``foundry.config.FoundryConfig``)."""
+    from foundry import config
+
+    return config.to_typed(compose(sources))
+
+
+def _describe(exc: BaseException) -> str:
+    from foundry.config import _describe as describe
+
+    return describe(exc)
+
+
+def _user_dir(config_dir: str) -> Path:
+    path = Path(config_dir).expanduser().resolve()
+    if not path.is_dir():
+        raise ConfigError(f"--config-dir: {config_dir} is not a folder")
+    return path
+
+
+def _compose_folders(config_dir: str | None, config_name: str, overrides: list[str]) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    import foundry.config  # noqa: F401  (registers foundry_schema with Hydra's ConfigStore)
+
+    bundled = bundled_conf_dir()
+    primary, extra = bundled, []
+    if config_dir:
+        user = _user_dir(config_dir)
+        if (user / f"{config_name}.yaml").is_file():
+            primary, extra = user, [bundled]  # the user's primary config: their files win
+        else:
+            extra = [user]
+            _warn_shadowed(user, bundled)
+    search = [f"hydra.searchpath=[{','.join(f'file://{p}' for p in extra)}]"] if extra else []
+    try:
+        with initialize_config_dir(config_dir=str(primary), version_base="1.3"):
+            return hydra_compose(config_name=config_name, overrides=[*search, *overrides])
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        raise ConfigError(_describe(exc)) from exc
+
+
+def _warn_shadowed(user: Path, bundled: Path) -> None:
+    for path in sorted(user.rglob("*.yaml")):
+        rel = path.relative_to(user)
+        if (bundled / rel).is_file():
+            log.warning("--config-dir: %s has the same name as a bundled config and is shadowed by it; "
+                        "give it another name (or put a primary config.yaml in %s)", rel, user)
+
+
+def _storage_root(sources: ConfigSources) -> str:
+    """The storage root that holds the registry: from a storage.* override, else the folders' default."""
+    storage_overrides = [o for o in sources.overrides if o.lstrip("+~").startswith("storage.")]
+    cfg = _compose_folders(sources.config_dir, sources.config_name, storage_overrides)
+    return str(OmegaConf.select(cfg, "storage.root"))
+
+
+def read_stored_config(storage_root: str, model: str, ref: str) -> tuple[str, str]:
+    """(version id, config.yaml text) of a registered version, checked against its manifest."""
+    from foundry import storage
+    from foundry.config import StorageConfig
+    from foundry.errors import RegistryError
+    from foundry.registry import Registry
+
+    registry = Registry(storage.normalize(StorageConfig(root=storage_root).registry))
+    try:
+        mv = registry.get(model, ref)
+    except RegistryError as exc:
+        raise ConfigError(f"--from-version {model}@{ref}: {exc}") from exc
+    entry = mv.files.get(STORED_CONFIG_FILE)
+    if entry is None:
+        raise ConfigError(f"--from-version {model}@{ref}: version {mv.version} has no stored {STORED_CONFIG_FILE}")
+    fs, path = storage.resolve(storage.join(mv.uri, STORED_CONFIG_FILE))
+    data = storage.read_bytes(fs, path)
+    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise ConfigError(f"--from-version {model}@{ref}: {STORED_CONFIG_FILE} of {mv.version} does not match "
+                          "the checksum in its manifest")
+    return mv.version, data.decode()
+
+
+def version_config(storage_root: str, model: str, ref: str):
+    """The typed config stored with a version (None for a version registered without one)."""
+    from foundry import config
+
+    try:
+        _, text = read_stored_config(storage_root, model, ref)
+    except ConfigError as exc:
+        if "has no stored" in str(exc):
+            return None
+        raise
+    return config.from_container(OmegaConf.to_container(OmegaConf.create(text)))
+
+
+def _group_names(sources: ConfigSources) -> set[str]:
+    dirs = [bundled_conf_dir()] + ([_user_dir(sources.config_dir)] if sources.config_dir else [])
+    return {p.name for d in dirs for p in d.iterdir() if p.is_dir()}
+
+
+def _compose_from_version(sources: ConfigSources) -> DictConfig:
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from foundry.config import FoundryConfig
+
+    model, ref = parse_ref(sources.from_version)
+    version, text = read_stored_config(_storage_root(sources), model, ref)
+    groups = _group_names(sources)
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(sources.overrides))
+    except HydraException as exc:
+        raise ConfigError(_describe(exc)) from exc
+    for o in parsed:
+        if o.key_or_group in groups and not o.is_sweep_override() and isinstance(o.value(), str):
+            raise ConfigError(f"{o.input_line}: picks a config group, but --from-version {model}@{ref} starts from "
+                              f"version {version}'s stored config, which has no groups any more; set keys instead "
+                              f"(e.g. {o.key_or_group}.<key>=<value>)")
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(FoundryConfig), OmegaConf.create(text))
+        ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        raise ConfigError(f"--from-version {model}@{ref} (version {version}): {_describe(exc)}") from exc
+    log.info("configuration from %s %s (stored with the version)", model, version)
+    return cfg
+
+
+__all__ = ["ConfigSources", "add_arguments", "bundled_conf_dir", "compose", "from_args", "load", "parse_ref",
+           "parser", "read_stored_config"]
