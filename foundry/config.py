@@ -89,7 +89,8 @@ class SplitConfig:
     val: float = 0.1
     test: float = 0.1
     seed: int = 0
-    key: str | None = None
+    # The column (or list of columns, a composite key) whose rows always share a split; null: the whole row.
+    key: Any = None
 
 
 @dataclass
@@ -703,6 +704,9 @@ def _check_data(data: DataConfig) -> None:
             _require(len(data.classes) == 2, "data.classes",
                      f"a binary task needs exactly 2 classes, got {len(data.classes)}")
     s = data.split
+    key_ok = s.key is None or (isinstance(s.key, str) and s.key) or (
+        isinstance(s.key, (list, tuple)) and s.key and all(isinstance(k, str) and k for k in s.key))
+    _require(bool(key_ok), "data.split.key", f"a column name, a list of column names, or null; got {s.key!r}")
     for name in ("train", "val", "test"):
         _require(0.0 < getattr(s, name) < 1.0, f"data.split.{name}", f"must be in (0, 1), got {getattr(s, name)}")
     _require(abs(s.train + s.val + s.test - 1.0) < 1e-6, "data.split",

@@ -29,6 +29,12 @@ class DataSourceError(FoundryError):
     exit_code = 3
 
 
+class DriftSetupError(FoundryError):
+    """A model cannot be watched (its drift detectors cannot be built): it is not registered or served."""
+
+    exit_code = 1
+
+
 class RegistryError(FoundryError):
     """A model, version or alias does not exist, or the registry is inconsistent."""
 

@@ -24,6 +24,7 @@ import time
 
 from foundry import config_sources
 from foundry.cli import run_or_exit, setup_logging
+from foundry.errors import FoundryError
 
 STAGES = 3
 
@@ -54,6 +55,7 @@ def pipeline(sources: config_sources.ConfigSources) -> dict:
           + ", ".join(f"{k}={v:.4f}" for k, v in outcome.metrics.items() if k != "rows"), flush=True)
 
     _say(2, f"deploy Serve application {cfg.serve.app_name!r} on {cfg.model_name}@{cfg.serve.model_ref}")
+    before = _served_before(control, cfg.serve.app_name)
     deployed = control.deploy(cfg, runtime_env=runtime_env, pin=True, check=True)
     print(f"Serve application {deployed.app_name!r} is RUNNING at {deployed.url}: {cfg.model_name} "
           f"{deployed.version}", flush=True)
@@ -61,7 +63,14 @@ def pipeline(sources: config_sources.ConfigSources) -> dict:
     monitor = None
     if cfg.drift.enabled:
         _say(3, f"start the drift monitor of {cfg.model_name}")
-        _, status = monitor_job.start(cfg)
+        try:
+            _, status = monitor_job.start(cfg)
+        except Exception as exc:
+            _unserve(control, cfg, before)
+            restored = f"Serve is back on {before}" if before else "the Serve application was removed"
+            raise MonitorStartError(f"the drift monitor of {cfg.model_name} did not start ({type(exc).__name__}: "
+                                    f"{exc}); {restored} so that no model is served without its monitor "
+                                    "(drift.enabled=false serves one unwatched on purpose)") from exc
         monitor = monitor_job.actor_options(cfg)["name"]
         print(f"monitor {monitor!r} is watching {cfg.model_name} {status['reference_version']} "
               f"(phase {status['controller']['phase']})", flush=True)
@@ -73,6 +82,31 @@ def pipeline(sources: config_sources.ConfigSources) -> dict:
     print(f"pipeline done in {result['seconds']:.0f} s: {cfg.model_name} {deployed.version} serving at "
           f"{deployed.url}" + (f", watched by {monitor}" if monitor else ""), flush=True)
     return result
+
+
+class MonitorStartError(FoundryError):
+    exit_code = 5
+
+
+def _served_before(control, app_name: str) -> str | None:
+    """The version the application served before this deploy (None: it was not deployed)."""
+    from foundry.serving.holder import ModelSpec
+
+    try:
+        return ModelSpec.from_user_config(control.current_user_config(app_name)).version
+    except Exception:
+        return None
+
+
+def _unserve(control, cfg, before: str | None) -> None:
+    """Put Serve back as it was: the previous version in place, or no application at all."""
+    try:
+        if before:
+            control.set_model_version(cfg.serve.app_name, before, cfg)
+        else:
+            control.delete_app(cfg.serve.app_name)
+    except Exception as exc:  # said, and the job still fails with the monitor's error
+        print(f"could not restore Serve application {cfg.serve.app_name!r}: {exc}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

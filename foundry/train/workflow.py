@@ -23,6 +23,8 @@ from foundry import storage
 from foundry.config import FoundryConfig, PromotionPolicy
 from foundry.config_sources import STORED_CONFIG_FILE
 from foundry.data.pipeline import prepare
+from foundry.data.schema import Problem, ValidationReport
+from foundry.errors import DataValidationError, DriftSetupError
 from foundry.evaluation import evaluate_dataset
 from foundry.models import model_spec
 from foundry.node_loss import retry_on_node_loss
@@ -36,6 +38,8 @@ from foundry.workdir import stable_cwd
 
 log = logging.getLogger(__name__)
 
+# Fewer held-out rows than this make drift tests meaningless (the detectors' p-values need a sample).
+MIN_REFERENCE_ROWS = 100
 CONFIG_FILE = STORED_CONFIG_FILE  # what --from-version reads (foundry/config_sources.py)
 HISTORY_FILE = "training_history.json"
 
@@ -116,7 +120,9 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
     say(f"[1/4] validating and preparing {path}")
     retries = cfg.data.execution_retries
     prepared = retry_on_node_loss(lambda: prepare(cfg.data), "preparing the data", retries, say)
-    say(f"      {prepared.report.format()}; split rows {prepared.split_rows}; fingerprint {prepared.fingerprint}")
+    say(f"      {prepared.report.format()}; split rows {prepared.split_rows}; fingerprint {prepared.fingerprint}; "
+        f"drift reference sample {len(prepared.reference)} rows")
+    check_reference(cfg, prepared.reference)
     timings["prepare"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -193,11 +199,24 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
                         timings)
 
 
+def check_reference(cfg: FoundryConfig, reference) -> None:
+    """A version that will be monitored needs a drift reference sample worth testing against: fail the
+    job (nothing registered) rather than register a model no monitor can watch."""
+    if not cfg.drift.enabled:
+        return
+    needed = min(MIN_REFERENCE_ROWS, cfg.data.reference_rows)
+    if len(reference) < needed:
+        raise DataValidationError(ValidationReport(rows=len(reference), problems=[Problem(
+            "*", "drift reference sample too small", len(reference),
+            f"{len(reference)} held-out rows drawn, at least {needed} needed: more rows, larger data.split.val/test "
+            "fractions, or drift.enabled=false to train a model without monitoring")]))
+
+
 def _build_detectors(cfg: FoundryConfig, staging: Path, name: str, say) -> dict:
     """Build and calibrate the drift detectors now (the job has the CPU budget), stored with the version.
 
-    A failure does not fail the training: the model is good, and a monitor builds detectors itself
-    when a version has none. It is recorded in the metadata and said loudly.
+    A failure fails the job before anything is registered: a version without detectors would be
+    served with nothing watching it (set ``drift.enabled=false`` to train one on purpose).
     """
     if not cfg.drift.enabled:
         return {"built": False, "reason": "drift.enabled=false"}
@@ -209,8 +228,9 @@ def _build_detectors(cfg: FoundryConfig, staging: Path, name: str, say) -> dict:
         suite.save(staging / DETECTORS_FILE)
     except Exception as exc:
         log.exception("building drift detectors failed")
-        say(f"      WARNING: drift detectors not built ({type(exc).__name__}: {exc}); monitors will build them")
-        return {"built": False, "reason": f"{type(exc).__name__}: {exc}"}
+        raise DriftSetupError(f"the drift detectors could not be built on the reference sample "
+                              f"({type(exc).__name__}: {exc}); nothing was registered. Fix conf/drift, or set "
+                              "drift.enabled=false to train a model without monitoring") from exc
     return {"built": True, "config_key": suite.config_key, "seconds": suite.build_seconds}
 
 
