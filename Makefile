@@ -1,4 +1,4 @@
-# Every target creates .venv on first use; a second run reuses it (the stamp file tracks pyproject.toml).
+# Every target creates .venv on first use; a second run reuses it (the stamp file tracks pyproject.toml, setup.py and constraints.txt).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml setup.py constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'

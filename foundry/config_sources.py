@@ -57,13 +57,14 @@ def bundled_conf_dir() -> Path:
     source = Path(__file__).resolve().parent.parent / "conf"
     if (source / f"{DEFAULT_CONFIG_NAME}.yaml").is_file():
         return source
-    import importlib.resources
+    import importlib.util
 
-    try:
-        return Path(str(importlib.resources.files("foundry_conf")))
-    except ModuleNotFoundError as exc:
-        raise ConfigError("the bundled configuration is missing: neither conf/ next to the foundry package nor "
-                          "the foundry_conf package is installed (reinstall foundry)") from exc
+    spec = importlib.util.find_spec("foundry_conf")  # found, not imported: it holds YAML only
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / f"{DEFAULT_CONFIG_NAME}.yaml").is_file():
+            return Path(location)
+    raise ConfigError("the bundled configuration is missing: neither conf/ next to the foundry package nor "
+                      "the foundry_conf package is installed (reinstall foundry)")
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ def version_config(storage_root: str, model: str, ref: str):
 
 def _group_names(sources: ConfigSources) -> set[str]:
     dirs = [bundled_conf_dir()] + ([_user_dir(sources.config_dir)] if sources.config_dir else [])
-    return {p.name for d in dirs for p in d.iterdir() if p.is_dir()}
+    return {p.name for d in dirs for p in d.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
 
 
 def _compose_from_version(sources: ConfigSources) -> DictConfig:

@@ -18,6 +18,9 @@ from pathlib import Path
 from foundry.errors import FoundryError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The code a job needs: this source checkout, uploaded as the job's working_dir. An installed Foundry
+# (a wheel, an image) has no checkout to upload: its jobs run the copy installed on the cluster.
+CODE_DIR: Path | None = REPO_ROOT if (REPO_ROOT / "pyproject.toml").is_file() else None
 # Never upload these with a job: the venv is large and machine-specific, the rest is local state.
 UPLOAD_EXCLUDES = [".venv", ".git", "outputs", "multirun", "benchmarks/results", "**/__pycache__"]
 POLL_S = 2.0
@@ -40,7 +43,7 @@ def metadata(job_name: str, model: str, trigger: str = "manual", episode: str | 
 
 
 def submit(client, module: str, overrides: list[str], meta: dict[str, str], submission_id: str | None = None,
-           working_dir: str | Path | None = REPO_ROOT, env_vars: dict[str, str] | None = None) -> Submission:
+           working_dir: str | Path | None = CODE_DIR, env_vars: dict[str, str] | None = None) -> Submission:
     """Submit ``python -m <module> <overrides>``; idempotent when ``submission_id`` is given.
 
     The entrypoint runs in a shell, so each override is quoted (list values hold brackets and

@@ -72,12 +72,12 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.drift.enabled:
         print("drift.enabled=false: no monitor to start")
         return 0
-    from foundry.job_submission import REPO_ROOT, UPLOAD_EXCLUDES
+    from foundry.job_submission import CODE_DIR, UPLOAD_EXCLUDES
 
     # The detached actor inherits this driver's runtime_env: outside a Ray job, ship the code with it
     # (inside one, the job's own working_dir is already there).
     in_job = bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
-    runtime_env = None if in_job else {"working_dir": str(REPO_ROOT), "excludes": UPLOAD_EXCLUDES}
+    runtime_env = None if in_job or CODE_DIR is None else {"working_dir": str(CODE_DIR), "excludes": UPLOAD_EXCLUDES}
     ray_runtime.connect(_address(cfg), logging_level="ERROR", log_to_driver=False, runtime_env=runtime_env)
     name = monitor_name(cfg.drift.monitor.name_prefix, cfg.model_name)
     if args.stop or args.status:
