@@ -11,9 +11,9 @@ Sources, combined in this order:
    ``production``) *instead of* the folders: the ``config.yaml`` stored with that version, data schema
    included. This is how the cluster rebuilds a model (retrains, monitors, Serve deploys) without the
    user's config folder, which is needed once, at the first training.
-3. **overrides**: Hydra's ``key=value`` (``+key=value`` adds, ``~key`` deletes). On top of a stored
-   version's config only key overrides apply: config groups (``model=mlp_small``) chose the files the
-   version was composed from, and there are none any more.
+3. **overrides**: Hydra's ``key=value`` (``+key=value`` adds, ``~key`` deletes) and config groups
+   (``trainer=gpu``, ``+experiment=quick``). On top of a stored version a group's values replace the
+   stored ones, as they would on the folders.
 
 Every failure is a ``ConfigError`` (exit code 2) that names the key, file or version. Composition
 never creates a Hydra run directory: nothing appears in the working directory.
@@ -43,7 +43,7 @@ HELP = {
     "config_name": f"the primary config's name (default: {DEFAULT_CONFIG_NAME})",
     "from_version": "start from the config stored with a registered version, MODEL or MODEL@REF (alias or "
                     f"version id; default @{DEFAULT_REF}), instead of composing the config folders",
-    "overrides": "Hydra overrides: key=value, +key=value, ~key (and group=option when composing folders)",
+    "overrides": "Hydra overrides: key=value, +key=value, ~key, group=option",
 }
 EPILOG = ("config: --config-dir DIR [--config-name NAME] composes your folder with the bundled conf/; "
           "--from-version MODEL[@REF] starts from a registered version's own config; key=value overrides apply "
@@ -147,6 +147,20 @@ def _user_dir(config_dir: str) -> Path:
 
 
 def _compose_folders(config_dir: str | None, config_name: str, overrides: list[str]) -> DictConfig:
+    bundled = bundled_conf_dir()
+    primary, extra = bundled, []
+    if config_dir:
+        user = _user_dir(config_dir)
+        if (user / f"{config_name}.yaml").is_file():
+            primary, extra = user, [str(bundled)]  # the user's primary config: their files win
+        else:
+            extra = [str(user)]
+            _warn_shadowed(user, bundled)
+    return _compose(primary, config_name, extra, overrides)
+
+
+def _compose(primary: Path, config_name: str, search: list[str], overrides: list[str]) -> DictConfig:
+    """Hydra's compose API: no run directory, no logging set-up, errors as ConfigError."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -154,19 +168,10 @@ def _compose_folders(config_dir: str | None, config_name: str, overrides: list[s
 
     import foundry.config  # noqa: F401  (registers foundry_schema with Hydra's ConfigStore)
 
-    bundled = bundled_conf_dir()
-    primary, extra = bundled, []
-    if config_dir:
-        user = _user_dir(config_dir)
-        if (user / f"{config_name}.yaml").is_file():
-            primary, extra = user, [bundled]  # the user's primary config: their files win
-        else:
-            extra = [user]
-            _warn_shadowed(user, bundled)
-    search = [f"hydra.searchpath=[{','.join(f'file://{p}' for p in extra)}]"] if extra else []
+    searchpath = [f"hydra.searchpath=[{','.join(f'file://{p}' for p in search)}]"] if search else []
     try:
         with initialize_config_dir(config_dir=str(primary), version_base="1.3"):
-            return hydra_compose(config_name=config_name, overrides=[*search, *overrides])
+            return hydra_compose(config_name=config_name, overrides=[*searchpath, *overrides])
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise ConfigError(_describe(exc)) from exc
 
@@ -222,36 +227,34 @@ def version_config(storage_root: str, model: str, ref: str):
     return config.from_container(OmegaConf.to_container(OmegaConf.create(text)))
 
 
-def _group_names(sources: ConfigSources) -> set[str]:
-    dirs = [bundled_conf_dir()] + ([_user_dir(sources.config_dir)] if sources.config_dir else [])
-    return {p.name for d in dirs for p in d.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
+def _bundled_groups() -> list[str]:
+    """The config groups the bundled primary config selects (data, model, trainer, ...), in its order."""
+    import yaml
+
+    primary = yaml.safe_load((bundled_conf_dir() / f"{DEFAULT_CONFIG_NAME}.yaml").read_text())
+    return [next(iter(d)) for d in primary.get("defaults", []) if isinstance(d, dict)]
 
 
 def _compose_from_version(sources: ConfigSources) -> DictConfig:
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+    """Hydra composes the stored config as a primary config whose defaults list names every group
+    *after* ``_self_``, each empty: ``trainer=gpu`` or ``+experiment=quick`` on top of a stored version
+    mean what they mean on the folders (the group's values win), and key overrides apply last."""
+    import tempfile
 
-    from foundry.config import FoundryConfig
+    import yaml
 
     model, ref = parse_ref(sources.from_version)
     version, text = read_stored_config(_storage_root(sources), model, ref)
-    groups = _group_names(sources)
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(sources.overrides))
-    except HydraException as exc:
-        raise ConfigError(_describe(exc)) from exc
-    for o in parsed:
-        if o.key_or_group in groups and not o.is_sweep_override() and isinstance(o.value(), str):
-            raise ConfigError(f"{o.input_line}: picks a config group, but --from-version {model}@{ref} starts from "
-                              f"version {version}'s stored config, which has no groups any more; set keys instead "
-                              f"(e.g. {o.key_or_group}.<key>=<value>)")
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(FoundryConfig), OmegaConf.create(text))
-        ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
-    except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        raise ConfigError(f"--from-version {model}@{ref} (version {version}): {_describe(exc)}") from exc
+    stored = yaml.safe_load(text) or {}
+    stored.pop("defaults", None)
+    primary = {"defaults": ["foundry_schema", "_self_", *({g: None} for g in _bundled_groups())], **stored}
+    search = [str(bundled_conf_dir())] + ([str(_user_dir(sources.config_dir))] if sources.config_dir else [])
+    with tempfile.TemporaryDirectory(prefix="foundry-version-config-") as tmp:
+        (Path(tmp) / "stored_version.yaml").write_text(yaml.safe_dump(primary, sort_keys=False))
+        try:
+            cfg = _compose(Path(tmp), "stored_version", search, list(sources.overrides))
+        except ConfigError as exc:
+            raise ConfigError(f"--from-version {model}@{ref} (version {version}): {exc}") from exc
     log.info("configuration from %s %s (stored with the version)", model, version)
     return cfg
 

@@ -116,23 +116,37 @@ class TrafficGenerator:
 
     def send(self, scenario: str, rows: int, seed: int, phase: str | None = None,
              rate_rows_per_s: float | None = None) -> TrafficLog:
-        """Send ``rows`` rows of ``scenario``; returns the (shared) log. Blocks until all are answered."""
-        phase = phase or scenario
+        """Send ``rows`` rows of the bundled data set's ``scenario``; returns the (shared) log."""
         for features, labels in scenario_rows(scenario, rows, seed):
-            chunks = [(features[i:i + self.rows_per_request], labels[i:i + self.rows_per_request])
-                      for i in range(0, len(features), self.rows_per_request)]
-            interval = (self.rows_per_request / rate_rows_per_s) if rate_rows_per_s else 0.0
-            with ThreadPoolExecutor(self.concurrency) as pool:
-                start = time.perf_counter()
-                futures = []
-                for i, (rows_, labels_) in enumerate(chunks):
-                    if interval:
-                        delay = start + i * interval - time.perf_counter()
-                        if delay > 0:
-                            time.sleep(delay)
-                    futures.append(pool.submit(self._one, phase, rows_, labels_))
-                for f in futures:
-                    f.result()
+            self.send_rows(features, labels, phase or scenario, rate_rows_per_s)
+        return self.log
+
+    def send_frame(self, frame: pd.DataFrame, label: str, phase: str, features: list[str] | None = None,
+                   rate_rows_per_s: float | None = None) -> TrafficLog:
+        """Send the rows of any data set (``features`` columns, default all but ``label``), with the
+        ``label`` column's values as their true labels; returns the (shared) log."""
+        columns = features or [c for c in frame.columns if c != label]
+        rows = json.loads(frame[columns].to_json(orient="records"))
+        return self.send_rows(rows, frame[label].astype(str).tolist(), phase, rate_rows_per_s)
+
+    def send_rows(self, features: list[dict], labels: list, phase: str,
+                  rate_rows_per_s: float | None = None) -> TrafficLog:
+        """Send feature rows ``rows_per_request`` at a time (paced when a rate is given); blocks until
+        all are answered."""
+        chunks = [(features[i:i + self.rows_per_request], labels[i:i + self.rows_per_request])
+                  for i in range(0, len(features), self.rows_per_request)]
+        interval = (self.rows_per_request / rate_rows_per_s) if rate_rows_per_s else 0.0
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            start = time.perf_counter()
+            futures = []
+            for i, (rows_, labels_) in enumerate(chunks):
+                if interval:
+                    delay = start + i * interval - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                futures.append(pool.submit(self._one, phase, rows_, labels_))
+            for f in futures:
+                f.result()
         return self.log
 
 
