@@ -208,6 +208,16 @@ def connect(address: str | None = None, driver_env: dict[str, str] | None = None
     return ray.get_runtime_context()
 
 
+def configure_data(progress_bars: bool) -> None:
+    """This driver's Ray Data settings (``ray.data_progress_bars``), before it creates any dataset: a
+    dataset carries the driver's DataContext to the workers and Ray Train's split coordinator."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = progress_bars
+    ctx.enable_operator_progress_bars = progress_bars
+
+
 def job_client(target: ClusterConfig | str | None = None) -> JobSubmissionClient:
     """A Jobs API client that sends the token (the SDK adds it only when RAY_AUTH_MODE=token is set).
 

@@ -37,7 +37,7 @@ def pipeline(sources: config_sources.ConfigSources) -> dict:
     from omegaconf import OmegaConf
 
     from foundry import config as foundry_config
-    from foundry.ray_runtime import connect
+    from foundry.ray_runtime import configure_data, connect
     from foundry.serving import control
     from foundry.train.workflow import train_and_register
     from jobs import monitor as monitor_job
@@ -47,6 +47,7 @@ def pipeline(sources: config_sources.ConfigSources) -> dict:
     cfg = foundry_config.to_typed(raw)  # every value checked before any Ray work
     runtime_env = api_key_runtime_env(cfg)  # a missing API key fails here, before an hour of training
     connect(cfg.ray.address, driver_env=cfg.cluster.driver_env)
+    configure_data(cfg.ray.data_progress_bars)
     t0 = time.perf_counter()
     _say(1, f"train {cfg.model_name} ({'Ray Tune search, ' if cfg.tune.enabled else ''}"
             f"{cfg.trainer.num_workers} Ray Train worker(s))")

@@ -20,12 +20,13 @@ def train(sources: config_sources.ConfigSources):
     from omegaconf import OmegaConf
 
     from foundry import config as foundry_config
-    from foundry.ray_runtime import connect
+    from foundry.ray_runtime import configure_data, connect
     from foundry.train.workflow import train_and_register
 
     raw = config_sources.compose(sources)
     cfg = foundry_config.to_typed(raw)  # every value checked before any Ray work
     connect(cfg.ray.address, driver_env=cfg.cluster.driver_env)
+    configure_data(cfg.ray.data_progress_bars)
     outcome = train_and_register(cfg, OmegaConf.to_yaml(raw, resolve=True))
     print(f"registered {outcome.model} version {outcome.version}: "
           + ", ".join(f"{k}={v:.4f}" for k, v in outcome.metrics.items() if k != "rows"), flush=True)
