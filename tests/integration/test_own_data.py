@@ -33,7 +33,10 @@ from tests.own_data import DATA_YAML, KEY, LABEL, parcels
 API_KEY = "own-data-key-" + "0123456789abcdef"
 MODEL = "parcels"
 HEAL_TIMEOUT_S = 600
-RETRAIN = 'drift.retrain.overrides=["trainer.num_workers=1","trainer.epochs=6"]'
+# A retrain learns from a few thousand labelled live rows: small batches and a higher rate give it enough
+# steps (at batch 256 it saw 4 batches an epoch and lost to the champion).
+RETRAIN = ['drift.retrain.overrides=["trainer.num_workers=1","trainer.epochs=10","trainer.batch_size=32",'
+           '"trainer.lr=0.01"]', "drift.retrain.min_labelled_rows=2500"]
 
 
 def run(module: str, *args: str, cwd: Path, env: dict, timeout: float = 600) -> str:
@@ -58,7 +61,7 @@ def own(ray_cluster, serve_port, tmp_path_factory):
     trained = run("jobs.train", "--config-dir", str(home / "myconf"), "data=parcels", *ray_cluster.overrides,
                   f"ray.address={ray_cluster.address}", "model=mlp_small", "trainer.num_workers=1", "trainer.epochs=6",
                   f"serve.http.port={serve_port}", f"serve.app_name={MODEL}", f"serve.route_prefix=/{MODEL}", *SERVE,
-                  *MONITOR, RETRAIN, cwd=workdir, env=env)
+                  *MONITOR, *RETRAIN, cwd=workdir, env=env)
     run("serve_apps.deploy", "--from-version", MODEL, *root, cwd=workdir, env=env)
     run("jobs.monitor", "--from-version", MODEL, *root, cwd=workdir, env=env)
     registry = Registry(storage.normalize(f"{ray_cluster.storage_root}/registry"))
