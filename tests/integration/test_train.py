@@ -76,18 +76,25 @@ def _malformed_files(tmp_path) -> dict[str, tuple[str, list[str]]]:
     table = table.set_column(table.schema.get_field_index("age"), "age", pa.array([True] * len(base)))
     pq.write_table(table, tmp_path / "wrong_type.parquet")
     files["wrong_type"] = (str(tmp_path / "wrong_type.parquet"), ["age", "wrong type"])
+    # Good rows, but too few held out to draw a drift reference sample from: a model no monitor could
+    # watch used to be registered (and served) anyway.
+    write("tiny_held_out", base, ["drift reference sample too small", "drift.enabled=false"])
     return files
 
 
+EXTRA = {"tiny_held_out": ["data.split.train=0.98", "data.split.val=0.01", "data.split.test=0.01"]}
+
+
 def test_every_malformed_parquet_file_fails_the_job_naming_the_problem(ray_cluster, tmp_path):
-    """Truncated file, missing label, all-null column, zero rows, wrong type: each training job exits
-    non-zero with the column (or file) named, and nothing of the model reaches the registry."""
+    """Truncated file, missing label, all-null column, zero rows, wrong type, too few held-out rows for a
+    drift reference sample: each training job exits non-zero with the column (or file) named, and
+    nothing of the model reaches the registry."""
     jobs = {}
     for name, (path, words) in _malformed_files(tmp_path).items():
         model_name = f"bad-{name.replace('_', '-')}-{uuid.uuid4().hex[:4]}"
         argv = [sys.executable, "-m", "jobs.train", *ray_cluster.overrides, f"model_name={model_name}", *QUICK,
                 f"ray.address={ray_cluster.address}", f"data.source.path={path}", "data.source.format=parquet",
-                "data.source.synthetic=null", "data.validation.min_rows=100"]
+                "data.source.synthetic=null", "data.validation.min_rows=100", *EXTRA.get(name, [])]
         proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         jobs[name] = (proc, model_name, words)
     registry = Registry(storage.normalize(config.load(ray_cluster.overrides).storage.registry))
