@@ -75,6 +75,11 @@ def check_columns(schema: pa.Schema, data: DataConfig) -> list[Problem]:
             problems.append(Problem(f.name, "wrong type", 0, f"expected numeric, found {found[f.name]}"))
     if data.label not in found:
         problems.append(Problem(data.label, "missing label column", 0, f"columns present: {sorted(found)[:20]}"))
+    key = data.split.key
+    for column in ([key] if isinstance(key, str) else list(key or [])):
+        if column not in found:
+            problems.append(Problem(column, "missing split key column (data.split.key)", 0,
+                                    f"columns present: {sorted(found)[:20]}"))
     return problems
 
 

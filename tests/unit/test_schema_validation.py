@@ -109,6 +109,13 @@ def test_missing_label_column(df, cfg):
     assert [(p.column, p.problem) for p in problems] == [("churned", "missing label column")]
 
 
+def test_missing_split_key_column_is_named(df, cfg):
+    """A misspelt data.split.key used to fail deep inside Ray Data with a KeyError."""
+    arrow = pa.Schema.from_pandas(df.drop(columns=["customer_id"]), preserve_index=False)
+    problems = check_columns(arrow, cfg.data)
+    assert [(p.column, p.problem) for p in problems] == [("customer_id", "missing split key column (data.split.key)")]
+
+
 def test_clean_schema_has_no_column_problems(df, cfg):
     assert check_columns(pa.Schema.from_pandas(df, preserve_index=False), cfg.data) == []
     # Numbers that arrive as strings (CSV) are checked per value, not rejected by type.
