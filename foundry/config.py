@@ -78,8 +78,12 @@ class SyntheticSourceConfig:
 
 @dataclass
 class SourceConfig:
-    path: str = MISSING
+    # A file, a folder (every data file below it), a glob, or a list of those (foundry/data/sources.py).
+    # Typed Any: OmegaConf has no str | list[str]; _check_data checks the shape.
+    path: Any = MISSING
     format: SourceFormat = SourceFormat.parquet
+    delimiter: str = ","  # CSV only
+    null_values: list[str] = field(default_factory=lambda: ["", "NA", "N/A", "null", "NULL", "NaN"])  # CSV only
     synthetic: SyntheticSourceConfig | None = None
 
 
@@ -177,6 +181,7 @@ class PromotionConfig:
 @dataclass
 class RayConfig:
     address: str | None = None
+    data_progress_bars: bool = False  # Ray Data's redrawn bars: megabytes in a job log; stages print one line each
 
 
 class ProxyLocation(str, Enum):
@@ -716,6 +721,13 @@ def _check_data(data: DataConfig) -> None:
              f"must be in [0, 1], got {data.validation.max_null_fraction}")
     _require(data.execution_retries >= 0, "data.execution_retries", f"must be >= 0, got {data.execution_retries}")
     _require(data.reference_rows >= 100, "data.reference_rows", f"must be >= 100, got {data.reference_rows}")
+    src = data.source
+    path_ok = (isinstance(src.path, str) and src.path.strip()) or (
+        isinstance(src.path, (list, tuple)) and src.path and all(isinstance(p, str) and p.strip() for p in src.path))
+    _require(bool(path_ok), "data.source.path",
+             f"a file, a folder, a glob, or a non-empty list of them; got {src.path!r}")
+    _require(len(src.delimiter) == 1, "data.source.delimiter",
+             f"must be exactly one character, got {src.delimiter!r} (a tab: \"\\t\" in YAML, double-quoted)")
     if data.source.synthetic is not None:
         _require(data.source.synthetic.rows >= 1, "data.source.synthetic.rows", "must be >= 1")
 

@@ -18,11 +18,10 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from foundry import storage
-from foundry.config import DataConfig, SourceConfig, SourceFormat
+from foundry.config import DataConfig, SourceConfig
 from foundry.data import preprocessor as prep
-from foundry.data import schema, split
-from foundry.errors import DataSourceError, DataValidationError
+from foundry.data import schema, sources, split
+from foundry.errors import DataValidationError
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +40,14 @@ class PreparedData:
     split_rows: dict[str, int]
     fingerprint: str
     reference: pd.DataFrame
-    source_path: str
+    source_path: str | list[str]  # as configured (a file, folder, glob or a list of them), normalized
 
 
-def read_source(source: SourceConfig):
-    """A lazy Ray Dataset over the configured file(s); any pyarrow-readable URI works."""
-    import ray.data
-
-    path = storage.normalize(source.path)
-    fs, fs_path = storage.resolve(path)
-    if not storage.exists(fs, fs_path):
-        raise DataSourceError(f"data.source.path: {path} does not exist")
-    try:
-        if source.format is SourceFormat.parquet:
-            return ray.data.read_parquet(path)
-        return ray.data.read_csv(path)
-    except Exception as exc:  # pyarrow raises many types for a corrupt or unreadable file
-        raise DataSourceError(f"data.source.path: cannot read {path} as {source.format.value}: {exc}") from exc
+def read_source(source: SourceConfig) -> tuple[object, sources.SourceFiles]:
+    """A lazy Ray Dataset over the configured files (foundry/data/sources.py), and those files, so
+    that a read failing later can name the file (and, for CSV, the line)."""
+    files = sources.resolve(source)
+    return sources.open_dataset(source, files), files
 
 
 def _profile(df: pd.DataFrame, data: DataConfig) -> dict:
@@ -112,11 +102,11 @@ def _select_split(df: pd.DataFrame, data: DataConfig, which: str) -> pd.DataFram
 
 def validate(data: DataConfig):
     """Check the source against the schema; returns (dataset, merged profile, report) or raises."""
-    ds = read_source(data.source)
+    ds, files = read_source(data.source)
     try:
         arrow_schema = ds.schema(fetch_if_missing=True)
     except Exception as exc:
-        raise DataSourceError(f"data.source.path: cannot read {data.source.path}: {exc}") from exc
+        raise sources.read_error(data.source, files, exc) from exc
     if arrow_schema is None:
         report = schema.ValidationReport(rows=0, problems=[schema.Problem("*", "empty data set", 0)])
         raise DataValidationError(report)
@@ -124,12 +114,12 @@ def validate(data: DataConfig):
                                            else arrow_schema, data)
     if column_problems:
         raise DataValidationError(schema.ValidationReport(rows=0, problems=column_problems))
-    log.info("profiling %s", storage.normalize(data.source.path))
+    log.info("profiling %d file(s) of %s", len(files.paths), sources.describe(data.source.path))
     try:
         rows = ds.map_batches(partial(_profile, data=data), batch_format="pandas",
                               batch_size=PROFILE_BATCH_ROWS).take_all()
     except Exception as exc:
-        raise DataSourceError(f"data.source.path: failed while reading {data.source.path}: {exc}") from exc
+        raise sources.read_error(data.source, files, exc) from exc
     merged = _merge_profiles(rows)
     report = schema.build_report(merged["schema"], data, [])
     if not report.ok:
@@ -180,5 +170,5 @@ def prepare(data: DataConfig) -> PreparedData:
         split_rows=split_rows,
         fingerprint=merged["fingerprint"],
         reference=reference,
-        source_path=storage.normalize(data.source.path),
+        source_path=sources.normalized(data.source.path),
     )

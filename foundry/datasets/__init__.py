@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from foundry import storage
+from foundry.data import sources
 from foundry.datasets import churn
 from foundry.errors import ConfigError
 
@@ -52,15 +53,17 @@ def to_bytes(df: pd.DataFrame, fmt: str) -> bytes:
 
 
 def ensure_source(source_cfg) -> str:
-    """Make ``source_cfg.path`` exist, generating it once; the normalized path is returned either way.
+    """Make ``source_cfg.path`` exist, generating it once; the normalized path is returned either way
+    (for a list of entries, all of them in one line).
 
     An existing file is never rewritten (it may be a user's own data, or one a running job reads).
     Two processes racing on a missing file both write identical bytes, each atomically, so either wins.
+    Only a single file can be generated: a glob or a list of entries names the user's own files.
     """
-    path = storage.normalize(source_cfg.path)
     synthetic = source_cfg.synthetic
-    if synthetic is None:
-        return path
+    if synthetic is None or not sources.is_single_file(source_cfg.path):
+        return sources.describe(source_cfg.path)
+    path = storage.normalize(source_cfg.path)
     fs, inner = storage.resolve(path)
     if storage.exists(fs, inner):
         return path
