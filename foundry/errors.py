@@ -41,5 +41,9 @@ class RegistryError(FoundryError):
     exit_code = 4
 
 
+class AliasConflictError(RegistryError):
+    """A compare-and-set alias move found the alias moved by another writer since it was read."""
+
+
 class TamperedArtifactError(RegistryError):
     """A stored file does not match the checksum recorded when its version was registered."""

@@ -40,7 +40,7 @@ class Action(str, Enum):
 @dataclass
 class ControllerState:
     phase: Phase = Phase.idle
-    episode: int = 0  # episodes started for this reference version
+    episode: int = 0  # episodes this model's monitor started: never reset, so an episode id is never reused
     attempt: int = 0
     reference_version: str = ""
     submission_id: str | None = None
@@ -71,7 +71,8 @@ class Decision:
 
 
 def episode_id(model: str, reference_version: str, episode: int) -> str:
-    """Unique per (model, served reference version, episode number): never reused by another monitor."""
+    """Unique per model: the episode number only grows (across re-bases, rollbacks and restarts), so an
+    id, the retrain job's submission id and the episode's stored data set name one episode forever."""
     return f"{model}-{reference_version}-e{episode}"
 
 
@@ -177,7 +178,10 @@ class RetrainController:
             s.wait_until = 0.0
 
     def rebase(self, reference_version: str) -> None:
-        """A new version serves: episodes count from zero for it; cooldown and phase stay."""
+        """A new version serves; cooldown, phase and the episode count stay.
+
+        The count used to restart at zero for each version: after v1 -> v2 (healed) -> a rollback to v1
+        -> new drift, the new episode got v1's old id, the Jobs API answered "already exists", the old
+        episode's outcome (v2) was read back and rolled out again: no training, the rollback undone."""
         self.state.reference_version = reference_version
-        self.state.episode = 0
         self.state.consecutive = 0

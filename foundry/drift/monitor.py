@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
 import time
 from collections import OrderedDict, deque
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 MAX_STATUS_ERRORS = 5
+_EPISODE_NUMBER = re.compile(r"-e(\d+)$")
 
 
 def state_uri(storage_root: str, model: str) -> str:
@@ -106,6 +108,7 @@ class DriftMonitor:
         self._metrics = None
         self._client = None
         self._status_errors = 0
+        self._stopping: str | None = None  # the timed-out job a stop was sent to
         self._waiting_note: str | None = None
         self._announced: str | None = None  # the episode whose drift_detected event is written
         self._labels_when_short: int | None = None  # labels seen when a retrain set last came up short
@@ -127,6 +130,8 @@ class DriftMonitor:
         saved = self._read_state()
         self.controller = RetrainController(self.cfg.drift.retrain, self.model, self.cfg.drift.window.consecutive,
                                             ControllerState.from_dict(saved.get("controller", {})))
+        # Episode numbers never go back, even when the state file was lost: the events remember them.
+        self.controller.state.episode = max(self.controller.state.episode, self._last_episode_number())
         self.counters.update(saved.get("counters", {}))
         self.onset_at: float | None = saved.get("onset_at")
         self.last_results = saved.get("last_results", [])
@@ -142,6 +147,13 @@ class DriftMonitor:
         if start:
             self._thread = threading.Thread(target=self._run, name="foundry-drift-monitor", daemon=True)
             self._thread.start()
+
+    def _last_episode_number(self) -> int:
+        from foundry.drift.events import read_events
+
+        episodes = (e.get("episode") or "" for e in read_events(self.cfg.storage.root, self.model))
+        numbers = [int(m.group(1)) for ep in episodes if (m := _EPISODE_NUMBER.search(ep))]
+        return max(numbers, default=0)
 
     # ---- reference ---------------------------------------------------------------------------------
     def _registry(self):
@@ -484,28 +496,37 @@ class DriftMonitor:
         sid = s.submission_id
         try:
             status = self._job_client().get_job_status(sid).value
-            self._status_errors = 0
         except Exception as exc:
-            self._status_errors += 1
-            if self._status_errors < MAX_STATUS_ERRORS:
+            if not _job_is_gone(exc):
+                # No answer (a dashboard restart, the network): the job may still be running. It is
+                # "unknown", never "failed": a retry now could run beside it and both could promote.
+                self._status_errors += 1
+                if self._status_errors == MAX_STATUS_ERRORS:
+                    self.events.write("retrain_status_unknown", f"{sid}: the Jobs API did not answer "
+                                      f"{MAX_STATUS_ERRORS} polls in a row ({exc}); waiting for it",
+                                      episode=self.controller.current_episode_id, submission_id=sid)
                 return
-            status = f"UNKNOWN ({exc})"
+            status = f"LOST (the cluster does not know the job: {exc})"  # e.g. the cluster was restarted
+        self._status_errors = 0
         if status in ("PENDING", "RUNNING"):
-            if s.submitted_at is not None and now - s.submitted_at > self.cfg.drift.retrain.job_timeout_s:
+            timeout = self.cfg.drift.retrain.job_timeout_s
+            if s.submitted_at is not None and now - s.submitted_at > timeout and self._stopping != sid:
                 try:
                     self._job_client().stop_job(sid)
+                    self._stopping = sid  # a retry waits until the job is confirmed stopped
                 except Exception as exc:
                     log.warning("could not stop %s: %s", sid, exc)
-                status = f"TIMEOUT after {self.cfg.drift.retrain.job_timeout_s:.0f} s"
-            else:
-                return
+            return
+        if self._stopping == sid:
+            status = f"TIMEOUT after {self.cfg.drift.retrain.job_timeout_s:.0f} s (then {status})"
+            self._stopping = None
         episode = self.controller.current_episode_id
-        outcome = retrain.read_outcome(self.cfg, episode, status)
-        self._status_errors = 0
+        outcome = retrain.read_outcome(self.cfg, episode, status, sid)
         if outcome.outcome == "failed":
             self._retrain_metric("failed")
-            self.events.write("retrain_failed", f"{sid}: {outcome.detail}", episode=episode, submission_id=sid,
-                              attempt=s.attempt)
+            cause = self._failure_cause(sid)
+            self.events.write("retrain_failed", f"{sid}: {outcome.detail}" + (f": {cause}" if cause else ""),
+                              episode=episode, submission_id=sid, attempt=s.attempt, cause=cause)
         else:
             self._retrain_metric("succeeded")
             self.events.write("retrain_finished", f"{sid} registered {outcome.version}: {outcome.detail}",
@@ -522,6 +543,17 @@ class DriftMonitor:
             self._retrain_metric("rejected")
             self.events.write("rejected", f"{outcome.version} not promoted, {self.cfg.promotion.alias} unchanged: "
                               f"{outcome.detail}", episode=episode, version=outcome.version)
+
+    def _failure_cause(self, sid: str) -> str | None:
+        """Why a job failed, from the end of its log: the ``error: ...`` line every Foundry command prints
+        for an expected failure, else the last lines (a traceback's end)."""
+        try:
+            logs = self._job_client().get_job_logs(sid)
+        except Exception:
+            return None
+        lines = [line.strip() for line in (logs or "").splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("error:")]
+        return (errors[-1] if errors else " | ".join(lines[-3:]))[:1000] or None
 
     def _after_job(self, decision) -> None:
         if decision.action is Action.exhausted:
@@ -613,6 +645,12 @@ class DriftMonitor:
         m = self._monitor_metrics()
         if m:
             m.retrain(outcome)
+
+
+def _job_is_gone(exc: BaseException) -> bool:
+    """The Jobs API answered that it does not know the job (HTTP 404), as opposed to not answering."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("status code 404" in text or "does not exist" in text)
 
 
 def _epoch(values: pd.Series) -> np.ndarray:

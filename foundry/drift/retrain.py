@@ -147,21 +147,39 @@ class RetrainOutcome:
     champion_metrics: dict | None = None
 
 
-def read_outcome(cfg: FoundryConfig, episode: str, job_status: str) -> RetrainOutcome:
-    """What a finished retrain job did, from the registry (the version it registered for the episode)."""
+def _made_by(lineage: dict, episode: str, submission_id: str | None) -> bool:
+    """Whether a version's lineage names this attempt: by its submission id, or (versions that do not
+    record one) by the episode, whose ids are never reused."""
+    if submission_id and lineage.get("submission_id"):
+        return lineage["submission_id"] == submission_id
+    return lineage.get("drift_episode") == episode
+
+
+def read_outcome(cfg: FoundryConfig, episode: str, job_status: str, submission_id: str | None = None
+                 ) -> RetrainOutcome:
+    """What a finished retrain attempt did, from the registry, whatever the job's status says: a job that
+    failed after registering (or after moving the alias) did what the registry shows. "promoted" only
+    when the alias history shows the move (a compare-and-set that lost leaves the metadata's intent
+    behind, not the alias)."""
     from foundry.registry import Registry
 
-    if job_status != "SUCCEEDED":
-        return RetrainOutcome("failed", None, f"job {job_status}")
     registry = Registry(storage.normalize(cfg.storage.registry))
     for mv in reversed(registry.versions(cfg.model_name)):
         meta = mv.metadata or {}
-        if (meta.get("lineage") or {}).get("drift_episode") == episode:
-            promotion = meta.get("promotion") or {}
-            champion = (meta.get("champion_at_training") or {}).get("metrics_on_same_test_split")
-            outcome = "promoted" if promotion.get("promoted") else "rejected"
-            return RetrainOutcome(outcome, mv.version, promotion.get("decision", ""), meta.get("metrics"), champion)
-    return RetrainOutcome("failed", None, "the job succeeded but registered no version for the episode")
+        if not _made_by(meta.get("lineage") or {}, episode, submission_id):
+            continue
+        promotion = meta.get("promotion") or {}
+        champion = (meta.get("champion_at_training") or {}).get("metrics_on_same_test_split")
+        moved = promotion.get("promoted") and any(
+            r.get("version") == mv.version for r in registry.alias_history(cfg.model_name, cfg.promotion.alias))
+        decision = promotion.get("decision", "")
+        if promotion.get("promoted") and not moved:
+            decision = f"not promoted: {cfg.promotion.alias} was moved by another writer ({decision})"
+        return RetrainOutcome("promoted" if moved else "rejected", mv.version, decision, meta.get("metrics"),
+                              champion)
+    detail = f"job {job_status}" if job_status != "SUCCEEDED" else \
+        "the job succeeded but registered no version for the episode"
+    return RetrainOutcome("failed", None, detail)
 
 
 def reference_frame(version_dir) -> pd.DataFrame | None:

@@ -27,8 +27,8 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from foundry import storage
-from foundry.errors import RegistryError, TamperedArtifactError
-from foundry.registry import integrity
+from foundry.errors import AliasConflictError, RegistryError, TamperedArtifactError
+from foundry.registry import alias_lock, integrity
 from foundry.registry.model_version import (
     MANIFEST,
     ModelVersion,
@@ -47,6 +47,7 @@ from foundry.registry.names import (
     utc_now_iso,
 )
 
+ANY = object()  # set_alias(expected=ANY): move the alias whatever it points at now
 _SHOWN_IN_ERRORS = 5  # how many versions/aliases an "unknown ref" message lists
 
 
@@ -277,26 +278,35 @@ class Registry:
 
     # ---- aliases --------------------------------------------------------------------------------
 
-    def set_alias(self, model: str, alias: str, version: str, reason: str = "") -> None:
+    def set_alias(self, model: str, alias: str, version: str, reason: str = "",
+                  expected: str | None | object = ANY) -> None:
         """Point ``alias`` at a complete version (any ref: id, another alias, ``latest``).
 
         The alias file is replaced in one atomic step; ``previous`` is the version it pointed to
         before, so a rollback knows where to go. Re-pointing to the same version keeps ``previous``.
+        ``expected`` (a version id, or None for "not set"): compare-and-set; the move happens only if
+        the alias still points there, else ``AliasConflictError`` (``alias_lock`` says how exact).
         """
         check_model(model)
         check_alias(alias)
         target = self.get(model, version)
-        current = self._read_alias(model, alias)
-        if current is None:
-            previous = None
-        elif current["version"] == target.version:
-            previous = current.get("previous")
-        else:
-            previous = current["version"]
-        record = {"version": target.version, "previous": previous, "updated_at": utc_now_iso(),
-                  "reason": str(reason or "")}
-        storage.write_bytes_atomic(self._fs, self._alias_path(model, alias), dumps(record))
-        self._log_alias_move(model, alias, record)
+        path = self._alias_path(model, alias)
+        with alias_lock.locked(self._fs, path):
+            current = self._read_alias(model, alias)
+            now = None if current is None else current["version"]
+            if expected is not ANY and now != expected:
+                raise AliasConflictError(f"{model}:{alias} points at {now or '(unset)'}, not {expected or '(unset)'}: "
+                                         f"another writer moved it; {target.version} was not promoted")
+            if current is None:
+                previous = None
+            elif current["version"] == target.version:
+                previous = current.get("previous")
+            else:
+                previous = current["version"]
+            record = {"version": target.version, "previous": previous, "updated_at": utc_now_iso(),
+                      "reason": str(reason or "")}
+            storage.write_bytes_atomic(self._fs, path, dumps(record))
+            self._log_alias_move(model, alias, record)
 
     def _log_alias_move(self, model: str, alias: str, record: dict) -> None:
         """One new object per move instead of appending to a shared log: object stores cannot

@@ -24,7 +24,7 @@ from foundry.config import FoundryConfig, PromotionPolicy
 from foundry.config_sources import STORED_CONFIG_FILE
 from foundry.data.pipeline import prepare
 from foundry.data.schema import Problem, ValidationReport
-from foundry.errors import DataValidationError, DriftSetupError
+from foundry.errors import AliasConflictError, DataValidationError, DriftSetupError
 from foundry.evaluation import evaluate_dataset
 from foundry.models import model_spec
 from foundry.node_loss import retry_on_node_loss
@@ -181,7 +181,8 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
                          "num_workers": cfg.trainer.num_workers, "use_gpu": cfg.trainer.use_gpu,
                          "resumed_at_epochs": [r["at_epoch"] for r in resumes]},
             "lineage": {"code_version": code_version(), "trigger": cfg.trigger, "parent_version": champion,
-                        "ray_job_id": _ray_job_id(), "drift_episode": cfg.drift_episode},
+                        "ray_job_id": _ray_job_id(), "submission_id": _submission_id(),
+                        "drift_episode": cfg.drift_episode},
             "promotion": {"promoted": promote, "decision": decision, "policy": cfg.promotion.policy.value,
                           "min_improvement": cfg.promotion.min_improvement},
             "drift_detectors": drift_detectors,
@@ -191,7 +192,11 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
         say(f"[4/4] registering {cfg.model_name} in {registry.root}")
         version = registry.register(cfg.model_name, staging, metadata)
     if promote:
-        registry.set_alias(cfg.model_name, cfg.promotion.alias, version.version, reason=decision)
+        try:  # compare-and-set: a promotion decided against `champion` must not overwrite another one's
+            registry.set_alias(cfg.model_name, cfg.promotion.alias, version.version, reason=decision,
+                               expected=champion)
+        except AliasConflictError as exc:
+            promote, decision = False, f"not promoted: {exc}"
     record_run(cfg.model_name, version.version, metrics, timings, promote)
     say(f"      version {version.version} registered; {cfg.promotion.alias}: "
         f"{'promoted' if promote else 'unchanged'} ({decision})")
@@ -232,6 +237,15 @@ def _build_detectors(cfg: FoundryConfig, staging: Path, name: str, say) -> dict:
                               f"({type(exc).__name__}: {exc}); nothing was registered. Fix conf/drift, or set "
                               "drift.enabled=false to train a model without monitoring") from exc
     return {"built": True, "config_key": suite.config_key, "seconds": suite.build_seconds}
+
+
+def _submission_id() -> str | None:
+    """The Jobs API submission id of this job (Ray passes it in the driver's job config), else None: the
+    monitor reads a retrain's outcome by it."""
+    try:
+        return json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}"))["metadata"]["job_submission_id"]
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _ray_job_id() -> str | None:

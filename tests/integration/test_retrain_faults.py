@@ -85,6 +85,8 @@ def test_a_failing_retrain_is_retried_with_backoff_then_given_up_and_production_
     assert sorted(jobs) == sorted(e["submission_id"] for e in submitted)
     assert {j.status.value for j in jobs.values()} == {"FAILED"}
     assert "trainer.num_workers" in job_client.get_job_logs(submitted[-1]["submission_id"])
+    # ... and each failure event says why, from the job's log (it used to say only "job FAILED").
+    assert all((e.get("cause") or "").startswith("error: trainer.num_workers") for e in failed), failed
     # Production, the registry and Serve are untouched; no request failed.
     assert failing.registry.alias(FAILING, "production") == failing.v1
     assert [mv.version for mv in failing.registry.versions(FAILING)] == [failing.v1]

@@ -120,8 +120,14 @@ def test_ids_differ_per_episode_and_per_reference_version():
     c.tick(3.0 + 2 * COOLDOWN)
     d = c.observe(True, 4.0 + 2 * COOLDOWN)
     seen.append(d.submission_id)
-    assert c.state.episode == 1 and d.episode_id == episode_id(MODEL, "v2", 1)
+    assert c.state.episode == 3 and d.episode_id == episode_id(MODEL, "v2", 3)  # numbers never restart
     assert None not in seen and len(set(seen)) == 3
+    # Back on v1 (a rollback by hand): the next episode's id is new, not v1's first one again.
+    c.job_finished("rejected", 5.0 + 2 * COOLDOWN)
+    c.rebase("v1")
+    c.tick(6.0 + 3 * COOLDOWN)
+    again = c.observe(True, 7.0 + 3 * COOLDOWN)
+    assert again.episode_id == episode_id(MODEL, "v1", 4) and again.submission_id not in seen
 
 
 # ---- cooldown ------------------------------------------------------------------------------------------
@@ -240,13 +246,13 @@ def test_cancel_without_a_running_job_does_nothing():
     assert c.state == ControllerState(reference_version=V1)
 
 
-def test_rebase_restarts_episode_numbering_and_evidence_but_keeps_the_cooldown():
+def test_rebase_restarts_the_evidence_but_keeps_the_cooldown_and_the_episode_count():
     c = controller(consecutive=2)
     start_episode(c, 0.0)
     old = c.current_episode_id
     c.job_finished("promoted", 10.0)
     c.rebase("v2")
-    assert c.state.reference_version == "v2" and c.state.episode == 0 and c.state.consecutive == 0
+    assert c.state.reference_version == "v2" and c.state.episode == 1 and c.state.consecutive == 0
     assert c.state.phase is Phase.cooldown and c.state.wait_until == 10.0 + COOLDOWN
     assert c.current_episode_id != old
 

@@ -25,7 +25,7 @@ from foundry import config, datasets, storage
 from foundry.config import Task
 from foundry.drift.controller import Phase, submission_id
 from foundry.drift.events import read_events
-from foundry.drift.monitor import DriftMonitor
+from foundry.drift.monitor import MAX_STATUS_ERRORS, DriftMonitor, state_uri
 from foundry.predictor import Predictor
 from foundry.registry import MANIFEST, Registry
 from foundry.serving.feedback import FeedbackStore
@@ -96,6 +96,8 @@ class FakeJobClient:
         self.jobs: dict[str, FakeJob] = jobs if jobs is not None else {}
         self.calls: list[dict] = []  # every submit_job call, duplicates included
         self.stopped: list[str] = []
+        self.unreachable = False  # the dashboard is restarting: every call raises ConnectionError
+        self.logs: dict[str, str] = {}
 
     def submit_job(self, *, entrypoint: str, runtime_env: dict | None = None, metadata: dict | None = None,
                    submission_id: str | None = None) -> str:
@@ -108,9 +110,14 @@ class FakeJobClient:
         return submission_id
 
     def get_job_status(self, sid: str) -> Status:
-        if sid not in self.jobs:
-            raise RuntimeError(f"Job {sid} does not exist")
+        if self.unreachable:
+            raise ConnectionError("Failed to connect to Ray at address: http://127.0.0.1:8265.")
+        if sid not in self.jobs:  # what Ray 2.60's SDK raises for an HTTP 404
+            raise RuntimeError(f"Request failed with status code 404: Job {sid} does not exist.")
         return Status(self.jobs[sid].status)
+
+    def get_job_logs(self, sid: str) -> str:
+        return self.logs.get(sid, "")
 
     def stop_job(self, sid: str) -> bool:
         self.stopped.append(sid)
@@ -138,7 +145,8 @@ class FakeJobClient:
         decision = (f"better by {MIN_IMPROVEMENT + 0.01:.3f}" if promoted
                     else f"not better by promotion.min_improvement={MIN_IMPROVEMENT}")
         mv = self.registry.register(MODEL, out, {
-            "lineage": {"drift_episode": job.episode, "trigger": "drift", "parent_version": champion},
+            "lineage": {"drift_episode": job.episode, "trigger": "drift", "parent_version": champion,
+                        "submission_id": sid},
             "promotion": {"promoted": promoted, "decision": decision},
             "metrics": {"roc_auc": 0.80 if promoted else 0.70},
             "champion_at_training": {"version": champion, "metrics_on_same_test_split": {"roc_auc": 0.75}},
@@ -372,7 +380,7 @@ def test_a_promoted_challenger_rebases_the_monitor_then_cooldown_then_a_new_epis
     rebased = env.events("rebased")
     assert [(e["previous"], e["version"], e["reason"]) for e in rebased] == [(env.v1, v2, "served_version_changed")]
     status = monitor.status()
-    assert status["reference_version"] == v2 and status["controller"]["episode"] == 0
+    assert status["reference_version"] == v2 and status["controller"]["episode"] == 1  # never restarts
     assert status["controller"]["phase"] == "cooldown"
     assert status["controller"]["wait_until"] == T0 + COOLDOWN_S
     assert status["window_rows"] == ROWS  # v2's rows only, reloaded from storage: v1's belong to the old world
@@ -394,9 +402,9 @@ def test_a_promoted_challenger_rebases_the_monitor_then_cooldown_then_a_new_epis
             break
     assert len(client.calls) == 2
     new_sid = client.calls[1]["submission_id"]
-    assert new_sid == submission_id(MODEL, v2, 1, 1) != sid
-    assert overrides_of(client.calls[1]["entrypoint"])["drift_episode"] == f"{MODEL}-{v2}-e1"
-    assert [e["episode"] for e in env.events("drift_detected")] == [f"{MODEL}-{env.v1}-e1", f"{MODEL}-{v2}-e1"]
+    assert new_sid == submission_id(MODEL, v2, 2, 1) != sid
+    assert overrides_of(client.calls[1]["entrypoint"])["drift_episode"] == f"{MODEL}-{v2}-e2"
+    assert [e["episode"] for e in env.events("drift_detected")] == [f"{MODEL}-{env.v1}-e1", f"{MODEL}-{v2}-e2"]
 
 
 def test_a_rejected_challenger_leaves_production_and_the_reference_alone(env):
@@ -618,3 +626,128 @@ def test_following_served_versions_can_be_turned_off(env, version_dir):
     status = monitor.status()
     assert status["reference_version"] == env.v1 and status["window_rows"] == 0
     assert status["counters"]["other_version_rows"] == 3 * ROWS and not env.events("rebased", "rebase_failed")
+
+
+def test_a_rollback_by_hand_then_drift_is_a_new_episode_with_a_real_retrain(env):
+    """Episode numbers used to restart at zero on every re-base: after v1 -> v2 (healed) -> a rollback to
+    v1 -> new drift, the new episode reused v1's first id, the Jobs API answered "already exists", the old
+    outcome (v2) was read back, and v2 was promoted and rolled out again with no training."""
+    client = env.client()
+    monitor = env.monitor(client)
+    first = start_episode(env, monitor, client)
+    v2 = client.succeed(first, promoted=True)
+    monitor.step()
+    env.round(monitor, "concept_shift", version=v2)  # v2 rolled out: the monitor follows it
+    assert monitor.status()["reference_version"] == v2
+    env.clock.advance(COOLDOWN_S)
+    monitor.step()
+
+    env.registry.set_alias(MODEL, ALIAS, env.v1, reason="rollback by hand")  # the operator rolls back
+    env.round(monitor, "baseline", version=env.v1)
+    assert monitor.status()["reference_version"] == env.v1
+    for _ in range(6):
+        env.round(monitor, "concept_shift", version=env.v1)
+        if len(client.calls) > 1:
+            break
+    assert len(client.calls) == 2
+    second = client.calls[1]["submission_id"]
+    assert second == submission_id(MODEL, env.v1, 2, 1) and second != first
+    assert len(client.jobs) == 2  # a new job, not the old one "already existing"
+    assert overrides_of(client.calls[1]["entrypoint"])["drift_episode"] == f"{MODEL}-{env.v1}-e2"
+    client.set_status(second, "RUNNING")
+    monitor.step()
+    assert len(env.events("promoted")) == 1 and env.registry.alias(MODEL, ALIAS) == env.v1  # nothing replayed
+
+
+def test_episode_numbers_survive_a_lost_state_file(env):
+    client = env.client()
+    monitor = env.monitor(client)
+    first = start_episode(env, monitor, client)
+    client.set_status(first, "FAILED")
+    monitor.step()
+    monitor.stop()
+    fs, path = storage.resolve(state_uri(str(env.root), MODEL))
+    fs.delete_file(path)  # the monitor's state is gone; its events are not
+
+    again = env.monitor(env.client(jobs=client.jobs))
+    assert again.controller.state.episode == 1 and again.controller.state.phase is Phase.idle
+    env.clock.advance(COOLDOWN_S)
+    for _ in range(6):
+        env.round(again, "concept_shift")
+        if again._client.calls:
+            break
+    assert again._client.calls[0]["submission_id"] == submission_id(MODEL, env.v1, 2, 1)
+
+
+def test_a_jobs_api_that_does_not_answer_is_waited_for_never_counted_as_a_failure(env):
+    """Five failed polls in a row (a dashboard restart) used to turn a running retrain into "failed";
+    after the backoff attempt 2 ran beside attempt 1 and both could promote."""
+    client = env.client()
+    monitor = env.monitor(client)
+    sid = start_episode(env, monitor, client)
+    client.set_status(sid, "RUNNING")
+    client.unreachable = True
+    for _ in range(4 * MAX_STATUS_ERRORS):
+        env.clock.advance(BACKOFF_S)
+        monitor.step()
+    status = monitor.status()
+    assert status["controller"]["phase"] == "running" and status["controller"]["submission_id"] == sid
+    assert len(client.calls) == 1 and not env.events("retrain_failed", "retrain_retry_scheduled")
+    assert len(env.events("retrain_status_unknown")) == 1  # said once per outage
+
+    client.unreachable = False
+    v2 = client.succeed(sid, promoted=True)  # it finished while nobody could see it: the result is used
+    monitor.step()
+    assert [e["version"] for e in env.events("promoted")] == [v2] and len(client.calls) == 1
+
+
+def test_a_job_the_cluster_does_not_know_fails_with_its_cause_and_a_timed_out_one_is_stopped_first(env):
+    client = env.client()
+    monitor = env.monitor(client)
+    sid = start_episode(env, monitor, client)
+    client.logs[sid] = "Traceback ...\nerror: data.source.path: no files match /x/*.csv\n"
+    client.set_status(sid, "FAILED")
+    monitor.step()
+    failed = env.events("retrain_failed")[0]
+    assert failed["cause"] == "error: data.source.path: no files match /x/*.csv"
+    assert "no files match" in failed["message"]
+
+    env.clock.advance(BACKOFF_S)
+    monitor.step()
+    retry = client.calls[1]["submission_id"]
+    client.set_status(retry, "RUNNING")
+    timeout = config.from_container(env.config_data).drift.retrain.job_timeout_s
+    env.clock.advance(timeout + 1)
+    client.stop_job = lambda s: client.stopped.append(s) or True  # the stop is sent; the job is still RUNNING
+    monitor.step()
+    assert client.stopped == [retry] and monitor.status()["controller"]["phase"] == "running"
+    monitor.step()
+    assert client.stopped == [retry]  # sent once
+    client.set_status(retry, "STOPPED")  # confirmed terminal: only now does the attempt count as failed
+    monitor.step()
+    assert "TIMEOUT" in env.events("retrain_failed")[-1]["message"]
+    assert len(client.calls) == 2
+
+
+def test_outcomes_come_from_the_registry_for_the_exact_attempt_whatever_the_job_status(env, version_dir):
+    from foundry.drift import retrain
+
+    cfg = config.from_container(env.config_data)
+
+    def register(sid: str, promoted: bool, move: bool) -> str:
+        v = env.registry.register(MODEL, version_dir, {
+            "lineage": {"drift_episode": "ep-1", "submission_id": sid},
+            "promotion": {"promoted": promoted, "decision": "better"}}).version
+        if move:
+            env.registry.set_alias(MODEL, ALIAS, v)
+        return v
+
+    lost_race = register("ep-1-a1", promoted=True, move=False)  # decided "promote", its compare-and-set lost
+    out = retrain.read_outcome(cfg, "ep-1", "SUCCEEDED", "ep-1-a1")
+    assert (out.outcome, out.version) == ("rejected", lost_race) and "moved by another writer" in out.detail
+    # A job that failed after registering and moving the alias did what the registry shows.
+    promoted = register("ep-1-a2", promoted=True, move=True)
+    out = retrain.read_outcome(cfg, "ep-1", "FAILED", "ep-1-a2")
+    assert (out.outcome, out.version) == ("promoted", promoted)
+    # An attempt that registered nothing failed, even when a sibling attempt of the episode registered.
+    assert retrain.read_outcome(cfg, "ep-1", "FAILED", "ep-1-a3").outcome == "failed"

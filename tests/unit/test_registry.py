@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from foundry.errors import RegistryError, TamperedArtifactError
+from foundry.errors import AliasConflictError, RegistryError, TamperedArtifactError
 from foundry.registry import MANIFEST, ModelVersion, Registry, is_version_id
 from foundry.registry import store as store_module
 from foundry.registry.cli import split_overrides
@@ -322,6 +322,48 @@ def _alias_mover(root: str, barrier, stop, seed: int) -> None:
         target = rng.choice(reg.versions(MODEL)).version
         reg.set_alias(MODEL, "production", target, reason=f"mover {seed} move {moves}")
         moves += 1
+
+
+def _promoter(root: str, version: str, expected: str, barrier, results) -> None:
+    reg = Registry(root)
+    barrier.wait(30)
+    try:
+        reg.set_alias(MODEL, "production", version, reason="promoter", expected=expected)
+        results.put(("won", version))
+    except AliasConflictError as exc:
+        results.put(("lost", str(exc)))
+
+
+def test_an_alias_move_against_a_stale_read_is_refused(reg, tmp_path):
+    v1, v2, v3 = (reg.register(MODEL, make_artifacts(tmp_path / f"a{i}", seed=i)).version for i in range(3))
+    reg.set_alias(MODEL, "production", v1, expected=None)  # "not set yet" is an expectation too
+    reg.set_alias(MODEL, "production", v2, expected=v1)
+    with pytest.raises(AliasConflictError, match=f"points at {v2}, not {v1}"):
+        reg.set_alias(MODEL, "production", v3, expected=v1)  # decided against v1, which is gone
+    with pytest.raises(AliasConflictError, match=r"points at .*, not \(unset\)"):
+        reg.set_alias(MODEL, "production", v3, expected=None)
+    assert reg.alias(MODEL, "production") == v2
+    assert [r["version"] for r in reg.alias_history(MODEL, "production")] == [v1, v2]
+
+
+def test_two_concurrent_promotions_from_the_same_champion_one_wins(tmp_path):
+    """Two retrains both decided "beats v1" and both moved the alias: the later write silently won."""
+    root = str(tmp_path / "registry")
+    reg = Registry(root)
+    versions = [reg.register(MODEL, make_artifacts(tmp_path / f"c{i}", seed=i)).version for i in range(7)]
+    reg.set_alias(MODEL, "production", versions[0])
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_promoter, args=(root, v, versions[0], barrier, results)) for v in versions[1:]]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    outcomes = [results.get(timeout=10) for _ in procs]
+    winners = [v for kind, v in outcomes if kind == "won"]
+    assert len(winners) == 1, outcomes
+    assert reg.alias(MODEL, "production") == winners[0]
+    assert all("another writer moved it" in m for kind, m in outcomes if kind == "lost")
 
 
 def test_concurrent_writers_and_alias_movers(tmp_path):
