@@ -13,6 +13,7 @@ Design points:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -47,6 +48,37 @@ def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return tensor.tolist()
 
 
+def state_digest(value) -> str:
+    """A SHA-256 of a (nested) state dict: tensors by dtype, shape and bytes, everything else by value.
+
+    Recorded when a worker group resumes, for the checkpoint's files and for what the model and the
+    optimizer hold after loading them: equal digests prove the resume restored the checkpoint, not
+    only its epoch number."""
+    h = hashlib.sha256()
+
+    def feed(v) -> None:
+        if isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+        elif isinstance(v, dict):
+            h.update(b"{")
+            for k in sorted(v, key=str):
+                h.update(repr(k).encode())
+                feed(v[k])
+            h.update(b"}")
+        elif isinstance(v, (list, tuple)):
+            h.update(b"[")
+            for item in v:
+                feed(item)
+            h.update(b"]")
+        else:
+            h.update(repr(v).encode())
+
+    feed(value)
+    return h.hexdigest()
+
+
 def _state_dict_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
@@ -74,20 +106,27 @@ def train_loop_per_worker(config: dict) -> None:
     state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
     optimizer_state = None
     checkpoint = ray.train.get_checkpoint()
+    resume = None
     if checkpoint:
         with checkpoint.as_directory() as d:
-            net.load_state_dict(load_file(os.path.join(d, WEIGHTS_FILE)))
+            weights = load_file(os.path.join(d, WEIGHTS_FILE))
+            net.load_state_dict(weights)
             best_weights = load_file(os.path.join(d, BEST_WEIGHTS_FILE))
             optimizer_state = torch.load(os.path.join(d, OPTIMIZER_FILE), weights_only=True, map_location="cpu")
             with open(os.path.join(d, STATE_FILE)) as f:
                 state = json.load(f)
         # A worker group restarted after a failure (FailureConfig): kept in the version's metadata so a
-        # reader can tell a clean run from one that lost a partial epoch.
-        state.setdefault("resumes", []).append({"at_epoch": state["epoch"], "at": time.time()})
+        # reader can tell a clean run from one that lost a partial epoch, and check what was restored.
+        resume = {"at_epoch": state["epoch"], "at": time.time(),
+                  "checkpoint": {"weights": state_digest(weights), "optimizer": state_digest(optimizer_state)}}
+        state.setdefault("resumes", []).append(resume)
     model = ray.train.torch.prepare_model(net)
     optimizer = _optimizer(model.parameters(), t)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
+    if resume is not None:
+        resume["restored"] = {"weights": state_digest(net.state_dict()),
+                              "optimizer": state_digest(optimizer.state_dict())}
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     criterion = loss_fn(task)
     train_shard = ray.train.get_dataset_shard("train")

@@ -179,7 +179,9 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
             "training": {"run_name": run_name, "epochs_run": len(history),
                          "best_epoch": int(history[-1]["best_epoch"]) if history else None,
                          "num_workers": cfg.trainer.num_workers, "use_gpu": cfg.trainer.use_gpu,
-                         "resumed_at_epochs": [r["at_epoch"] for r in resumes]},
+                         "resumed_at_epochs": [r["at_epoch"] for r in resumes],
+                         "resumes": [{k: r[k] for k in ("at_epoch", "checkpoint", "restored") if k in r}
+                                     for r in resumes]},
             "lineage": {"code_version": code_version(), "trigger": cfg.trigger, "parent_version": champion,
                         "ray_job_id": _ray_job_id(), "submission_id": _submission_id(),
                         "drift_episode": cfg.drift_episode},

@@ -180,6 +180,10 @@ def test_a_killed_training_worker_resumes_from_the_last_checkpoint(ray_cluster, 
     # progress finished before the group noticed): no finished epoch was trained twice.
     (resumed_at,) = training["resumed_at_epochs"]
     assert resumed_at in (killed["epochs_done"], killed["epochs_done"] + 1), (killed, training)
+    # What the restarted workers hold is the checkpoint's weights and optimizer state (Adam's moments and
+    # step), digested at the moment of the restore: not a fresh model that only starts at the right epoch.
+    (resume,) = training["resumes"]
+    assert resume["at_epoch"] == resumed_at and resume["restored"] == resume["checkpoint"], resume
     assert training["epochs_run"] == EPOCHS
     history = json.loads((registry.fetch(model_name, version.version) / HISTORY_FILE).read_text())
     assert [int(h["epoch"]) for h in history] == list(range(EPOCHS))
