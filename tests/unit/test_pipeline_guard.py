@@ -33,14 +33,15 @@ def stage(monkeypatch, tmp_path):
         raise RuntimeError("the actor cannot be scheduled")
 
     monkeypatch.setattr(monitor_job, "start", no_monitor)
+    # Not deployed before (a test may say otherwise): nothing here may reach a real Serve or Ray.
+    monkeypatch.setattr(control, "current_user_config", lambda app: (_ for _ in ()).throw(
+        control.ServeControlError("not deployed")))
     sources = pipeline_job.config_sources.ConfigSources((f"storage.root={tmp_path}",))
     return calls, sources
 
 
-def test_a_new_application_is_removed_when_its_monitor_cannot_start(stage, monkeypatch):
+def test_a_new_application_is_removed_when_its_monitor_cannot_start(stage):
     calls, sources = stage
-    monkeypatch.setattr(control, "current_user_config", lambda app: (_ for _ in ()).throw(
-        control.ServeControlError("not deployed")))
     with pytest.raises(pipeline_job.MonitorStartError, match="the Serve application was removed") as err:
         pipeline_job.pipeline(sources)
     assert err.value.exit_code == 5 and "cannot be scheduled" in str(err.value)
