@@ -76,20 +76,6 @@ class ConfigSources:
     config_name: str = DEFAULT_CONFIG_NAME
     from_version: str | None = None
 
-    def with_overrides(self, *more: str) -> ConfigSources:
-        return ConfigSources((*self.overrides, *more), self.config_dir, self.config_name, self.from_version)
-
-    def as_args(self) -> list[str]:
-        """The same sources as command-line arguments (to start another Foundry command with them)."""
-        args: list[str] = []
-        if self.config_dir:
-            args += ["--config-dir", self.config_dir]
-        if self.config_name != DEFAULT_CONFIG_NAME:
-            args += ["--config-name", self.config_name]
-        if self.from_version:
-            args += ["--from-version", self.from_version]
-        return [*args, *self.overrides]
-
 
 def add_arguments(parser: argparse.ArgumentParser, overrides: bool = True) -> argparse.ArgumentParser:
     """The config options every command takes, with one help text."""
