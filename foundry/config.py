@@ -144,6 +144,9 @@ class TrainerConfig:
     checkpoints_to_keep: int = 2
     amp: bool = True
     seed: int = 0
+    # Start from a registered version's preprocessor and weights ("MODEL@VERSION" or "MODEL@ALIAS"):
+    # a retrain then refines what the champion knows instead of relearning it from the recent rows alone.
+    warm_start_from: str | None = None
 
 
 @dataclass
@@ -173,9 +176,16 @@ class StorageConfig:
 
 @dataclass
 class PromotionConfig:
+    """The promotion gate (foundry/train/gate.py): a paired bootstrap on per-row losses."""
+
     policy: PromotionPolicy = PromotionPolicy.if_better
     alias: str = "production"
-    min_improvement: float = 0.0
+    min_improvement: float = 0.0  # required relative loss reduction (lower confidence bound), 0.01 = 1%
+    confidence: float = 0.95
+    bootstrap_samples: int = 2000
+    gate_seed: int = 0
+    max_accuracy_drop: float = 0.0  # classification: the challenger's accuracy may not drop by more
+    max_forgetting: float | None = None  # relative loss increase allowed on the champion's reference sample
 
 
 @dataclass
@@ -546,7 +556,13 @@ class RetrainConfig:
     min_labelled_rows: int = 2000
     max_rows: int = 20000
     min_improvement: float = 0.01
-    cooldown_s: float = 600.0
+    warm_start: bool = True  # the retrain starts from production's weights (trainer.warm_start_from)
+    cooldown_s: float = 600.0  # after a promotion (and after accepting a new normal)
+    rejection_wait_s: float = 60.0  # after a rejected challenger: then the same episode tries again ...
+    more_rows_after_rejection: int = 1000  # ... on a new data set with this many new labelled live rows
+    max_attempts: int = 3  # per episode, rejected and failed together; then gave_up and the new normal
+    max_episodes: int = 3  # per episode_period_s; one more drift in the period: gave_up and the new normal
+    episode_period_s: float = 86400.0
     max_retries: int = 2
     backoff_s: float = 30.0
     backoff_factor: float = 2.0
@@ -971,6 +987,15 @@ def _check_serve(s: ServeConfig) -> None:
 _SERVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
+def _check_promotion(p: PromotionConfig) -> None:
+    _require(0 <= p.min_improvement <= 1, "promotion.min_improvement",
+             "must be in [0, 1] (a relative reduction of the loss: 0.01 = 1% lower)")
+    _require(0.5 <= p.confidence < 1, "promotion.confidence", "must be in [0.5, 1)")
+    _require(p.bootstrap_samples >= 100, "promotion.bootstrap_samples", "must be >= 100")
+    _require(0 <= p.max_accuracy_drop <= 1, "promotion.max_accuracy_drop", "must be in [0, 1]")
+    _require(p.max_forgetting is None or p.max_forgetting >= 0, "promotion.max_forgetting", "must be >= 0 or null")
+
+
 def _check_drift(d: DriftConfig, task: Task) -> None:
     det = d.detectors
     for key, p in (("tabular", det.tabular.p_val), ("multivariate", det.multivariate.p_val),
@@ -1002,9 +1027,13 @@ def _check_drift(d: DriftConfig, task: Task) -> None:
     _require(r.min_labelled_rows >= 100, "drift.retrain.min_labelled_rows", f"must be >= 100, got {r.min_labelled_rows}")
     _require(r.max_rows >= r.min_labelled_rows, "drift.retrain.max_rows",
              f"must be >= min_labelled_rows ({r.min_labelled_rows}), got {r.max_rows}")
-    _require(r.min_improvement >= 0, "drift.retrain.min_improvement", "must be >= 0")
-    for key in ("cooldown_s", "backoff_s"):
+    _require(0 <= r.min_improvement <= 1, "drift.retrain.min_improvement",
+             "must be in [0, 1] (a relative reduction of the loss: 0.01 = 1% lower)")
+    for key in ("cooldown_s", "backoff_s", "rejection_wait_s", "more_rows_after_rejection"):
         _require(getattr(r, key) >= 0, f"drift.retrain.{key}", "must be >= 0")
+    for key in ("max_attempts", "max_episodes"):
+        _require(getattr(r, key) >= 1, f"drift.retrain.{key}", f"must be >= 1, got {getattr(r, key)}")
+    _require(r.episode_period_s > 0, "drift.retrain.episode_period_s", "must be > 0")
     _require(r.backoff_factor >= 1, "drift.retrain.backoff_factor", "must be >= 1")
     _require(r.max_retries >= 0, "drift.retrain.max_retries", f"must be >= 0, got {r.max_retries}")
     _require(r.job_timeout_s > 0, "drift.retrain.job_timeout_s", "must be > 0")
@@ -1081,7 +1110,7 @@ def validate(cfg: FoundryConfig) -> FoundryConfig:
     _check_trainer(cfg.trainer)
     _check_serve(cfg.serve)
     _check_cluster(cfg.cluster)
-    _require(cfg.promotion.min_improvement >= 0, "promotion.min_improvement", "must be >= 0")
+    _check_promotion(cfg.promotion)
     _check_drift(cfg.drift, cfg.data.task)
     _check_tune(cfg.tune, cfg.trainer)
     _check_demo(cfg.demo)

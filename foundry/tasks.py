@@ -1,7 +1,7 @@
 """What differs between binary classification, multi-class classification and regression.
 
-Loss, how raw network outputs become predictions, which metrics are reported, and which single
-metric decides whether a new model beats the current one (and in which direction).
+Loss, how raw network outputs become predictions, which metrics are reported, and which one heads
+a report. Whether a new model beats the current one is the promotion gate's call (foundry/train/gate.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from torch import nn
 
 from foundry.config import Task
 
-# The metric that decides early stopping is always the validation loss; this one decides promotion.
+# Early stopping follows the validation loss and promotion the gate's per-row loss; this one heads reports.
 PRIMARY_METRIC = {Task.binary: "roc_auc", Task.multiclass: "macro_f1", Task.regression: "rmse"}
 HIGHER_IS_BETTER = {"roc_auc": True, "macro_f1": True, "accuracy": True, "rmse": False, "mae": False, "r2": True}
 
@@ -57,10 +57,3 @@ def evaluate(task: Task, y_true: np.ndarray, proba: np.ndarray | None, y_pred: n
         out["f1"] = float(skm.f1_score(y_true, y_pred))
         out["roc_auc"] = float(skm.roc_auc_score(y_true, proba[:, 1])) if len(set(y_true)) > 1 else float("nan")
     return out
-
-
-def is_better(task: Task, challenger: dict, champion: dict, min_improvement: float) -> bool:
-    """Does the challenger beat the champion on the task's primary metric by at least ``min_improvement``?"""
-    name = PRIMARY_METRIC[task]
-    delta = challenger[name] - champion[name]
-    return delta > min_improvement if HIGHER_IS_BETTER[name] else -delta > min_improvement

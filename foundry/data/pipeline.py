@@ -127,8 +127,9 @@ def validate(data: DataConfig):
     return ds, merged, report
 
 
-def prepare(data: DataConfig) -> PreparedData:
-    """Validate, split, fit the preprocessor on the training split, and set up the encoded datasets."""
+def prepare(data: DataConfig, fitted: prep.Preprocessor | None = None) -> PreparedData:
+    """Validate, split, fit the preprocessor on the training split (or use ``fitted``: a warm start keeps
+    the starting version's encoding, so its weights mean the same thing), and set up the encoded datasets."""
     ds, merged, report = validate(data)
     for warning in report.warnings:
         log.warning("data: %s: %s (%d rows) %s", warning.column, warning.problem, warning.rows, warning.detail)
@@ -138,7 +139,8 @@ def prepare(data: DataConfig) -> PreparedData:
             raise DataValidationError(schema.ValidationReport(
                 rows=report.rows, problems=[schema.Problem("*", f"the {name} split is empty", 0,
                                                            "more rows or other data.split fractions needed")]))
-    fitted = prep.fit(merged["stats"], data)
+    if fitted is None:
+        fitted = prep.fit(merged["stats"], data)
     pool_rows = sum(split_rows[name] for name in split.REFERENCE_SPLITS)
     fraction = min(1.0, 1.2 * data.reference_rows / pool_rows)
     reference = pd.concat(

@@ -90,6 +90,20 @@ def _forward(model, batch: dict, task: Task, criterion, use_amp: bool, device: t
         return criterion(pred, target)
 
 
+def _validation_loss(model, val_shard, t: TrainerConfig, task: Task, criterion, use_amp: bool,
+                     device: torch.device) -> float:
+    """Mean validation loss over every worker's shard (all-reduced: every worker gets the same value)."""
+    model.eval()
+    val_total, val_rows = 0.0, 0
+    with torch.inference_mode():
+        for batch in val_shard.iter_torch_batches(batch_size=4 * t.batch_size, device=device):
+            n = len(batch["y"])
+            val_total += float(_forward(model, batch, task, criterion, use_amp, device)) * n
+            val_rows += n
+    val_total, val_rows = _all_reduce_sum([val_total, val_rows], device)
+    return val_total / max(val_rows, 1)
+
+
 def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
@@ -120,6 +134,10 @@ def train_loop_per_worker(config: dict) -> None:
         resume = {"at_epoch": state["epoch"], "at": time.time(),
                   "checkpoint": {"weights": state_digest(weights), "optimizer": state_digest(optimizer_state)}}
         state.setdefault("resumes", []).append(resume)
+    init = config.get("init_weights") if checkpoint is None else None
+    if init is not None:  # a warm start (foundry/train/warm_start.py): the starting weights are epoch -1
+        net.load_state_dict(init)
+        best_weights = {k: v.detach().cpu().contiguous() for k, v in init.items()}
     model = ray.train.torch.prepare_model(net)
     optimizer = _optimizer(model.parameters(), t)
     if optimizer_state is not None:
@@ -131,6 +149,11 @@ def train_loop_per_worker(config: dict) -> None:
     criterion = loss_fn(task)
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
+    if init is not None:
+        # The starting weights compete with every epoch: training that does not lower the validation loss
+        # hands back the version it started from (which the promotion gate then does not promote).
+        state["best_val_loss"] = _validation_loss(model, val_shard, t, task, criterion, use_amp, device)
+        state["initial_val_loss"] = state["best_val_loss"]
 
     for epoch in range(state["epoch"], t.epochs):
         started = time.perf_counter()
@@ -147,16 +170,9 @@ def train_loop_per_worker(config: dict) -> None:
             n = len(batch["y"])
             total += float(loss.detach()) * n
             rows += n
-        model.eval()
-        val_total, val_rows = 0.0, 0
-        with torch.inference_mode():
-            for batch in val_shard.iter_torch_batches(batch_size=4 * t.batch_size, device=device):
-                n = len(batch["y"])
-                val_total += float(_forward(model, batch, task, criterion, use_amp, device)) * n
-                val_rows += n
-        total, rows, val_total, val_rows = _all_reduce_sum([total, rows, val_total, val_rows], device)
+        val_loss = _validation_loss(model, val_shard, t, task, criterion, use_amp, device)
+        total, rows = _all_reduce_sum([total, rows], device)
         train_loss = total / max(rows, 1)
-        val_loss = val_total / max(val_rows, 1)
         current = _state_dict_cpu(getattr(model, "module", model))
         if val_loss < state["best_val_loss"] - t.early_stopping_min_delta:
             state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)

@@ -17,7 +17,9 @@ def scaling_config(cfg: FoundryConfig):
     return ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources)
 
 
-def build_trainer(cfg: FoundryConfig, datasets: dict, spec: dict, run_name: str, callbacks: list | None = None):
+def build_trainer(cfg: FoundryConfig, datasets: dict, spec: dict, run_name: str, callbacks: list | None = None,
+                  init_weights: dict | None = None):
+    """``init_weights``: the starting weights of a warm start (foundry/train/warm_start.py), else None."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
@@ -31,7 +33,8 @@ def build_trainer(cfg: FoundryConfig, datasets: dict, spec: dict, run_name: str,
     )
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"trainer": cfg.trainer, "task": cfg.data.task.value, "spec": spec},
+        train_loop_config={"trainer": cfg.trainer, "task": cfg.data.task.value, "spec": spec,
+                           "init_weights": init_weights},
         scaling_config=scaling_config(cfg),
         run_config=run_config,
         datasets=datasets,

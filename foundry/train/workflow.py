@@ -24,12 +24,13 @@ from foundry.config import FoundryConfig, PromotionPolicy
 from foundry.config_sources import STORED_CONFIG_FILE
 from foundry.data.pipeline import prepare
 from foundry.data.schema import Problem, ValidationReport
-from foundry.errors import AliasConflictError, DataValidationError, DriftSetupError
-from foundry.evaluation import evaluate_dataset
+from foundry.errors import AliasConflictError, ConfigError, DataValidationError, DriftSetupError
+from foundry.evaluation import score_predictors
 from foundry.models import model_spec
 from foundry.node_loss import retry_on_node_loss
-from foundry.predictor import Predictor, write_model_files
-from foundry.tasks import PRIMARY_METRIC, is_better
+from foundry.predictor import REFERENCE_FILE, Predictor, write_model_files
+from foundry.tasks import PRIMARY_METRIC
+from foundry.train import gate, warm_start
 from foundry.train.loop import BEST_WEIGHTS_FILE, STATE_FILE
 from foundry.train.metrics import record_run
 from foundry.train.trainer import build_trainer
@@ -87,26 +88,67 @@ def _with_tuned_values(resolved_yaml: str, best: dict) -> str:
     return OmegaConf.to_yaml(conf)
 
 
-def _decide(cfg: FoundryConfig, registry, metrics: dict, prepared, say) -> tuple[bool, str, str | None, dict | None]:
-    """Should the new version take the alias? Compares champion and challenger on the same test split."""
+@dataclass
+class _Verdict:
+    metrics: dict
+    promote: bool
+    decision: str
+    champion: str | None
+    champion_metrics: dict | None = None
+    gate: dict | None = None
+
+
+def _evaluate_and_decide(cfg: FoundryConfig, registry, staging: Path, prepared, say) -> _Verdict:
+    """Score the new version and, for ``if_better``, the current one in the same pass over the same test
+    rows, and let the gate (foundry/train/gate.py) decide whether the new one takes the alias."""
     policy = cfg.promotion.policy
     champion = registry.alias(cfg.model_name, cfg.promotion.alias)
+    rivals, champion_dir, unscorable = [Predictor.from_dir(staging)], None, None
+    if policy is PromotionPolicy.if_better and champion is not None:
+        try:
+            champion_dir = registry.fetch(cfg.model_name, champion)
+            rivals.append(Predictor.from_dir(champion_dir))
+        except Exception as exc:
+            unscorable = exc
+    say("[3/4] evaluating on the test split" + (f" with the current {cfg.promotion.alias} version {champion}, "
+                                                "row by row" if len(rivals) > 1 else ""))
+    scored = retry_on_node_loss(
+        lambda: score_predictors(rivals, prepared.test_raw.iter_batches(batch_size=4096, batch_format="pandas")),
+        "evaluating", cfg.data.execution_retries, say)
+    if isinstance(scored[0], Exception):
+        raise scored[0]
+    metrics = scored[0].metrics
+    say("      " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "rows"))
     if policy is PromotionPolicy.never:
-        return False, "promotion.policy=never", champion, None
+        return _Verdict(metrics, False, "promotion.policy=never", champion)
     if policy is PromotionPolicy.always or champion is None:
-        return True, ("promotion.policy=always" if champion else "no current version"), champion, None
-    say(f"evaluating the current {cfg.promotion.alias} version {champion} on the same test split")
-    try:
-        champion_metrics = retry_on_node_loss(
-            lambda: evaluate_dataset(Predictor.from_dir(registry.fetch(cfg.model_name, champion)), prepared.test_raw),
-            "evaluating the champion", cfg.data.execution_retries, say)
-    except Exception as exc:  # a champion built for another schema cannot be scored on this data
-        return False, f"kept {champion}: it could not be evaluated on this data ({exc})", champion, None
-    metric = PRIMARY_METRIC[cfg.data.task]
-    better = is_better(cfg.data.task, metrics, champion_metrics, cfg.promotion.min_improvement)
-    verdict = "beats" if better else "does not beat"
-    return (better, f"new {metric}={metrics[metric]:.4f} {verdict} {champion}'s {champion_metrics[metric]:.4f}",
-            champion, champion_metrics)
+        return _Verdict(metrics, True, "promotion.policy=always" if champion else "no current version", champion)
+    unscorable = unscorable or (scored[1] if isinstance(scored[1], Exception) else None)
+    if unscorable is not None:  # a champion built for another schema cannot be scored on this data
+        return _Verdict(metrics, False, f"kept {champion}: it could not be evaluated on this data ({unscorable})",
+                        champion)
+    forgetting = None
+    if cfg.promotion.max_forgetting is not None:
+        forgetting = _forgetting(rivals, Path(champion_dir))
+    result = gate.decide(cfg.data.task, scored[1].rows, scored[0].rows, cfg.promotion, forgetting)
+    decision = f"{'promoted over' if result.promote else 'kept'} {champion}: {result.reason}"
+    say(f"      gate: {decision}")
+    return _Verdict(metrics, result.promote, decision, champion, scored[1].metrics, result.to_dict())
+
+
+def _forgetting(rivals: list[Predictor], champion_dir: Path) -> float | None:
+    """Relative loss increase of the new version over the current one on the current one's reference
+    sample (held-out rows of the data it was trained on: the old world)."""
+    import pandas as pd
+
+    path = champion_dir / REFERENCE_FILE
+    if not path.exists():
+        return None
+    new, old = score_predictors(rivals, [pd.read_parquet(path)])
+    if isinstance(new, Exception) or isinstance(old, Exception):
+        return None
+    base = float(old.rows.loss.mean())
+    return (float(new.rows.loss.mean()) - base) / max(base, 1e-15)
 
 
 def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> TrainOutcome:
@@ -119,7 +161,11 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
     path = ensure_source(cfg.data.source)
     say(f"[1/4] validating and preparing {path}")
     retries = cfg.data.execution_retries
-    prepared = retry_on_node_loss(lambda: prepare(cfg.data), "preparing the data", retries, say)
+    warm = warm_start.load(cfg.trainer, cfg.data, registry)
+    if warm is not None:
+        say(f"      warm start from {warm.model} version {warm.version}: its preprocessor and weights")
+    fitted = warm.preprocessor if warm is not None else None
+    prepared = retry_on_node_loss(lambda: prepare(cfg.data, fitted), "preparing the data", retries, say)
     say(f"      {prepared.report.format()}; split rows {prepared.split_rows}; fingerprint {prepared.fingerprint}; "
         f"drift reference sample {len(prepared.reference)} rows")
     check_reference(cfg, prepared.reference)
@@ -131,16 +177,20 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
     if cfg.tune.enabled:
         from foundry.train.tuning import tune_fit
 
+        if warm is not None:
+            raise ConfigError("trainer.warm_start_from does not combine with tune (trials start from scratch); "
+                              "set one of them to null")
         say(f"[2/4] tuning {cfg.model.arch} with Ray Tune (run {run_name})")
         with stable_cwd():  # the driver's working_dir can vanish during a long Tuner.fit (foundry/workdir.py)
             tuned = tune_fit(cfg, prepared, run_name, say=say)
         cfg, spec, checkpoint = tuned.cfg, tuned.spec, tuned.checkpoint
         resolved_yaml = _with_tuned_values(resolved_yaml, tuned.best["config"])
     else:
-        spec = model_spec(cfg.model, prepared.preprocessor)
+        spec = warm.spec if warm is not None else model_spec(cfg.model, prepared.preprocessor)
         say(f"[2/4] training {cfg.model.arch} {list(cfg.model.hidden_sizes)} with {cfg.trainer.num_workers} "
             f"worker(s), gpu={cfg.trainer.use_gpu}, up to {cfg.trainer.epochs} epochs (run {run_name})")
-        trainer = build_trainer(cfg, {"train": prepared.train, "val": prepared.val}, spec, run_name)
+        trainer = build_trainer(cfg, {"train": prepared.train, "val": prepared.val}, spec, run_name,
+                                init_weights=warm.weights if warm is not None else None)
         checkpoint = trainer.fit().checkpoint
     with checkpoint.as_directory() as checkpoint_dir:
         final_state = json.loads(Path(checkpoint_dir, STATE_FILE).read_text())
@@ -159,11 +209,9 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
         if tuned is not None:
             (staging / TUNE_RESULTS_FILE).write_text(json.dumps(
                 {"best": tuned.best, "trials": tuned.trials, "seconds": tuned.seconds}, indent=2, default=str))
-        say("[3/4] evaluating on the test split")
-        metrics = retry_on_node_loss(lambda: evaluate_dataset(Predictor.from_dir(staging), prepared.test_raw),
-                                     "evaluating", retries, say)
-        say("      " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "rows"))
-        promote, decision, champion, champion_metrics = _decide(cfg, registry, metrics, prepared, say)
+        verdict = _evaluate_and_decide(cfg, registry, staging, prepared, say)
+        metrics, promote, decision, champion = verdict.metrics, verdict.promote, verdict.decision, verdict.champion
+        champion_metrics = verdict.champion_metrics
         timings["evaluate"] = time.perf_counter() - t2
         t3 = time.perf_counter()
         drift_detectors = _build_detectors(cfg, staging, run_name, say)
@@ -178,6 +226,10 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
                      "name": cfg.data.name},
             "training": {"run_name": run_name, "epochs_run": len(history),
                          "best_epoch": int(history[-1]["best_epoch"]) if history else None,
+                         "warm_start": None if warm is None else {
+                             "version": f"{warm.model}@{warm.version}",
+                             "initial_val_loss": final_state.get("initial_val_loss"),
+                             "kept_starting_weights": bool(history) and int(history[-1]["best_epoch"]) < 0},
                          "num_workers": cfg.trainer.num_workers, "use_gpu": cfg.trainer.use_gpu,
                          "resumed_at_epochs": [r["at_epoch"] for r in resumes],
                          "resumes": [{k: r[k] for k in ("at_epoch", "checkpoint", "restored") if k in r}
@@ -186,7 +238,7 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
                         "ray_job_id": _ray_job_id(), "submission_id": _submission_id(),
                         "drift_episode": cfg.drift_episode},
             "promotion": {"promoted": promote, "decision": decision, "policy": cfg.promotion.policy.value,
-                          "min_improvement": cfg.promotion.min_improvement},
+                          "min_improvement": cfg.promotion.min_improvement, "gate": verdict.gate},
             "drift_detectors": drift_detectors,
             "tuning": None if tuned is None else tuned.summary(),
             "timings_s": timings,

@@ -20,7 +20,7 @@ from foundry.datasets import generate
 from foundry.models import TabularMLP, build_model, model_spec
 from foundry.models.mlp import embedding_dim
 from foundry.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE, Predictor
-from foundry.tasks import HIGHER_IS_BETTER, PRIMARY_METRIC, evaluate, is_better, probabilities
+from foundry.tasks import HIGHER_IS_BETTER, PRIMARY_METRIC, evaluate, probabilities
 
 ROWS = 20_000
 
@@ -512,21 +512,6 @@ def test_predictor_from_in_memory_state_matches_from_dir(tmp_path, train, frame,
 
 
 # ======================================================================= tasks
-
-@pytest.mark.parametrize(("task", "better", "worse"), [
-    (Task.binary, {"roc_auc": 0.80}, {"roc_auc": 0.75}),
-    (Task.multiclass, {"macro_f1": 0.60}, {"macro_f1": 0.50}),
-    (Task.regression, {"rmse": 10.0}, {"rmse": 12.0}),
-])
-def test_is_better_respects_direction(task, better, worse):
-    assert is_better(task, better, worse, 0.0)
-    assert not is_better(task, worse, better, 0.0)
-    assert not is_better(task, better, better, 0.0)  # a tie is not an improvement
-    name = PRIMARY_METRIC[task]
-    gap = abs(better[name] - worse[name])
-    assert is_better(task, better, worse, gap * 0.5)
-    assert not is_better(task, better, worse, gap * 2)
-
 
 def test_primary_metrics():
     assert PRIMARY_METRIC[Task.binary] == "roc_auc" and HIGHER_IS_BETTER["roc_auc"]
