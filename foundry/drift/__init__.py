@@ -6,7 +6,11 @@ The pieces, each in its own module:
 - ``detectors``: alibi-detect detectors built from ``conf/drift`` on a version's reference sample,
   stored with the version (``drift_detectors.pkl``) so monitors never recalibrate;
 - ``controller``: the retrain decision logic (votes, consecutive rounds, single flight, cooldown,
-  retries with backoff), pure and clock-injected;
+  retries with backoff, another attempt on more data after a rejection, bounded attempts and episodes,
+  then giving up), pure and clock-injected;
+- ``onset``: where a drift began, a change-point estimate on the monitor's live rows (which rows a
+  retrain learns from);
+- ``new_normal``: after giving up, the detectors re-based on recent labelled live rows;
 - ``sink``: the non-blocking, bounded hand-off from Serve replicas to the monitor;
 - ``live_store``/``events``/``state``: what the monitor persists;
 - ``retrain``: the retrain job's data set, overrides and outcome;

@@ -5,8 +5,10 @@ file per event (written atomically) because object stores cannot append and two 
 restarted monitor and its predecessor's late call) must never corrupt a shared file. Names sort by
 time, so reading the history back is a listing plus one read per file.
 
-Kinds: monitor_started, drift_detected, retrain_submitted, retrain_skipped, retrain_finished,
-retrain_failed, retries_exhausted, promoted, rejected, rolled_out, rollout_failed, rebased.
+Kinds: monitor_started, drift_detected, retrain_submitted, retrain_waiting, retrain_skipped,
+retrain_finished, retrain_failed, retrain_retry_scheduled, retrain_status_unknown, retries_exhausted,
+promoted, rejected, gave_up, rolled_out, rollout_failed, rebased (reason: served_version_changed or
+new_normal), rebase_failed.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ class MonitorMetrics:
                             "(live rows another version served: stored, not tested)",
                             tag_keys=("model", "kind"))
         self.retrains = Counter("foundry_retrains",
-                                "Retrain jobs by outcome: submitted, succeeded, failed, promoted, rejected, exhausted",
+                                "Retrain jobs by outcome: submitted, succeeded, failed, promoted, rejected, exhausted, "
+                                "gave_up (no more retrains for a drift: the monitor accepted the new normal)",
                                 tag_keys=("model", "outcome"))
 
     def result(self, detector: str, p_value: float | None, statistic: float | None, drift: bool) -> None:

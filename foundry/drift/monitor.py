@@ -12,7 +12,14 @@ background thread does the work in rounds of ``poll_interval_s``:
    ``window.votes_required`` voting detectors flag it, and ``RetrainController`` decides;
 3. submit / poll the retrain job through the Jobs API; when it finishes, record the outcome and,
    on promotion, point Serve at the new version (``user_config``, no replica restart) and re-base
-   the detectors on the new version's reference sample.
+   the detectors on the new version's reference sample;
+4. when the controller gives up (``max_attempts`` or ``max_episodes``, see ``controller``), accept the
+   new normal: rebuild the detectors on recent labelled live rows with the production model
+   (``new_normal``), so the drift nobody could heal stops raising alarms.
+
+The drift onset (which rows a retrain learns from) is a change-point estimate (``onset``) over one
+window before the first flagged window and every row since, re-estimated each drifted round until
+an episode is in flight; when no clear change shows, the oldest row of the first flagged window.
 
 The windows hold only rows the reference version served. When Serve answers with another version for
 ``window.test_every_rows`` rows in a row (a roll-out or rollback made outside this monitor, or a
@@ -21,9 +28,10 @@ flight, the monitor re-bases on that version (``drift.monitor.follow_served_vers
 version's traffic against another version's reference would report the swap itself as drift.
 
 What survives a restart (``state.json``, rewritten atomically after every change): the controller
-(phase, episode, attempt, submission id, cooldown/backoff clocks), the reference version, counters
-and the last results. The windows are rebuilt from the persisted live rows and labels, so a
-restarted monitor tests the same data its predecessor would have.
+(phase, episode, attempt, data generation, outcomes, episode starts, submission id, clocks), the
+reference version, the new-normal reference in use (if any), the onset, counters and the last results
+(a monitor that gave up never resumes retraining for that drift). The windows are rebuilt from the
+persisted live rows and labels, so a restarted monitor tests the same data its predecessor would have.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ import pandas as pd
 from foundry import config as foundry_config
 from foundry import storage
 from foundry.config import FoundryConfig, StorageConfig, Task
-from foundry.drift import retrain
+from foundry.drift import new_normal, onset, retrain
 from foundry.drift.controller import Action, ControllerState, Phase, RetrainController
 from foundry.drift.detectors import DetectorResult, DetectorSuite, load_or_build
 from foundry.drift.events import EventLog
@@ -112,6 +120,8 @@ class DriftMonitor:
         self._waiting_note: str | None = None
         self._announced: str | None = None  # the episode whose drift_detected event is written
         self._labels_when_short: int | None = None  # labels seen when a retrain set last came up short
+        self._new_normal_tried: int | None = None  # labels seen when a new-normal re-base last failed
+        self._new_normal_note: str | None = None
         self.last_results: list[dict] = []
         # Recent rounds in memory, for plots and dashboards that poll ``rounds()`` (lost on restart).
         self.history: deque[dict] = deque(maxlen=self.cfg.drift.monitor.history_rounds)
@@ -134,9 +144,22 @@ class DriftMonitor:
         self.controller.state.episode = max(self.controller.state.episode, self._last_episode_number())
         self.counters.update(saved.get("counters", {}))
         self.onset_at: float | None = saved.get("onset_at")
+        self.onset_detail: dict[str, Any] | None = saved.get("onset_detail")
+        # The oldest row of the first window flagged while no episode was in flight (the onset search's anchor).
+        self._first_flag_at: float | None = saved.get("first_flag_at")
+        self._data_labels_at: int = saved.get("data_labels_at", 0)  # labels seen when the last retrain set was written
+        # The new-normal reference in use (after giving up): {"uri", "version", "at"} or None.
+        self.new_normal: dict[str, Any] | None = saved.get("new_normal")
         self.last_results = saved.get("last_results", [])
         version = self.controller.state.reference_version or self._served_version()
-        self._load_reference(version)
+        try:
+            self._load_reference(version, self._baseline_for(version))
+        except Exception as exc:
+            if self._baseline_for(version) is None:
+                raise
+            log.error("cannot load the new-normal reference %s (%s); using %s's own", self.new_normal, exc, version)
+            self.new_normal = None
+            self._load_reference(version)
         restored = self._restore_windows()
         self.events.write("monitor_started", f"monitoring {self.model} against {version} "
                           f"({'restored state, ' if saved else ''}{restored} live rows reloaded)",
@@ -174,20 +197,29 @@ class DriftMonitor:
                      self.cfg.promotion.alias)
         return self._registry().get(self.model, self.cfg.promotion.alias).version
 
-    def _load_reference(self, version: str) -> None:
+    def _baseline_for(self, version: str) -> dict[str, Any] | None:
+        return self.new_normal if self.new_normal and self.new_normal.get("version") == version else None
+
+    def _load_reference(self, version: str, baseline: dict[str, Any] | None = None) -> None:
+        """Watch ``version`` against its registry reference, or (``baseline``) against a new normal."""
         from foundry.predictor import Predictor
 
         path = self._registry().fetch(self.model, version)  # every file checked against the manifest
-        suite = load_or_build(self.cfg.drift.detectors, path, version, say=log.info)
+        if baseline is not None:
+            suite = new_normal.build(self.cfg, path, version, baseline["uri"], say=log.info)
+        else:
+            suite = load_or_build(self.cfg.drift.detectors, path, version, say=log.info)
         predictor = Predictor.from_dir(path)
         reference = retrain.reference_frame(path)
         # Assigned only once all three loaded: a failed re-base leaves the old reference whole.
         self.suite: DetectorSuite = suite
         self.predictor, self.reference = predictor, reference
         self.window = _Window.empty()
-        self.pending: OrderedDict[str, Any] = OrderedDict()  # request_id -> prediction, awaiting a label
+        self.pending: OrderedDict[str, Any] = OrderedDict()  # request_id -> (prediction, received_at), awaiting a label
         self.early: OrderedDict[str, Any] = OrderedDict()  # request_id -> label that came before its row
         self.errors: deque = deque(maxlen=max(self.cfg.drift.detectors.concept.window_rows, 1))
+        # (received_at, error) of every matched label, for the onset estimate (longer than ``errors``).
+        self.labelled_errors: deque[tuple[float, float]] = deque(maxlen=self.cfg.drift.monitor.retain_rows)
         self.rows_since_test = 0
         self.labels_since_test = 0
         if not self.controller.state.reference_version:
@@ -197,16 +229,26 @@ class DriftMonitor:
         """Watch ``version`` from now on; raises, changing nothing, if its reference cannot be loaded."""
         self._load_reference(version)
         self.controller.rebase(version)
-        self.onset_at = None
+        self.new_normal = None
+        self._forget_onset()
         self._other_run = (None, 0)
         self._rebased_at = time.time()  # rows answered before now belong to the previous version's world
 
     def _restore_windows(self) -> int:
         """Rebuild windows and the error stream from storage (after a restart or a re-base)."""
         version = self.controller.state.reference_version
-        # Only rows the reference version served: older ones belong to the world before the last re-base.
-        recent = self.live.read_recent(self.cfg.drift.monitor.retain_rows,
-                                       where=lambda f: f[f["model_version"] == version])
+        baseline = self._baseline_for(version)
+        after = pd.Timestamp(baseline["at"], unit="s", tz="UTC") if baseline else None
+
+        def keep(f: pd.DataFrame) -> pd.DataFrame:
+            # Only rows the reference version served (older ones belong to the world before the last
+            # re-base), and after a new normal only rows received since (the earlier ones are its reference).
+            mask = f["model_version"] == version
+            if after is not None:
+                mask &= f["received_at"] >= after
+            return f[mask]
+
+        recent = self.live.read_recent(self.cfg.drift.monitor.retain_rows, where=keep)
         # A batch written before this read may still be queued (or be re-sent by Ray after a restart).
         self._restored_ids = set(recent["request_id"]) if not recent.empty else set()
         if recent.empty:
@@ -263,8 +305,8 @@ class DriftMonitor:
         self.window.append(np.asarray(x_num, np.float32), np.asarray(x_cat, np.int64), np.asarray(scores),
                            np.asarray(received_at, np.float64), keep)
         early_ids, early_labels = [], []
-        for rid, pred in zip(request_ids, predictions, strict=True):
-            self.pending[rid] = pred
+        for rid, pred, at in zip(request_ids, predictions, np.asarray(received_at, np.float64), strict=True):
+            self.pending[rid] = (pred, float(at))
             if rid in self.early:
                 early_ids.append(rid)
                 early_labels.append(self.early.pop(rid))
@@ -279,11 +321,12 @@ class DriftMonitor:
                 self._online_results.append(result)
 
     def _match_labels(self, request_ids: list[str], labels: list[Any]) -> int:
-        matched_preds, matched_labels = [], []
+        matched_preds, matched_labels, matched_at = [], [], []
         for rid, label in zip(request_ids, labels, strict=True):
-            pred = self.pending.pop(rid, None)
-            if pred is not None:
-                matched_preds.append(pred)
+            entry = self.pending.pop(rid, None)
+            if entry is not None:
+                matched_preds.append(entry[0])
+                matched_at.append(entry[1])
                 matched_labels.append(label)
             else:  # the label overtook its row (separate queues): match it when the row arrives
                 self.early[rid] = label
@@ -292,6 +335,7 @@ class DriftMonitor:
         if matched_preds:
             errs = self.suite.errors(np.asarray(matched_preds), np.asarray(matched_labels))
             self.errors.extend(errs.tolist())
+            self.labelled_errors.extend(zip(matched_at, errs.astype(np.float64).tolist(), strict=True))
             self.labels_since_test += len(errs)
             if self.suite.cfg.concept.method.value == "fet_online":
                 result = self.suite.test_concept(errs)
@@ -316,6 +360,8 @@ class DriftMonitor:
             if drained and self.rows_since_test >= self.cfg.drift.window.test_every_rows \
                     and len(self.window) >= self.cfg.drift.window.size:
                 self._test_round(now)
+            if self.controller.state.phase is Phase.gave_up:  # its re-base failed, or a restart came between
+                self._accept_new_normal(now)
             decision = self.controller.tick(now)
             if decision.action is Action.submit:
                 self._submit(decision, now)
@@ -381,7 +427,7 @@ class DriftMonitor:
         version, run = self._other_run
         if (version is None or run < self.cfg.drift.window.test_every_rows or version in self._unloadable
                 or not self.cfg.drift.monitor.follow_served_version
-                or self.controller.state.phase not in (Phase.idle, Phase.cooldown)):
+                or self.controller.state.phase not in (Phase.idle, Phase.cooldown, Phase.gave_up)):
             return
         previous = self.controller.state.reference_version
         try:
@@ -415,11 +461,13 @@ class DriftMonitor:
         self.counters["rounds"] += 1
         votes = [r.detector for r in results if r.vote and r.drift]
         drifted = len(set(votes)) >= self.cfg.drift.window.votes_required
-        if drifted and self.onset_at is None:
-            # The oldest row of the first window that looked drifted: a retrain learns from rows after it.
-            self.onset_at = float(w.received_at[-size:].min())
-        elif not drifted and self.controller.state.phase is Phase.idle:
-            self.onset_at = None
+        if self.controller.state.phase in (Phase.idle, Phase.cooldown):  # no episode in flight: the onset may move
+            if drifted:
+                if self._first_flag_at is None:
+                    self._first_flag_at = float(w.received_at[-size:].min())
+                self._estimate_onset()
+            else:
+                self._forget_onset()
         metrics = self._monitor_metrics()
         for r in results:
             if metrics:
@@ -437,11 +485,27 @@ class DriftMonitor:
             self.events.write("drift_detected", f"drift confirmed by {sorted(set(votes))} in "
                               f"{self.controller.state.consecutive} rounds in a row; starting episode "
                               f"{decision.episode_id}", episode=decision.episode_id, votes=sorted(set(votes)),
-                              results=self.last_results, rows_seen=self.counters["rows"])
+                              results=self.last_results, rows_seen=self.counters["rows"],
+                              onset=_iso(self.onset_at) if self.onset_at else None, onset_detail=self.onset_detail)
             if metrics:
                 metrics.episodes.inc(1, tags={"model": self.model})
         if decision.action is Action.submit:
             self._submit(decision, now)
+        elif decision.action is Action.gave_up:
+            self._give_up(decision, now)
+
+    def _estimate_onset(self) -> None:
+        """Where the drift began (``onset``), searched over one window before the first flagged window and
+        every row since; the first flagged window's oldest row when the rows show no clear change."""
+        w = self.window
+        self.onset_at, self.onset_detail = onset.since_first_flag(
+            w.x_num, w.x_cat, w.scores, w.received_at, self.labelled_errors, self._first_flag_at,
+            self.cfg.drift.window.size)
+
+    def _forget_onset(self) -> None:
+        self.onset_at = None
+        self.onset_detail = None
+        self._first_flag_at = None
 
     # ---- retrain jobs ------------------------------------------------------------------------------------
     def _job_client(self):
@@ -455,21 +519,23 @@ class DriftMonitor:
         from foundry import job_submission
 
         episode = decision.episode_id
-        if self._labels_when_short == self.counters["labels"]:
-            # Still short of labels and none arrived since the last look: reading every stored label
-            # again (one file per /feedback request) on each drifted round would only repeat the answer.
+        min_new = int(decision.detail.get("min_new_rows", 0))
+        if self._labels_when_short == self.counters["labels"] or \
+                self.counters["labels"] - self._data_labels_at < min_new:
+            # Still short of labels and none (or too few to make up the new rows) arrived since the last
+            # look: reading every stored label again (one file per /feedback request) would only repeat it.
             self.controller.cancel()
+            self._say_waiting(episode, decision.attempt, min_new)
             return
-        data = retrain.prepare_dataset(self.cfg, episode, self.reference, since=self.onset_at)
+        data = retrain.prepare_dataset(self.cfg, episode, self.reference, since=self.onset_at,
+                                       generation=decision.data_generation or 1, min_new_rows=min_new)
         self._labels_when_short = None if data is not None else self.counters["labels"]
         if data is None:
             self.controller.cancel()
-            note = f"episode {episode} waits for labels: fewer than {self.cfg.drift.retrain.min_labelled_rows} " \
-                   f"labelled live rows since the drift began ({_iso(self.onset_at or now)})"
-            if self._waiting_note != note:
-                self.events.write("retrain_waiting", note, episode=episode)
-                self._waiting_note = note
+            self._say_waiting(episode, decision.attempt, min_new)
             return
+        if decision.attempt == 1 or min_new:
+            self._data_labels_at = self.counters["labels"]  # a new data set: the next one needs labels after it
         self._save_state()  # the submission id is on storage before the job exists: a restart re-finds it
         overrides = retrain.job_arguments(self.cfg, self.controller.state.reference_version, data, episode)
         meta = job_submission.metadata("retrain", self.model, trigger="drift", episode=episode)
@@ -481,14 +547,16 @@ class DriftMonitor:
             self.events.write("retrain_failed", f"could not submit {decision.submission_id}: {exc}",
                               episode=episode, attempt=decision.attempt, submission_id=decision.submission_id)
             self._retrain_metric("failed")
-            self._after_job(self.controller.job_finished("failed", now, f"submit failed: {exc}"))
+            self._after_job(self.controller.job_finished("failed", now, f"submit failed: {exc}"), now)
             return
         self._retrain_metric("submitted")
+        new = f", {data.new_rows} of them new since the rejected attempt" if data.new_rows is not None else ""
         self.events.write("retrain_submitted", f"{decision.reason}: submitted {sub.submission_id} "
                           f"({data.rows} rows: {data.labelled_live_rows} labelled live + {data.reference_rows} "
-                          "reference)" + (" (it already existed)" if sub.already_existed else ""),
+                          f"reference{new})" + (" (it already existed)" if sub.already_existed else ""),
                           episode=episode, attempt=decision.attempt, submission_id=sub.submission_id,
-                          data=data.uri, rows=data.rows, overrides=overrides,
+                          data=data.uri, data_generation=decision.data_generation, rows=data.rows,
+                          new_rows=data.new_rows, overrides=overrides,
                           submit_s=round(time.perf_counter() - started, 3))  # the event is written after the call
 
     def _poll_job(self, now: float) -> None:
@@ -533,16 +601,17 @@ class DriftMonitor:
                               episode=episode, submission_id=sid, version=outcome.version, metrics=outcome.metrics,
                               champion_metrics=outcome.champion_metrics)
         decision = self.controller.job_finished(outcome.outcome, now, outcome.detail)
-        self._after_job(decision)
         if outcome.outcome == "promoted":
             self._retrain_metric("promoted")
             self.events.write("promoted", f"{outcome.version} is the new {self.cfg.promotion.alias}: "
                               f"{outcome.detail}", episode=episode, version=outcome.version)
-            self._roll_out(outcome.version, episode)
         elif outcome.outcome == "rejected":
             self._retrain_metric("rejected")
             self.events.write("rejected", f"{outcome.version} not promoted, {self.cfg.promotion.alias} unchanged: "
                               f"{outcome.detail}", episode=episode, version=outcome.version)
+        self._after_job(decision, now)
+        if outcome.outcome == "promoted":
+            self._roll_out(outcome.version, episode)
 
     def _failure_cause(self, sid: str) -> str | None:
         """Why a job failed, from the end of its log: the ``error: ...`` line every Foundry command prints
@@ -555,14 +624,73 @@ class DriftMonitor:
         errors = [line for line in lines if line.startswith("error:")]
         return (errors[-1] if errors else " | ".join(lines[-3:]))[:1000] or None
 
-    def _after_job(self, decision) -> None:
+    def _after_job(self, decision, now: float) -> None:
+        if decision.action in (Action.exhausted, Action.finished):
+            self._forget_onset()  # the episode is over: the next one finds its own onset
         if decision.action is Action.exhausted:
             self._retrain_metric("exhausted")
             self.events.write("retries_exhausted", decision.reason, episode=decision.episode_id,
                               attempt=decision.attempt)
+        elif decision.action is Action.gave_up:
+            self._give_up(decision, now)
         elif decision.detail.get("retry_in_s") is not None:
             self.events.write("retrain_retry_scheduled", decision.reason, episode=decision.episode_id,
                               attempt=decision.attempt, retry_in_s=decision.detail["retry_in_s"])
+
+    def _say_waiting(self, episode: str, attempt: int, min_new: int) -> None:
+        if min_new:
+            note = f"attempt {attempt} of episode {episode} waits for {min_new} labelled live rows that the " \
+                   "rejected attempt's data set did not have"
+        else:
+            note = f"episode {episode} waits for labels: fewer than {self.cfg.drift.retrain.min_labelled_rows} " \
+                   "labelled live rows since the drift began"
+        if self._waiting_note != note:
+            self.events.write("retrain_waiting", note, episode=episode, attempt=attempt,
+                              onset=_iso(self.onset_at) if self.onset_at else None)
+            self._waiting_note = note
+
+    def _give_up(self, decision, now: float) -> None:
+        self._retrain_metric("gave_up")
+        self.events.write("gave_up", f"{decision.reason}; no more retrains for this drift: accepting the new "
+                          "normal (the detectors re-base on recent labelled live rows, production unchanged)",
+                          episode=decision.episode_id, attempts=decision.attempt, **decision.detail)
+        self._accept_new_normal(now)
+
+    def _accept_new_normal(self, now: float) -> None:
+        """Re-base the detectors on recent labelled live rows with the production model (``new_normal``);
+        on failure (too few rows yet) the controller stays in ``gave_up``, retraining nothing, and this is
+        tried again once more labels arrived."""
+        if self._new_normal_tried == self.counters["labels"]:
+            return
+        version = self.controller.state.reference_version
+        episode = self.controller.current_episode_id
+        try:
+            rows = new_normal.recent_rows(self.cfg, since=self.onset_at)
+            if len(rows) < new_normal.min_rows(self.cfg):
+                raise ValueError(f"{len(rows)} labelled live rows since the drift began; it needs "
+                                 f"{new_normal.min_rows(self.cfg)}")
+            at = time.time()  # live rows are stamped with wall time: those after this are tested against it
+            uri = new_normal.write_reference(self.cfg, f"{episode}-{int(at)}", rows)
+            baseline = {"uri": uri, "version": version, "at": at, "episode": episode, "rows": len(rows)}
+            self._load_reference(version, baseline)
+        except Exception as exc:
+            self._new_normal_tried = self.counters["labels"]
+            note = f"cannot accept the new normal for {version} yet ({type(exc).__name__}: {exc}); no retrains " \
+                   "meanwhile"
+            if self._new_normal_note != note:
+                self.events.write("rebase_failed", note, version=version, previous=version, reason="new_normal",
+                                  episode=episode)
+                self._new_normal_note = note
+            return
+        self.new_normal = baseline
+        self._new_normal_tried = None
+        self._restored_ids = set()
+        self._forget_onset()
+        self.controller.accept_new_normal(now)
+        self.events.write("rebased", f"accepted the new normal: detectors of {version} re-based on {len(rows)} "
+                          f"recent labelled live rows (the drift of {episode} could not be healed); no new episode "
+                          f"before {_iso(self.controller.state.wait_until)}", version=version, previous=version,
+                          reason="new_normal", episode=episode, rows=len(rows), reference=uri)
 
     def _roll_out(self, version: str, episode: str) -> None:
         if self.cfg.drift.retrain.rollout:
@@ -600,7 +728,8 @@ class DriftMonitor:
 
     def _save_state(self) -> None:
         state = {"model": self.model, "controller": self.controller.state.to_dict(), "counters": self.counters,
-                 "onset_at": self.onset_at,
+                 "onset_at": self.onset_at, "onset_detail": self.onset_detail, "first_flag_at": self._first_flag_at,
+                 "data_labels_at": self._data_labels_at, "new_normal": self.new_normal,
                  "last_results": self.last_results, "saved_at": _iso(self.clock())}
         storage.write_bytes_atomic(self.fs, self.state_path, json.dumps(state, default=str).encode())
 
@@ -609,7 +738,8 @@ class DriftMonitor:
             return {"model": self.model, "reference_version": self.controller.state.reference_version,
                     "controller": self.controller.state.to_dict(), "counters": dict(self.counters),
                     "window_rows": len(self.window), "labelled_window_rows": len(self.errors),
-                    "onset_at": _iso(self.onset_at) if self.onset_at else None,
+                    "onset_at": _iso(self.onset_at) if self.onset_at else None, "onset_detail": self.onset_detail,
+                    "new_normal": self.new_normal,
                     "queued_batches": self._queue.qsize(), "last_results": self.last_results}
 
     def rounds(self, after: int = 0) -> list[dict[str, Any]]:

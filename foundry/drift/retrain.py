@@ -1,16 +1,20 @@
 """A retrain job for a drift episode: its data set, its Hydra overrides, and reading its outcome.
 
 Data (``drift.retrain.data_policy``):
-- ``recent``: the newest live rows received since the estimated drift onset (the oldest row of the
-  first window that looked drifted) that have a label from ``/feedback`` (joined on ``request_id``),
-  at most ``max_rows``; the job waits until ``min_labelled_rows`` of them exist;
+- ``recent``: the newest live rows received since the estimated drift onset (a change-point estimate
+  on the monitor's live rows, ``foundry.drift.onset``) that have a label from ``/feedback`` (joined
+  on ``request_id``), at most ``max_rows``; the job waits until ``min_labelled_rows`` of them exist;
 - ``reference_plus_recent``: the same plus the served version's reference sample (its training
   rows), so a model forgets less of the old world.
-The set is written once per episode to ``<storage.monitoring>/<model>/retrain/<episode>.parquet``
-(atomically; a retry of the episode reuses it, so every attempt learns from the same rows) and
-the job is pointed at it with ``data.source.path``. Its split key becomes ``request_id``: the job
+The set is written once per episode and data generation to
+``<storage.monitoring>/<model>/retrain/<episode>-d<n>.parquet`` (atomically): a retry after a failed
+attempt reuses it (the same rows), an attempt after a rejection gets the next generation, which
+must hold ``more_rows_after_rejection`` labelled rows the previous one did not. The job is
+pointed at it with ``data.source.path``. Its split key becomes ``request_id``: the job
 then holds out a test split of these recent rows, on which ``promotion.policy=if_better`` scores
-the challenger AND the current production model, and promotes only by ``min_improvement``.
+the challenger AND the current production model row by row, and the promotion gate
+(foundry/train/gate.py) promotes only on evidence of a lower loss by ``min_improvement``. With
+``warm_start`` (the default) the challenger starts from the production version's weights.
 
 Outcome: the job records the episode in the version's lineage (``drift_episode``) and its
 promotion decision in the metadata, so the monitor reads what happened from the registry instead
@@ -42,11 +46,22 @@ class RetrainData:
     rows: int
     labelled_live_rows: int
     reference_rows: int
+    new_rows: int | None = None  # labelled live rows the previous generation's set did not have
 
 
-def dataset_uri(storage_root: str, model: str, episode: str) -> str:
+def dataset_uri(storage_root: str, model: str, episode: str, generation: int = 1) -> str:
     return storage.join(storage.normalize(StorageConfig(root=storage_root).monitoring), model, "retrain",
-                        f"{episode}.parquet")
+                        f"{episode}-d{generation}.parquet")
+
+
+def _request_ids(uri: str) -> set[str]:
+    fs, path = storage.resolve(uri)
+    if not storage.exists(fs, path):
+        return set()
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(io.BytesIO(storage.read_bytes(fs, path)), columns=[REQUEST_ID])
+    return set(table.column(REQUEST_ID).to_pylist())
 
 
 def labelled_live_rows(cfg: FoundryConfig, since: float | None = None) -> pd.DataFrame:
@@ -76,15 +91,16 @@ def labelled_live_rows(cfg: FoundryConfig, since: float | None = None) -> pd.Dat
 
 
 def prepare_dataset(cfg: FoundryConfig, episode: str, reference: pd.DataFrame | None,
-                    since: float | None = None) -> RetrainData | None:
-    """Write the episode's training set (once) and describe it; None while too few rows are labelled.
+                    since: float | None = None, generation: int = 1, min_new_rows: int = 0) -> RetrainData | None:
+    """Write the episode's training set of ``generation`` (once) and describe it; None while too few
+    rows are labelled, or (``min_new_rows``) too few of them are new to the previous generation's set.
 
     ``since``: the estimated drift onset. Rows from before it show the old world, which the model
     being replaced already knows; learning from them would dilute what changed.
     """
-    uri = dataset_uri(cfg.storage.root, cfg.model_name, episode)
+    uri = dataset_uri(cfg.storage.root, cfg.model_name, episode, generation)
     fs, path = storage.resolve(uri)
-    if storage.exists(fs, path):  # a retry of the episode: same rows as the first attempt
+    if storage.exists(fs, path):  # a retry after a failed attempt: the same rows
         import pyarrow.parquet as pq
 
         meta = pq.read_metadata(io.BytesIO(storage.read_bytes(fs, path)))
@@ -92,6 +108,12 @@ def prepare_dataset(cfg: FoundryConfig, episode: str, reference: pd.DataFrame | 
     recent = labelled_live_rows(cfg, since)
     if len(recent) < cfg.drift.retrain.min_labelled_rows:
         return None
+    new_rows = None
+    if generation > 1:  # after a rejection: only more evidence can change the verdict
+        seen = _request_ids(dataset_uri(cfg.storage.root, cfg.model_name, episode, generation - 1))
+        new_rows = int((~recent[REQUEST_ID].isin(seen)).sum())
+        if new_rows < min_new_rows:
+            return None
     parts = [recent]
     ref_rows = 0
     if cfg.drift.retrain.data_policy is RetrainDataPolicy.reference_plus_recent and reference is not None:
@@ -110,7 +132,7 @@ def prepare_dataset(cfg: FoundryConfig, episode: str, reference: pd.DataFrame | 
     buf = io.BytesIO()
     frame.to_parquet(buf, index=False)
     storage.write_bytes_atomic(fs, path, buf.getvalue())
-    return RetrainData(uri, len(frame), len(recent), ref_rows)
+    return RetrainData(uri, len(frame), len(recent), ref_rows, new_rows)
 
 
 def job_arguments(cfg: FoundryConfig, reference_version: str, data: RetrainData, episode: str) -> list[str]:
@@ -135,6 +157,10 @@ def job_arguments(cfg: FoundryConfig, reference_version: str, data: RetrainData,
             "promotion.policy=if_better",
             f"promotion.alias={cfg.promotion.alias}",
             f"promotion.min_improvement={cfg.drift.retrain.min_improvement}",
+            # Refine what production knows (foundry/train/warm_start.py) rather than relearn it from the
+            # few thousand recent rows alone; null: train from scratch on them.
+            f"trainer.warm_start_from={cfg.model_name}@{reference_version}" if cfg.drift.retrain.warm_start
+            else "trainer.warm_start_from=null",
             *cfg.drift.retrain.overrides]
 
 

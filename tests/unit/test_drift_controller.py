@@ -1,5 +1,7 @@
 """The retrain controller's contract: when a drift episode starts, that it runs one job at a time,
-retries with backoff, cools down, and survives a monitor restart without submitting twice.
+retries with backoff, tries again on more data after a rejection, gives up after bounded attempts and
+episodes, cools down, and survives a monitor restart without submitting twice (or retraining again
+after giving up).
 
 No Ray and no wall clock: ``now`` is a plain float, so every timing rule is checked exactly.
 """
@@ -26,10 +28,17 @@ COOLDOWN = 100.0
 BACKOFF = 10.0
 FACTOR = 3.0
 RETRIES = 2
+REJECTION_WAIT = 20.0
+MORE_ROWS = 500
+ATTEMPTS = 3
+EPISODES = 3
+PERIOD = 10_000.0
 
 
 def retrain_cfg(**changes) -> RetrainConfig:
-    values = {"cooldown_s": COOLDOWN, "max_retries": RETRIES, "backoff_s": BACKOFF, "backoff_factor": FACTOR}
+    values = {"cooldown_s": COOLDOWN, "max_retries": RETRIES, "backoff_s": BACKOFF, "backoff_factor": FACTOR,
+              "rejection_wait_s": REJECTION_WAIT, "more_rows_after_rejection": MORE_ROWS,
+              "max_attempts": ATTEMPTS, "max_episodes": EPISODES, "episode_period_s": PERIOD}
     return RetrainConfig(**{**values, **changes})
 
 
@@ -109,9 +118,9 @@ def test_a_restarted_controller_derives_the_same_submission_id():
 
 
 def test_ids_differ_per_episode_and_per_reference_version():
-    c = controller(consecutive=1)
+    c = controller(consecutive=1, max_episodes=10)
     seen = [c.observe(True, 0.0).submission_id]
-    c.job_finished("rejected", 1.0)
+    c.job_finished("promoted", 1.0)
     c.tick(1.0 + COOLDOWN)
     seen.append(c.observe(True, 2.0 + COOLDOWN).submission_id)
     assert c.state.episode == 2
@@ -123,7 +132,7 @@ def test_ids_differ_per_episode_and_per_reference_version():
     assert c.state.episode == 3 and d.episode_id == episode_id(MODEL, "v2", 3)  # numbers never restart
     assert None not in seen and len(set(seen)) == 3
     # Back on v1 (a rollback by hand): the next episode's id is new, not v1's first one again.
-    c.job_finished("rejected", 5.0 + 2 * COOLDOWN)
+    c.job_finished("promoted", 5.0 + 2 * COOLDOWN)
     c.rebase("v1")
     c.tick(6.0 + 3 * COOLDOWN)
     again = c.observe(True, 7.0 + 3 * COOLDOWN)
@@ -133,12 +142,11 @@ def test_ids_differ_per_episode_and_per_reference_version():
 # ---- cooldown ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("outcome", ["promoted", "rejected"])
-def test_a_finished_episode_cools_down_then_needs_fresh_evidence(outcome):
+def test_a_promoted_episode_cools_down_then_needs_fresh_evidence():
     c = controller(consecutive=2)
     start_episode(c, 0.0)
-    done = c.job_finished(outcome, 50.0, "auc 0.9")
-    assert done.action is Action.finished and done.detail == {"outcome": outcome}
+    done = c.job_finished("promoted", 50.0, "auc 0.9")
+    assert done.action is Action.finished and done.detail == {"outcome": "promoted"}
     assert done.episode_id == episode_id(MODEL, V1, 1) and done.attempt == 1
     assert c.state.phase is Phase.cooldown and c.state.wait_until == 50.0 + COOLDOWN
     assert c.state.submission_id is None
@@ -295,3 +303,131 @@ def test_a_controller_restored_in_backoff_keeps_the_schedule():
     assert restored.tick(1.0 + BACKOFF - 1).action is Action.none
     d = restored.tick(1.0 + BACKOFF)
     assert d.action is Action.submit and d.submission_id == submission_id(MODEL, V1, 1, 2)
+
+
+# ---- after a rejection: a short wait and more data --------------------------------------------------------
+
+
+def test_a_rejection_is_followed_by_the_rejection_wait_not_the_cooldown_then_the_same_episode_on_new_data():
+    assert REJECTION_WAIT < COOLDOWN
+    c = controller(consecutive=2)
+    first = start_episode(c, 0.0)
+    assert first.data_generation == 1
+    d = c.job_finished("rejected", 50.0, "not better")
+    assert d.action is Action.none and d.detail == {"retry_in_s": REJECTION_WAIT}
+    assert "attempt 2" in d.reason and f"{MORE_ROWS} more labelled rows" in d.reason
+    assert c.state.phase is Phase.more_data and c.state.wait_until == 50.0 + REJECTION_WAIT
+    assert c.state.outcomes == ["rejected"]
+    for t in (51.0, 60.0, 50.0 + REJECTION_WAIT - 0.001):
+        assert c.observe(True, t).action is Action.none  # drift goes on: no new episode meanwhile
+        assert c.tick(t).action is Action.none
+    retry = c.tick(50.0 + REJECTION_WAIT)  # not 50 + COOLDOWN
+    assert retry.action is Action.submit and retry.episode_id == first.episode_id and retry.attempt == 2
+    assert retry.submission_id == submission_id(MODEL, V1, 1, 2)
+    assert retry.data_generation == 2 and retry.detail == {"new_data": True, "min_new_rows": MORE_ROWS}
+    assert c.state.episode == 1
+
+
+def test_an_attempt_after_a_rejection_waits_until_the_caller_has_the_new_rows():
+    c = controller(consecutive=1)
+    c.observe(True, 0.0)
+    c.job_finished("rejected", 1.0)
+    due = 1.0 + REJECTION_WAIT
+    asked = c.tick(due)
+    c.cancel()  # fewer than more_rows_after_rejection new labelled rows: not submitted
+    assert c.state.phase is Phase.more_data and c.state.attempt == 1 and c.state.data_generation == 1
+    assert c.state.submission_id is None
+    again = c.tick(due + 1)  # asked again (the caller keeps that cheap), same attempt and data set
+    assert again.action is Action.submit and again.submission_id == asked.submission_id
+    assert again.data_generation == 2 and again.detail["new_data"]
+    # A failed attempt on the new set is retried on that same set (no new rows needed).
+    c.job_finished("failed", due + 2)
+    assert c.state.phase is Phase.backoff
+    retry = c.tick(due + 2 + BACKOFF)
+    assert retry.action is Action.submit and retry.attempt == 3 and retry.data_generation == 2
+    assert "new_data" not in retry.detail
+
+
+# ---- giving up -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("outcomes", [["rejected"] * ATTEMPTS, ["rejected", "failed", "rejected"]])
+def test_max_attempts_gives_up_and_nothing_more_is_submitted_while_the_drift_persists(outcomes):
+    c = controller(consecutive=1)
+    now = 0.0
+    submitted = [c.observe(True, now)]
+    for i, outcome in enumerate(outcomes):
+        now += 1.0
+        d = c.job_finished(outcome, now, "auc 0.70 vs 0.75")
+        if i < len(outcomes) - 1:
+            now += max(REJECTION_WAIT, BACKOFF * FACTOR ** 2)
+            submitted.append(c.tick(now))
+            assert submitted[-1].action is Action.submit
+    assert [s.attempt for s in submitted] == list(range(1, ATTEMPTS + 1))
+    assert len({s.episode_id for s in submitted}) == 1
+    assert d.action is Action.gave_up and d.episode_id == submitted[0].episode_id and d.attempt == ATTEMPTS
+    assert d.detail["why"] == "max_attempts" and d.detail["outcomes"] == outcomes
+    assert f"{ATTEMPTS} attempts" in d.reason and ", ".join(outcomes) in d.reason
+    assert c.state.phase is Phase.gave_up
+
+    restored = controller(consecutive=1, state=ControllerState.from_dict(json.loads(json.dumps(c.state.to_dict()))))
+    for ctl in (c, restored):  # also a restarted monitor's controller: no retrain resumes
+        for t in range(10):
+            assert ctl.observe(True, now + 1000.0 * t).action is Action.none
+            assert ctl.tick(now + 1000.0 * t).action is Action.none
+        assert ctl.state.phase is Phase.gave_up and ctl.state.episode == 1 and ctl.state.attempt == ATTEMPTS
+
+    # The monitor re-based on the new normal: a cooldown, then only fresh evidence starts an episode.
+    c.accept_new_normal(now)
+    assert c.state.phase is Phase.cooldown and c.state.wait_until == now + COOLDOWN and c.state.consecutive == 0
+    assert c.observe(True, now + 1).action is Action.none
+    c.tick(now + COOLDOWN)
+    d = c.observe(True, now + COOLDOWN + 1)
+    assert d.action is Action.submit and d.episode_id == episode_id(MODEL, V1, 2)
+
+
+def test_max_episodes_per_period_gives_up_instead_of_starting_another():
+    c = controller(consecutive=1, max_episodes=2)
+    now = 0.0
+    for episode in (1, 2):
+        c.tick(now)  # the cooldown ends
+        d = c.observe(True, now)
+        assert d.action is Action.submit and d.episode_id == episode_id(MODEL, V1, episode)
+        c.job_finished("promoted", now + 1)  # healed, and yet the drift comes back
+        now += 1 + COOLDOWN
+    c.tick(now)
+    d = c.observe(True, now)
+    assert d.action is Action.gave_up and d.detail["why"] == "max_episodes" and d.detail["episodes_in_period"] == 2
+    assert "max_episodes=2" in d.reason and d.episode_id == episode_id(MODEL, V1, 2)
+    assert c.state.phase is Phase.gave_up and c.state.episode == 2
+    assert c.tick(now + 1).action is Action.none and c.observe(True, now + 2).action is Action.none
+
+    # Once the first episode is older than the period, another may start.
+    c.accept_new_normal(now)
+    later = PERIOD + 1.0
+    c.tick(later)
+    d = c.observe(True, later)
+    assert d.action is Action.submit and d.episode_id == episode_id(MODEL, V1, 3)
+    assert c.state.episode_starts == [1.0 + COOLDOWN, later]
+
+
+def test_an_episode_waiting_for_labels_uses_up_no_episode_budget():
+    c = controller(consecutive=1, max_episodes=1)
+    for t in range(5):
+        assert c.observe(True, float(t)).action is Action.submit
+        c.cancel()
+    assert c.state.episode_starts == [] and c.state.episode == 0
+    assert c.observe(True, 9.0).action is Action.submit
+
+
+def test_another_served_version_ends_a_give_up():
+    c = controller(consecutive=1)
+    c.observe(True, 0.0)
+    for t in (1.0, 2.0 + REJECTION_WAIT, 3.0 + 2 * REJECTION_WAIT):
+        c.job_finished("rejected", t)
+        c.tick(t + REJECTION_WAIT)
+    assert c.state.phase is Phase.gave_up
+    c.rebase("v2")
+    assert c.state.phase is Phase.idle
+    d = c.observe(True, 1000.0)
+    assert d.action is Action.submit and d.episode_id == episode_id(MODEL, "v2", 2)

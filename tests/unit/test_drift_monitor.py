@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import re
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,8 @@ ALIAS = "production"
 T0 = 1_000_000.0
 COOLDOWN_S = 100.0
 BACKOFF_S = 10.0
+REJECTION_WAIT_S = 10.0
+MORE_ROWS = 300  # new labelled rows an attempt after a rejection needs: two rounds' labels, not one
 MIN_IMPROVEMENT = 0.02
 ROWS = 200  # rows per round (the window size): each round is one test round on fresh rows
 UNLABELLED = 10  # rows per round that never get a label (a retrain set must leave them out)
@@ -50,6 +53,8 @@ DRIFT = [
     "drift.retrain.min_labelled_rows=150", "drift.retrain.max_rows=1000", "drift.retrain.rollout=false",
     f"drift.retrain.cooldown_s={COOLDOWN_S:g}", f"drift.retrain.backoff_s={BACKOFF_S:g}",
     "drift.retrain.backoff_factor=1", "drift.retrain.max_retries=1",
+    f"drift.retrain.rejection_wait_s={REJECTION_WAIT_S:g}", f"drift.retrain.more_rows_after_rejection={MORE_ROWS}",
+    "drift.retrain.max_attempts=3", "drift.retrain.max_episodes=3",
     f"drift.retrain.min_improvement={MIN_IMPROVEMENT}",
 ]
 
@@ -345,10 +350,12 @@ def test_concept_drift_submits_exactly_one_retrain_on_the_rows_since_the_onset(e
     # The job rebuilds the reference version from its own stored config, not from conf/ and the
     # monitor's overrides: a user's config folder never has to reach the cluster.
     assert ov["--from-version"] == f"{MODEL}@{env.v1}" and "trainer.num_workers" not in ov
+    # The challenger starts from the version it would replace (foundry/train/warm_start.py).
+    assert ov["trainer.warm_start_from"] == f"{MODEL}@{env.v1}"
     assert not any(k.startswith("drift.") for k in ov)
 
-    # The data set: every labelled row received since the first drifted window began, nothing else.
-    assert ov["data.source.path"].endswith(f"{episode}.parquet")
+    # The data set (the episode's first): every labelled row received since the drift began, nothing else.
+    assert ov["data.source.path"].endswith(f"{episode}-d1.parquet")
     data = read_parquet(ov["data.source.path"])
     drifted_before_submission = [b for b in env.batches[:4] if b["scenario"] == "concept_shift"]
     expected = {i for b in drifted_before_submission for i in b["ids"] if i in env.labelled}
@@ -420,7 +427,7 @@ def test_a_rejected_challenger_leaves_production_and_the_reference_alone(env):
     assert env.registry.alias(MODEL, ALIAS) == env.v1
     assert [mv.version for mv in env.registry.versions(MODEL)] == [env.v1, v2]
     status = monitor.status()
-    assert status["reference_version"] == env.v1 and status["controller"]["phase"] == "cooldown"
+    assert status["reference_version"] == env.v1 and status["controller"]["phase"] == "more_data"
     assert status["controller"]["submission_id"] is None and status["window_rows"] > 0
 
 
@@ -751,3 +758,105 @@ def test_outcomes_come_from_the_registry_for_the_exact_attempt_whatever_the_job_
     assert (out.outcome, out.version) == ("promoted", promoted)
     # An attempt that registered nothing failed, even when a sibling attempt of the episode registered.
     assert retrain.read_outcome(cfg, "ep-1", "FAILED", "ep-1-a3").outcome == "failed"
+
+
+class FakeMetrics:
+    """``MonitorMetrics`` as the monitor calls it (outside Ray there are none): records retrain outcomes."""
+
+    def __init__(self):
+        self.retrains: list[str] = []
+        counter = type("Counter", (), {"inc": lambda self, *a, **k: None})()
+        self.episodes = self.rows = counter
+
+    def result(self, *args) -> None:
+        pass
+
+    def retrain(self, outcome: str) -> None:
+        self.retrains.append(outcome)
+
+
+def test_the_retrain_set_starts_at_the_estimated_onset_not_at_the_oldest_row_of_the_flagged_window(env):
+    """The first flagged window holds 60 rows from before the drift: the old rule (its oldest row) put
+    them into the retrain set; the change-point estimate leaves them out."""
+    client = env.client()
+    monitor = env.monitor(client)
+    for _ in range(2):
+        env.round(monitor, "baseline")
+    before = env.send(monitor, "baseline", rows=60, unlabelled=0)
+    time.sleep(0.01)  # a later Serve batch (the retrain set's cutoff has 1 ms of slack)
+    drifted = env.send(monitor, "covariate_shift", rows=ROWS - 60, unlabelled=0)
+    monitor.step()
+    assert any(r["detector"] == "tabular" and r["drift"] for r in monitor.status()["last_results"])
+    for _ in range(3):
+        drifted += env.round(monitor, "covariate_shift", unlabelled=0)
+        if client.calls:
+            break
+    assert len(client.calls) == 1
+    detected = env.events("drift_detected")[0]
+    detail = detected["onset_detail"]
+    assert detail["estimated"] and "numeric[2]" in detail["blocks"] and detail["rows_searched"] >= 2 * ROWS
+    assert monitor.onset_at > detail["first_flagged_window_from"]  # not the flagged window's oldest row
+    data = read_parquet(overrides_of(client.calls[0]["entrypoint"])["data.source.path"])
+    assert not set(before) & set(data["request_id"])
+    assert set(data["request_id"]) == set(drifted)
+
+
+def test_persistent_unfixable_drift_bounded_attempts_then_gave_up_the_new_normal_and_no_further_retrains(env):
+    client = env.client()
+    monitor = env.monitor(client)
+    metrics = monitor._metrics = FakeMetrics()
+    start_episode(env, monitor, client)
+    episode = env.events("drift_detected")[0]["episode"]
+    sets = []
+    for attempt in (1, 2, 3):
+        sid = client.calls[-1]["submission_id"]
+        assert sid == submission_id(MODEL, env.v1, 1, attempt)
+        sets.append(read_parquet(overrides_of(client.calls[-1]["entrypoint"])["data.source.path"]))
+        assert overrides_of(client.calls[-1]["entrypoint"])["data.source.path"].endswith(f"{episode}-d{attempt}.parquet")
+        client.succeed(sid, promoted=False)  # every challenger loses: retraining cannot fix this drift
+        monitor.step()
+        if attempt == 3:
+            break
+        assert monitor.status()["controller"]["phase"] == "more_data"
+        env.clock.advance(REJECTION_WAIT_S)  # the wait is over, but no new labelled rows yet
+        monitor.step()
+        assert len(client.calls) == attempt
+        env.round(monitor, "concept_shift")  # new rows, not MORE_ROWS of them
+        assert len(client.calls) == attempt
+        env.round(monitor, "concept_shift")
+        assert len(client.calls) == attempt + 1  # long before the cooldown would have ended
+        assert env.clock.now - T0 < COOLDOWN_S
+    assert len(sets[1]) > len(sets[0]) and len(sets[2]) > len(sets[1])
+    for old, new in zip(sets, sets[1:], strict=False):
+        assert len(set(new["request_id"]) - set(old["request_id"])) >= MORE_ROWS
+    assert len(env.events("retrain_waiting")) >= 2
+
+    assert len(client.calls) == 3  # max_attempts
+    gave_up = env.events("gave_up")
+    assert len(gave_up) == 1 and gave_up[0]["episode"] == episode and gave_up[0]["attempts"] == 3
+    assert gave_up[0]["why"] == "max_attempts" and gave_up[0]["outcomes"] == ["rejected"] * 3
+    assert "3 attempts" in gave_up[0]["message"] and "new normal" in gave_up[0]["message"]
+    assert metrics.retrains.count("gave_up") == 1 and metrics.retrains.count("rejected") == 3
+    rebased = env.events("rebased")
+    assert [(e["reason"], e["version"], e["previous"]) for e in rebased] == [("new_normal", env.v1, env.v1)]
+    status = monitor.status()
+    assert status["new_normal"]["uri"] == rebased[0]["reference"] and status["reference_version"] == env.v1
+    assert status["controller"]["phase"] == "cooldown" and env.registry.alias(MODEL, ALIAS) == env.v1
+    assert "/new_normal/" in status["new_normal"]["uri"] and "/registry/" not in status["new_normal"]["uri"]
+
+    # The drift goes on, past the cooldown: the detectors compare it with itself now; nothing flags.
+    env.clock.advance(COOLDOWN_S)
+    for _ in range(4):
+        env.round(monitor, "concept_shift")
+    rounds = [r for r in monitor.rounds() if r["at"] > T0 + COOLDOWN_S]
+    assert len(rounds) >= 3 and not any(r["drifted"] for r in rounds)
+    assert len(client.calls) == 3 and len(env.events("drift_detected")) == 1
+
+    # A restarted monitor keeps the new normal and does not resume retraining.
+    monitor.stop()
+    again = env.monitor(env.client(jobs=client.jobs))
+    assert again.status()["new_normal"] == status["new_normal"]
+    for _ in range(4):
+        env.round(again, "concept_shift")
+        env.clock.advance(COOLDOWN_S)
+    assert again._client.calls == [] and not any(r["drifted"] for r in again.rounds())

@@ -1,0 +1,81 @@
+"""Accepting a drift as the new normal: the detectors re-based on recent live rows, same model.
+
+Why: when retraining cannot heal a drift (every challenger lost, or drift keeps starting episodes),
+testing live traffic against the old reference would flag the same drift forever, and an alarm that
+nothing answers hides the next, different one. So the monitor keeps the production model and makes
+what it now sees the reference: the detector suite is rebuilt (``build_suite``) on the production
+version's model files plus recent labelled live rows as ``reference.parquet``. The rows carry their
+label, so the concept detector's reference error rate is the model's error on the new normal.
+
+Storage: the reference rows only, under ``<storage.monitoring>/<model>/new_normal/``, never in the
+registry (the production version is unchanged). The suite is rebuilt from them (seconds) when a
+monitor restarts rather than unpickled: only registry files, checked against their manifest, are
+ever unpickled (see ``foundry.drift.detectors``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from foundry import storage
+from foundry.config import FoundryConfig, StorageConfig
+from foundry.drift import retrain
+from foundry.drift.detectors import DETECTORS_FILE, DetectorSuite, build_suite
+from foundry.predictor import REFERENCE_FILE
+from foundry.registry import MANIFEST
+
+
+def reference_uri(storage_root: str, model: str, name: str) -> str:
+    return storage.join(storage.normalize(StorageConfig(root=storage_root).monitoring), model, "new_normal",
+                        f"{name}.parquet")
+
+
+def min_rows(cfg: FoundryConfig) -> int:
+    """Rows a new-normal reference needs: a window's worth (capped by what a retrain needs)."""
+    return max(50, min(cfg.drift.window.size, cfg.drift.retrain.min_labelled_rows))
+
+
+def recent_rows(cfg: FoundryConfig, since: float | None) -> pd.DataFrame:
+    """The newest labelled live rows since the drift's onset: features and the label column."""
+    rows = retrain.labelled_live_rows(cfg, since)
+    if rows.empty:
+        return rows
+    return rows[[f.name for f in cfg.data.features] + [cfg.data.label]].reset_index(drop=True)
+
+
+def write_reference(cfg: FoundryConfig, name: str, frame: pd.DataFrame) -> str:
+    uri = reference_uri(cfg.storage.root, cfg.model_name, name)
+    fs, path = storage.resolve(uri)
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    storage.write_bytes_atomic(fs, path, buf.getvalue())
+    return uri
+
+
+def read_reference(uri: str) -> pd.DataFrame:
+    fs, path = storage.resolve(uri)
+    return pd.read_parquet(io.BytesIO(storage.read_bytes(fs, path)))
+
+
+def build(cfg: FoundryConfig, version_dir: str | Path, version: str, uri: str, say) -> DetectorSuite:
+    """The detector suite of ``version``'s model (``version_dir``, verified by the registry) on the
+    new-normal reference at ``uri``."""
+    reference = read_reference(uri)
+    with tempfile.TemporaryDirectory(prefix="foundry-new-normal-") as tmp:
+        for f in Path(version_dir).iterdir():
+            if f.is_file() and f.name not in (REFERENCE_FILE, DETECTORS_FILE, MANIFEST):
+                try:
+                    os.symlink(f.resolve(), Path(tmp) / f.name)
+                except OSError:
+                    shutil.copy2(f, Path(tmp) / f.name)
+        reference.to_parquet(Path(tmp) / REFERENCE_FILE, index=False)
+        return build_suite(cfg.drift.detectors, tmp, version, say)
+
+
+__all__ = ["build", "min_rows", "read_reference", "recent_rows", "reference_uri", "write_reference"]
