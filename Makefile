@@ -28,6 +28,7 @@ lint: $(STAMP)
 
 # Every benchmark one after another, then benchmarks/results/summary.md (ARGS="--quick", "--only data,train").
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(PY) benchmarks/run_all.py $(ARGS)
 
 cluster-up: $(STAMP)

@@ -97,22 +97,23 @@ def watched_model(ray_cluster, serve_port: int, workdir: Path, model: str, api_k
         control.delete_app(model, wait=False)
 
 
-def _drift_traffic(gen: TrafficGenerator, stop: threading.Event, slow: threading.Event, seed: int) -> None:
+def _drift_traffic(gen: TrafficGenerator, stop: threading.Event, slow: threading.Event, seed: int,
+                   scenario: str = "concept_shift") -> None:
     """Enough traffic to detect the drift and label a retrain set quickly, then a trickle (the 2-core
     CI box needs its CPUs for the retrain job) that still spans the swap."""
     while not stop.is_set():
-        gen.send("concept_shift", 200, seed=seed, phase="drift", rate_rows_per_s=40 if slow.is_set() else 250)
+        gen.send(scenario, 200, seed=seed, phase="drift", rate_rows_per_s=40 if slow.is_set() else 250)
         seed += 1
 
 
 def drift_until(w: Watched, end_kinds: frozenset[str] = EPISODE_ENDS, timeout_s: float = 600,
-                seed: int = 200) -> list[dict]:
-    """Send drifted traffic (with labels) until one of ``end_kinds`` is an event; returns the events.
+                seed: int = 200, scenario: str = "concept_shift") -> list[dict]:
+    """Send ``scenario``'s traffic (with labels) until one of ``end_kinds`` is an event; returns the events.
 
     Traffic slows to a trickle once a retrain is submitted and keeps flowing a few seconds past the
     end, so a swap happens under load."""
     stop, slow = threading.Event(), threading.Event()
-    thread = threading.Thread(target=_drift_traffic, args=(w.traffic, stop, slow, seed), daemon=True)
+    thread = threading.Thread(target=_drift_traffic, args=(w.traffic, stop, slow, seed, scenario), daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + timeout_s

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-# The episode ended one way or another: nothing more will happen without new drift.
-TERMINAL_KINDS = frozenset({"rebased", "rollout_failed", "rejected", "retries_exhausted"})
+# The episode ended one way or another: nothing more will happen without new drift. A rejection is not
+# among them: the same episode tries again on more data (drift.retrain.rejection_wait_s) until it heals
+# or gives up.
+TERMINAL_KINDS = frozenset({"rebased", "rollout_failed", "retries_exhausted", "gave_up"})
 
 
 @dataclass(frozen=True)
