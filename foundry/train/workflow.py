@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 MIN_REFERENCE_ROWS = 100
 CONFIG_FILE = STORED_CONFIG_FILE  # what --from-version reads (foundry/config_sources.py)
 HISTORY_FILE = "training_history.json"
+# What a champion trained on another schema raises when scored on this data: a missing column (KeyError),
+# a label outside its classes or an unparsable value (ValueError), a width mismatch (RuntimeError from torch).
+SCHEMA_ERRORS = (KeyError, ValueError, RuntimeError)
 
 
 @dataclass
@@ -103,13 +106,12 @@ def _evaluate_and_decide(cfg: FoundryConfig, registry, staging: Path, prepared, 
     rows, and let the gate (foundry/train/gate.py) decide whether the new one takes the alias."""
     policy = cfg.promotion.policy
     champion = registry.alias(cfg.model_name, cfg.promotion.alias)
-    rivals, champion_dir, unscorable = [Predictor.from_dir(staging)], None, None
+    rivals, champion_dir = [Predictor.from_dir(staging)], None
     if policy is PromotionPolicy.if_better and champion is not None:
-        try:
-            champion_dir = registry.fetch(cfg.model_name, champion)
-            rivals.append(Predictor.from_dir(champion_dir))
-        except Exception as exc:
-            unscorable = exc
+        # A registry or storage error fetching the champion fails the job (it is retried): only a champion
+        # that loads but cannot score this data (another schema) is a reason to keep it unchallenged.
+        champion_dir = registry.fetch(cfg.model_name, champion)
+        rivals.append(Predictor.from_dir(champion_dir))
     say("[3/4] evaluating on the test split" + (f" with the current {cfg.promotion.alias} version {champion}, "
                                                 "row by row" if len(rivals) > 1 else ""))
     scored = retry_on_node_loss(
@@ -123,10 +125,11 @@ def _evaluate_and_decide(cfg: FoundryConfig, registry, staging: Path, prepared, 
         return _Verdict(metrics, False, "promotion.policy=never", champion)
     if policy is PromotionPolicy.always or champion is None:
         return _Verdict(metrics, True, "promotion.policy=always" if champion else "no current version", champion)
-    unscorable = unscorable or (scored[1] if isinstance(scored[1], Exception) else None)
-    if unscorable is not None:  # a champion built for another schema cannot be scored on this data
-        return _Verdict(metrics, False, f"kept {champion}: it could not be evaluated on this data ({unscorable})",
+    if isinstance(scored[1], SCHEMA_ERRORS):  # a champion built for another schema cannot score this data
+        return _Verdict(metrics, False, f"kept {champion}: it could not be evaluated on this data ({scored[1]})",
                         champion)
+    if isinstance(scored[1], Exception):  # anything else is a fault, not a verdict: the job fails (and is retried)
+        raise scored[1]
     forgetting = None
     if cfg.promotion.max_forgetting is not None:
         forgetting = _forgetting(rivals, Path(champion_dir))
