@@ -12,9 +12,15 @@ The pieces, each in its own module:
   retrain learns from);
 - ``new_normal``: after giving up, the detectors re-based on recent labelled live rows;
 - ``sink``: the non-blocking, bounded hand-off from Serve replicas to the monitor;
+- ``batch``: ``LiveBatch``, what Serve hands the monitor, checked once at the actor boundary;
+- ``windows``: the monitor's live windows, label matching and which version served each row;
+- ``reference``: a version's detectors, predictor and reference sample, loaded in one piece;
 - ``live_store``/``events``/``state``: what the monitor persists;
 - ``retrain``: the retrain job's data set, overrides and outcome;
-- ``monitor``: the ``DriftMonitor`` Ray actor that ties them together.
+- ``runner``: the Jobs API side of a retrain (submit, poll, stop on timeout, outcome and cause);
+- ``rollout``: Serve pointed at a promoted version, and the re-base that follows;
+- ``monitor``: the ``DriftMonitor`` Ray actor, a thin loop over the pieces above (no lock held
+  across network calls; errors in the loop are counted and shown).
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ class MonitorMetrics:
                                 "Retrain jobs by outcome: submitted, succeeded, failed, promoted, rejected, exhausted, "
                                 "gave_up (no more retrains for a drift: the monitor accepted the new normal)",
                                 tag_keys=("model", "outcome"))
+        self.loop_errors = Counter("foundry_monitor_loop_errors", "Monitor rounds that raised (the loop goes on; "
+                                   "the last error is in the monitor's status), by exception type",
+                                   tag_keys=("model", "error"))
 
     def result(self, detector: str, p_value: float | None, statistic: float | None, drift: bool) -> None:
         tags = {"model": self.model, "detector": detector}
@@ -39,6 +42,9 @@ class MonitorMetrics:
 
     def retrain(self, outcome: str) -> None:
         self.retrains.inc(1, tags={"model": self.model, "outcome": outcome})
+
+    def loop_error(self, error_type: str) -> None:
+        self.loop_errors.inc(1, tags={"model": self.model, "error": error_type})
 
 
 def sink_counter(model: str):

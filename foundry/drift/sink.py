@@ -10,6 +10,10 @@ slow or fail a request:
   buffer, then are sampled, and the actor is looked up again every ``lookup_interval_s``;
 - a send that fails (the actor died mid-call and Ray could not retry) is counted, never raised.
 Labels from ``/feedback`` take the same road (``offer_labels``) in a buffer of their own.
+
+Rows travel as a dict of numpy columns (``foundry.serving.inference.live_columns``): buffering,
+sampling and concatenating work column by column, and the dict pickles cheaply. The monitor checks
+each batch at its boundary (``DriftMonitor.ingest`` -> ``foundry.drift.batch.LiveBatch.from_dict``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from foundry.config import DriftSinkConfig
 
 log = logging.getLogger(__name__)
 
-Columns = dict[str, Any]  # column name -> np.ndarray (2-D for the matrices), plus "raw": {feature: array}
+Columns = dict[str, Any]  # column name -> np.ndarray (2-D for the matrices), plus "raw": {feature: array}; see LiveBatch
 
 
 def _rows(chunk: Columns) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import re
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -586,7 +587,7 @@ def test_a_version_swapped_outside_the_monitor_is_followed_unless_a_retrain_is_i
     assert [(e["previous"], e["version"]) for e in env.events("rebased")] == [(env.v1, v2)]
 
     # v1 rows answered before the re-base (a roll-out's last old answers, flushed late) are no rollback.
-    late = _batch(env, [f"late-{i}" for i in range(test_every)], env.v1, answered_at=monitor._rebased_at - 1)
+    late = _batch(env, [f"late-{i}" for i in range(test_every)], env.v1, answered_at=monitor.versions.rebased_at - 1)
     monitor.ingest(late)
     monitor.step()
     assert monitor.status()["reference_version"] == v2 and len(env.events("rebased")) == 1
@@ -765,6 +766,7 @@ class FakeMetrics:
 
     def __init__(self):
         self.retrains: list[str] = []
+        self.loop_errors: list[str] = []
         counter = type("Counter", (), {"inc": lambda self, *a, **k: None})()
         self.episodes = self.rows = counter
 
@@ -773,6 +775,9 @@ class FakeMetrics:
 
     def retrain(self, outcome: str) -> None:
         self.retrains.append(outcome)
+
+    def loop_error(self, error_type: str) -> None:
+        self.loop_errors.append(error_type)
 
 
 def test_the_retrain_set_starts_at_the_estimated_onset_not_at_the_oldest_row_of_the_flagged_window(env):
@@ -860,3 +865,110 @@ def test_persistent_unfixable_drift_bounded_attempts_then_gave_up_the_new_normal
         env.round(again, "concept_shift")
         env.clock.advance(COOLDOWN_S)
     assert again._client.calls == [] and not any(r["drifted"] for r in again.rounds())
+
+
+def _wait_for(predicate, timeout_s: float = 60.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_a_round_that_raises_is_counted_shown_in_status_and_the_loop_goes_on(env, monkeypatch):
+    """Loop exceptions used to be logged only: status() looked healthy while every round failed."""
+    env.config_data["drift"]["monitor"]["poll_interval_s"] = 0.02  # for the loop started below
+    client = env.client()
+    monitor = env.monitor(client)
+    metrics = monitor._metrics = FakeMetrics()
+    sid = start_episode(env, monitor, client)
+    real_versions = Registry.versions
+    broken = threading.Event()
+    broken.set()
+
+    def versions(self, *args, **kwargs):  # the registry the job's outcome is read from is unreachable
+        if broken.is_set():
+            raise OSError("registry unreachable (unit test)")
+        return real_versions(self, *args, **kwargs)
+
+    monkeypatch.setattr(Registry, "versions", versions)
+    client.set_status(sid, "FAILED")
+    with pytest.raises(OSError, match="registry unreachable"):  # a round run by hand raises to its caller
+        monitor.step()
+    status = monitor.status()
+    assert status["counters"]["loop_errors"] == 1 and metrics.loop_errors == ["OSError"]
+    error = status["last_error"]
+    assert error["type"] == "OSError" and "registry unreachable" in error["message"]
+    assert error["at"].startswith("1970-01-12T13:46:40") and error["round"] == status["counters"]["rounds"]
+
+    # The background loop: every round fails the same way, is counted, and the next one still runs.
+    loop = threading.Thread(target=monitor._run, daemon=True)
+    loop.start()
+    try:
+        _wait_for(lambda: monitor.status()["counters"]["loop_errors"] >= 4, what="failing rounds")
+        assert monitor.status()["controller"]["phase"] == "running"  # nothing applied from a failed round
+        assert not env.events("retrain_failed")
+        broken.clear()  # the registry answers again: the next round reads the outcome
+        _wait_for(lambda: monitor.status()["controller"]["phase"] == "backoff", what="the outcome")
+    finally:
+        monitor.stop()
+        loop.join(10)
+    assert not loop.is_alive()
+    failed = env.events("retrain_failed")
+    assert len(failed) == 1 and failed[0]["submission_id"] == sid
+    status = monitor.status()
+    assert status["last_error"]["type"] == "OSError" and set(metrics.loop_errors) == {"OSError"}
+    assert status["counters"]["loop_errors"] == len(metrics.loop_errors) >= 4
+    assert monitor.state_file.read()["counters"]["loop_errors"] == status["counters"]["loop_errors"]
+
+
+class BlockingJobClient(FakeJobClient):
+    """A Jobs API whose submit hangs (a slow dashboard) until the test releases it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def submit_job(self, **kwargs) -> str:
+        self.entered.set()
+        self.release.wait(120)
+        return super().submit_job(**kwargs)
+
+
+def test_status_answers_at_once_while_a_job_submission_hangs(env):
+    """``step()`` used to hold the monitor's lock through the Jobs API call (and a roll-out's wait of up
+    to 180 s): status() and rounds() waited as long."""
+    client = BlockingJobClient(env.registry, env.root / "scratch")
+    monitor = env.monitor(client)
+    for _ in range(2):
+        env.round(monitor, "baseline")
+    failures: list[BaseException] = []
+
+    def drift() -> None:
+        try:
+            for _ in range(4):
+                env.round(monitor, "concept_shift")
+                if client.calls:
+                    break
+        except BaseException as exc:
+            failures.append(exc)
+
+    worker = threading.Thread(target=drift, daemon=True)
+    worker.start()
+    answers: list = []
+    try:
+        assert client.entered.wait(120), "no retrain was submitted"
+        reader = threading.Thread(target=lambda: answers.append((monitor.status(), monitor.rounds())), daemon=True)
+        started = time.perf_counter()
+        reader.start()
+        reader.join(1.0)
+        assert answers, "status() waited for the Jobs API"
+        assert time.perf_counter() - started < 1.0
+    finally:
+        client.release.set()
+        worker.join(120)
+    status, rounds = answers[0]
+    assert status["controller"]["phase"] == "running"
+    assert status["controller"]["submission_id"] == submission_id(MODEL, env.v1, 1, 1)
+    assert rounds and rounds[-1]["drifted"]
+    assert not failures and len(client.calls) == 1 and len(env.events("retrain_submitted")) == 1

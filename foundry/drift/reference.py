@@ -1,0 +1,68 @@
+"""What the monitor tests live traffic against: one version's detectors, predictor and reference sample.
+
+``load`` does the slow part of every re-base (a registry fetch with its checksums, unpickling or
+building the detector suite, reading the reference sample) and returns it whole, so the monitor can
+run it without its lock and swap the result in at once: a failed load leaves the old reference as it
+was. ``baseline`` is the new-normal reference in use after giving up (``foundry.drift.new_normal``):
+the same model files, detectors rebuilt on recent labelled live rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from foundry import storage
+from foundry.config import FoundryConfig
+from foundry.drift import new_normal, retrain
+from foundry.drift.detectors import DetectorSuite, load_or_build
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reference:
+    version: str
+    suite: DetectorSuite
+    predictor: Any  # foundry.predictor.Predictor: encodes stored rows (restore) like Serve did
+    sample: pd.DataFrame | None  # the version's reference rows (a retrain may train on them too)
+    baseline: dict[str, Any] | None = None  # the new normal the suite was built on, if any
+
+
+def registry(cfg: FoundryConfig):
+    from foundry.registry import Registry
+
+    return Registry(storage.normalize(cfg.storage.registry))
+
+
+def served_version(cfg: FoundryConfig) -> str:
+    """What Serve serves now (its pinned user_config), else the promotion alias's version."""
+    try:
+        from foundry.serving.control import current_user_config
+
+        version = current_user_config(cfg.serve.app_name).get("version")
+        if version:
+            return version
+    except Exception as exc:  # Serve not running, or the app not deployed yet
+        log.info("no deployed Serve application %s (%s); using the %s alias", cfg.serve.app_name, exc,
+                 cfg.promotion.alias)
+    return registry(cfg).get(cfg.model_name, cfg.promotion.alias).version
+
+
+def load(cfg: FoundryConfig, version: str, baseline: dict[str, Any] | None = None) -> Reference:
+    """``version`` against its registry reference, or (``baseline``) against a new normal; raises on
+    anything missing or failing its checksum."""
+    from foundry.predictor import Predictor
+
+    path = registry(cfg).fetch(cfg.model_name, version)  # every file checked against the manifest
+    if baseline is not None:
+        suite = new_normal.build(cfg, path, version, baseline["uri"], say=log.info)
+    else:
+        suite = load_or_build(cfg.drift.detectors, path, version, say=log.info)
+    return Reference(version, suite, Predictor.from_dir(path), retrain.reference_frame(path), baseline)
+
+
+__all__ = ["Reference", "load", "registry", "served_version"]
