@@ -102,6 +102,10 @@ def _monitor(cfg: FoundryConfig) -> None:
         c = status["controller"]
         print(f"  {name}: reference {status['reference_version']}, phase {c['phase']}, episode {c['episode']}, "
               f"{status['counters']['rows']} rows / {status['counters']['labels']} labels seen")
+        errors, last = status["counters"].get("loop_errors", 0), status.get("last_error")
+        if errors:  # the loop goes on after a failed round; a count that keeps growing needs a look
+            print(f"    {errors} failed monitor round(s); last: {last.get('type')}: {last.get('message')} "
+                  f"at {last.get('at')}" if last else f"    {errors} failed monitor round(s)")
         for r in status["last_results"]:
             p = "" if r["p_value"] is None else f" p={r['p_value']:.3g}"
             print(f"    {r['detector']:<13} {'DRIFT' if r['drift'] else 'ok':<6}{p}")
