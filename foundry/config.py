@@ -555,6 +555,7 @@ class RetrainConfig:
     data_policy: RetrainDataPolicy = RetrainDataPolicy.recent
     min_labelled_rows: int = 2000
     max_rows: int = 20000
+    label_recheck_s: float = 60.0  # an episode short of labels re-reads the stored ones at least this often
     min_improvement: float = 0.01
     warm_start: bool = True  # the retrain starts from production's weights (trainer.warm_start_from)
     cooldown_s: float = 600.0  # after a promotion (and after accepting a new normal)
@@ -1037,6 +1038,7 @@ def _check_drift(d: DriftConfig, task: Task) -> None:
     _require(r.backoff_factor >= 1, "drift.retrain.backoff_factor", "must be >= 1")
     _require(r.max_retries >= 0, "drift.retrain.max_retries", f"must be >= 0, got {r.max_retries}")
     _require(r.job_timeout_s > 0, "drift.retrain.job_timeout_s", "must be > 0")
+    _require(r.label_recheck_s > 0, "drift.retrain.label_recheck_s", "must be > 0")
     s = d.sink
     _require(s.buffer_rows >= 1, "drift.sink.buffer_rows", f"must be >= 1, got {s.buffer_rows}")
     _require(s.flush_interval_s > 0, "drift.sink.flush_interval_s", "must be > 0")

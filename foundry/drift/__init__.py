@@ -15,10 +15,12 @@ The pieces, each in its own module:
 - ``batch``: ``LiveBatch``, what Serve hands the monitor, checked once at the actor boundary;
 - ``windows``: the monitor's live windows, label matching and which version served each row;
 - ``reference``: a version's detectors, predictor and reference sample, loaded in one piece;
-- ``live_store``/``events``/``state``: what the monitor persists;
+- ``live_store``/``events``/``state``: what the monitor persists (and ``state.StateLock``, its lock);
 - ``retrain``: the retrain job's data set, overrides and outcome;
 - ``runner``: the Jobs API side of a retrain (submit, poll, stop on timeout, outcome and cause);
 - ``rollout``: Serve pointed at a promoted version, and the re-base that follows;
+- ``episodes``: a retrain episode's life once the controller decided (admit, submit, poll, the
+  outcome, roll-out, giving up and the new normal), over ``runner``, ``rollout`` and ``new_normal``;
 - ``monitor``: the ``DriftMonitor`` Ray actor, a thin loop over the pieces above (no lock held
   across network calls; errors in the loop are counted and shown).
 """

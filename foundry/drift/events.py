@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,10 +27,16 @@ from foundry.config import StorageConfig
 
 log = logging.getLogger(__name__)
 _SEQ = itertools.count()
+_EPISODE_NUMBER = re.compile(r"-e(\d+)$")
 
 
 def events_uri(storage_root: str, model: str) -> str:
     return storage.join(storage.normalize(StorageConfig(root=storage_root).monitoring), model, "events")
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds as events write times (UTC, milliseconds)."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
 
 
 class EventLog:
@@ -73,3 +80,10 @@ def read_events(storage_root: str, model: str, kinds: set[str] | None = None,
             continue
         out.append(record)
     return sorted(out, key=lambda r: r["at"])
+
+
+def last_episode_number(storage_root: str, model: str) -> int:
+    """The highest episode number (``...-e<n>``) any stored event names: episode numbers never go back,
+    even when the monitor's state file was lost."""
+    episodes = (e.get("episode") or "" for e in read_events(storage_root, model))
+    return max((int(m.group(1)) for ep in episodes if (m := _EPISODE_NUMBER.search(ep))), default=0)

@@ -10,42 +10,33 @@ queues it), while one background thread does the work in rounds of ``poll_interv
 2. every ``window.test_every_rows`` new rows, test the last ``window.size`` rows with every windowed
    detector and the latest labelled window with the concept detector; the round "votes" drift when
    ``window.votes_required`` voting detectors flag it, and ``RetrainController`` decides;
-3. submit / poll the retrain job through the Jobs API; when it finishes, record the outcome and,
-   on promotion, point Serve at the new version (``user_config``, no replica restart) and re-base
-   the detectors on the new version's reference sample;
-4. when the controller gives up (``max_attempts`` or ``max_episodes``, see ``controller``), accept the
-   new normal: rebuild the detectors on recent labelled live rows with the production model
-   (``new_normal``), so the drift nobody could heal stops raising alarms.
+3. carry out what it decided (``episodes``): submit and poll the retrain job, record its outcome, roll a
+   promoted version out and re-base on it, or, when the controller gives up, accept the new normal.
 
 This class is the thin loop around the parts that do the work, each in its own module and each
 readable alone (the way Ray Serve's controller is a loop over state managers): ``batch`` (what Serve
 hands over), ``windows`` (live windows, label matching, which version served each row), ``reference``
-(a version's detectors, loaded in one piece), ``controller`` (when to retrain), ``runner`` (the Jobs
-API: submit, poll, stop, outcome, cause), ``rollout`` (Serve pointed at a promoted version),
-``new_normal`` (giving up), ``onset`` (where the drift began) and ``state`` (``state.json``).
-
-The drift onset (which rows a retrain learns from) is a change-point estimate (``onset``) over one
-window before the first flagged window and every row since, re-estimated each drifted round until
-an episode is in flight; when no clear change shows, the oldest row of the first flagged window.
+(a version's detectors, loaded in one piece), ``controller`` (when to retrain), ``episodes`` (a retrain
+episode's life, over ``runner``, ``rollout`` and ``new_normal``), ``onset`` (where the drift began) and
+``state`` (``state.json``). The onset (which rows a retrain learns from) is re-estimated each drifted
+round until an episode is in flight.
 
 The windows hold only rows the reference version served. When Serve answers with another version for
 ``window.test_every_rows`` rows in a row (a roll-out or rollback made outside this monitor, or a
-promotion with ``drift.retrain.rollout=false`` that an operator rolled out later) and no retrain is in
-flight, the monitor re-bases on that version (``drift.monitor.follow_served_version``): testing one
-version's traffic against another version's reference would report the swap itself as drift.
+promotion with ``drift.retrain.rollout=false`` rolled out later) and no retrain is in flight, the
+monitor re-bases on it (``drift.monitor.follow_served_version``): testing one version's traffic
+against another version's reference would report the swap itself as drift.
 
 Locking. One round runs at a time (``_round_lock``: the loop thread, or a ``flush()`` call), and only
-the thread running it changes the monitor's state, always under ``_lock``; ``status()`` and
-``rounds()`` only read, under ``_lock``. ``_lock`` is never held across I/O: a round takes it to
-drain the queues and update the windows, to run a test round and take the controller's decision, and
-to apply a result; between those it is released for the slow calls (job submission and polling,
-reading stored labels into a retrain set, loading a version's detectors, a roll-out that waits for
-Serve) and events and ``state.json`` are written after it is released. So ``status()`` answers within
-milliseconds whatever the Jobs API or Serve does. What a reader can see between two sections is a
-state the round is about to act on, never a torn one: e.g. an attempt "running" while its data set is
-being written (cancelled again if too few labels turn up), or empty windows between a re-base and the
-reload of the new version's stored rows. Since nothing else writes, a round may read its own state
-without the lock. ``ingest``/``ingest_labels`` touch only storage and the thread-safe queues.
+the thread running it changes the monitor's state, always under ``_lock`` (``_locked()``, also handed
+to ``Episodes``); ``status()`` and ``rounds()`` only read, under ``_lock``. ``_lock`` is never held
+across I/O: it is released for the slow calls (job submission and polling, reading stored labels,
+loading a version's detectors, a roll-out that waits for Serve), and events and ``state.json`` are
+written after it is released, so ``status()`` answers within milliseconds whatever the Jobs API or
+Serve does. Between two sections a reader sees a state the round is about to act on, never a torn
+one (e.g. an attempt "running" while its data set is written, cancelled again if too few labels turn
+up). Since nothing else writes, a round may read its own state without the lock.
+``ingest``/``ingest_labels`` touch only storage and the thread-safe queues.
 
 A round that raises is counted (``counters["loop_errors"]``, ``status()["last_error"]``, metric
 ``foundry_monitor_loop_errors``) and the loop goes on next round; the state it had applied stays.
@@ -62,33 +53,27 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Any
 
-import pandas as pd
-
 from foundry import config as foundry_config
+from foundry import storage
 from foundry.config import FoundryConfig, Task
-from foundry.drift import new_normal, onset, reference, rollout
+from foundry.drift import onset, reference
 from foundry.drift.batch import LiveBatch
 from foundry.drift.controller import Action, ControllerState, Decision, Phase, RetrainController
-from foundry.drift.events import EventLog, read_events
+from foundry.drift.episodes import Episodes, MonitorState
+from foundry.drift.events import EventLog, iso
+from foundry.drift.identity import episode_floor, from_jobs
 from foundry.drift.live_store import LiveStore
 from foundry.drift.reference import Reference
 from foundry.drift.runner import MAX_STATUS_ERRORS, RetrainRunner
-from foundry.drift.state import STATE_FILE, StateFile, encode, state_uri
+from foundry.drift.state import STATE_FILE, StateFile, StateLock, encode, state_uri
 from foundry.drift.windows import LiveWindows, VersionTracker
-from foundry.drift.windows import encode as encode_rows
 
 log = logging.getLogger(__name__)
-
-_EPISODE_NUMBER = re.compile(r"-e(\d+)$")
 
 
 class DriftMonitor:
@@ -106,17 +91,12 @@ class DriftMonitor:
         self._features = [(f.name, f.type.value == "numeric") for f in self.cfg.data.features]
         self._queue: queue.Queue = queue.Queue()
         self._labels: queue.Queue = queue.Queue()
-        self._lock = threading.RLock()  # the state; held briefly, never across I/O (module docstring)
+        state_lock = StateLock(self.events.write)  # held briefly, never across I/O (module docstring)
+        self._lock, self._locked, self._say = state_lock.lock, state_lock.locked, state_lock.say
         self._round_lock = threading.Lock()  # one round at a time
-        self._held = 0  # depth of _locked() sections (round thread only)
-        self._outbox: list[tuple[str, str, dict]] = []  # events said under the lock, written after it
         self._stop = threading.Event()
         self._metrics = None
-        self._waiting_note: str | None = None
         self._announced: str | None = None  # the episode whose drift_detected event is written
-        self._labels_when_short: int | None = None  # labels seen when a retrain set last came up short
-        self._new_normal_tried: int | None = None  # labels seen when a new-normal re-base last failed
-        self._new_normal_note: str | None = None
         # Recent rounds in memory, for plots and dashboards that poll ``rounds()`` (lost on restart).
         self.history: deque[dict] = deque(maxlen=self.cfg.drift.monitor.history_rounds)
         self.counters = {"rows": 0, "labels": 0, "labels_matched": 0, "rounds": 0, "other_version_rows": 0,
@@ -125,14 +105,18 @@ class DriftMonitor:
         saved = self.state_file.read()
         self.controller = RetrainController(self.cfg.drift.retrain, self.model, self.cfg.drift.window.consecutive,
                                             ControllerState.from_dict(saved.get("controller", {})))
-        # Episode numbers never go back, even when the state file was lost: the events remember them.
-        self.controller.state.episode = max(self.controller.state.episode, self._last_episode_number())
+        # Episode numbers never go back, even when the state file was lost: the events and the registry's
+        # lineage remember them (foundry/drift/identity.py); the Jobs API is asked in the first round.
+        from foundry.registry import Registry
+
+        self.controller.state.episode = max(self.controller.state.episode, episode_floor(
+            self.cfg.storage.root, self.model, Registry(storage.normalize(self.cfg.storage.registry)), None))
+        self._jobs_floor_checked = False
         self.counters.update(saved.get("counters", {}))
         self.onset_at: float | None = saved.get("onset_at")
         self.onset_detail: dict[str, Any] | None = saved.get("onset_detail")
         # The oldest row of the first window flagged while no episode was in flight (the onset search's anchor).
         self._first_flag_at: float | None = saved.get("first_flag_at")
-        self._data_labels_at: int = saved.get("data_labels_at", 0)  # labels seen when the last retrain set was written
         # The new-normal reference in use (after giving up): {"uri", "version", "at"} or None.
         self.new_normal: dict[str, Any] | None = saved.get("new_normal")
         self.last_results: list[dict] = saved.get("last_results", [])
@@ -148,6 +132,12 @@ class DriftMonitor:
             ref = reference.load(self.cfg, version)
         self.windows = LiveWindows(self.cfg, ref.suite)
         self._use(ref)
+        mine = MonitorState(labels_seen=lambda: self.counters["labels"], onset=lambda: self.onset_at,
+                            reference=lambda: self.ref, forget_onset=self._forget_onset,
+                            rebase_onto=self._rebase_onto, adopt_new_normal=self._adopt_new_normal)
+        self.episodes = Episodes(self.cfg, self.controller, self.runner, locked=self._locked, say=self._say,
+                                 metric=self._retrain_metric, save_state=self._save_state, monitor=mine,
+                                 data_labels_at=saved.get("data_labels_at", 0))
         restored = self._restore_windows()
         self.events.write("monitor_started", f"monitoring {self.model} against {version} "
                           f"({'restored state, ' if saved else ''}{restored} live rows reloaded)",
@@ -158,11 +148,6 @@ class DriftMonitor:
         if start:
             self._thread = threading.Thread(target=self._run, name="foundry-drift-monitor", daemon=True)
             self._thread.start()
-
-    def _last_episode_number(self) -> int:
-        episodes = (e.get("episode") or "" for e in read_events(self.cfg.storage.root, self.model))
-        numbers = [int(m.group(1)) for ep in episodes if (m := _EPISODE_NUMBER.search(ep))]
-        return max(numbers, default=0)
 
     @property
     def _client(self):
@@ -193,7 +178,7 @@ class DriftMonitor:
             return {"model": self.model, "reference_version": self.controller.state.reference_version,
                     "controller": self.controller.state.to_dict(), "counters": dict(self.counters),
                     "window_rows": len(self.windows.window), "labelled_window_rows": len(self.windows.errors),
-                    "onset_at": _iso(self.onset_at) if self.onset_at else None, "onset_detail": self.onset_detail,
+                    "onset_at": iso(self.onset_at) if self.onset_at else None, "onset_detail": self.onset_detail,
                     "new_normal": self.new_normal, "queued_batches": self._queue.qsize(),
                     "last_results": self.last_results, "last_error": self.last_error}
 
@@ -230,6 +215,8 @@ class DriftMonitor:
 
     def _round(self) -> None:
         now = self.clock()
+        if not self._jobs_floor_checked:
+            self._floor_from_jobs()
         with self._locked():
             drained = self._drain()
         self._follow_served_version()
@@ -237,27 +224,43 @@ class DriftMonitor:
             decision = None
             if drained and self.windows.due(self.cfg.drift.window.test_every_rows, self.cfg.drift.window.size):
                 decision = self._test_round(now)
-            if decision is not None and decision.action is Action.submit and not self._admit(decision):
+            if decision is not None and decision.action is Action.submit and not self.episodes.admit(decision, now):
                 decision = None
         if decision is not None and decision.action is Action.submit:
-            self._submit(decision, now)
+            self.episodes.submit(decision, now)
         elif decision is not None and decision.action is Action.gave_up:
-            self._give_up(decision, now)
+            self.episodes.give_up(decision, now)
         if self.controller.state.phase is Phase.gave_up:  # its re-base failed, or a restart came between
-            self._accept_new_normal(now)
+            self.episodes.accept_new_normal(now)
         with self._locked():
             decision = self.controller.tick(now)
-            submit = decision.action is Action.submit and self._admit(decision)
+            submit = decision.action is Action.submit and self.episodes.admit(decision, now)
         if submit:
-            self._submit(decision, now)
+            self.episodes.submit(decision, now)
         if self.controller.state.phase is Phase.running:
-            self._poll_job(now)
+            self.episodes.poll(now)
         self._save_state()
+
+    def _floor_from_jobs(self) -> None:
+        """Once, outside the lock: no new episode may reuse a number the cluster's job history names (a
+        wiped monitoring folder would otherwise replay an old episode's job and outcome)."""
+        try:
+            client = self.runner.job_client()
+        except Exception as exc:  # the Jobs API is down: the events and the registry still hold the floor
+            log.warning("episode floor: no Jobs API (%s); asking again next round", exc)
+            return
+        self._jobs_floor_checked = True
+        floor = from_jobs(client, self.model)
+        with self._locked():
+            s = self.controller.state
+            if s.phase in (Phase.idle, Phase.cooldown) and floor > s.episode:  # never renumber one in flight
+                log.info("episode floor raised from %d to %d by the Jobs API's history", s.episode, floor)
+                s.episode = floor
 
     def _loop_error(self, exc: BaseException) -> None:
         with self._lock:
             self.counters["loop_errors"] += 1
-            self.last_error = {"type": type(exc).__name__, "message": str(exc)[:1000], "at": _iso(self.clock()),
+            self.last_error = {"type": type(exc).__name__, "message": str(exc)[:1000], "at": iso(self.clock()),
                                "round": self.counters["rounds"]}
         m = self._monitor_metrics()
         if m:
@@ -265,30 +268,6 @@ class DriftMonitor:
                 m.loop_error(type(exc).__name__)
             except Exception as metric_exc:  # counting must not hide the error itself
                 log.warning("cannot count a loop error: %s", metric_exc)
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the state lock to change state; events said meanwhile are written once it is released."""
-        outbox: list[tuple[str, str, dict]] = []
-        try:
-            with self._lock:
-                self._held += 1
-                try:
-                    yield
-                finally:
-                    self._held -= 1
-                    if not self._held:
-                        outbox, self._outbox = self._outbox, []
-        finally:
-            for kind, message, fields in outbox:
-                self.events.write(kind, message, **fields)
-
-    def _say(self, kind: str, message: str, **fields: Any) -> None:
-        """Write an event (after the lock, if it is held)."""
-        if self._held:
-            self._outbox.append((kind, message, fields))
-        else:
-            self.events.write(kind, message, **fields)
 
     # ---- live rows and labels (under the lock) -----------------------------------------------------------
     def _drain(self) -> int:
@@ -339,7 +318,7 @@ class DriftMonitor:
         for r in results:
             if metrics:
                 metrics.result(r.detector, r.p_value, r.statistic, r.drift)
-        self.last_results = [{**r.to_dict(), "at": _iso(now)} for r in results]
+        self.last_results = [{**r.to_dict(), "at": iso(now)} for r in results]
         decision = self.controller.observe(drifted, now)
         self.history.append({"round": self.counters["rounds"], "at": now, "rows": self.counters["rows"],
                              "drifted": drifted, "votes": votes, "phase": self.controller.state.phase.value,
@@ -352,7 +331,7 @@ class DriftMonitor:
             self._say("drift_detected", f"drift confirmed by {votes} in {self.controller.state.consecutive} rounds "
                       f"in a row; starting episode {decision.episode_id}", episode=decision.episode_id, votes=votes,
                       results=self.last_results, rows_seen=self.counters["rows"],
-                      onset=_iso(self.onset_at) if self.onset_at else None, onset_detail=self.onset_detail)
+                      onset=iso(self.onset_at) if self.onset_at else None, onset_detail=self.onset_detail)
             if metrics:
                 metrics.episodes.inc(1, tags={"model": self.model})
         return decision
@@ -381,27 +360,18 @@ class DriftMonitor:
         self._forget_onset()
         self.versions.rebased(time.time())  # rows answered before now belong to the previous version's world
 
+    def _adopt_new_normal(self, ref: Reference, baseline: dict[str, Any]) -> None:
+        """Test against the new-normal reference ``ref`` (``baseline``: where it is stored) (under the lock)."""
+        self._use(ref)
+        self.new_normal = baseline
+        self.windows.restored_ids = set()
+        self._forget_onset()
+
     def _restore_windows(self) -> int:
         """Rebuild windows and the error stream from storage (after a restart or a re-base)."""
         version = self.controller.state.reference_version
-        baseline = self._baseline_for(version)
-        after = pd.Timestamp(baseline["at"], unit="s", tz="UTC") if baseline else None
-
-        def keep(f: pd.DataFrame) -> pd.DataFrame:
-            # Only rows the reference version served (older ones belong to the world before the last
-            # re-base), and after a new normal only rows received since (the earlier ones are its reference).
-            mask = f["model_version"] == version
-            if after is not None:
-                mask &= f["received_at"] >= after
-            return f[mask]
-
-        recent = self.live.read_recent(self.cfg.drift.monitor.retain_rows, where=keep)
-        rows = labels = None
-        if not recent.empty:
-            from foundry.serving.feedback import read_feedback
-
-            rows = encode_rows(recent, self.ref.predictor)
-            labels = read_feedback(self.cfg.storage.root, self.model)
+        recent, rows, labels = reference.stored_rows(self.cfg, self.live, version, self._baseline_for(version),
+                                                     self.ref.predictor)
         with self._locked():
             # A batch written before this read may still be queued (or be re-sent by Ray after a restart).
             self.windows.restored_ids = set(recent["request_id"]) if not recent.empty else set()
@@ -439,188 +409,14 @@ class DriftMonitor:
                   f"({restored} of its live rows reloaded)", version=version, previous=previous,
                   reason="served_version_changed", rows=run)
 
-    # ---- retrains ------------------------------------------------------------------------------------------
-    def _admit(self, decision: Decision) -> bool:
-        """Under the lock, as the controller decides to submit: still short of labels and none (or too few
-        to make up the new rows) arrived since the last look? Then undo it now: reading every stored label
-        again (one file per /feedback request) would only repeat it."""
-        min_new = int(decision.detail.get("min_new_rows", 0))
-        labels = self.counters["labels"]
-        if self._labels_when_short == labels or labels - self._data_labels_at < min_new:
-            self.controller.cancel()
-            self._say_waiting(decision.episode_id, decision.attempt, min_new)
-            return False
-        return True
-
-    def _submit(self, decision: Decision, now: float) -> None:
-        episode = decision.episode_id
-        min_new = int(decision.detail.get("min_new_rows", 0))
-        with self._locked():  # what the slow part needs
-            labels, sample, since = self.counters["labels"], self.ref.sample, self.onset_at
-            reference_version = self.controller.state.reference_version
-        data = self.runner.prepare(episode, sample, since, decision.data_generation or 1, min_new)
-        with self._locked():
-            self._labels_when_short = None if data is not None else labels
-            if data is None:
-                self.controller.cancel()
-                self._say_waiting(episode, decision.attempt, min_new)
-                return
-            if decision.attempt == 1 or min_new:
-                self._data_labels_at = labels  # a new data set: the next one needs labels after it
-        self._save_state()  # the submission id is on storage before the job exists: a restart re-finds it
-        sub = self.runner.submit(decision, reference_version, data)
-        if sub.error is not None:
-            self._say("retrain_failed", f"could not submit {decision.submission_id}: {sub.error}",
-                      episode=episode, attempt=decision.attempt, submission_id=decision.submission_id)
-            self._retrain_metric("failed")
-            with self._locked():
-                finished = self.controller.job_finished("failed", now, f"submit failed: {sub.error}")
-            self._after_job(finished, now)
-            return
-        self._retrain_metric("submitted")
-        new = f", {data.new_rows} of them new since the rejected attempt" if data.new_rows is not None else ""
-        self._say("retrain_submitted", f"{decision.reason}: submitted {sub.submission_id} "
-                  f"({data.rows} rows: {data.labelled_live_rows} labelled live + {data.reference_rows} "
-                  f"reference{new})" + (" (it already existed)" if sub.already_existed else ""),
-                  episode=episode, attempt=decision.attempt, submission_id=sub.submission_id,
-                  data=data.uri, data_generation=decision.data_generation, rows=data.rows,
-                  new_rows=data.new_rows, overrides=sub.overrides, submit_s=round(sub.seconds, 3))
-
-    def _poll_job(self, now: float) -> None:
-        with self._locked():
-            s = self.controller.state
-            sid, submitted_at, attempt = s.submission_id, s.submitted_at, s.attempt
-            episode = self.controller.current_episode_id
-        poll = self.runner.poll(sid, submitted_at, now, episode)
-        if poll.unanswered is not None:
-            self._say("retrain_status_unknown", f"{sid}: the Jobs API did not answer {MAX_STATUS_ERRORS} polls "
-                      f"in a row ({poll.unanswered}); waiting for it", episode=episode, submission_id=sid)
-        outcome = poll.outcome
-        if outcome is None:
-            return
-        if outcome.outcome == "failed":
-            self._retrain_metric("failed")
-            self._say("retrain_failed", f"{sid}: {outcome.detail}" + (f": {poll.cause}" if poll.cause else ""),
-                      episode=episode, submission_id=sid, attempt=attempt, cause=poll.cause)
-        else:
-            self._retrain_metric("succeeded")
-            self._say("retrain_finished", f"{sid} registered {outcome.version}: {outcome.detail}",
-                      episode=episode, submission_id=sid, version=outcome.version, metrics=outcome.metrics,
-                      champion_metrics=outcome.champion_metrics)
-        with self._locked():
-            decision = self.controller.job_finished(outcome.outcome, now, outcome.detail)
-        if outcome.outcome == "promoted":
-            self._retrain_metric("promoted")
-            self._say("promoted", f"{outcome.version} is the new {self.cfg.promotion.alias}: {outcome.detail}",
-                      episode=episode, version=outcome.version)
-        elif outcome.outcome == "rejected":
-            self._retrain_metric("rejected")
-            self._say("rejected", f"{outcome.version} not promoted, {self.cfg.promotion.alias} unchanged: "
-                      f"{outcome.detail}", episode=episode, version=outcome.version)
-        self._after_job(decision, now)
-        if outcome.outcome == "promoted":
-            self._roll_out(outcome.version, episode)
-
-    def _after_job(self, decision: Decision, now: float) -> None:
-        if decision.action in (Action.exhausted, Action.finished):
-            with self._locked():
-                self._forget_onset()  # the episode is over: the next one finds its own onset
-        if decision.action is Action.exhausted:
-            self._retrain_metric("exhausted")
-            self._say("retries_exhausted", decision.reason, episode=decision.episode_id, attempt=decision.attempt)
-        elif decision.action is Action.gave_up:
-            self._give_up(decision, now)
-        elif decision.detail.get("retry_in_s") is not None:
-            self._say("retrain_retry_scheduled", decision.reason, episode=decision.episode_id,
-                      attempt=decision.attempt, retry_in_s=decision.detail["retry_in_s"])
-
-    def _say_waiting(self, episode: str, attempt: int, min_new: int) -> None:
-        if min_new:
-            note = f"attempt {attempt} of episode {episode} waits for {min_new} labelled live rows that the " \
-                   "rejected attempt's data set did not have"
-        else:
-            note = f"episode {episode} waits for labels: fewer than {self.cfg.drift.retrain.min_labelled_rows} " \
-                   "labelled live rows since the drift began"
-        if self._waiting_note != note:
-            self._say("retrain_waiting", note, episode=episode, attempt=attempt,
-                      onset=_iso(self.onset_at) if self.onset_at else None)
-            self._waiting_note = note
-
-    def _roll_out(self, version: str, episode: str) -> None:
-        """Point Serve at the promoted version (``rollout``), then re-base on it."""
-        done = rollout.roll_out(self.cfg, version)
-        if done.error is not None:
-            self._say("rollout_failed", f"could not point Serve app {self.cfg.serve.app_name!r} at {version}: "
-                      f"{done.error}; still monitoring against {self.ref.suite.version}", episode=episode,
-                      version=version)
-        if not done.done:
-            return
-        self._say("rolled_out", f"Serve app {self.cfg.serve.app_name!r} serves {version} (in place)",
-                  episode=episode, version=version, seconds=done.seconds)
-        if done.load_error is not None:
-            raise done.load_error
-        previous = self.controller.state.reference_version
-        with self._locked():
-            self._rebase_onto(done.reference)
-        self._say("rebased", f"detectors re-based from {previous} to {version}'s reference sample",
-                  episode=episode, version=version, previous=previous)
-
-    # ---- giving up: the new normal -------------------------------------------------------------------------
-    def _give_up(self, decision: Decision, now: float) -> None:
-        self._retrain_metric("gave_up")
-        self._say("gave_up", f"{decision.reason}; no more retrains for this drift: accepting the new "
-                  "normal (the detectors re-base on recent labelled live rows, production unchanged)",
-                  episode=decision.episode_id, attempts=decision.attempt, **decision.detail)
-        self._accept_new_normal(now)
-
-    def _accept_new_normal(self, now: float) -> None:
-        """Re-base the detectors on recent labelled live rows with the production model (``new_normal``);
-        on failure (too few rows yet) the controller stays in ``gave_up``, retraining nothing, and this is
-        tried again once more labels arrived."""
-        labels = self.counters["labels"]
-        if self._new_normal_tried == labels:
-            return
-        version = self.controller.state.reference_version
-        episode = self.controller.current_episode_id
-        try:
-            rows = new_normal.recent_rows(self.cfg, since=self.onset_at)
-            if len(rows) < new_normal.min_rows(self.cfg):
-                raise ValueError(f"{len(rows)} labelled live rows since the drift began; it needs "
-                                 f"{new_normal.min_rows(self.cfg)}")
-            at = time.time()  # live rows are stamped with wall time: those after this are tested against it
-            uri = new_normal.write_reference(self.cfg, f"{episode}-{int(at)}", rows)
-            baseline = {"uri": uri, "version": version, "at": at, "episode": episode, "rows": len(rows)}
-            ref = reference.load(self.cfg, version, baseline)
-        except Exception as exc:
-            note = f"cannot accept the new normal for {version} yet ({type(exc).__name__}: {exc}); no retrains " \
-                   "meanwhile"
-            with self._locked():
-                self._new_normal_tried = labels
-                if self._new_normal_note != note:
-                    self._say("rebase_failed", note, version=version, previous=version, reason="new_normal",
-                              episode=episode)
-                    self._new_normal_note = note
-            return
-        with self._locked():
-            self._use(ref)
-            self.new_normal = baseline
-            self._new_normal_tried = None
-            self.windows.restored_ids = set()
-            self._forget_onset()
-            self.controller.accept_new_normal(now)
-        self._say("rebased", f"accepted the new normal: detectors of {version} re-based on {len(rows)} "
-                  f"recent labelled live rows (the drift of {episode} could not be healed); no new episode "
-                  f"before {_iso(self.controller.state.wait_until)}", version=version, previous=version,
-                  reason="new_normal", episode=episode, rows=len(rows), reference=uri)
-
     # ---- persistence and metrics ---------------------------------------------------------------------------
     def _save_state(self) -> None:
         with self._lock:  # a consistent snapshot; written after the lock
             data = encode({"model": self.model, "controller": self.controller.state.to_dict(),
                            "counters": self.counters, "onset_at": self.onset_at, "onset_detail": self.onset_detail,
-                           "first_flag_at": self._first_flag_at, "data_labels_at": self._data_labels_at,
+                           "first_flag_at": self._first_flag_at, "data_labels_at": self.episodes.data_labels_at,
                            "new_normal": self.new_normal, "last_results": self.last_results,
-                           "last_error": self.last_error, "saved_at": _iso(self.clock())})
+                           "last_error": self.last_error, "saved_at": iso(self.clock())})
         self.state_file.write(data)
 
     def _monitor_metrics(self):
@@ -642,10 +438,6 @@ class DriftMonitor:
         m = self._monitor_metrics()
         if m:
             m.retrain(outcome)
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
 
 
 __all__ = ["MAX_STATUS_ERRORS", "STATE_FILE", "DriftMonitor", "state_uri"]

@@ -4,7 +4,8 @@
 building the detector suite, reading the reference sample) and returns it whole, so the monitor can
 run it without its lock and swap the result in at once: a failed load leaves the old reference as it
 was. ``baseline`` is the new-normal reference in use after giving up (``foundry.drift.new_normal``):
-the same model files, detectors rebuilt on recent labelled live rows.
+the same model files, detectors rebuilt on recent labelled live rows. ``stored_rows`` reads back the
+live rows a reference tests (after a restart or a re-base), also without the lock.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from foundry import storage
 from foundry.config import FoundryConfig
 from foundry.drift import new_normal, retrain
 from foundry.drift.detectors import DetectorSuite, load_or_build
+from foundry.drift.live_store import LiveStore
+from foundry.drift.windows import Encoded, encode
 
 log = logging.getLogger(__name__)
 
@@ -65,4 +68,26 @@ def load(cfg: FoundryConfig, version: str, baseline: dict[str, Any] | None = Non
     return Reference(version, suite, Predictor.from_dir(path), retrain.reference_frame(path), baseline)
 
 
-__all__ = ["Reference", "load", "registry", "served_version"]
+def stored_rows(cfg: FoundryConfig, live: LiveStore, version: str, baseline: dict[str, Any] | None, predictor
+                ) -> tuple[pd.DataFrame, Encoded | None, pd.DataFrame | None]:
+    """The newest stored live rows ``version`` served (at most ``retain_rows``), encoded by its
+    ``predictor`` for the windows, and every stored label (None, None without rows)."""
+    after = pd.Timestamp(baseline["at"], unit="s", tz="UTC") if baseline else None
+
+    def keep(f: pd.DataFrame) -> pd.DataFrame:
+        # Only rows the reference version served (older ones belong to the world before the last
+        # re-base), and after a new normal only rows received since (the earlier ones are its reference).
+        mask = f["model_version"] == version
+        if after is not None:
+            mask &= f["received_at"] >= after
+        return f[mask]
+
+    recent = live.read_recent(cfg.drift.monitor.retain_rows, where=keep)
+    if recent.empty:
+        return recent, None, None
+    from foundry.serving.feedback import read_feedback
+
+    return recent, encode(recent, predictor), read_feedback(cfg.storage.root, cfg.model_name)
+
+
+__all__ = ["Reference", "load", "registry", "served_version", "stored_rows"]

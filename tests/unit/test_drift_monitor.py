@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -114,6 +115,11 @@ class FakeJobClient:
                                "Please use a different submission_id.")
         self.jobs[submission_id] = FakeJob(entrypoint, dict(metadata or {}))
         return submission_id
+
+    def list_jobs(self) -> list:
+        if self.unreachable:
+            raise ConnectionError("Failed to connect to Ray at address: http://127.0.0.1:8265.")
+        return [SimpleNamespace(submission_id=sid) for sid in self.jobs]
 
     def get_job_status(self, sid: str) -> Status:
         if self.unreachable:
@@ -509,12 +515,15 @@ def test_a_restarted_monitor_resumes_the_running_job_without_resubmitting(env, n
 
 
 def test_a_duplicate_submission_counts_as_submitted(env):
-    # The cluster already has the job this episode is about to submit (a predecessor submitted it,
-    # and its state did not survive): Ray refuses the duplicate id, and that is not a failure.
+    # The cluster has the job this episode is about to submit, created after the monitor read the Jobs API's
+    # history at start (a submit call that timed out on the client but reached the cluster): Ray refuses the
+    # duplicate id, and that is not a failure. (A job the history already named raises the episode floor
+    # instead: test_a_wiped_monitoring_folder_never_reuses_an_episode_id.)
     client = env.client()
     expected = submission_id(MODEL, env.v1, 1, 1)
-    client.jobs[expected] = FakeJob(f"python -m jobs.train drift_episode={MODEL}-{env.v1}-e1", {}, "RUNNING")
     monitor = env.monitor(client)
+    env.round(monitor, "baseline")  # the first round reads the history: nothing yet
+    client.jobs[expected] = FakeJob(f"python -m jobs.train drift_episode={MODEL}-{env.v1}-e1", {}, "RUNNING")
     sid = start_episode(env, monitor, client)
 
     assert sid == expected
@@ -558,6 +567,39 @@ def test_drift_without_enough_labels_waits_once_then_submits_when_they_arrive(en
     assert len(env.events("drift_detected")) == 1 and len(env.events("retrain_waiting")) == 1
     data = read_parquet(overrides_of(client.calls[0]["entrypoint"])["data.source.path"])
     assert set(data["request_id"]) == set(drifted[0][:100] + drifted[1] + drifted[2])
+
+
+def test_labels_stored_without_passing_through_the_monitor_are_read_after_label_recheck_s(env, monkeypatch):
+    """An episode short of labels used to read the stored labels again only once its label counter moved:
+    labels stored without reaching ``ingest_labels`` (a replica's sink dropped them, or they were stored
+    while the monitor restarted) were never seen, and the episode waited forever for labels already in storage."""
+    from foundry.drift import retrain
+
+    recheck_s = 30.0
+    env.config_data["drift"]["retrain"]["label_recheck_s"] = recheck_s
+    reads: list[str] = []  # every read of the stored labels for a retrain set
+    read_feedback = retrain.read_feedback
+    monkeypatch.setattr(retrain, "read_feedback", lambda *a, **k: reads.append("read") or read_feedback(*a, **k))
+    client = env.client()
+    monitor = env.monitor(client)
+    drifted = [env.round(monitor, "covariate_shift", unlabelled=ROWS) for _ in range(4)]
+    assert len(env.events("drift_detected")) == 1 and len(env.events("retrain_waiting")) == 1
+    assert client.calls == [] and reads == ["read"]  # one look came up short; the next drifted rounds did not read
+
+    # Labels for two rounds reach storage, and never the monitor.
+    stored = drifted[0] + drifted[1]
+    env.feedback.write([{"request_id": i, "label": env.truth[i]} for i in stored], env.v1)
+    env.clock.advance(recheck_s - 1)
+    env.round(monitor, "covariate_shift", unlabelled=ROWS)
+    assert client.calls == [] and reads == ["read"]  # not read again before label_recheck_s
+
+    env.clock.advance(1)
+    env.round(monitor, "covariate_shift", unlabelled=ROWS)
+    assert len(reads) == 2 and len(client.calls) == 1
+    assert client.calls[0]["submission_id"] == submission_id(MODEL, env.v1, 1, 1)
+    assert len(env.events("drift_detected")) == 1 and len(env.events("retrain_waiting")) == 1
+    data = read_parquet(overrides_of(client.calls[0]["entrypoint"])["data.source.path"])
+    assert set(data["request_id"]) == set(stored)
 
 
 def test_a_version_swapped_outside_the_monitor_is_followed_unless_a_retrain_is_in_flight(env, version_dir):
@@ -685,6 +727,34 @@ def test_episode_numbers_survive_a_lost_state_file(env):
         if again._client.calls:
             break
     assert again._client.calls[0]["submission_id"] == submission_id(MODEL, env.v1, 2, 1)
+
+
+@pytest.mark.parametrize("remembered_by", ["jobs_api", "registry"])
+def test_a_wiped_monitoring_folder_never_reuses_an_episode_id(env, remembered_by):
+    """state.json and every event gone (the folder deleted, or the bench's clean-up): the Jobs API's history
+    (a failed attempt registers nothing) or the registry's lineage (the cluster was restarted since) still
+    name episode 1, so the next drift is episode 2, not a replay of episode 1's job and outcome."""
+    import shutil
+
+    client = env.client()
+    monitor = env.monitor(client)
+    first = start_episode(env, monitor, client)
+    if remembered_by == "jobs_api":
+        client.set_status(first, "FAILED")
+    else:
+        client.succeed(first, promoted=False)
+    monitor.step()
+    monitor.stop()
+    shutil.rmtree(env.root / "monitoring")
+    jobs = client.jobs if remembered_by == "jobs_api" else {}
+
+    again = env.monitor(env.client(jobs=jobs))
+    for _ in range(8):
+        env.round(again, "concept_shift")
+        if again._client.calls:
+            break
+    assert again._client.calls[0]["submission_id"] == submission_id(MODEL, env.v1, 2, 1)
+    assert len(again._client.calls) == 1  # no "already exists" replay
 
 
 def test_a_jobs_api_that_does_not_answer_is_waited_for_never_counted_as_a_failure(env):
