@@ -18,8 +18,11 @@ What runs (needs ``wrk`` for the tax, like serve_bench.py):
    rows/s (churn: the scenario's generator, seeded per run; ``real``: 2009-2015 city-months in time
    order, the cities of a month in a seeded order, replayed again if the episode needs more) until the
    episode ends (rolled out, or a terminal event: ``TERMINAL_KINDS`` or ``gave_up``) or ``--timeout``.
-   Per run: ``healed`` (a version promoted and rolled out whose accuracy on a held-out set of the new
-   distribution beats the first version's), ``accuracy_after`` / ``accuracy_before`` (the served / the
+   Per run: ``outcome`` (``promoted``; ``no_gain``: the gate found nothing worth a swap; ``gave_up``: no
+   challenger won in ``max_attempts`` tries; both end with the monitor accepting the new normal;
+   ``timed_out``) and ``healed``: no failed request, and either a version promoted and rolled out whose
+   accuracy on a held-out set of the new distribution beats the first version's, or a give-up with the
+   served version within 2 points of the oracle on that set (nothing to heal); ``accuracy_after`` / ``accuracy_before`` (the served / the
    first version on that set: churn 5,000 rows of seed 90,000, ``real`` 723 held-out 2009-2015 rows),
    the live accuracy users saw before and after, ``retrains`` (``retrain_submitted`` events),
    ``time_to_heal_s`` (onset -> rolled out, split into stages), failed requests;
@@ -72,6 +75,7 @@ CHURN_TRAIN = ["+experiment=quick", "trainer.num_workers=1"]
 # need small batches and more epochs than the churn model's 20,000).
 REAL_TRAINER = ["trainer.num_workers=1", "trainer.epochs=20", "trainer.batch_size=32", "trainer.lr=0.01"]
 REAL_MONITOR = ["drift.retrain.overrides=[" + ",".join(f'"{o}"' for o in REAL_TRAINER) + "]"]
+HEALED_POINTS = 0.02  # an episode that ends without a swap "heals" only if what serves is this close to the oracle
 END_KINDS = {"rolled_out", "gave_up"}  # with TERMINAL_KINDS: the episode is over
 
 
@@ -258,9 +262,24 @@ def heal_run(env, port: int, case: Case, seed: int, rate: float, timeout_s: floa
            "timed_out": not episode_over({e["kind"] for e in events}, retry),
            "rejections": [e["message"] for e in events if e["kind"] in ("rejected", "gave_up", "retrain_failed")],
            "events": [{k: e[k] for k in ("at", "kind", "message")} for e in events]}
-    out["healed"] = bool(promoted and rolled and served == promoted["version"]
-                         and out["accuracy_after"] > out["accuracy_before"])
-    out["time_to_heal_s"] = out["total_s"] = round(at["rolled_out"] - onset, 2) if rolled else None
+    gave_up = first(events, "gave_up")
+    no_gain = gave_up is not None and "no gain to be had" in gave_up["message"]
+    oracle = out["accuracy_oracle"]
+    if promoted and rolled and served == promoted["version"]:
+        out["outcome"] = "promoted"
+        out["healed"] = out["accuracy_after"] > out["accuracy_before"]
+        out["time_to_heal_s"] = out["total_s"] = round(at["rolled_out"] - onset, 2)
+    elif gave_up is not None:
+        # No challenger beat production (conclusively, "no gain", or in max_attempts tries) and the monitor
+        # accepted the new normal: healed only if what serves is as good as the oracle (within HEALED_POINTS)
+        # on the new distribution, i.e. there was nothing to heal (a shift production already handles).
+        out["outcome"] = "no_gain" if no_gain else "gave_up"
+        out["healed"] = oracle is not None and out["accuracy_after"] >= oracle - HEALED_POINTS
+        out["time_to_heal_s"] = out["total_s"] = round(at["gave_up"] - onset, 2)
+    else:
+        out["outcome"] = "timed_out" if out["timed_out"] else "other"
+        out["healed"], out["time_to_heal_s"] = False, None
+    out["healed"] = bool(out["healed"]) and out["failed_requests"] == 0
     if "drift_detected" in at:
         out["detection_delay_rows"] = rows_before(records, at["drift_detected"], "drift")
     sub = first(events, "retrain_submitted")
@@ -297,7 +316,9 @@ def wilson(p: float, n: int, z: float = 1.96) -> dict:
 
 def aggregate(case: Case, runs: list[dict]) -> tuple[dict, dict]:
     healed = [r for r in runs if r.get("healed")]
-    summary = {"healed": {"count": len(healed), "runs": len(runs)},
+    summary = {"healed": {"count": len(healed), "runs": len(runs),
+                          "outcomes": {o: sum(r.get("outcome") == o for r in runs)
+                                       for o in sorted({r.get("outcome", "error") for r in runs})}},
                "accuracy_after": interval([r.get("accuracy_after") for r in runs]),
                "accuracy_oracle": wilson(case.oracle["accuracy"], len(case.holdout)) if "accuracy" in case.oracle
                else None,
@@ -344,7 +365,7 @@ def run_case(env, port: int, case: Case, args, retry: bool) -> list[dict]:
 
             traceback.print_exc()
             r = {"scenario": case.scenario, "seed": seed, "healed": False, "error": f"{type(exc).__name__}: {exc}"}
-        say(f"  healed={r.get('healed')} accuracy {r.get('accuracy_before', math.nan):.3f} -> "
+        say(f"  healed={r.get('healed')} ({r.get('outcome')}) accuracy {r.get('accuracy_before', math.nan):.3f} -> "
             f"{r.get('accuracy_after', math.nan):.3f} (oracle {case.oracle.get('accuracy', math.nan):.3f}), "
             f"retrains {r.get('retrains')}, time to heal {r.get('time_to_heal_s')} s, {r.get('failed_requests')} "
             "failed requests; " + ", ".join(e["kind"] for e in r.get("events", [])))

@@ -561,6 +561,7 @@ class RetrainConfig:
     cooldown_s: float = 600.0  # after a promotion (and after accepting a new normal)
     rejection_wait_s: float = 60.0  # after a rejected challenger: then the same episode tries again ...
     more_rows_after_rejection: int = 1000  # ... on a new data set with this many new labelled live rows
+    stop_on_no_gain: bool = True  # a conclusive rejection (gate upper bound <= margin): give up at once
     max_attempts: int = 3  # per episode, rejected and failed together; then gave_up and the new normal
     max_episodes: int = 3  # per episode_period_s; one more drift in the period: gave_up and the new normal
     episode_period_s: float = 86400.0

@@ -186,8 +186,10 @@ class RetrainController:
                                 "data", new_data=True, min_new_rows=self.cfg.more_rows_after_rejection)
         return Decision(Action.none, s.phase.value)
 
-    def job_finished(self, outcome: str, now: float, detail: str = "") -> Decision:
-        """``outcome``: promoted | rejected (the job succeeded) | failed (it did not, or timed out)."""
+    def job_finished(self, outcome: str, now: float, detail: str = "", no_gain: bool = False) -> Decision:
+        """``outcome``: promoted | rejected (the job succeeded) | failed (it did not, or timed out).
+        ``no_gain``: the gate rejected conclusively (not even plausibly better by the margin): with
+        ``stop_on_no_gain`` the episode gives up at once rather than retrain on more of the same rows."""
         s = self.state
         if s.phase is not Phase.running:
             return Decision(Action.none, f"no job running (phase {s.phase.value})")
@@ -207,6 +209,9 @@ class RetrainController:
             s.wait_until = now + self.cfg.cooldown_s
             return Decision(Action.exhausted, f"attempt {attempt} failed ({detail}); {self.cfg.max_retries} "
                             "retries used up", episode_id=ep, attempt=attempt)
+        if outcome == "rejected" and no_gain and self.cfg.stop_on_no_gain:
+            return self._give_up(f"attempt {attempt} of episode {ep} shows no gain to be had: production already "
+                                 f"handles this shift as well as a retrain on it ({detail})", "no_gain", attempt)
         if attempt >= self.cfg.max_attempts:
             last = f"; the last: {detail}" if detail else ""
             return self._give_up(f"{attempt} attempts of episode {ep} did not heal the drift "

@@ -163,7 +163,7 @@ class Episodes:
                       episode=episode, submission_id=sid, version=outcome.version, metrics=outcome.metrics,
                       champion_metrics=outcome.champion_metrics)
         with self._locked():
-            decision = self.controller.job_finished(outcome.outcome, now, outcome.detail)
+            decision = self.controller.job_finished(outcome.outcome, now, outcome.detail, no_gain=outcome.no_gain)
         if outcome.outcome == "promoted":
             self._metric("promoted")
             self._say("promoted", f"{outcome.version} is the new {self.cfg.promotion.alias}: {outcome.detail}",

@@ -171,6 +171,7 @@ class RetrainOutcome:
     detail: str
     metrics: dict | None = None
     champion_metrics: dict | None = None
+    no_gain: bool = False  # rejected conclusively by the gate (foundry/train/gate.py GateResult.no_gain)
 
 
 def _made_by(lineage: dict, episode: str, submission_id: str | None) -> bool:
@@ -201,8 +202,9 @@ def read_outcome(cfg: FoundryConfig, episode: str, job_status: str, submission_i
         decision = promotion.get("decision", "")
         if promotion.get("promoted") and not moved:
             decision = f"not promoted: {cfg.promotion.alias} was moved by another writer ({decision})"
+        no_gain = bool((promotion.get("gate") or {}).get("no_gain")) and not moved
         return RetrainOutcome("promoted" if moved else "rejected", mv.version, decision, meta.get("metrics"),
-                              champion)
+                              champion, no_gain)
     detail = f"job {job_status}" if job_status != "SUCCEEDED" else \
         "the job succeeded but registered no version for the episode"
     return RetrainOutcome("failed", None, detail)

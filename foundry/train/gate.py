@@ -9,7 +9,9 @@ The gate scores both models on every test row with a **proper scoring loss** (lo
 classification: it moves with ranking, calibration and the base rate alike; squared error for
 regression) and runs a **paired bootstrap** over the rows: the challenger wins only if the lower
 confidence bound of its relative loss reduction ``(L_champion - L_challenger) / L_champion`` is above
-``min_improvement`` at ``confidence``. For classification its accuracy (the thresholded decision users
+``min_improvement`` at ``confidence``. When even the *upper* bound is not above it, the rejection is
+conclusive (``no_gain``): the rows show no gain worth a swap (a shift production already handles), and a
+drift retrain stops there instead of trying again on more rows. For classification its accuracy (the thresholded decision users
 see) may also not drop by more than ``max_accuracy_drop``. With ``max_forgetting`` set, the challenger
 is also scored on the champion's reference sample (the old world it was trained on): its loss there may
 not grow by more than that fraction (off by default: after a concept shift the old labels are wrong).
@@ -54,20 +56,27 @@ class GateResult:
     challenger_loss: float
     relative_improvement: float  # (champion - challenger) / champion; > 0: the challenger's loss is lower
     lower_bound: float  # of relative_improvement at `confidence`
+    upper_bound: float  # at `confidence`: <= min_improvement means no retrain on these rows would be worth it
     confidence: float
     min_improvement: float
     champion_accuracy: float | None = None
     challenger_accuracy: float | None = None
     forgetting: float | None = None  # relative loss increase on the champion's reference sample
 
+    @property
+    def no_gain(self) -> bool:
+        """Rejected *conclusively*: the challenger is not even plausibly better by the margin. A drift retrain
+        then stops (the shift is one production already handles) instead of trying again on more rows."""
+        return not self.promote and self.upper_bound <= self.min_improvement
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "no_gain": self.no_gain}
 
 
-def _bootstrap_lower_bound(champion: np.ndarray, challenger: np.ndarray, confidence: float, samples: int,
-                           seed: int) -> float:
-    """One-sided lower bound of sum(champion - challenger) / sum(champion) over resampled rows (the same
-    rows for both models: the pairing removes the rows' own difficulty from the noise)."""
+def _bootstrap_bounds(champion: np.ndarray, challenger: np.ndarray, confidence: float, samples: int,
+                      seed: int) -> tuple[float, float]:
+    """One-sided lower and upper bounds of sum(champion - challenger) / sum(champion) over resampled rows
+    (the same rows for both models: the pairing removes the rows' own difficulty from the noise)."""
     n = len(champion)
     rng = np.random.default_rng(seed)
     stats = []
@@ -79,7 +88,8 @@ def _bootstrap_lower_bound(champion: np.ndarray, challenger: np.ndarray, confide
         base = champion[idx].sum(axis=1)
         stats.append((base - challenger[idx].sum(axis=1)) / np.maximum(base, _EPS))
         done += k
-    return float(np.quantile(np.concatenate(stats), 1.0 - confidence))
+    stats = np.concatenate(stats)
+    return float(np.quantile(stats, 1.0 - confidence)), float(np.quantile(stats, confidence))
 
 
 def decide(task: Task, champion: RowScores, challenger: RowScores, cfg: PromotionConfig,
@@ -91,8 +101,8 @@ def decide(task: Task, champion: RowScores, challenger: RowScores, cfg: Promotio
     name = LOSS_NAME[task]
     lc, ln = float(champion.loss.mean()), float(challenger.loss.mean())
     rel = (lc - ln) / max(lc, _EPS)
-    lower = _bootstrap_lower_bound(champion.loss, challenger.loss, cfg.confidence, cfg.bootstrap_samples,
-                                   cfg.gate_seed)
+    lower, upper = _bootstrap_bounds(champion.loss, challenger.loss, cfg.confidence, cfg.bootstrap_samples,
+                                     cfg.gate_seed)
     acc_c = acc_n = None
     if champion.correct is not None:
         acc_c, acc_n = float(champion.correct.mean()), float(challenger.correct.mean())
@@ -102,7 +112,10 @@ def decide(task: Task, champion: RowScores, challenger: RowScores, cfg: Promotio
     if acc_c is not None:
         numbers += f"; accuracy {acc_n:.4f} vs {acc_c:.4f}"
     promote, why = True, "better"
-    if lower <= cfg.min_improvement:
+    if upper <= cfg.min_improvement:  # even the optimistic bound misses the margin: no gain to be had
+        promote, why = False, (f"no gain to be had: even the {pct} upper bound {100 * upper:+.1f}% is not above "
+                               f"the required {100 * cfg.min_improvement:+.1f}%")
+    elif lower <= cfg.min_improvement:
         promote, why = False, "not better with enough evidence"
     elif acc_c is not None and acc_n < acc_c - cfg.max_accuracy_drop:
         promote, why = False, f"accuracy drops by more than max_accuracy_drop={cfg.max_accuracy_drop:g}"
@@ -112,4 +125,4 @@ def decide(task: Task, champion: RowScores, challenger: RowScores, cfg: Promotio
     if forgetting is not None:
         numbers += f"; {name} on the champion's reference sample {100 * forgetting:+.1f}%"
     return GateResult(promote, f"{why}: challenger {numbers}", name, len(champion.loss), lc, ln, rel, lower,
-                      cfg.confidence, cfg.min_improvement, acc_c, acc_n, forgetting)
+                      upper, cfg.confidence, cfg.min_improvement, acc_c, acc_n, forgetting)

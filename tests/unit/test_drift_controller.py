@@ -431,3 +431,24 @@ def test_another_served_version_ends_a_give_up():
     assert c.state.phase is Phase.idle
     d = c.observe(True, 1000.0)
     assert d.action is Action.submit and d.episode_id == episode_id(MODEL, "v2", 2)
+
+
+@pytest.mark.parametrize("stop_on_no_gain", [True, False])
+def test_a_conclusive_rejection_gives_up_at_once_when_configured(stop_on_no_gain):
+    """The gate said no retrain on these rows is plausibly worth a swap (a shift production already handles):
+    no second and third attempt on more of the same rows, unless stop_on_no_gain is off."""
+    c = controller(consecutive=1, stop_on_no_gain=stop_on_no_gain)
+    first = c.observe(True, 0.0)
+    d = c.job_finished("rejected", 1.0, "no gain to be had: ...", no_gain=True)
+    if stop_on_no_gain:
+        assert d.action is Action.gave_up and d.detail["why"] == "no_gain" and d.attempt == 1
+        assert d.episode_id == first.episode_id and "no gain to be had" in d.reason
+        assert c.state.phase is Phase.gave_up
+        assert c.tick(1.0 + REJECTION_WAIT).action is Action.none
+    else:
+        assert d.action is Action.none and c.state.phase is Phase.more_data
+    # An uncertain rejection (more rows could prove a gain) always tries again.
+    c2 = controller(consecutive=1, stop_on_no_gain=stop_on_no_gain)
+    c2.observe(True, 0.0)
+    assert c2.job_finished("rejected", 1.0, "not better with enough evidence", no_gain=False).action is Action.none
+    assert c2.state.phase is Phase.more_data

@@ -118,3 +118,19 @@ def test_rows_must_pair():
     y, champion, challenger = _label_shift(100, seed=6)
     with pytest.raises(ValueError, match="same non-empty rows"):
         decide(Task.binary, _binary(champion, y), _binary(challenger[:50], y[:50]), PromotionConfig())
+
+
+def test_a_conclusive_rejection_is_marked_no_gain_an_uncertain_one_is_not():
+    """Equal models on many rows: even the optimistic bound misses a 1% margin (no_gain: a retrain loop
+    stops). A real gain measured on too few rows: rejected, but more rows could prove it (no no_gain)."""
+    rng = np.random.default_rng(8)
+    logit = rng.normal(0, 1.5, 5000)
+    y = (rng.random(5000) < 1 / (1 + np.exp(-logit))).astype(int)
+    same = 1 / (1 + np.exp(-logit))
+    equal = decide(Task.binary, _binary(same, y), _binary(same, y), PromotionConfig(min_improvement=0.01))
+    assert not equal.promote and equal.no_gain and equal.reason.startswith("no gain to be had")
+    assert equal.to_dict()["no_gain"] is True
+    y_small, champion, challenger = _label_shift(40, seed=9)
+    uncertain = decide(Task.binary, _binary(champion, y_small), _binary(challenger, y_small),
+                       PromotionConfig(min_improvement=0.2))
+    assert not uncertain.promote and not uncertain.no_gain, uncertain.reason
