@@ -22,7 +22,6 @@ from foundry.drift.events import last_episode_number
 log = logging.getLogger(__name__)
 
 _EPISODE = re.compile(r"-e(\d+)$")
-_SUBMISSION = re.compile(r"-e(\d+)-a\d+$")
 SUBMISSION_PREFIX = "foundry-retrain-"
 
 
@@ -42,14 +41,14 @@ def from_registry(registry, model: str) -> int:
 
 
 def from_jobs(job_client, model: str) -> int:
-    prefix = f"{SUBMISSION_PREFIX}{model}-"
+    # Exactly this model's: "foundry-retrain-heal-v2026...-e1-a1", never "foundry-retrain-heal-restart-v...".
+    mine = re.compile(rf"{re.escape(SUBMISSION_PREFIX + model)}-v\d{{8}}-\d{{6}}-\d{{3}}-[0-9a-f]{{6}}-e(\d+)-a\d+")
     try:
         jobs = job_client.list_jobs()
     except Exception as exc:
         log.warning("episode floor: the Jobs API could not be listed (%s)", exc)
         return 0
-    return max((_number(_SUBMISSION, j.submission_id) for j in jobs
-                if (j.submission_id or "").startswith(prefix)), default=0)
+    return max((int(m.group(1)) for j in jobs if (m := mine.fullmatch(j.submission_id or ""))), default=0)
 
 
 def episode_floor(storage_root: str, model: str, registry, job_client) -> int:

@@ -7,8 +7,9 @@ that produces a model no better than production, on the shared cluster over real
   ``retries_exhausted`` event; the failures are events and a Prometheus metric; production, the
   registry and Serve stay on v1 and no request fails.
 - **Worse challenger**: the retrain runs for real but must beat production by an impossible margin
-  (``min_improvement=1`` on ROC AUC), so the registered challenger is rejected: the alias and Serve
-  stay on v1, the rejection is an event and a metric.
+  (``min_improvement=1``: a 100% lower loss), so the registered challenger is rejected: the alias and
+  Serve stay on v1, the rejection is an event and a metric. (``stop_on_no_gain`` is off: such a margin
+  makes every rejection conclusive, and the give-up that follows is test_drift_monitor's subject.)
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def failing(ray_cluster, serve_port, tmp_path_factory):
 @pytest.fixture(scope="module")
 def rejecting(ray_cluster, serve_port, tmp_path_factory):
     with watched_model(ray_cluster, serve_port, tmp_path_factory.mktemp("reject-v1"), REJECTED, KEY,
-                       [QUICK_RETRAIN, "drift.retrain.min_improvement=1"]) as watched:
+                       [QUICK_RETRAIN, "drift.retrain.min_improvement=1", "drift.retrain.stop_on_no_gain=false"]
+                       ) as watched:
         yield watched
 
 

@@ -56,7 +56,8 @@ def test_warm_start_begins_at_the_champion_and_the_gate_refuses_a_tie(ray_cluste
     assert meta["promotion"]["promoted"] is False
     gate = meta["promotion"]["gate"]
     assert gate["relative_improvement"] == 0 and gate["rows"] > 0, gate
-    assert "not better with enough evidence" in meta["promotion"]["decision"]
+    # A tie is conclusive: even the upper confidence bound of the gain is 0 (no retrain on these rows helps).
+    assert gate["no_gain"] is True and "no gain to be had" in meta["promotion"]["decision"]
 
 
 def test_warm_start_from_another_schema_is_a_config_error(ray_cluster, tmp_path):

@@ -39,7 +39,10 @@ def test_every_source_counts_and_the_highest_wins(tmp_path):
     assert episode_floor(root, MODEL, _Registry([None, f"{MODEL}-v1-e1"]), _Jobs([])) == 2
     assert episode_floor(root, MODEL, _Registry([f"{MODEL}-v2-e5"]), _Jobs([])) == 5
     # A failed retrain registers nothing; the Jobs API still knows its submission id.
-    jobs = _Jobs([f"foundry-retrain-{MODEL}-v2-e7-a2", "raysubmit_abc", "foundry-retrain-other-v1-e9-a1"])
+    v = "v20261130-114032-343-c0cf4f"
+    jobs = _Jobs([f"foundry-retrain-{MODEL}-{v}-e7-a2", "raysubmit_abc", f"foundry-retrain-other-{v}-e9-a1",
+                  # another model whose name starts with this one's ("churn-x"): not this model's history
+                  f"foundry-retrain-{MODEL}-x-{v}-e8-a1"])
     assert episode_floor(root, MODEL, _Registry([f"{MODEL}-v2-e5"]), jobs) == 7
 
 
