@@ -86,4 +86,10 @@ def last_episode_number(storage_root: str, model: str) -> int:
     """The highest episode number (``...-e<n>``) any stored event names: episode numbers never go back,
     even when the monitor's state file was lost."""
     episodes = (e.get("episode") or "" for e in read_events(storage_root, model))
-    return max((int(m.group(1)) for ep in episodes if (m := _EPISODE_NUMBER.search(ep))), default=0)
+    return max((episode_number(ep) for ep in episodes), default=0)
+
+
+def episode_number(episode: str | None) -> int:
+    """The ``n`` of an episode id ``<model>-<version>-e<n>`` (0 for anything else)."""
+    m = _EPISODE_NUMBER.search(episode or "")
+    return int(m.group(1)) if m else 0

@@ -17,17 +17,11 @@ from __future__ import annotations
 import logging
 import re
 
-from foundry.drift.events import last_episode_number
+from foundry.drift.events import episode_number, last_episode_number
 
 log = logging.getLogger(__name__)
 
-_EPISODE = re.compile(r"-e(\d+)$")
 SUBMISSION_PREFIX = "foundry-retrain-"
-
-
-def _number(pattern: re.Pattern, text: str | None) -> int:
-    m = pattern.search(text or "")
-    return int(m.group(1)) if m else 0
 
 
 def from_registry(registry, model: str) -> int:
@@ -36,7 +30,7 @@ def from_registry(registry, model: str) -> int:
     except Exception as exc:
         log.warning("episode floor: the registry could not be listed (%s)", exc)
         return 0
-    return max((_number(_EPISODE, ((mv.metadata or {}).get("lineage") or {}).get("drift_episode"))
+    return max((episode_number(((mv.metadata or {}).get("lineage") or {}).get("drift_episode"))
                 for mv in versions), default=0)
 
 
