@@ -36,7 +36,7 @@ RESULTS = REPO / "benchmarks" / "results"
 TMP = RESULTS / "tmp"
 BENCHMARKS = {  # name -> (script, what it compares); run in this order
     "serve": ("serve_bench.py", "Ray Serve vs a plain uvicorn server, 1-row requests"),
-    "drift": ("drift_bench.py", "drift detectors offline: cost, detection delay, false alarms"),
+    "drift": ("drift_bench.py", "drift alarms through replay: false episodes, detection delays, benign shifts"),
     "heal": ("heal_bench.py", "monitoring tax; healing every drift scenario and a real data set, vs an oracle"),
     "soak": ("soak_bench.py", "minutes of load on /predict, monitor on, a model swap half-way; memory of every Ray process"),
     "data": ("data_bench.py", "Ray Data preprocessing vs single-process pandas"),
@@ -140,20 +140,20 @@ def serve_table(r: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def drift_table(r: dict) -> tuple[list[str], list[list[str]]]:
-    options = r.get("options") or {}
-    scenarios = list(dict.fromkeys(d["scenario"] for o in options.values() for d in o.get("delay", [])))
-    head = ["conf/drift option", "detector CPU ms / 500 rows", *[f"{s} delay (rows, median)" for s in scenarios],
-            "false alarms / 100k rows", "build s"]
+    configs = r.get("configs") or {}
+    scenarios = list(dict.fromkeys(s for c in configs.values() for s in (c.get("scenarios") or {})))
+    head = ["conf/drift option", "false episodes / 1M clean rows (95% upper)", "monitor CPU ms / 1,000 rows",
+            *[f"{s}: median delay (rows); episodes" for s in scenarios]]
     rows = []
-    for name, o in options.items():
-        delays = {d["scenario"]: d for d in o.get("delay", [])}
+    for name, c in configs.items():
         cells = []
         for s in scenarios:
-            d = delays.get(s) or {}
-            cells.append("not detected" if d.get("detected") == 0 else _num(d.get("median_delay_rows")))
-        fa = (o.get("false_alarms") or {}).get("episodes_per_100k_rows")
-        rows.append([name, _num(o.get("detector_ms_per_500_rows"), ".1f"), *cells, _num(fa, "g"),
-                     _num(o.get("build_total_s"), ".1f")])
+            d = (c.get("scenarios") or {}).get(s) or {}
+            delay = "not detected" if d.get("detected") == 0 else _num(d.get("median_delay_rows"), "g")
+            cells.append(f"{delay}; {_num(d.get('episodes_started'))}/{_num(d.get('runs'))}")
+        rows.append([name, f"{_num(c.get('false_episodes_per_million'), 'g')} "
+                     f"({_num(c.get('false_episodes_per_million_ci_high'), 'g')})",
+                     _num(c.get("monitor_cpu_ms_per_1000_rows"), ".1f"), *cells])
     return head, rows
 
 

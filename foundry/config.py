@@ -541,6 +541,46 @@ class DriftDetectorsConfig:
     online: OnlineDriftConfig = field(default_factory=OnlineDriftConfig)
 
 
+class AlarmMethod(str, Enum):
+    sequential = "sequential"  # anytime-valid e-detectors row by row, one false-alarm budget (foundry/drift/alarm.py)
+    windows = "windows"  # the windowed detectors vote every test_every_rows rows (false alarms grow with traffic)
+
+
+class AlarmPolicy(str, Enum):
+    harm = "harm"  # an episode starts when the model is harmed (estimated or labelled); input drift alone is reported
+    drift = "drift"  # any alarm, input drift included, starts an episode
+
+
+@dataclass
+class AlarmWeights:
+    """How the false-alarm budget is split across signal families (normalised over the families present)."""
+
+    labelled: float = 0.5  # the labelled error stream (concept and label shift; needs /feedback labels)
+    estimated: float = 0.25  # harm without labels: calibrated expected error (classification), prediction drift (regression)
+    input: float = 0.25  # each input column, missing-value indicator and category, and (classification) the scores
+
+
+@dataclass
+class DriftAlarmConfig:
+    method: AlarmMethod = AlarmMethod.sequential
+    # The budget: on clean traffic a false alarm comes no more often than once per this many live rows
+    # (the expected run length), whatever the traffic rate, cadence and number of signals.
+    expected_rows_between_false_episodes: float = 1_000_000.0
+    # Probability that the reference sample's own error stays within the margins the bounds allow for.
+    reference_confidence: float = 0.99
+    policy: AlarmPolicy = AlarmPolicy.harm
+    # Harm = the error rate (expected or labelled) above the reference's by more than this (0.01 = 1 point).
+    harm_tolerance: float = 0.01
+    # After an input-drift alarm, rows to wait for harm evidence before calling the shift benign.
+    benign_after_rows: int = 2000
+    weights: AlarmWeights = field(default_factory=AlarmWeights)
+    # The bets each signal places, as fractions of the largest safe bet (a mixture: strong shifts are
+    # caught by the large bets within rows, weak ones by the small bets later).
+    bets: list[float] = field(default_factory=lambda: [0.05, 0.15, 0.4, 0.9])
+    # Run the windowed alibi-detect tests on the rows of an alarm, to name the drifted columns in its event.
+    diagnose: bool = True
+
+
 @dataclass
 class DriftWindowConfig:
     size: int = 1000
@@ -596,6 +636,7 @@ class MonitorActorConfig:
 @dataclass
 class DriftConfig:
     enabled: bool = True
+    alarm: DriftAlarmConfig = field(default_factory=DriftAlarmConfig)
     window: DriftWindowConfig = field(default_factory=DriftWindowConfig)
     detectors: DriftDetectorsConfig = field(default_factory=DriftDetectorsConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
@@ -1022,7 +1063,19 @@ def _check_drift(d: DriftConfig, task: Task) -> None:
     _require(w.votes_required >= 1, "drift.window.votes_required", f"must be >= 1, got {w.votes_required}")
     voters = [name for name in ("tabular", "multivariate", "prediction", "concept", "online")
               if getattr(det, name).enabled and getattr(det, name).vote]
-    if d.enabled and d.retrain.enabled:
+    a = d.alarm
+    _require(a.expected_rows_between_false_episodes >= 100, "drift.alarm.expected_rows_between_false_episodes",
+             f"must be >= 100 rows, got {a.expected_rows_between_false_episodes}")
+    _require(0 < a.reference_confidence < 1, "drift.alarm.reference_confidence",
+             f"must be in (0, 1), got {a.reference_confidence}")
+    _require(0 <= a.harm_tolerance < 1, "drift.alarm.harm_tolerance", f"must be in [0, 1), got {a.harm_tolerance}")
+    _require(a.benign_after_rows >= 100, "drift.alarm.benign_after_rows", f"must be >= 100, got {a.benign_after_rows}")
+    weights = [a.weights.labelled, a.weights.estimated, a.weights.input]
+    _require(min(weights) >= 0 and sum(weights) > 0, "drift.alarm.weights",
+             f"must be >= 0 with a positive sum, got {weights}")
+    _require(bool(a.bets) and all(0 < b < 1 for b in a.bets), "drift.alarm.bets",
+             f"must be a non-empty list of fractions in (0, 1), got {list(a.bets)}")
+    if d.enabled and d.retrain.enabled and a.method is AlarmMethod.windows:
         _require(len(voters) >= w.votes_required, "drift.window.votes_required",
                  f"{w.votes_required} votes needed but only {len(voters)} enabled detector(s) vote ({voters})")
     r = d.retrain

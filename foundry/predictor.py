@@ -57,8 +57,9 @@ class Predictions:
 
 class Predictor:
     def __init__(self, spec: dict, weights: dict[str, torch.Tensor], preprocessor: Preprocessor,
-                 device: str = "cpu"):
+                 device: str = "cpu", temperature: float = 1.0):
         self.spec = spec
+        self.temperature = temperature  # probability calibration (foundry.train.calibration)
         self.preprocessor = preprocessor
         self.task = Task(preprocessor.task)
         self.device = torch.device(device)
@@ -71,15 +72,22 @@ class Predictor:
         path = Path(path)
         spec = json.loads((path / SPEC_FILE).read_text())
         fitted = Preprocessor.from_json((path / PREPROCESSOR_FILE).read_text())
-        return cls(spec, load_file(str(path / WEIGHTS_FILE), device="cpu"), fitted, device=device)
+        from foundry.train.calibration import read_temperature
+
+        return cls(spec, load_file(str(path / WEIGHTS_FILE), device="cpu"), fitted, device=device,
+                   temperature=read_temperature(path))
+
+    def logits(self, x_num: np.ndarray | None, x_cat: np.ndarray | None) -> np.ndarray:
+        """The network's raw outputs for encoded inputs (uncalibrated)."""
+        x_num_t = torch.from_numpy(np.asarray(x_num)).to(self.device) if x_num is not None and x_num.shape[1] else None
+        x_cat_t = torch.from_numpy(np.asarray(x_cat)).to(self.device) if x_cat is not None and x_cat.shape[1] else None
+        with torch.inference_mode():
+            return self.model(x_num_t, x_cat_t).float().cpu().numpy()
 
     def predict(self, df: pd.DataFrame) -> Predictions:
         encoded = self.preprocessor.transform(df)
-        x_num = torch.from_numpy(encoded["x_num"]).to(self.device) if encoded["x_num"].shape[1] else None
-        x_cat = torch.from_numpy(encoded["x_cat"]).to(self.device) if encoded["x_cat"].shape[1] else None
-        with torch.inference_mode():
-            outputs = self.model(x_num, x_cat).float().cpu().numpy()
-        proba = probabilities(self.task, outputs)
+        outputs = self.logits(encoded["x_num"], encoded["x_cat"])
+        proba = probabilities(self.task, outputs / self.temperature) if self.task is not Task.regression else None
         if proba is None:
             values = self.preprocessor.decode_regression(outputs.reshape(-1))
             return Predictions(outputs, None, values, None, encoded)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-SCENARIOS = ("baseline", "covariate_shift", "new_category", "concept_shift", "label_shift")
+SCENARIOS = ("baseline", "covariate_shift", "new_category", "concept_shift", "label_shift", "benign_shift",
+             "harmful_covariate")
 
 PLANS = np.array(["basic", "standard", "premium"], dtype=object)
 CONTRACTS = np.array(["monthly", "annual", "two_year"], dtype=object)
@@ -48,8 +49,10 @@ def _features(r: dict[str, np.random.Generator], n: int, scenario: str) -> dict[
     region = _pick(r["region"].random(n), np.tile([0.3, 0.25, 0.25, 0.2], (n, 1)))
     age = np.clip(np.round(r["age"].normal(46, 15, n)), 18, 90)
     older = (age - 46) / 15
+    # harmful_covariate: a campaign moves customers onto monthly contracts, where churn is a coin toss.
+    monthly = 2.0 if scenario == "harmful_covariate" else 0.0
     contract = _pick(r["contract"].random(n), _softmax(np.stack(
-        [np.full(n, 0.6), -0.1 + 0.3 * older, -0.6 + 0.5 * older], axis=1)))
+        [np.full(n, 0.6 + monthly), -0.1 + 0.3 * older, -0.6 + 0.5 * older], axis=1)))
     tenure_mean = np.array([14.0, 34.0, 58.0])[contract]
     tenure = np.clip(np.round(r["tenure"].gamma(1.6, tenure_mean / 1.6)), 0, 120)
     plan = _pick(r["plan"].random(n), _softmax(np.stack(
@@ -73,6 +76,12 @@ def _features(r: dict[str, np.random.Generator], n: int, scenario: str) -> dict[
         charges = charges * 1.35
         usage = usage * 1.8
         age = np.clip(age - 9, 18, 90)
+    if scenario == "benign_shift":
+        # Heavier data users on more products: inputs the model sees move, the churn risk they carry
+        # does not (usage is not in the concept; products only through the charges the model reads).
+        usage = usage * 2.0
+        products = np.clip(products + 1, 1, 8)
+        charges = charges + 9.0
     if scenario == "new_category":
         payment = np.where(new_payment, 4, payment)
         region = np.where(new_region, 4, region)

@@ -27,6 +27,9 @@ class MonitorMetrics:
                                 "Retrain jobs by outcome: submitted, succeeded, failed, promoted, rejected, exhausted, "
                                 "gave_up (no more retrains for a drift: the monitor accepted the new normal)",
                                 tag_keys=("model", "outcome"))
+        self.alarms = Counter("foundry_drift_alarms", "Sequential alarms by kind: harm, drift (start an episode), "
+                              "input (input drift watched for harm), benign (a shift the model handles: no retrain)",
+                              tag_keys=("model", "kind", "family"))
         self.loop_errors = Counter("foundry_monitor_loop_errors", "Monitor rounds that raised (the loop goes on; "
                                    "the last error is in the monitor's status), by exception type",
                                    tag_keys=("model", "error"))
@@ -39,6 +42,9 @@ class MonitorMetrics:
             self.statistic.set(statistic, tags=tags)
         if drift:
             self.detected.inc(1, tags=tags)
+
+    def alarm(self, kind: str, family: str) -> None:
+        self.alarms.inc(1, tags={"model": self.model, "kind": kind, "family": family})
 
     def retrain(self, outcome: str) -> None:
         self.retrains.inc(1, tags={"model": self.model, "outcome": outcome})

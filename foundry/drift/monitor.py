@@ -60,7 +60,7 @@ from typing import Any
 
 from foundry import config as foundry_config
 from foundry import storage
-from foundry.config import FoundryConfig, Task
+from foundry.config import AlarmMethod, FoundryConfig, Task
 from foundry.drift import onset, reference
 from foundry.drift.batch import LiveBatch
 from foundry.drift.controller import Action, ControllerState, Decision, Phase, RetrainController
@@ -103,7 +103,11 @@ class DriftMonitor:
                          "loop_errors": 0}
 
         saved = self.state_file.read()
-        self.controller = RetrainController(self.cfg.drift.retrain, self.model, self.cfg.drift.window.consecutive,
+        self.sequential = self.cfg.drift.alarm.method is AlarmMethod.sequential
+        # A sequential alarm is already the evidence of many rows: one is enough (drift.window.consecutive
+        # is for the windowed tests, whose rounds are independent looks).
+        consecutive = 1 if self.sequential else self.cfg.drift.window.consecutive
+        self.controller = RetrainController(self.cfg.drift.retrain, self.model, consecutive,
                                             ControllerState.from_dict(saved.get("controller", {})))
         # Episode numbers never go back, even when the state file was lost: the events and the registry's
         # lineage remember them (foundry/drift/identity.py); the Jobs API is asked in the first round.
@@ -130,7 +134,7 @@ class DriftMonitor:
             log.error("cannot load the new-normal reference %s (%s); using %s's own", self.new_normal, exc, version)
             self.new_normal = None
             ref = reference.load(self.cfg, version)
-        self.windows = LiveWindows(self.cfg, ref.suite)
+        self.windows = LiveWindows(self.cfg, ref.suite, ref.alarm)
         self._use(ref)
         mine = MonitorState(labels_seen=lambda: self.counters["labels"], onset=lambda: self.onset_at,
                             reference=lambda: self.ref, forget_onset=self._forget_onset,
@@ -300,15 +304,23 @@ class DriftMonitor:
 
     def _test_round(self, now: float) -> Decision:
         size = self.cfg.drift.window.size
-        results = self.windows.test(size, self.cfg.drift.detectors.concept.window_rows)
+        alarms: list = []
+        if self.sequential:
+            alarms, results = self.windows.alarm_round(size)
+            votes = sorted({a.family for a in alarms if a.starts_episode})
+            drifted = bool(votes)
+            self._report_alarms(alarms)
+        else:
+            results = self.windows.test(size, self.cfg.drift.detectors.concept.window_rows)
+            votes = sorted({r.detector for r in results if r.vote and r.drift})
+            drifted = len(votes) >= self.cfg.drift.window.votes_required
         self.counters["rounds"] += 1
-        votes = sorted({r.detector for r in results if r.vote and r.drift})
-        drifted = len(votes) >= self.cfg.drift.window.votes_required
         if self.controller.state.phase in (Phase.idle, Phase.cooldown):  # no episode in flight: the onset may move
             if drifted:
                 w = self.windows.window
                 if self._first_flag_at is None:
-                    self._first_flag_at = float(w.received_at[-size:].min())
+                    since = [a.detail["since"] for a in alarms if a.starts_episode and "since" in a.detail]
+                    self._first_flag_at = min(since) if since else float(w.received_at[-size:].min())
                 self.onset_at, self.onset_detail = onset.since_first_flag(
                     w.x_num, w.x_cat, w.scores, w.received_at, self.windows.labelled_errors, self._first_flag_at,
                     size)
@@ -322,19 +334,40 @@ class DriftMonitor:
         decision = self.controller.observe(drifted, now)
         self.history.append({"round": self.counters["rounds"], "at": now, "rows": self.counters["rows"],
                              "drifted": drifted, "votes": votes, "phase": self.controller.state.phase.value,
+                             "alarms": [a.to_dict() for a in alarms],
                              "reference_version": self.controller.state.reference_version,
                              "results": [r.to_dict() for r in results]})
         log.info("round %d: %s -> %s", self.counters["rounds"],
                  ", ".join(f"{r.detector}={'DRIFT' if r.drift else 'ok'}" for r in results), decision.reason)
         if decision.action is Action.submit and decision.episode_id != self._announced:
             self._announced = decision.episode_id  # once per episode, also while it waits for labels
-            self._say("drift_detected", f"drift confirmed by {votes} in {self.controller.state.consecutive} rounds "
-                      f"in a row; starting episode {decision.episode_id}", episode=decision.episode_id, votes=votes,
+            evidence = (f"a sequential alarm ({', '.join(a.signal for a in alarms if a.starts_episode)})" if self.sequential
+                        else f"{votes} in {self.controller.state.consecutive} rounds in a row")
+            self._say("drift_detected", f"drift confirmed by {evidence}; starting episode {decision.episode_id}",
+                      episode=decision.episode_id, votes=votes, alarms=[a.to_dict() for a in alarms],
                       results=self.last_results, rows_seen=self.counters["rows"],
                       onset=iso(self.onset_at) if self.onset_at else None, onset_detail=self.onset_detail)
             if metrics:
                 metrics.episodes.inc(1, tags={"model": self.model})
         return decision
+
+    def _report_alarms(self, alarms: list) -> None:
+        """Events and metrics for what the sequential alarm raised that starts no episode by itself: an input
+        drift being watched for harm, and a benign shift (the model handles it: no retrain)."""
+        metrics = self._monitor_metrics()
+        for a in alarms:
+            if metrics:
+                metrics.alarm(a.kind, a.family)
+            if a.kind == "input":
+                self._say("input_drift", f"input drift on {a.signal} (evidence over {a.run_rows} rows); watching "
+                          f"{self.cfg.drift.alarm.benign_after_rows} rows for harm before calling it benign",
+                          alarm=a.to_dict())
+            elif a.kind == "benign":
+                estimate = (f": expected error {a.detail['expected_error']:.3f} against "
+                            f"{a.detail['reference_expected_error']:.3f} at training"
+                            if "expected_error" in a.detail else "")
+                self._say("benign_shift", f"benign shift on {a.signal}: no harm in {a.run_rows} rows{estimate}; "
+                          "no retrain, the input signals now compare with these rows", alarm=a.to_dict())
 
     def _forget_onset(self) -> None:
         self.onset_at = None
@@ -348,7 +381,7 @@ class DriftMonitor:
     def _use(self, ref: Reference) -> None:
         """Test against ``ref`` from now on, with fresh windows (under the lock)."""
         self.ref = ref
-        self.windows.reset(ref.suite)
+        self.windows.reset(ref.suite, ref.alarm)
         if not self.controller.state.reference_version:
             self.controller.rebase(ref.version)
 

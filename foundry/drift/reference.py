@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from foundry import storage
-from foundry.config import FoundryConfig
+from foundry.config import AlarmMethod, FoundryConfig
 from foundry.drift import new_normal, retrain
 from foundry.drift.detectors import DetectorSuite, load_or_build
 from foundry.drift.live_store import LiveStore
@@ -33,6 +33,7 @@ class Reference:
     predictor: Any  # foundry.predictor.Predictor: encodes stored rows (restore) like Serve did
     sample: pd.DataFrame | None  # the version's reference rows (a retrain may train on them too)
     baseline: dict[str, Any] | None = None  # the new normal the suite was built on, if any
+    alarm: Any = None  # foundry.drift.alarm.SequentialAlarm (drift.alarm.method=sequential), fitted on the same rows
 
 
 def registry(cfg: FoundryConfig):
@@ -65,7 +66,15 @@ def load(cfg: FoundryConfig, version: str, baseline: dict[str, Any] | None = Non
         suite = new_normal.build(cfg, path, version, baseline["uri"], say=log.info)
     else:
         suite = load_or_build(cfg.drift.detectors, path, version, say=log.info)
-    return Reference(version, suite, Predictor.from_dir(path), retrain.reference_frame(path), baseline)
+    predictor = Predictor.from_dir(path)
+    sample = retrain.reference_frame(path)
+    alarm = None
+    if cfg.drift.alarm.method is AlarmMethod.sequential:
+        from foundry.drift.alarm import SequentialAlarm
+
+        rows = new_normal.read_reference(baseline["uri"]) if baseline is not None else sample
+        alarm = SequentialAlarm.fit(cfg.drift.alarm, predictor, rows)
+    return Reference(version, suite, predictor, sample, baseline, alarm)
 
 
 def stored_rows(cfg: FoundryConfig, live: LiveStore, version: str, baseline: dict[str, Any] | None, predictor

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from foundry.config import FoundryConfig
+from foundry.drift.alarm import LABELLED, Alarm, SequentialAlarm
 from foundry.drift.batch import LiveBatch
 from foundry.drift.detectors import DetectorResult, DetectorSuite
 
@@ -84,16 +85,19 @@ def encode(frame: pd.DataFrame, predictor) -> Encoded:
 class LiveWindows:
     """The rows and labels of the current reference (see the module docstring)."""
 
-    def __init__(self, cfg: FoundryConfig, suite: DetectorSuite):
+    def __init__(self, cfg: FoundryConfig, suite: DetectorSuite, alarm: SequentialAlarm | None = None):
         self.keep = cfg.drift.monitor.retain_rows
+        self.diagnose = cfg.drift.alarm.diagnose
         self.concept_rows = max(cfg.drift.detectors.concept.window_rows, 1)
         self.online_results: list[DetectorResult] = []  # online detectors' verdicts since the last round
         self.restored_ids: set[str] = set()  # request ids the windows were last reloaded with
-        self.reset(suite)
+        self.reset(suite, alarm)
 
-    def reset(self, suite: DetectorSuite) -> None:
-        """Start over for a new reference (its suite); the online verdicts and restored ids carry over."""
+    def reset(self, suite: DetectorSuite, alarm: SequentialAlarm | None = None) -> None:
+        """Start over for a new reference (its suite, and its sequential alarm when ``drift.alarm.method``
+        is sequential); the online verdicts and restored ids carry over."""
         self.suite = suite
+        self.alarm = alarm
         self.window = Window.empty()
         self.pending: OrderedDict[str, Any] = OrderedDict()  # request_id -> (prediction, received_at), awaiting a label
         self.early: OrderedDict[str, Any] = OrderedDict()  # request_id -> label that came before its row
@@ -136,6 +140,8 @@ class LiveWindows:
             self.pending.popitem(last=False)
         matched = self.match_labels(early_ids, early_labels) if early_ids else 0
         self.rows_since_test += len(request_ids)
+        if self.alarm is not None:
+            self.alarm.feed_rows(np.asarray(x_num), np.asarray(x_cat), np.asarray(scores))
         if feed_online:
             result = self.suite.update_online(np.asarray(x_num, np.float32), np.asarray(x_cat, np.int64))
             if result is not None:
@@ -162,6 +168,8 @@ class LiveWindows:
             self.errors.extend(errs.tolist())
             self.labelled_errors.extend(zip(matched_at, errs.astype(np.float64).tolist(), strict=True))
             self.labels_since_test += len(errs)
+            if self.alarm is not None:
+                self.alarm.feed_labels(errs)
             if self.suite.cfg.concept.method.value == "fet_online":
                 result = self.suite.test_concept(errs)
                 if result is not None:
@@ -170,7 +178,41 @@ class LiveWindows:
 
     # ---- a test round -------------------------------------------------------------------------------------
     def due(self, test_every_rows: int, size: int) -> bool:
+        """A round is due: the sequential alarm raised something, or ``test_every_rows`` rows came (the
+        windowed tests need ``size`` of them; the sequential alarm reports its statistics then)."""
+        if self.alarm is not None:
+            return bool(self.alarm.fired) or self.rows_since_test >= test_every_rows
         return self.rows_since_test >= test_every_rows and len(self.window) >= size
+
+    def alarm_round(self, size: int) -> tuple[list[Alarm], list[DetectorResult]]:
+        """The sequential alarm's raised alarms since the last round (each with ``detail["since"]``: when
+        its evidence started building) and one result per signal family; on an alarm, with
+        ``drift.alarm.diagnose``, the windowed tests on the alarm's rows too (they name the drifted
+        columns; they never vote)."""
+        alarms = self.alarm.take()
+        w = self.window
+        for a in alarms:
+            if a.family == LABELLED and self.labelled_errors:
+                a.detail["since"] = self.labelled_errors[-min(max(a.run_rows, 1), len(self.labelled_errors))][0]
+            elif len(w):
+                back = self.alarm.rows_seen - a.row + max(a.run_rows, 1)
+                a.detail["since"] = float(w.received_at[-min(back, len(w))])
+        stats = self.alarm.statistics()
+        raised = {a.family for a in alarms}
+        results = [DetectorResult(detector=f"alarm.{family}", drift=family in raised, p_value=None,
+                                  statistic=round(value, 4) if np.isfinite(value) else None,
+                                  threshold=round(self.alarm.log_threshold, 4), vote=True, rows=self.rows_since_test)
+                   for family, value in stats.items()]
+        results += [r for r in self.online_results if not setattr(r, "vote", False)]  # diagnostics only
+        self.online_results = []
+        if alarms and self.diagnose and len(w) >= 20:
+            rows = min(size, len(w), max(max(a.run_rows for a in alarms), 50))
+            for r in self.suite.test_window(w.x_num[-rows:], w.x_cat[-rows:], w.scores[-rows:]):
+                r.vote = False
+                results.append(r)
+        self.rows_since_test = 0
+        self.labels_since_test = 0
+        return alarms, results
 
     def test(self, size: int, concept_rows: int) -> list[DetectorResult]:
         """Every windowed detector on the last ``size`` rows, the concept detector on the error stream

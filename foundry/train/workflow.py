@@ -31,6 +31,7 @@ from foundry.node_loss import retry_on_node_loss
 from foundry.predictor import REFERENCE_FILE, Predictor, write_model_files
 from foundry.tasks import PRIMARY_METRIC
 from foundry.train import gate, warm_start
+from foundry.train.calibration import calibrate
 from foundry.train.loop import BEST_WEIGHTS_FILE, STATE_FILE
 from foundry.train.metrics import record_run
 from foundry.train.trainer import build_trainer
@@ -209,6 +210,7 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
         staging = Path(tmp)
         with checkpoint.as_directory() as checkpoint_dir:
             _stage_version(staging, checkpoint_dir, spec, prepared, resolved_yaml, history)
+        calibration = calibrate(staging, prepared.val, say)
         if tuned is not None:
             (staging / TUNE_RESULTS_FILE).write_text(json.dumps(
                 {"best": tuned.best, "trials": tuned.trials, "seconds": tuned.seconds}, indent=2, default=str))
@@ -242,6 +244,7 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
                         "drift_episode": cfg.drift_episode},
             "promotion": {"promoted": promote, "decision": decision, "policy": cfg.promotion.policy.value,
                           "min_improvement": cfg.promotion.min_improvement, "gate": verdict.gate},
+            "calibration": calibration,
             "drift_detectors": drift_detectors,
             "tuning": None if tuned is None else tuned.summary(),
             "timings_s": timings,

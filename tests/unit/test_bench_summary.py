@@ -35,18 +35,17 @@ def serve_result() -> dict:
 
 
 def drift_result() -> dict:
-    def delay(scenario, median, detected=5):
-        return {"scenario": scenario, "seeds": 5, "detected": detected, "median_delay_rows": median,
-                "max_delay_rows": median, "votes": {"tabular": 5}}
+    def scenario(median, detected=20, episodes=20):
+        return {"runs": 20, "detected": detected, "median_delay_rows": median, "episodes_started": episodes}
 
-    return {"generated_at": "2026-11-25T00:46:21+00:00", "quick": False, "machine": MACHINE,
-            "options": {
-                "default": {"build_total_s": 0.36, "detector_ms_per_500_rows": 21.49,
-                            "delay": [delay("covariate_shift", 1000), delay("concept_shift", 1000)],
-                            "false_alarms": {"rows": 100000, "episodes": 3, "episodes_per_100k_rows": 3.0}},
-                "online": {"build_total_s": 164.63, "detector_ms_per_500_rows": 559.53,
-                           "delay": [delay("covariate_shift", 500), delay("concept_shift", None, detected=0)],
-                           "false_alarms": {"rows": 100000, "episodes": 79, "episodes_per_100k_rows": 79.0}}}}
+    return {"generated_at": "2026-11-30T00:46:21+00:00", "quick": False, "machine": MACHINE, "seeds": 20,
+            "configs": {
+                "default": {"false_episodes_per_million": 0.0, "false_episodes_per_million_ci_high": 0.999,
+                            "monitor_cpu_ms_per_1000_rows": 12.6,
+                            "scenarios": {"covariate_shift": scenario(155, episodes=0), "concept_shift": scenario(400)}},
+                "windows": {"false_episodes_per_million": 30.0, "false_episodes_per_million_ci_high": 61.2,
+                            "monitor_cpu_ms_per_1000_rows": 87.2,
+                            "scenarios": {"covariate_shift": scenario(500), "concept_shift": scenario(None, detected=0)}}}}
 
 
 def heal_result() -> dict:
@@ -125,8 +124,8 @@ def test_every_benchmark_gets_its_headline_figures():
         "Serve tp_opt=1+haproxy, batching=on", "3,198.1", "64", "38.6", "4.64"]
     assert cells(md, "plain uvicorn (baseline)")[1:] == ["689.1", "4", "10.1", "1.00"]
     assert cells(md, "Serve tp_opt=1, batching=off")[1:] == ["-", "-", "-", "-"]  # no point within the SLO
-    assert cells(md, "default") == ["default", "21.5", "1,000", "1,000", "3", "0.4"]
-    assert cells(md, "online")[1:] == ["559.5", "500", "not detected", "79", "164.6"]
+    assert cells(md, "default") == ["default", "0 (0.999)", "12.6", "155; 0/20", "400; 20/20"]
+    assert cells(md, "windows")[1:] == ["30 (61.2)", "87.2", "500; 20/20", "not detected; 20/20"]
     assert cells(md, "monitoring tax") == ["monitoring tax", "-2.2%"]
     assert cells(md, "time to heal (onset -> new version serving)")[1] == "182 s"
     assert cells(md, "stage: train (Ray Train)")[1] == "26.7 s"

@@ -197,7 +197,7 @@ def test_wrong_type_names_key(tmp_path):
     (["drift.detectors.concept.window_sizes=[]"], "drift.detectors.concept.window_sizes"),
     (["drift.detectors.online.ert=0"], "drift.detectors.online.ert"),
     (["drift.window.size=5"], "drift.window.size"),
-    (["drift.window.votes_required=9"], "drift.window.votes_required"),
+    (["drift.alarm.method=windows", "drift.window.votes_required=9"], "drift.window.votes_required"),
     (["drift.retrain.max_retries=-1"], "drift.retrain.max_retries"),
     (["drift.retrain.max_rows=10"], "drift.retrain.max_rows"),
     (["drift.retrain.backoff_factor=0.5"], "drift.retrain.backoff_factor"),

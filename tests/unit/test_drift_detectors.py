@@ -68,7 +68,10 @@ VARIANTS = {
     "default+mmd": ["drift=default", "drift.detectors.multivariate.method=mmd",
                     "drift.detectors.multivariate.n_permutations=50"],
     "default+fdr": ["drift=default", "drift.detectors.tabular.correction=fdr"],
-    "online+mmd": ["drift=online", "drift.detectors.online.method=mmd"],
+    # alibi-detect's online detectors, as diagnostics beside the sequential alarm (conf/drift/online.yaml).
+    "online+cvm": ["drift=online", "drift.detectors.online.enabled=true", "drift.detectors.concept.enabled=true",
+                   "drift.detectors.concept.method=fet_online"],
+    "online+mmd": ["drift=online", "drift.detectors.online.enabled=true", "drift.detectors.online.method=mmd"],
 }
 CASES = OPTIONS + sorted(VARIANTS)
 

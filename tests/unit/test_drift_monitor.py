@@ -47,6 +47,9 @@ ROWS = 200  # rows per round (the window size): each round is one test round on 
 UNLABELLED = 10  # rows per round that never get a label (a retrain set must leave them out)
 
 DRIFT = [
+    # These tests drive the episode mechanics (shared by both alarm methods) with the windowed tests, whose
+    # rounds are easy to script; the sequential alarm's own wiring is tested at the end of this module.
+    "drift.alarm.method=windows",
     "drift=light",  # tabular + prediction + concept: no multivariate test, keeps every round cheap
     f"drift.window.size={ROWS}", "drift.window.test_every_rows=100", "drift.window.consecutive=2",
     # The served model errs on ~34% of concept_shift rows against ~22% on its reference sample: 200
@@ -258,8 +261,12 @@ class Env:
 
 @pytest.fixture
 def env(tmp_path, version_dir) -> Env:
+    return make_env(tmp_path, version_dir, DRIFT)
+
+
+def make_env(tmp_path: Path, version_dir: Path, overrides: list[str]) -> Env:
     root = tmp_path / "storage"
-    cfg = config.load([f"storage.root={root}", f"model_name={MODEL}", *DRIFT])
+    cfg = config.load([f"storage.root={root}", f"model_name={MODEL}", *overrides])
     registry = Registry(root / "registry")
     v1 = registry.register(MODEL, version_dir, {"lineage": {"trigger": "manual"}}).version
     registry.set_alias(MODEL, ALIAS, v1)
@@ -1042,3 +1049,62 @@ def test_status_answers_at_once_while_a_job_submission_hangs(env):
     assert status["controller"]["submission_id"] == submission_id(MODEL, env.v1, 1, 1)
     assert rounds and rounds[-1]["drifted"]
     assert not failures and len(client.calls) == 1 and len(env.events("retrain_submitted")) == 1
+
+
+# ---- the sequential alarm (drift.alarm.method=sequential, the default) ----------------------------------------
+
+# The same mechanics, detection by the sequential alarm. The test version's reference sample is small, so
+# its bounds are wide: a budget of one false alarm per 10,000 rows keeps the rounds few (the budget's own
+# calibration is tested in test_drift_alarm.py on a large reference).
+SEQUENTIAL = [o for o in DRIFT if not o.startswith("drift.alarm.method")] + [
+    "drift.alarm.method=sequential", "drift.alarm.expected_rows_between_false_episodes=10000",
+    "drift.alarm.benign_after_rows=400"]
+
+
+@pytest.fixture
+def seq_env(tmp_path, version_dir) -> Env:
+    return make_env(tmp_path, version_dir, SEQUENTIAL)
+
+
+def test_sequential_alarm_is_quiet_on_baseline_then_concept_drift_starts_one_episode_on_the_drifted_rows(seq_env):
+    """Catches: the alarm not wired to the controller (no submission), labels not fed to it (concept drift
+    changes no input: only the labelled error signal sees it), alarms on clean traffic, or an onset that
+    puts the clean rows before the drift into the retrain set."""
+    env = seq_env
+    client = env.client()
+    monitor = env.monitor(client)
+    for _ in range(5):
+        env.round(monitor, "baseline")
+    status = monitor.status()
+    assert {r["detector"] for r in status["last_results"]} == {"alarm.input", "alarm.estimated", "alarm.labelled"}
+    assert not client.calls and not env.events("input_drift", "benign_shift", "drift_detected")
+    for _ in range(10):
+        env.round(monitor, "concept_shift")
+        if client.calls:
+            break
+    assert len(client.calls) == 1, "concept drift never started an episode"
+    detected = env.events("drift_detected")
+    assert len(detected) == 1 and detected[0]["votes"] == ["labelled"]
+    assert detected[0]["alarms"][0]["kind"] == "harm" and detected[0]["alarms"][0]["family"] == "labelled"
+    data = read_parquet(overrides_of(client.calls[0]["entrypoint"])["data.source.path"])
+    scenario_of = {i: b["scenario"] for b in env.batches for i in b["ids"]}
+    baseline_share = float(np.mean([scenario_of[i] == "baseline" for i in data["request_id"]]))
+    assert len(data) >= 150 and baseline_share <= 0.1, (len(data), baseline_share)
+
+
+def test_sequential_alarm_reports_a_benign_shift_and_retrains_nothing(seq_env):
+    """Catches: input drift starting episodes under the harm policy, a watch that never ends (no
+    benign_shift), or input signals not re-based afterwards (the same shift reported again and again)."""
+    env = seq_env
+    client = env.client()
+    monitor = env.monitor(client)
+    for _ in range(2):
+        env.round(monitor, "baseline")
+    for _ in range(8):
+        env.round(monitor, "benign_shift")
+    assert not client.calls
+    assert kinds(env.events("input_drift", "benign_shift")) == ["input_drift", "benign_shift"]
+    benign = env.events("benign_shift")[0]
+    assert benign["alarm"]["kind"] == "benign" and benign["alarm"]["watched_rows"] == 400
+    assert abs(benign["alarm"]["expected_error"] - benign["alarm"]["reference_expected_error"]) < 0.05
+    assert monitor.status()["controller"]["phase"] == "idle"

@@ -32,7 +32,8 @@ class FakeSuite:
 
 def windows(retain_rows: int = 10) -> LiveWindows:
     cfg = SimpleNamespace(drift=SimpleNamespace(monitor=SimpleNamespace(retain_rows=retain_rows),
-                                                detectors=SimpleNamespace(concept=SimpleNamespace(window_rows=4))))
+                                                detectors=SimpleNamespace(concept=SimpleNamespace(window_rows=4)),
+                                                alarm=SimpleNamespace(diagnose=True)))
     return LiveWindows(cfg, FakeSuite())
 
 

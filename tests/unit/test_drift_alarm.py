@@ -1,0 +1,173 @@
+"""The sequential alarm's statistics (``foundry.drift.evidence``, ``foundry.drift.alarm``), with fixed seeds.
+
+A model version like the training job stages it (5,000-row reference sample, probabilities calibrated
+by temperature scaling on held-out rows); clean and drifted streams from the bundled generator. Each
+test says what it would catch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from foundry import config, datasets
+from foundry.config import Task
+from foundry.drift import evidence
+from foundry.drift.alarm import SequentialAlarm
+from foundry.drift.detectors import _errors
+from foundry.predictor import REFERENCE_FILE, Predictor
+from foundry.train.calibration import CALIBRATION_FILE, fit_temperature
+from tests.versions import build_version_dir
+
+BUDGET = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return config.load([])
+
+
+@pytest.fixture(scope="module")
+def version(tmp_path_factory, cfg):
+    out = build_version_dir(cfg, tmp_path_factory.mktemp("alarm-version"), rows=20_000, reference_rows=5_000,
+                            steps=150)
+    predictor = Predictor.from_dir(out)
+    held_out = datasets.generate("churn", "baseline", 5_000, seed=7)
+    enc = predictor.preprocessor.transform_with_label(held_out)
+    fitted = fit_temperature(Task.binary, predictor.logits(enc["x_num"], enc["x_cat"]), enc["y"])
+    (out / CALIBRATION_FILE).write_text(pd.Series(fitted).to_json())
+    return out
+
+
+@pytest.fixture(scope="module")
+def predictor(version):
+    return Predictor.from_dir(version)
+
+
+@pytest.fixture(scope="module")
+def reference(version):
+    return pd.read_parquet(version / REFERENCE_FILE)
+
+
+def stream(predictor, cfg, scenario: str, rows: int, seed: int):
+    df = datasets.generate("churn", scenario, rows, seed=seed)
+    pred = predictor.predict(df[[f.name for f in cfg.data.features]])
+    errors = _errors("binary", pred.values, df[cfg.data.label].to_numpy())
+    return pred.encoded["x_num"], pred.encoded["x_cat"], pred.proba, errors
+
+
+def run(alarm: SequentialAlarm, parts, labels: bool = True, batch: int = 500) -> list:
+    x_num, x_cat, scores, errors = parts
+    for i in range(0, len(x_num), batch):
+        alarm.feed_rows(x_num[i:i + batch], x_cat[i:i + batch], scores[i:i + batch])
+        if labels:
+            alarm.feed_labels(errors[i:i + batch])
+    return alarm.take()
+
+
+def naive(alarm: SequentialAlarm, predictor, reference) -> SequentialAlarm:
+    """The same signals, bounds set to the reference's own means: a calibration that takes the reference
+    sample for the truth (what made the windowed tests flag 28% of clean rounds against 10%)."""
+    pred = predictor.predict(reference)
+    g = alarm.rows_signals.transform(pred.encoded["x_num"], pred.encoded["x_cat"], pred.proba)
+    bank = alarm.bank
+    bank.bounds = np.clip(g.mean(axis=0), 1e-3, 1 - 1e-3)
+    bank.lam = np.asarray(alarm.cfg.bets)[None, :] / bank.bounds[:, None]
+    errors = _errors("binary", pred.values, reference["churned"].to_numpy())
+    alarm.label_bank.bounds[:] = errors.mean()
+    alarm.label_bank.lam = np.asarray(alarm.cfg.bets)[None, :] / alarm.label_bank.bounds[:, None]
+    return alarm
+
+
+def test_the_budget_holds_on_200000_clean_rows_and_a_calibration_that_ignores_the_reference_error_fails_it(
+        cfg, predictor, reference):
+    """At one false alarm per million rows, 200,000 clean rows (labels at once) must raise nothing (a
+    correct monitor does so with probability >= 0.8 by the budget alone, far more with its margins).
+    Catches: bounds without the reference sample's own error, weights that sum to more than 1, a
+    threshold below the budget. The naive calibration on the same rows must fail, or this test could not."""
+    clean = stream(predictor, cfg, "baseline", 200_000, seed=2000)
+    alarm = SequentialAlarm.fit(cfg.drift.alarm, predictor, reference)
+    assert alarm.log_threshold == pytest.approx(math.log(BUDGET))
+    assert run(alarm, clean) == []
+    broken = naive(SequentialAlarm.fit(cfg.drift.alarm, predictor, reference), predictor, reference)
+    assert len(run(broken, clean)) >= 1
+
+
+def _clean_bernoulli_rate(signals: int, threshold: float, steps: int, seed: int, split: bool) -> float:
+    """Alarms per step on streams at exactly their bounds (the hardest null: the e-values' mean is 1):
+    ``split`` shares one budget among the signals (the alarm's design); otherwise each signal alarms at
+    the full threshold on its own and the monitor ORs them (the old design's votes)."""
+    rng = np.random.default_rng(seed)
+    bounds = rng.uniform(0.05, 0.5, size=signals)
+    banks = ([evidence.CusumBank(bounds, np.full(signals, 1 / signals), [0.05, 0.15, 0.4, 0.9])] if split else
+             [evidence.CusumBank(bounds[j:j + 1], np.ones(1), [0.05, 0.15, 0.4, 0.9]) for j in range(signals)])
+    g = (rng.random((steps, signals)) < bounds).astype(np.float64)
+    alarms = 0
+    for b, bank in enumerate(banks):
+        cols = slice(None) if split else slice(b, b + 1)
+        start = 0
+        while start < steps:
+            crossing = bank.feed(g[start:, cols], math.log(threshold))
+            if crossing is None:
+                break
+            alarms += 1
+            bank.reset()
+            start += crossing.row + 1
+    return alarms / steps
+
+
+def test_adding_signals_does_not_raise_the_false_alarm_rate():
+    """The budget is one for the whole monitor: with 1 or 32 signals, all exactly at their bounds, the
+    alarm rate stays under 1/threshold. Catches: a threshold per signal (OR-ed, as the windowed votes
+    were), measured here at several times the budget."""
+    threshold, steps = 2_000, 200_000
+    one = _clean_bernoulli_rate(1, threshold, steps, seed=1, split=True)
+    many = _clean_bernoulli_rate(32, threshold, steps, seed=1, split=True)
+    ored = _clean_bernoulli_rate(32, threshold, steps, seed=1, split=False)
+    assert one <= 1 / threshold and many <= 1 / threshold, (one, many)
+    assert ored > 3 / threshold, ored
+
+
+@pytest.mark.parametrize("scenario", ["covariate_shift", "new_category", "benign_shift", "harmful_covariate"])
+def test_the_expected_error_tracks_the_true_error_under_covariate_shift(cfg, predictor, scenario):
+    """Confidence-based performance estimation: with calibrated probabilities the mean of 1 - max p is
+    the error rate within 0.02 under every covariate scenario (P(y | x) holds). Catches: uncalibrated
+    probabilities, the wrong column, or a harmful scenario that harms nothing."""
+    x_num, x_cat, proba, errors = stream(predictor, cfg, scenario, 30_000, seed=31)
+    estimated = float(np.mean(1 - proba.max(axis=1)))
+    assert abs(estimated - errors.mean()) <= 0.02, (estimated, errors.mean())
+    if scenario == "harmful_covariate":
+        base = stream(predictor, cfg, "baseline", 30_000, seed=31)[3].mean()
+        assert errors.mean() - base >= 0.04
+
+
+def test_harm_without_labels_starts_an_episode_and_a_benign_shift_does_not(cfg, predictor, reference):
+    """Labels withheld: a harmful covariate shift must raise a harm alarm from the expected error alone
+    within 2,000 rows; a benign one only an input alarm and then a benign verdict. Catches: harm read from
+    input drift alone, a watch that never ends, an estimate that does not vote."""
+    base = stream(predictor, cfg, "baseline", 2_000, seed=40)
+    harmful = stream(predictor, cfg, "harmful_covariate", 4_000, seed=41)
+    alarm = SequentialAlarm.fit(cfg.drift.alarm, predictor, reference)
+    assert run(alarm, base, labels=False, batch=100) == []
+    raised = run(alarm, harmful, labels=False, batch=100)
+    harm = [a for a in raised if a.kind == "harm"]
+    assert harm and harm[0].family == "estimated" and harm[0].row - 2_000 <= 2_000, [a.to_dict() for a in raised]
+
+    benign = stream(predictor, cfg, "benign_shift", 4_000, seed=42)
+    alarm = SequentialAlarm.fit(cfg.drift.alarm, predictor, reference)
+    raised = run(alarm, benign, labels=False, batch=100)
+    assert [a.kind for a in raised] == ["input", "benign"], [a.to_dict() for a in raised]
+    assert raised[0].row <= 300
+
+
+def test_bounds_hold_their_confidence():
+    """Clopper-Pearson and DKW as the alarm uses them. Catches: an upper bound below the observed rate, or a
+    margin that does not shrink with the reference size."""
+    assert evidence.rate_upper(0, 5000, 0.001) == pytest.approx(1 - 0.001 ** (1 / 5000), rel=1e-3)
+    assert 0.2 < evidence.rate_upper(1000, 5000, 0.001) < 0.22
+    assert evidence.pit_margin(5000, 0.01) < evidence.pit_margin(500, 0.01)
+    ref = np.sort(np.repeat(np.arange(5.0), 100))[:, None]  # ties: the mid-PIT's mean is still 1/2
+    assert evidence.mid_pit(ref, ref).mean() == pytest.approx(0.5)
