@@ -19,8 +19,9 @@ on fewer clean rows because every round runs LSDD):
   once, so no cooldown hides one). Rate per 1,000,000 rows with its exact Poisson 95% upper bound
   (one-sided): zero episodes in 3,000,000 rows bound the rate at 1.0 per million;
 - per scenario and seed (``--seeds``): 2,000 baseline rows then 8,000 drifted rows, labels at once;
-  the delay to the first alarm of any kind after the onset (rows; labelled rows for concept and label
-  shift, where only labels can see it), the delay to the first episode, and whether the run retrained
+  the delay to the first alarm of any kind after the onset (rows; and for the labelled-error alarm the
+  labelled rows since the onset: concept and label shift change no input, only labels show them, and
+  rows and labels arrive in batches of 100), the delay to the first episode, and whether the run retrained
   at all. Medians with a 95% order-statistic interval; fractions with a Clopper-Pearson interval;
 - ``harmful_covariate`` again with labels delayed 10,000 rows (no label arrives in the run): the
   episode must come from the expected error (harm without labels);
@@ -190,13 +191,15 @@ def false_episodes(cfg, clean_rows: int, seeds: int) -> dict:
 
 
 def scenario_runs(cfg, scenario: str, seeds: int, label_delay: int = 0) -> dict:
-    delays, episode_delays, retrained = [], [], 0
+    delays, labelled_delays, episode_delays, retrained = [], [], [], 0
     kinds: dict[str, int] = {}
     for i in range(seeds):
         s = replay(cfg, [("baseline", PREFIX_ROWS, 100 + i), (scenario, DRIFT_ROWS, 200 + i)], onset=PREFIX_ROWS,
                    label_delay=label_delay)
         if s.detection_delay_rows is not None:
             delays.append(s.detection_delay_rows)
+        if s.detection_delay_labelled_rows is not None:
+            labelled_delays.append(s.detection_delay_labelled_rows)
         if s.episode_delay_rows is not None:
             episode_delays.append(s.episode_delay_rows)
             retrained += 1
@@ -204,7 +207,9 @@ def scenario_runs(cfg, scenario: str, seeds: int, label_delay: int = 0) -> dict:
             kinds[k] = kinds.get(k, 0) + v
     median, interval = median_interval(delays)
     ep_median, ep_interval = median_interval(episode_delays)
+    lab_median, lab_interval = median_interval(labelled_delays)
     out = {"runs": seeds, "detected": len(delays), "median_delay_rows": median, "median_delay_rows_ci": interval,
+           "median_labelled_delay_rows": lab_median, "median_labelled_delay_rows_ci": lab_interval,
            "episodes_started": retrained, "median_episode_delay_rows": ep_median,
            "median_episode_delay_rows_ci": ep_interval, "alarms_by_kind": kinds,
            "no_retrain_fraction": round(1 - retrained / seeds, 4),
@@ -212,7 +217,7 @@ def scenario_runs(cfg, scenario: str, seeds: int, label_delay: int = 0) -> dict:
     if scenario in BENIGN:
         out["benign_no_retrain_fraction"] = out["no_retrain_fraction"]
     say(f"    {scenario + (f' (labels {label_delay:,} rows late)' if label_delay else ''):<48} detected {len(delays)}/"
-        f"{seeds}, median delay {median} rows {interval}; episodes {retrained}/{seeds}, median delay {ep_median}")
+        f"{seeds}, median delay {median} rows {interval} ({lab_median} labelled); episodes {retrained}/{seeds}, median delay {ep_median}")
     return out
 
 

@@ -13,6 +13,7 @@ import contextlib
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,9 +70,52 @@ def scenario_rows(scenario: str, rows: int, seed: int, label: str = "churned") -
     yield features, labels
 
 
+class LateLabels:
+    """Labels a business sends late: each request's labels are posted ``delay_rows`` answered rows and
+    ``delay_s`` seconds after its predictions (whichever comes later); ``flush`` posts the rest."""
+
+    def __init__(self, post, delay_rows: int = 0, delay_s: float = 0.0):
+        self.post = post
+        self.delay_rows = delay_rows
+        self.delay_s = delay_s
+        self.waiting: deque = deque()  # (rows answered when due, time due, labels payload)
+        self.answered = 0
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="late-labels", daemon=True) if delay_s else None
+        if self._thread:
+            self._thread.start()
+
+    def add(self, rows: int, payload: list[dict]) -> None:
+        with self.lock:
+            self.answered += rows
+            self.waiting.append((self.answered + self.delay_rows, time.monotonic() + self.delay_s, payload))
+        self._release()
+
+    def _release(self, everything: bool = False) -> None:
+        while True:
+            with self.lock:
+                if not self.waiting:
+                    return
+                rows_due, time_due, payload = self.waiting[0]
+                if not everything and (rows_due > self.answered or time_due > time.monotonic()):
+                    return
+                self.waiting.popleft()
+            self.post(payload)
+
+    def _run(self) -> None:
+        while not self._stop.wait(min(self.delay_s, 0.2)):
+            self._release()
+
+    def flush(self) -> None:
+        self._stop.set()
+        self._release(everything=True)
+
+
 class TrafficGenerator:
     def __init__(self, url: str, api_key: str, rows_per_request: int = 20, concurrency: int = 4,
-                 feedback: bool = True, timeout_s: float = 30.0, retries: int = 0):
+                 feedback: bool = True, timeout_s: float = 30.0, retries: int = 0, label_delay_rows: int = 0,
+                 label_delay_s: float = 0.0):
         self.url = url.rstrip("/")
         self.headers = {"X-API-Key": api_key}
         self.rows_per_request = rows_per_request
@@ -80,9 +124,20 @@ class TrafficGenerator:
         self.retries = retries
         self.client = httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_connections=concurrency * 2))
         self.log = TrafficLog()
+        # Labels arrive label_delay_rows answered rows / label_delay_s seconds after their predictions
+        # (0: at once, as a demo would send them; a real business learns the outcome later).
+        self.late = LateLabels(self._post_labels, label_delay_rows, label_delay_s) \
+            if (label_delay_rows or label_delay_s) else None
 
     def close(self) -> None:
+        if self.late is not None:
+            self.late.flush()
         self.client.close()
+
+    def _post_labels(self, labels: list[dict]) -> None:
+        # Best effort: the prediction already counted; a lost label only thins the error stream.
+        with contextlib.suppress(httpx.HTTPError):
+            self.client.post(f"{self.url}/feedback", json={"labels": labels}, headers=self.headers)
 
     def _one(self, phase: str, rows: list[dict], labels: list) -> None:
         started = time.perf_counter()
@@ -109,9 +164,10 @@ class TrafficGenerator:
             record.correct = sum(str(p["prediction"]) == str(y) for p, y in zip(preds, labels, strict=True))
             if self.feedback:
                 fb = [{"request_id": p["request_id"], "label": y} for p, y in zip(preds, labels, strict=True)]
-                # Best effort: the prediction already counted; a lost label only thins the error stream.
-                with contextlib.suppress(httpx.HTTPError):
-                    self.client.post(f"{self.url}/feedback", json={"labels": fb}, headers=self.headers)
+                if self.late is not None:
+                    self.late.add(len(rows), fb)
+                else:
+                    self._post_labels(fb)
         self.log.add(record)
 
     def send(self, scenario: str, rows: int, seed: int, phase: str | None = None,

@@ -64,8 +64,12 @@ def rounds_frame(rounds: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def plot_drift(path: Path, rounds: list[dict[str, Any]], marks: dict[str, float], t0: float) -> None:
-    plt = _figure()
     frame = rounds_frame(rounds)
+    alarm = frame[frame["detector"].str.startswith("alarm.")]
+    if not alarm.empty:
+        _plot_alarm(path, alarm, marks, t0)
+        return
+    plt = _figure()
     fig, ax = plt.subplots(figsize=(10, 4.5))
     for detector, group in frame.groupby("detector", sort=True):
         g = group.dropna(subset=["p_value"])
@@ -82,6 +86,25 @@ def plot_drift(path: Path, rounds: list[dict[str, Any]], marks: dict[str, float]
     ax.set_yscale("log")
     _finish(plt, fig, ax, path, marks, t0, "p-value (x: drift; dotted: threshold)",
             "Drift detectors, one point per monitor round", "lower left")
+
+
+def _plot_alarm(path: Path, alarm: pd.DataFrame, marks: dict[str, float], t0: float) -> None:
+    """The sequential alarm: each signal family's share of the evidence (log) against the budget's log."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for detector, group in alarm.groupby("detector", sort=True):
+        g = group.dropna(subset=["statistic"])
+        if g.empty:
+            continue
+        x = g["at"] - t0
+        line, = ax.plot(x, g["statistic"], marker=".", linewidth=1, label=detector.removeprefix("alarm."))
+        hit = g["drift"]
+        ax.scatter(x[hit], g["statistic"][hit], color=line.get_color(), marker="x", s=40, zorder=3)
+    thresholds = alarm["threshold"].dropna()
+    if not thresholds.empty:
+        ax.axhline(float(thresholds.iloc[-1]), color="black", linestyle=":", linewidth=0.8)
+    _finish(plt, fig, ax, path, marks, t0, "log evidence (x: alarm; dotted: log of the false-alarm budget)",
+            "Sequential drift alarm, by signal family", "upper left")
 
 
 def rolling_accuracy(traffic: pd.DataFrame, window_rows: int = ACCURACY_WINDOW_ROWS) -> pd.DataFrame:

@@ -177,6 +177,7 @@ class Alarm:
     log_threshold: float
     run_rows: int  # rows (labels, for the labelled family) since the evidence started building
     detail: dict[str, Any] = field(default_factory=dict)
+    labels: int = 0  # labels fed so far (1-based count): where a labelled alarm happened on the label stream
 
     @property
     def starts_episode(self) -> bool:
@@ -185,7 +186,7 @@ class Alarm:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "family": self.family, "signal": self.signal, "row": self.row,
                 "log_statistic": round(self.log_statistic, 3), "log_threshold": round(self.log_threshold, 3),
-                "run_rows": self.run_rows, **self.detail}
+                "run_rows": self.run_rows, "labels": self.labels, **self.detail}
 
 
 class SequentialAlarm:
@@ -302,7 +303,7 @@ class SequentialAlarm:
             self.bank.reset()
             self.label_bank.reset()
         return Alarm(kind, family, signal, self.rows_seen, crossing.log_statistic, self.log_threshold,
-                     crossing.run_rows, detail)
+                     crossing.run_rows, detail, self.labels_seen)
 
     def _benign(self) -> Alarm:
         """The watch ended without harm evidence: report it and re-base the input signals on the watched rows."""

@@ -41,6 +41,9 @@ class ReplaySummary:
     false_episodes: int | None = None  # episodes started before onset_row
     false_episodes_per_million_clean_rows: float | None = None
     detection_delay_rows: int | None = None  # first alarm of any kind at or after the onset
+    # First labelled-error alarm after the onset, in labels of rows at or after the onset (concept and label
+    # shift change no input: only labels can show them, and a batch of rows carries a batch of labels).
+    detection_delay_labelled_rows: int | None = None
     episode_delay_rows: int | None = None  # first episode at or after the onset
     label_delay_rows: int = 0
     seconds: float = 0.0
@@ -73,7 +76,8 @@ class Replay:
         self.label_delay_rows = label_delay_rows
         self.batch_rows = batch_rows
         self.say = say or (lambda _: None)
-        self.waiting: deque = deque()  # (row index, ids, labels) whose labels are not due yet
+        self.waiting: deque = deque()  # (last row, ids, labels, first row) whose labels are not due yet
+        self.labels_before_onset = 0  # labels delivered for rows before onset_row
         self.cpu = 0.0
 
     def feed(self, frame: pd.DataFrame, first_row: int) -> None:
@@ -101,14 +105,17 @@ class Replay:
                                 feed_online=True)
             self.summary.rows = first_row + end
             if labels is not None:
-                self.waiting.append((first_row + end - 1, list(ids[rows]), list(labels[rows])))
+                self.waiting.append((first_row + end - 1, list(ids[rows]), list(labels[rows]), first_row + start))
                 self._deliver_labels()
             self._decide()
             self.cpu += time.process_time() - started
 
     def _deliver_labels(self) -> None:
         while self.waiting and self.waiting[0][0] + self.label_delay_rows < self.summary.rows:
-            _, ids, labels = self.waiting.popleft()
+            last, ids, labels, first = self.waiting.popleft()
+            onset = self.summary.onset_row
+            if onset is not None:
+                self.labels_before_onset += max(0, min(last + 1, onset) - first)
             self.windows.match_labels(ids, labels)
             self.summary.labels += len(ids)
 
@@ -124,6 +131,10 @@ class Replay:
                 self.summary.alarms[a.kind] = self.summary.alarms.get(a.kind, 0) + 1
                 self.summary.benign_shifts += a.kind == "benign"
                 self._first_after_onset("detection_delay_rows", a.row)
+                s = self.summary
+                if a.family == "labelled" and s.detection_delay_labelled_rows is None and s.onset_row is not None \
+                        and a.row >= s.onset_row:
+                    s.detection_delay_labelled_rows = a.labels - self.labels_before_onset
                 self.say(f"row {a.row}: {a.kind} alarm ({a.family}: {a.signal}; evidence over {a.run_rows} rows)")
         else:
             results = self.windows.test(w.size, self.cfg.drift.detectors.concept.window_rows)

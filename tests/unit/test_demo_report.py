@@ -136,3 +136,19 @@ def test_write_report_writes_every_file(tmp_path, summary):
 def test_markdown_survives_missing_figures():
     text = markdown({"outcome": "timed_out", "accuracy": {}, "requests": {}})
     assert "timed_out" in text and "n/a" in text
+
+
+def test_the_drift_figure_shows_the_sequential_alarm_when_the_rounds_carry_it(tmp_path):
+    """Rounds of the sequential alarm have a log statistic per family and no p-value: the figure plots
+    those against the budget instead of coming out empty. Catches: a p-value-only plot (blank figure)."""
+    from foundry.demo.report import plot_drift
+
+    rounds = [{"round": i, "at": T0 + i, "results": [
+        {"detector": f"alarm.{family}", "p_value": None, "statistic": -1.4 + 0.5 * i * (family == "labelled"),
+         "threshold": 13.8, "drift": i == 9 and family == "labelled", "vote": True}
+        for family in ("input", "estimated", "labelled")]} for i in range(10)]
+    path = tmp_path / "drift.png"
+    plot_drift(path, rounds, {}, T0)
+    blank = tmp_path / "blank.png"
+    plot_drift(blank, [{"round": 0, "at": T0, "results": []}], {}, T0)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > blank.stat().st_size + 5_000
