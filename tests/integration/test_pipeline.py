@@ -128,8 +128,11 @@ def test_the_version_is_complete_and_loads_back_beating_chance(pipeline):
     version = registry.get(MODEL, "production")
     assert set(version.files) >= {"model.safetensors", "model.json", "preprocessor.json", "config.yaml",
                                   "reference.parquet", "training_history.json", "drift_detectors.pkl",
-                                  "tune_results.json"}
+                                  "tune_results.json", "calibration.json"}
     meta = version.metadata
+    # Probabilities calibrated on the validation split (the drift alarm's expected error relies on it).
+    assert meta["calibration"]["temperature"] > 0 and meta["calibration"]["fitted_on"] == "validation split"
+    assert meta["calibration"]["log_loss_after"] <= meta["calibration"]["log_loss_before"] + 1e-9
     assert meta["data"]["fingerprint"] and meta["data"]["rows"] == 4000
     assert sum(meta["data"]["split_rows"].values()) == 4000
     assert meta["lineage"]["trigger"] == "manual" and meta["lineage"]["code_version"]

@@ -121,7 +121,8 @@ def test_replay_of_the_stored_live_traffic_reaches_the_monitors_decision(loop):
     out = run_module("jobs.replay", ["--live", "--version", f"{MODEL}@{loop.v1}", "--onset-row", str(onset),
                                      "--quiet", *loop.overrides], loop.env)
     summary = json.loads(out.strip().splitlines()[-1])
-    assert summary["rows"] == len(stored) and summary["labels"] >= 0.9 * len(stored), summary
+    # A replica's sink may still flush the last rows while the replay reads: never fewer than read above.
+    assert summary["rows"] >= len(stored) and summary["labels"] >= 0.9 * summary["rows"], summary
     assert summary["false_episodes"] == 0 and summary["episodes"] >= 1, summary
     assert summary["first_episode_row"] >= onset and summary["detection_delay_rows"] is not None, summary
 

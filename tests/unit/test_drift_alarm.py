@@ -171,3 +171,13 @@ def test_bounds_hold_their_confidence():
     assert evidence.pit_margin(5000, 0.01) < evidence.pit_margin(500, 0.01)
     ref = np.sort(np.repeat(np.arange(5.0), 100))[:, None]  # ties: the mid-PIT's mean is still 1/2
     assert evidence.mid_pit(ref, ref).mean() == pytest.approx(0.5)
+
+
+def test_temperature_scaling_undoes_overconfidence():
+    """Logits three times too large (an overconfident network) give T close to 3, and a lower log loss.
+    Catches: a fit that does not move T, or that divides where it should multiply."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 1.5, 20_000)
+    y = (rng.random(len(z)) < 1 / (1 + np.exp(-z))).astype(np.int64)
+    fitted = fit_temperature(Task.binary, (3 * z)[:, None], y)
+    assert 2.7 < fitted["temperature"] < 3.3 and fitted["log_loss_after"] < fitted["log_loss_before"]
