@@ -107,8 +107,14 @@ def _monitor(cfg: FoundryConfig) -> None:
             print(f"    {errors} failed monitor round(s); last: {last.get('type')}: {last.get('message')} "
                   f"at {last.get('at')}" if last else f"    {errors} failed monitor round(s)")
         for r in status["last_results"]:
-            p = "" if r["p_value"] is None else f" p={r['p_value']:.3g}"
-            print(f"    {r['detector']:<13} {'DRIFT' if r['drift'] else 'ok':<6}{p}")
+            if r["p_value"] is not None:
+                value = f" p={r['p_value']:.3g}"
+            elif r["detector"].startswith("alarm.") and r["statistic"] is not None:  # log evidence vs log budget
+                value = f" evidence {r['statistic']:.1f} of {r['threshold']:.1f} (log)"
+            else:
+                value = ""
+            flag = "ALARM" if r["detector"].startswith("alarm.") else "DRIFT"
+            print(f"    {r['detector']:<15} {flag if r['drift'] else 'ok':<6}{value}")
     except ValueError:
         print(f"  no monitor {name!r} running (start it: python -m jobs.monitor)")
     for e in read_events(cfg.storage.root, cfg.model_name)[-RECENT_JOBS:]:

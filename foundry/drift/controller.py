@@ -161,7 +161,8 @@ class RetrainController:
         s.data_generation = 1
         s.outcomes = []
         s.episode_starts.append(now)
-        return self._submit(now, f"drift in {s.consecutive} rounds in a row")
+        return self._submit(now, f"drift in {s.consecutive} rounds in a row" if self.consecutive_required > 1
+                            else "drift confirmed")
 
     def _end_cooldown(self, now: float) -> None:
         s = self.state

@@ -121,6 +121,7 @@ class DriftMonitor:
         self.onset_detail: dict[str, Any] | None = saved.get("onset_detail")
         # The oldest row of the first window flagged while no episode was in flight (the onset search's anchor).
         self._first_flag_at: float | None = saved.get("first_flag_at")
+        self._harm_latched: bool = saved.get("harm_latched", False)  # see _test_round
         # The new-normal reference in use (after giving up): {"uri", "version", "at"} or None.
         self.new_normal: dict[str, Any] | None = saved.get("new_normal")
         self.last_results: list[dict] = saved.get("last_results", [])
@@ -308,8 +309,14 @@ class DriftMonitor:
         if self.sequential:
             alarms, results = self.windows.alarm_round(size)
             votes = sorted({a.family for a in alarms if a.starts_episode})
-            drifted = bool(votes)
             self._report_alarms(alarms)
+            # A harm alarm is established evidence (anytime-valid), and the evidence restarts after it: the
+            # rounds that follow are quiet although the drift goes on. So the harm stays latched until the
+            # episode it asks for is in flight (an episode waiting for labelled rows asks again each round).
+            if self.controller.state.phase is not Phase.idle:
+                self._harm_latched = False
+            self._harm_latched = self._harm_latched or bool(votes)
+            drifted = self._harm_latched
         else:
             results = self.windows.test(size, self.cfg.drift.detectors.concept.window_rows)
             votes = sorted({r.detector for r in results if r.vote and r.drift})
@@ -373,6 +380,7 @@ class DriftMonitor:
         self.onset_at = None
         self.onset_detail = None
         self._first_flag_at = None
+        self._harm_latched = False
 
     # ---- the reference -----------------------------------------------------------------------------------
     def _baseline_for(self, version: str) -> dict[str, Any] | None:
@@ -448,6 +456,7 @@ class DriftMonitor:
             data = encode({"model": self.model, "controller": self.controller.state.to_dict(),
                            "counters": self.counters, "onset_at": self.onset_at, "onset_detail": self.onset_detail,
                            "first_flag_at": self._first_flag_at, "data_labels_at": self.episodes.data_labels_at,
+                           "harm_latched": self._harm_latched,
                            "new_normal": self.new_normal, "last_results": self.last_results,
                            "last_error": self.last_error, "saved_at": iso(self.clock())})
         self.state_file.write(data)

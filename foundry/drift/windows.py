@@ -199,6 +199,9 @@ class LiveWindows:
                 a.detail["since"] = float(w.received_at[-min(back, len(w))])
         stats = self.alarm.statistics()
         raised = {a.family for a in alarms}
+        for a in alarms:  # an alarm resets its evidence: report the value it crossed at, not the reset one
+            if a.kind != "benign":
+                stats[a.family] = max(a.log_statistic, stats[a.family])
         results = [DetectorResult(detector=f"alarm.{family}", drift=family in raised, p_value=None,
                                   statistic=round(value, 4) if np.isfinite(value) else None,
                                   threshold=round(self.alarm.log_threshold, 4), vote=True, rows=self.rows_since_test)

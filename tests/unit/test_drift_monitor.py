@@ -1108,3 +1108,26 @@ def test_sequential_alarm_reports_a_benign_shift_and_retrains_nothing(seq_env):
     assert benign["alarm"]["kind"] == "benign" and benign["alarm"]["watched_rows"] == 400
     assert abs(benign["alarm"]["expected_error"] - benign["alarm"]["reference_expected_error"]) < 0.05
     assert monitor.status()["controller"]["phase"] == "idle"
+
+
+def test_sequential_alarm_keeps_the_onset_while_an_episode_waits_for_labels(tmp_path, version_dir):
+    """The first alarm comes before enough labelled rows exist; the alarm's evidence restarts after each
+    alarm, so the rounds in between raise nothing. Catches: taking such a quiet round for the end of the
+    drift (the onset forgotten, then set again at a later alarm): the retrain set would lose the drift's
+    first rows and the episode would wait far longer for "enough rows since the onset"."""
+    env = make_env(tmp_path, version_dir, [*SEQUENTIAL, "drift.retrain.min_labelled_rows=1200",
+                                           "drift.retrain.max_rows=5000"])
+    client = env.client()
+    monitor = env.monitor(client)
+    for _ in range(3):
+        env.round(monitor, "baseline")
+    for _ in range(14):
+        env.round(monitor, "concept_shift")
+        if client.calls:
+            break
+    assert len(client.calls) == 1, [(e["kind"], e["message"][:150]) for e in env.events()]
+    data = read_parquet(overrides_of(client.calls[0]["entrypoint"])["data.source.path"])
+    concept = {i for b in env.batches if b["scenario"] == "concept_shift" for i in b["ids"] if i in env.labelled}
+    kept = len(concept & set(data["request_id"])) / len(concept)
+    assert kept >= 0.9, f"the retrain set holds {kept:.0%} of the drifted labelled rows"
+    assert len(env.batches) - 3 <= 8, "submitted long after 1,200 labelled drifted rows existed"
