@@ -1066,6 +1066,18 @@ def seq_env(tmp_path, version_dir) -> Env:
     return make_env(tmp_path, version_dir, SEQUENTIAL)
 
 
+def rounds_until_submitted(env: Env, monitor: DriftMonitor, client: FakeJobClient, baseline: int, drifted: int,
+                           scenario: str = "concept_shift") -> None:
+    """``baseline`` rounds of clean traffic, then up to ``drifted`` rounds of ``scenario`` until a retrain is
+    submitted."""
+    for _ in range(baseline):
+        env.round(monitor, "baseline")
+    for _ in range(drifted):
+        env.round(monitor, scenario)
+        if client.calls:
+            break
+
+
 def test_sequential_alarm_is_quiet_on_baseline_then_concept_drift_starts_one_episode_on_the_drifted_rows(seq_env):
     """Catches: the alarm not wired to the controller (no submission), labels not fed to it (concept drift
     changes no input: only the labelled error signal sees it), alarms on clean traffic, or an onset that
@@ -1073,15 +1085,11 @@ def test_sequential_alarm_is_quiet_on_baseline_then_concept_drift_starts_one_epi
     env = seq_env
     client = env.client()
     monitor = env.monitor(client)
-    for _ in range(5):
-        env.round(monitor, "baseline")
+    rounds_until_submitted(env, monitor, client, baseline=5, drifted=0)
     status = monitor.status()
     assert {r["detector"] for r in status["last_results"]} == {"alarm.input", "alarm.estimated", "alarm.labelled"}
     assert not client.calls and not env.events("input_drift", "benign_shift", "drift_detected")
-    for _ in range(10):
-        env.round(monitor, "concept_shift")
-        if client.calls:
-            break
+    rounds_until_submitted(env, monitor, client, baseline=0, drifted=10)
     assert len(client.calls) == 1, "concept drift never started an episode"
     detected = env.events("drift_detected")
     assert len(detected) == 1 and detected[0]["votes"] == ["labelled"]
@@ -1119,12 +1127,7 @@ def test_sequential_alarm_keeps_the_onset_while_an_episode_waits_for_labels(tmp_
                                            "drift.retrain.max_rows=5000"])
     client = env.client()
     monitor = env.monitor(client)
-    for _ in range(3):
-        env.round(monitor, "baseline")
-    for _ in range(14):
-        env.round(monitor, "concept_shift")
-        if client.calls:
-            break
+    rounds_until_submitted(env, monitor, client, baseline=3, drifted=14)
     assert len(client.calls) == 1, [(e["kind"], e["message"][:150]) for e in env.events()]
     data = read_parquet(overrides_of(client.calls[0]["entrypoint"])["data.source.path"])
     concept = {i for b in env.batches if b["scenario"] == "concept_shift" for i in b["ids"] if i in env.labelled}
