@@ -548,6 +548,8 @@ class AlarmMethod(str, Enum):
 
 class AlarmPolicy(str, Enum):
     harm = "harm"  # an episode starts when the model is harmed (estimated or labelled); input drift alone is reported
+    # harm, and also input drift whose watch saw no label at all (labels late: harm could not be ruled out by them)
+    harm_or_unlabelled_drift = "harm_or_unlabelled_drift"
     drift = "drift"  # any alarm, input drift included, starts an episode
 
 

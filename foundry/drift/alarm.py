@@ -19,7 +19,9 @@ What an alarm means is the ``drift.alarm.policy``'s call. ``harm`` (the default)
 labelled alarm starts an episode (``kind="harm"``); an input alarm is reported (``kind="input"``)
 and watched for ``benign_after_rows`` rows: harm evidence in that time starts the episode, none means
 a ``benign`` shift (reported, no retrain), and the input signals are re-based on the watched rows so
-the same shift is not reported again. ``drift``: any alarm starts an episode.
+the same shift is not reported again. ``harm_or_unlabelled_drift``: the same, except that a watch in
+which no label arrived at all starts the episode (``kind="drift"``): with labels that late, only the
+estimate could rule harm out. ``drift``: any alarm starts an episode.
 
 Pure numpy and state, no Ray, storage or clocks: the monitor and ``python -m jobs.replay`` run the
 same object.
@@ -291,10 +293,11 @@ class SequentialAlarm:
     # ---- what a crossing means ----------------------------------------------------------------------------
     def _crossed(self, family: str, signal: str, crossing: evidence.Crossing) -> Alarm:
         detail = {"statistics": {k: round(v, 3) for k, v in self.statistics().items()}}
-        if family == INPUT and self.cfg.policy is AlarmPolicy.harm:
+        if family == INPUT and self.cfg.policy is not AlarmPolicy.drift:
             kind = "input"
             self.bank.reset(self.family == INPUT)
-            self.watch = {"row": self.rows_seen, "rows": 0, "signal": signal, "expected_error": 0.0}
+            self.watch = {"row": self.rows_seen, "rows": 0, "signal": signal, "expected_error": 0.0,
+                          "labels": self.labels_seen}
         else:
             kind = "harm" if family != INPUT else "drift"
             if self.watch is not None:
@@ -306,8 +309,19 @@ class SequentialAlarm:
                      crossing.run_rows, detail, self.labels_seen)
 
     def _benign(self) -> Alarm:
-        """The watch ended without harm evidence: report it and re-base the input signals on the watched rows."""
-        watch, self.watch = self.watch, None
+        """The watch ended without harm evidence: report it and re-base the input signals on the watched rows
+        (with ``harm_or_unlabelled_drift`` and no label in the watch, the drift starts an episode instead)."""
+        watch = self.watch
+        if self.cfg.policy is AlarmPolicy.harm_or_unlabelled_drift and self.labels_seen == watch["labels"]:
+            self.watch = None
+            self.bank.reset()
+            self.label_bank.reset()
+            return Alarm("drift", INPUT, watch["signal"], self.rows_seen, self.bank.log_statistic(),
+                         self.log_threshold, watch["rows"],
+                         {"input_alarm": {"row": watch["row"], "signal": watch["signal"]},
+                          "reason": f"no label arrived in the {watch['rows']} rows watched for harm"},
+                         self.labels_seen)
+        self.watch = None
         est = self.rows_signals.reference_expected_error
         detail = {"input_alarm": {"row": watch["row"], "signal": watch["signal"]}, "watched_rows": watch["rows"]}
         if est is not None:

@@ -181,3 +181,14 @@ def test_temperature_scaling_undoes_overconfidence():
     y = (rng.random(len(z)) < 1 / (1 + np.exp(-z))).astype(np.int64)
     fitted = fit_temperature(Task.binary, (3 * z)[:, None], y)
     assert 2.7 < fitted["temperature"] < 3.3 and fitted["log_loss_after"] < fitted["log_loss_before"]
+
+
+def test_unlabelled_input_drift_starts_an_episode_only_under_its_policy(cfg, predictor, reference):
+    """``harm_or_unlabelled_drift``: a benign-looking shift watched without any label starts an episode; the
+    same with labels flowing is still benign. Catches: the policy ignored, or labels not counted in the watch."""
+    drifted = stream(predictor, cfg, "benign_shift", 3_000, seed=43)
+    policy = config.load(["drift.alarm.policy=harm_or_unlabelled_drift"]).drift.alarm
+    blind = run(SequentialAlarm.fit(policy, predictor, reference), drifted, labels=False, batch=100)
+    assert [a.kind for a in blind][:2] == ["input", "drift"] and blind[1].starts_episode
+    labelled = run(SequentialAlarm.fit(policy, predictor, reference), drifted, labels=True, batch=100)
+    assert [a.kind for a in labelled] == ["input", "benign"]
