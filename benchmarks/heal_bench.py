@@ -2,7 +2,8 @@
 local cluster, over real HTTP and the Jobs API; and the monitoring tax.
 
     python benchmarks/heal_bench.py [--scenarios concept_shift,covariate_shift,new_category,label_shift,real]
-        [--seeds 3] [--rate 250] [--timeout 600] [--skip-tax] [--tax-duration 15] [--out benchmarks/results/heal.json]
+        [--seeds 3] [--rate 250] [--timeout 600] [--label-delay-rows 0] [--skip-tax] [--tax-duration 15]
+        [--out benchmarks/results/heal.json]
 
 What runs (needs ``wrk`` for the tax, like serve_bench.py):
 1. a private cluster (its own ports; head with 8 logical CPUs and the autoscaler on, as in the tests);
@@ -68,7 +69,8 @@ APP = "heal"
 MONITOR = ["drift.window.size=1000", "drift.window.test_every_rows=500",
            "drift.retrain.min_labelled_rows=2000", "drift.retrain.max_rows=10000",
            'drift.retrain.overrides=["+experiment=quick","trainer.num_workers=1"]']
-SCENARIOS = ("concept_shift", "covariate_shift", "new_category", "label_shift", "real")
+SCENARIOS = ("concept_shift", "covariate_shift", "new_category", "label_shift", "benign_shift", "harmful_covariate",
+             "real")
 HOLDOUT_ROWS, HOLDOUT_SEED = 5000, 90_000  # the churn scenarios' held-out set: a seed used nowhere else
 ORACLE_ROWS, ORACLE_SEED = 20_000, 91_000
 CHURN_TRAIN = ["+experiment=quick", "trainer.num_workers=1"]
@@ -217,7 +219,8 @@ def send_drift(gen, case: Case, seed: int, rate: float, stop: threading.Event) -
     real_drift.send_live(gen, STORAGE / "datasets" / "txhousing" / "live.parquet", seed, rate, stop)
 
 
-def heal_run(env, port: int, case: Case, seed: int, rate: float, timeout_s: float, retry: bool) -> dict:
+def heal_run(env, port: int, case: Case, seed: int, rate: float, timeout_s: float, retry: bool,
+             label_delay_rows: int = 0) -> dict:
     from foundry import ray_runtime
     from foundry.drift.events import read_events
     from foundry.drift.timeline import JobTimes, event_times, first, heal_stages, rows_before
@@ -225,7 +228,8 @@ def heal_run(env, port: int, case: Case, seed: int, rate: float, timeout_s: floa
 
     fresh(env, port, case)
     url = f"http://127.0.0.1:{port}/{APP}"
-    gen = TrafficGenerator(url, env["FOUNDRY_API_KEY"], rows_per_request=20, concurrency=4)
+    gen = TrafficGenerator(url, env["FOUNDRY_API_KEY"], rows_per_request=20, concurrency=4,
+                           label_delay_rows=label_delay_rows)
     if case.scenario == "real":
         real_drift.send(gen, STORAGE / "datasets" / "txhousing" / "baseline.parquet", "baseline", rate)
     else:
@@ -375,7 +379,7 @@ def run_case(env, port: int, case: Case, args, retry: bool) -> list[dict]:
     for seed in range(args.seeds):
         say(f"{case.scenario}, seed {seed}: baseline, then drifted traffic at {args.rate:.0f} rows/s ...")
         try:
-            r = heal_run(env, port, case, seed, args.rate, args.timeout, retry)
+            r = heal_run(env, port, case, seed, args.rate, args.timeout, retry, args.label_delay_rows)
         except Exception as exc:  # keep the other runs; the events stay on storage for a look
             import traceback
 
@@ -395,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3, help="runs per scenario (seeds 0..N-1)")
     p.add_argument("--rate", type=float, default=250.0, help="drifted rows per second (with labels)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds a run waits for its episode to end")
+    p.add_argument("--label-delay-rows", type=int, default=0,
+                   help="labels reach /feedback this many answered rows after their predictions")
     p.add_argument("--skip-tax", action="store_true", help="skip the monitoring tax (wrk not needed)")
     p.add_argument("--tax-duration", type=int, default=15, help="seconds per monitoring-tax point")
     p.add_argument("--real-label", choices=real_drift.LABEL_RULES, default="monthly",
@@ -422,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     retry = hasattr(config.load(common(port)).drift.retrain, "max_attempts")  # the new gate retries a rejection
     result = {"benchmark": "heal", "when": None, "machine": where,
               "settings": {"scenarios": scenarios, "seeds": args.seeds, "rate_rows_per_s": args.rate,
+                           "label_delay_rows": args.label_delay_rows,
                            "timeout_s": args.timeout, "real_label": args.real_label, "retry_after_rejection": retry,
                            "holdout": {"churn": f"{HOLDOUT_ROWS} rows, seed {HOLDOUT_SEED}",
                                        "real": "every 5th 2009-2015 city-month"},
