@@ -25,7 +25,11 @@ on fewer clean rows because every round runs LSDD):
   at all. Medians with a 95% order-statistic interval; fractions with a Clopper-Pearson interval;
 - ``harmful_covariate`` again with labels delayed 10,000 rows (no label arrives in the run): the
   episode must come from the expected error (harm without labels);
-- the decision path's CPU time per 1,000 clean rows (``time.process_time``; prediction excluded).
+- the decision path's CPU time per 1,000 clean rows (``time.process_time``; prediction excluded);
+- a real data set (``real_drift.py``: ggplot2's Texas housing table from the plotnine wheel, the bench
+  extra): a version trained on 2000-2006, replayed on its 659 held-out 2000-2006 rows (clean) then the
+  2009-2015 rows in time order, with labels at once, and with labels too late to arrive (default policy,
+  and ``harm_or_unlabelled_drift``).
 
 Machine: written for the 2-core development VM (CPU). Figures only, no assertions.
 """
@@ -65,10 +69,26 @@ def say(text: str) -> None:
 
 
 def build_version(cfg, out: Path) -> dict:
-    """Train, calibrate and stage the benchmark version (see the docstring); reused while its stamp holds."""
+    """The churn benchmark version (see the docstring); reused while its stamp holds."""
+    from foundry import datasets
+
+    stamp = {**MODEL, "calibrated": True, "lr": cfg.trainer.lr, "batch_size": cfg.trainer.batch_size,
+             "reference_rows": cfg.data.reference_rows, "hidden_sizes": list(cfg.model.hidden_sizes)}
+    info_file = out / "bench.json"
+    if info_file.exists() and json.loads(info_file.read_text()).get("stamp") == stamp:
+        return json.loads(info_file.read_text())
+    say(f"training the benchmark model (default MLP, {MODEL['epochs']} epochs) ...")
+    df = datasets.generate("churn", "baseline", MODEL["data_rows"], seed=MODEL["data_seed"])
+    info = {"stamp": stamp, **stage_version(cfg, df, out, MODEL["epochs"])}
+    info_file.write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def stage_version(cfg, df, out: Path, epochs: int) -> dict:
+    """Split ``df`` by ``data.split``, train ``cfg.model`` with plain torch, calibrate on the validation
+    split, draw the reference sample as the pipeline does, and write the version files to ``out``."""
     import torch
 
-    from foundry import datasets
     from foundry.data import preprocessor as pp
     from foundry.data import split
     from foundry.evaluation import evaluate_predictor
@@ -78,15 +98,8 @@ def build_version(cfg, out: Path) -> dict:
     from foundry.train.calibration import CALIBRATION_FILE, fit_temperature
 
     data, trainer = cfg.data, cfg.trainer
-    stamp = {**MODEL, "calibrated": True, "lr": trainer.lr, "batch_size": trainer.batch_size,
-             "reference_rows": data.reference_rows, "hidden_sizes": list(cfg.model.hidden_sizes)}
-    info_file = out / "bench.json"
-    if info_file.exists() and json.loads(info_file.read_text()).get("stamp") == stamp:
-        return json.loads(info_file.read_text())
-    say(f"training the benchmark model (default MLP, {MODEL['epochs']} epochs) ...")
     started = time.perf_counter()
     columns = [f.name for f in data.features] + [data.label]
-    df = datasets.generate("churn", "baseline", MODEL["data_rows"], seed=MODEL["data_seed"])
     which = split.assign(df, data)
     train = df[which == "train"][columns].reset_index(drop=True)
     val = df[which == "val"][columns].reset_index(drop=True)
@@ -100,15 +113,15 @@ def build_version(cfg, out: Path) -> dict:
     enc = pre.transform_with_label(train)
     x_num, x_cat, y = (torch.from_numpy(enc[k]) for k in ("x_num", "x_cat", "y"))
     opt = torch.optim.AdamW(model.parameters(), lr=trainer.lr, weight_decay=trainer.weight_decay)
-    loss = loss_fn(cfg.data.task)
+    loss = loss_fn(data.task)
     gen = torch.Generator().manual_seed(trainer.seed)
     model.train()
-    for _ in range(MODEL["epochs"]):
+    for _ in range(epochs):
         order = torch.randperm(len(y), generator=gen)
         for i in range(0, len(y), trainer.batch_size):
             idx = order[i:i + trainer.batch_size]
             opt.zero_grad()
-            logits, target = loss_target(cfg.data.task, model(x_num[idx], x_cat[idx]), y[idx])
+            logits, target = loss_target(data.task, model(x_num[idx], x_cat[idx]), y[idx])
             loss(logits, target).backward()
             opt.step()
     model.eval()
@@ -116,14 +129,45 @@ def build_version(cfg, out: Path) -> dict:
     write_model_files(out, model.state_dict(), spec, pre, reference)
     predictor = Predictor.from_dir(out)
     venc = pre.transform_with_label(val)
-    calibration = fit_temperature(cfg.data.task, predictor.logits(venc["x_num"], venc["x_cat"]), venc["y"])
+    calibration = fit_temperature(data.task, predictor.logits(venc["x_num"], venc["x_cat"]), venc["y"])
     (out / CALIBRATION_FILE).write_text(json.dumps(calibration, indent=2))
     predictor = Predictor.from_dir(out)
-    info = {"stamp": stamp, "train_rows": len(train), "val_rows": len(val), "reference_rows": len(reference),
+    return {"train_rows": len(train), "val_rows": len(val), "reference_rows": len(reference),
             "train_seconds": round(time.perf_counter() - started, 1), "calibration": calibration,
             "val_error_rate": round(1 - evaluate_predictor(predictor, [val])["accuracy"], 4)}
-    info_file.write_text(json.dumps(info, indent=2) + "\n")
-    return info
+
+
+# ---- a real data set: Texas housing (benchmarks/real_drift.py) ---------------------------------------------
+
+def real_data() -> dict:
+    """The Texas housing version (2000-2006) replayed: its 2000-2006 held-out rows (clean), then 2009-2015 in
+    time order (real drift), labels at once and, again, with no label in time (10,000 rows late)."""
+    import real_drift
+
+    from foundry import config_sources
+    from foundry.drift.replay import Replay, replay_frames
+
+    parts = real_drift.split("monthly")
+    cfg_overrides = ("data=txhousing", "model=mlp_small", "trainer.batch_size=32", "trainer.lr=0.01")
+    cfg = config_sources.load(config_sources.ConfigSources(cfg_overrides, str(REPO / "benchmarks" / "conf")))
+    out = TMP / "drift-real-version"
+    say("== real data: Texas housing (2000-2006 version; 2009-2015 live, in time order)")
+    info = stage_version(cfg, parts["train"], out, epochs=20)
+    clean, live = parts["baseline"], real_drift.live_order(parts["live"], seed=0)
+    result = {"data": "ggplot2 txhousing (plotnine wheel), label monthly", "version": info,
+              "clean_rows": len(clean), "live_rows": len(live)}
+    unlabelled = config_sources.load(config_sources.ConfigSources(
+        (*cfg_overrides, "drift.alarm.policy=harm_or_unlabelled_drift"), str(REPO / "benchmarks" / "conf")))
+    for name, delay, run_cfg in (("labels_at_once", 0, cfg), ("labels_late", 10_000, cfg),
+                                 ("labels_late_policy_harm_or_unlabelled_drift", 10_000, unlabelled)):
+        engine = Replay(run_cfg, out, "real", label_delay_rows=delay, batch_rows=20, onset_row=len(clean))
+        s = replay_frames(engine, [clean, live])
+        result[name] = {"false_episodes_on_clean_rows": s.false_episodes, "alarms": s.alarms,
+                        "detection_delay_rows": s.detection_delay_rows, "episode_delay_rows": s.episode_delay_rows,
+                        "detection_delay_labelled_rows": s.detection_delay_labelled_rows}
+        say(f"    {name}: {s.false_episodes} episodes on {len(clean)} clean rows; drift: first alarm after "
+            f"{s.detection_delay_rows} rows, episode after {s.episode_delay_rows} ({s.alarms})")
+    return result
 
 
 # ---- statistics ----------------------------------------------------------------------------------------------
@@ -279,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
                                                                             label_delay=DELAYED_LABEL_ROWS)
         result["configs"][name] = entry
         write_result(out, result)
+    try:
+        result["real"] = real_data()
+    except ImportError as exc:  # the bench extra (plotnine's data files) is not installed
+        result["real"] = {"skipped": f"{exc}: pip install -e '.[bench]'"}
+    write_result(out, result)
     result["replay_command"] = replay_command(args.replay_rows)
     result["elapsed_s"] = round(time.perf_counter() - started)
     result["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
