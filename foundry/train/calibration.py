@@ -45,13 +45,20 @@ def fit_temperature(task: Task, logits: np.ndarray, y: np.ndarray) -> dict:
             "log_loss_after": round(_nll(task, logits, y, t), 6)}
 
 
-def calibrate(staging: Path, val_dataset, say) -> dict | None:
-    """Fit the staged version's temperature on the validation split (encoded rows) and store it."""
+def calibrate(staging: Path, val_dataset, say, kept_from: tuple[str, float] | None = None) -> dict | None:
+    """Fit the staged version's temperature on the validation split (encoded rows) and store it.
+
+    ``kept_from`` (version, temperature): training kept a warm start's weights, so the version *is* that
+    one and keeps its calibration too; refitting would let a recalibration alone pass for a better model."""
     from foundry.predictor import Predictor
 
     predictor = Predictor.from_dir(staging)
     if predictor.task is Task.regression:
         return None
+    if kept_from is not None:
+        kept = {"temperature": kept_from[1], "fitted_on": f"kept from {kept_from[0]} (its weights were kept)"}
+        (staging / CALIBRATION_FILE).write_text(json.dumps(kept, indent=2))
+        return kept
     logits, labels, rows = [], [], 0
     for batch in val_dataset.iter_batches(batch_size=8192, batch_format="numpy"):
         logits.append(predictor.logits(batch.get("x_num"), batch.get("x_cat")))

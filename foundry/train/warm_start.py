@@ -36,6 +36,7 @@ class WarmStart:
     preprocessor: Preprocessor
     spec: dict
     weights: dict[str, torch.Tensor]
+    temperature: float = 1.0  # its probability calibration (kept when training keeps its weights)
 
 
 def parse(ref: str) -> tuple[str, str]:
@@ -78,4 +79,7 @@ def load(trainer: TrainerConfig, data: DataConfig, registry) -> WarmStart | None
     pre = Preprocessor.from_json((path / PREPROCESSOR_FILE).read_text())
     check_compatible(pre, data, trainer.warm_start_from)
     spec = json.loads((path / SPEC_FILE).read_text())
-    return WarmStart(model, mv.version, pre, spec, load_file(str(path / WEIGHTS_FILE), device="cpu"))
+    from foundry.train.calibration import read_temperature
+
+    return WarmStart(model, mv.version, pre, spec, load_file(str(path / WEIGHTS_FILE), device="cpu"),
+                     read_temperature(path))

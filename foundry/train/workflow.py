@@ -210,7 +210,9 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
         staging = Path(tmp)
         with checkpoint.as_directory() as checkpoint_dir:
             _stage_version(staging, checkpoint_dir, spec, prepared, resolved_yaml, history)
-        calibration = calibrate(staging, prepared.val, say)
+        kept_weights = warm is not None and bool(history) and int(history[-1]["best_epoch"]) < 0
+        calibration = calibrate(staging, prepared.val, say,
+                                kept_from=(warm.version, warm.temperature) if kept_weights else None)
         if tuned is not None:
             (staging / TUNE_RESULTS_FILE).write_text(json.dumps(
                 {"best": tuned.best, "trials": tuned.trials, "seconds": tuned.seconds}, indent=2, default=str))
@@ -234,7 +236,7 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
                          "warm_start": None if warm is None else {
                              "version": f"{warm.model}@{warm.version}",
                              "initial_val_loss": final_state.get("initial_val_loss"),
-                             "kept_starting_weights": bool(history) and int(history[-1]["best_epoch"]) < 0},
+                             "kept_starting_weights": kept_weights},
                          "num_workers": cfg.trainer.num_workers, "use_gpu": cfg.trainer.use_gpu,
                          "resumed_at_epochs": [r["at_epoch"] for r in resumes],
                          "resumes": [{k: r[k] for k in ("at_epoch", "checkpoint", "restored") if k in r}

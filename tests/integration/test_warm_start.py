@@ -50,6 +50,9 @@ def test_warm_start_begins_at_the_champion_and_the_gate_refuses_a_tie(ray_cluste
     warm = meta["training"]["warm_start"]
     assert warm["version"] == f"{model}@{v1}" and warm["kept_starting_weights"], warm
     assert warm["initial_val_loss"] > 0
+    # It is the champion, so it keeps the champion's calibration: refitting the temperature on these rows
+    # would let a recalibration alone pass for a better model.
+    assert meta["calibration"]["fitted_on"] == f"kept from {v1} (its weights were kept)", meta["calibration"]
     assert _sha(registry.fetch(model, new.version) / WEIGHTS_FILE) == _sha(registry.fetch(model, v1) / WEIGHTS_FILE)
     # Same weights, same rows: no evidence of improvement, so the alias stays.
     assert registry.alias(model, "production") == v1
