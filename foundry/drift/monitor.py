@@ -309,7 +309,9 @@ class DriftMonitor:
         if self.sequential:
             alarms, results = self.windows.alarm_round(size)
             votes = sorted({a.family for a in alarms if a.starts_episode})
-            self._report_alarms(alarms)
+            # Input alarms while a harm is latched or an episode is in flight say nothing new (the inputs
+            # stay shifted; after each harm alarm the evidence restarts and they fire again): counted only.
+            self._report_alarms(alarms, events=self.controller.state.phase is Phase.idle and not self._harm_latched)
             # A harm alarm is established evidence (anytime-valid), and the evidence restarts after it: the
             # rounds that follow are quiet although the drift goes on. So the harm stays latched until the
             # episode it asks for is in flight (an episode waiting for labelled rows asks again each round).
@@ -358,13 +360,15 @@ class DriftMonitor:
                 metrics.episodes.inc(1, tags={"model": self.model})
         return decision
 
-    def _report_alarms(self, alarms: list) -> None:
-        """Events and metrics for what the sequential alarm raised that starts no episode by itself: an input
+    def _report_alarms(self, alarms: list, events: bool) -> None:
+        """Metrics for every alarm; with ``events``, events for what starts no episode by itself: an input
         drift being watched for harm, and a benign shift (the model handles it: no retrain)."""
         metrics = self._monitor_metrics()
         for a in alarms:
             if metrics:
                 metrics.alarm(a.kind, a.family)
+            if not events:
+                continue
             if a.kind == "input":
                 self._say("input_drift", f"input drift on {a.signal} (evidence over {a.run_rows} rows); watching "
                           f"{self.cfg.drift.alarm.benign_after_rows} rows for harm before calling it benign",

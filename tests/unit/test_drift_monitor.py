@@ -1134,3 +1134,22 @@ def test_sequential_alarm_keeps_the_onset_while_an_episode_waits_for_labels(tmp_
     kept = len(concept & set(data["request_id"])) / len(concept)
     assert kept >= 0.9, f"the retrain set holds {kept:.0%} of the drifted labelled rows"
     assert len(env.batches) - 3 <= 8, "submitted long after 1,200 labelled drifted rows existed"
+
+
+def test_input_alarms_after_a_harm_alarm_are_counted_not_written_as_events(tmp_path, version_dir):
+    """The inputs of a harmful covariate shift stay shifted: after the harm alarm, the alarm's evidence
+    restarts and input alarms keep coming. Catches: an input_drift event every few hundred rows for as long
+    as the episode runs (what a heal_bench run showed: dozens per episode)."""
+    # A watch long enough for the harm to show within it (no benign re-base of the inputs first).
+    env = make_env(tmp_path, version_dir, [*SEQUENTIAL, "drift.alarm.benign_after_rows=3000"])
+    client = env.client()
+    monitor = env.monitor(client)
+    rounds_until_submitted(env, monitor, client, baseline=2, drifted=15, scenario="harmful_covariate")
+    assert len(client.calls) == 1, [(e["kind"], e["message"][:120]) for e in env.events()]
+    client.set_status(client.calls[0]["submission_id"], "RUNNING")
+    before = len(env.events())
+    for _ in range(15):
+        env.round(monitor, "harmful_covariate")
+    later = [e["kind"] for e in env.events()[before:]]
+    assert "input_drift" not in later and "benign_shift" not in later, later
+    assert monitor.status()["controller"]["phase"] == "running"
