@@ -55,7 +55,6 @@ class RowSignals:
     sorted_scores: np.ndarray  # (n_ref, k) sorted prediction columns
     input_bounds: np.ndarray
     estimated_bounds: np.ndarray
-    reference_rows: int
     reference_expected_error: float | None
 
     def names(self) -> list[str]:
@@ -136,7 +135,7 @@ def fit_row_signals(cfg: DriftAlarmConfig, pre, x_num: np.ndarray, x_cat: np.nda
         estimated = [bound]
     return RowSignals(task, [c.name for c in pre.numeric], np.sort(np.asarray(x_num[:, :k], np.float64), axis=0),
                       missing_names, category_names, np.sort(pm, axis=0), np.asarray(input_bounds),
-                      np.asarray(estimated), n, expected_error)
+                      np.asarray(estimated), expected_error)
 
 
 @dataclass
@@ -345,12 +344,7 @@ class SequentialAlarm:
             new.sorted_scores = old.sorted_scores  # regression's estimated signals are the prediction PITs
         new.reference_expected_error = old.reference_expected_error
         self.rows_signals = new
-        keep_w, keep_run = self.bank.w.copy(), self.bank.run.copy()
-        estimated = self.family == ESTIMATED
-        self.bank.bounds[~estimated] = np.clip(new.input_bounds, 1e-6, 1 - 1e-9)
-        self.bank.lam = np.asarray(self.cfg.bets)[None, :] / self.bank.bounds[:, None]
-        self.bank.reset()
-        self.bank.w[estimated], self.bank.run[estimated] = keep_w[estimated], keep_run[estimated]
+        self.bank.set_bounds(self.family == INPUT, new.input_bounds)
 
     def _remember(self, x_num, x_cat, scores, g) -> None:
         if len(x_num) == 0:

@@ -88,11 +88,11 @@ class CusumBank:
 
     def __init__(self, bounds: np.ndarray, weights: np.ndarray, bets: list[float]):
         self.bounds = np.clip(np.asarray(bounds, dtype=np.float64), 1e-6, 1.0 - 1e-9)
-        fractions = np.asarray(bets, dtype=np.float64)
-        self.lam = fractions[None, :] / self.bounds[:, None]  # (S, F): lam * b < 1 keeps e > 0
+        self.fractions = np.asarray(bets, dtype=np.float64)
+        self.lam = self.fractions[None, :] / self.bounds[:, None]  # (S, F): lam * b < 1 keeps e > 0
         weights = np.asarray(weights, dtype=np.float64)
         with np.errstate(divide="ignore"):
-            self.log_w = np.log(weights[:, None] / len(fractions)) * np.ones_like(self.lam)
+            self.log_w = np.log(weights[:, None] / len(self.fractions)) * np.ones_like(self.lam)
         self.w = np.zeros_like(self.lam)  # log-CUSUM per signal and bet
         self.run = np.zeros_like(self.lam, dtype=np.int64)  # steps since each CUSUM last stood at zero
 
@@ -110,6 +110,12 @@ class CusumBank:
         if not mask.any():
             return -math.inf
         return float(_logsumexp((self.log_w + self.w)[mask]))
+
+    def set_bounds(self, mask: np.ndarray, bounds: np.ndarray) -> None:
+        """New bounds for the signals in ``mask`` (their bets follow), whose evidence starts over."""
+        self.bounds[mask] = np.clip(np.asarray(bounds, dtype=np.float64), 1e-6, 1.0 - 1e-9)
+        self.lam[mask] = self.fractions[None, :] / self.bounds[mask][:, None]
+        self.reset(mask)
 
     def reset(self, mask: np.ndarray | None = None) -> None:
         rows = slice(None) if mask is None else mask

@@ -206,7 +206,9 @@ class LiveWindows:
                                   statistic=round(value, 4) if np.isfinite(value) else None,
                                   threshold=round(self.alarm.log_threshold, 4), vote=True, rows=self.rows_since_test)
                    for family, value in stats.items()]
-        results += [r for r in self.online_results if not setattr(r, "vote", False)]  # diagnostics only
+        for r in self.online_results:  # alibi's online detectors diagnose beside the alarm; they never vote
+            r.vote = False
+        results += self.online_results
         self.online_results = []
         if alarms and self.diagnose and len(w) >= 20:
             rows = min(size, len(w), max(max(a.run_rows for a in alarms), 50))

@@ -73,12 +73,10 @@ def naive(alarm: SequentialAlarm, predictor, reference) -> SequentialAlarm:
     sample for the truth (what made the windowed tests flag 28% of clean rounds against 10%)."""
     pred = predictor.predict(reference)
     g = alarm.rows_signals.transform(pred.encoded["x_num"], pred.encoded["x_cat"], pred.proba)
-    bank = alarm.bank
-    bank.bounds = np.clip(g.mean(axis=0), 1e-3, 1 - 1e-3)
-    bank.lam = np.asarray(alarm.cfg.bets)[None, :] / bank.bounds[:, None]
+    everything = np.ones(alarm.bank.size, dtype=bool)
+    alarm.bank.set_bounds(everything, np.clip(g.mean(axis=0), 1e-3, 1 - 1e-3))
     errors = _errors("binary", pred.values, reference["churned"].to_numpy())
-    alarm.label_bank.bounds[:] = errors.mean()
-    alarm.label_bank.lam = np.asarray(alarm.cfg.bets)[None, :] / alarm.label_bank.bounds[:, None]
+    alarm.label_bank.set_bounds(np.ones(1, dtype=bool), [errors.mean()])
     return alarm
 
 
