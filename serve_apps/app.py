@@ -67,21 +67,23 @@ class FoundryPredictor:
         self.service.holder.require()
 
     # ---- foundry.serving.app.Backend -------------------------------------------------------------
-    async def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    async def predict(self, rows: list[dict[str, Any]], request_id: str | None = None) -> dict[str, Any]:
         if self.batching:
-            return await self._predict_batched(rows)
-        return self.service.run_batch([rows])[0]
+            return await self._predict_batched((rows, request_id))
+        return self.service.run_batch([rows], [request_id])[0]
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)  # the sizes are set from config in __init__
-    async def _predict_batched(self, requests: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-        return self.service.run_batch(requests)
+    async def _predict_batched(self, requests: list[tuple[list[dict[str, Any]], str | None]]) -> list[dict[str, Any]]:
+        return self.service.run_batch([rows for rows, _ in requests], [rid for _, rid in requests])
 
     async def feedback(self, labels: list[dict[str, Any]]) -> dict[str, Any]:
         return await self.service.feedback(labels)
 
-    def model_info(self) -> dict[str, Any]:
+    async def model_info(self) -> dict[str, Any]:
         info = self.service.model_info()
         info["replica"] = serve.get_replica_context().replica_id.unique_id
+        if info.get("rollout") is not None:
+            info["rollout"]["evidence"] = await _rollout_evidence(self.cfg)
         return info
 
     def health(self) -> tuple[bool, dict[str, Any]]:
@@ -99,6 +101,20 @@ def _monitor_sink(cfg: config.FoundryConfig):
     m = cfg.drift.monitor
     return MonitorSink(cfg.drift.sink, monitor_name(m.name_prefix, cfg.model_name), m.namespace,
                        count=sink_counter(cfg.model_name)).start()
+
+
+async def _rollout_evidence(cfg: config.FoundryConfig) -> dict[str, Any]:
+    """The live evidence so far, from the model's monitor (which holds the labels); a short wait only."""
+    import ray
+
+    from foundry.drift import monitor_name
+
+    m = cfg.drift.monitor
+    try:
+        actor = ray.get_actor(monitor_name(m.name_prefix, cfg.model_name), namespace=m.namespace)
+        return await asyncio.wait_for(actor.rollout_status.remote(), timeout=2.0)
+    except Exception as exc:  # no monitor, or it is busy: /model still answers
+        return {"unavailable": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def build(args: dict[str, Any]):

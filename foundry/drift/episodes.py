@@ -38,7 +38,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from foundry.config import FoundryConfig
+from foundry.config import FoundryConfig, RolloutMode
 from foundry.drift import new_normal, reference, rollout
 from foundry.drift.controller import Action, Decision, RetrainController
 from foundry.drift.events import iso
@@ -56,6 +56,8 @@ class MonitorState:
     forget_onset: Callable[[], None]  # the episode is over: the next one finds its own onset
     rebase_onto: Callable[[Reference], None]  # a promoted version serves: watch it from now on
     adopt_new_normal: Callable[[Reference, dict[str, Any]], None]  # test against the new-normal reference
+    begin_rollout: Callable[[str], None] = lambda version: None  # shadow/canary: the candidate's live trial
+    start_guard: Callable[[str, str], None] = lambda new, previous: None  # the new version watched after 100%
 
 
 class Episodes:
@@ -164,7 +166,13 @@ class Episodes:
                       champion_metrics=outcome.champion_metrics)
         with self._locked():
             decision = self.controller.job_finished(outcome.outcome, now, outcome.detail, no_gain=outcome.no_gain)
-        if outcome.outcome == "promoted":
+        direct = self.cfg.promotion.rollout is RolloutMode.direct
+        if outcome.outcome == "promoted" and not direct:
+            self._metric("candidate")
+            self._say("candidate", f"{outcome.version} passed the gate and is the {self.cfg.promotion.candidate_alias}: "
+                      f"its {self.cfg.promotion.rollout.value} roll-out on live traffic decides ({outcome.detail})",
+                      episode=episode, version=outcome.version)
+        elif outcome.outcome == "promoted":
             self._metric("promoted")
             self._say("promoted", f"{outcome.version} is the new {self.cfg.promotion.alias}: {outcome.detail}",
                       episode=episode, version=outcome.version)
@@ -173,8 +181,10 @@ class Episodes:
             self._say("rejected", f"{outcome.version} not promoted, {self.cfg.promotion.alias} unchanged: "
                       f"{outcome.detail}", episode=episode, version=outcome.version)
         self._after_job(decision, now)
-        if outcome.outcome == "promoted":
+        if outcome.outcome == "promoted" and direct:
             self._roll_out(outcome.version, episode)
+        elif outcome.outcome == "promoted":
+            self._monitor.begin_rollout(outcome.version)
 
     def _after_job(self, decision: Decision, now: float) -> None:
         if decision.action in (Action.exhausted, Action.finished):
@@ -207,6 +217,8 @@ class Episodes:
             self._monitor.rebase_onto(done.reference)
         self._say("rebased", f"detectors re-based from {previous} to {version}'s reference sample",
                   episode=episode, version=version, previous=previous)
+        if previous:
+            self._monitor.start_guard(version, previous)
 
     # ---- giving up: the new normal -----------------------------------------------------------------------
     def give_up(self, decision: Decision, now: float) -> None:

@@ -30,6 +30,11 @@ class MonitorMetrics:
         self.alarms = Counter("foundry_drift_alarms", "Sequential alarms by kind: harm, drift (start an episode), "
                               "input (input drift watched for harm), benign (a shift the model handles: no retrain)",
                               tag_keys=("model", "kind", "family"))
+        self.rollout_share = Gauge("foundry_rollout_fraction", "The canary's share of requests (0 outside a canary)",
+                                   tag_keys=("model",))
+        self.rollout_decisions = Counter("foundry_rollout_decisions", "Roll-out steps and decisions: promoted, "
+                                         "rolled_back, rollout_expired, rollout_failed, guard_passed",
+                                         tag_keys=("model", "decision"))
         self.loop_errors = Counter("foundry_monitor_loop_errors", "Monitor rounds that raised (the loop goes on; "
                                    "the last error is in the monitor's status), by exception type",
                                    tag_keys=("model", "error"))
@@ -48,6 +53,12 @@ class MonitorMetrics:
 
     def retrain(self, outcome: str) -> None:
         self.retrains.inc(1, tags={"model": self.model, "outcome": outcome})
+
+    def rollout_fraction(self, fraction: float) -> None:
+        self.rollout_share.set(fraction, tags={"model": self.model})
+
+    def rollout_decision(self, decision: str) -> None:
+        self.rollout_decisions.inc(1, tags={"model": self.model, "decision": decision})
 
     def loop_error(self, error_type: str) -> None:
         self.loop_errors.inc(1, tags={"model": self.model, "error": error_type})

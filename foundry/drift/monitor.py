@@ -72,6 +72,7 @@ from foundry.drift.reference import Reference
 from foundry.drift.runner import MAX_STATUS_ERRORS, RetrainRunner
 from foundry.drift.state import STATE_FILE, StateFile, StateLock, encode, state_uri
 from foundry.drift.windows import LiveWindows, VersionTracker
+from foundry.rollout.manager import Rollouts
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class DriftMonitor:
         self._features = [(f.name, f.type.value == "numeric") for f in self.cfg.data.features]
         self._queue: queue.Queue = queue.Queue()
         self._labels: queue.Queue = queue.Queue()
+        self._answers: queue.Queue = queue.Queue()  # a roll-out's answers from both versions
         state_lock = StateLock(self.events.write)  # held briefly, never across I/O (module docstring)
         self._lock, self._locked, self._say = state_lock.lock, state_lock.locked, state_lock.say
         self._round_lock = threading.Lock()  # one round at a time
@@ -137,9 +139,15 @@ class DriftMonitor:
             ref = reference.load(self.cfg, version)
         self.windows = LiveWindows(self.cfg, ref.suite, ref.alarm)
         self._use(ref)
+        self.rollouts = Rollouts(self.cfg, locked=self._locked, say=self._say,
+                                 champion=lambda: self.controller.state.reference_version, reference=lambda: self.ref,
+                                 rebase_to=self._rebase_to_version, fresh_evidence=self._fresh_evidence,
+                                 saved=saved.get("rollout"), metrics=self._monitor_metrics)
         mine = MonitorState(labels_seen=lambda: self.counters["labels"], onset=lambda: self.onset_at,
                             reference=lambda: self.ref, forget_onset=self._forget_onset,
-                            rebase_onto=self._rebase_onto, adopt_new_normal=self._adopt_new_normal)
+                            rebase_onto=self._rebase_onto, adopt_new_normal=self._adopt_new_normal,
+                            begin_rollout=lambda version: self.rollouts.begin(version, self.clock()),
+                            start_guard=lambda new, old: self.rollouts.start_guard(new, old, self.clock()))
         self.episodes = Episodes(self.cfg, self.controller, self.runner, locked=self._locked, say=self._say,
                                  metric=self._retrain_metric, save_state=self._save_state, monitor=mine,
                                  data_labels_at=saved.get("data_labels_at", 0))
@@ -178,6 +186,16 @@ class DriftMonitor:
         self._labels.put((list(request_ids), list(labels)))
         return len(request_ids)
 
+    def ingest_answers(self, chunk: dict[str, Any]) -> int:
+        """A roll-out's answers (``foundry.serving.inference.answer_columns``), for its live paired tests."""
+        self._answers.put(chunk)
+        return len(chunk["request_id"])
+
+    def rollout_status(self) -> dict[str, Any]:
+        """The roll-out in progress (champion, challenger, mode, fraction, live evidence) and recent ones."""
+        with self._lock:
+            return self.rollouts.status()
+
     def status(self) -> dict[str, Any]:
         with self._lock:
             return {"model": self.model, "reference_version": self.controller.state.reference_version,
@@ -185,7 +203,8 @@ class DriftMonitor:
                     "window_rows": len(self.windows.window), "labelled_window_rows": len(self.windows.errors),
                     "onset_at": iso(self.onset_at) if self.onset_at else None, "onset_detail": self.onset_detail,
                     "new_normal": self.new_normal, "queued_batches": self._queue.qsize(),
-                    "last_results": self.last_results, "last_error": self.last_error}
+                    "last_results": self.last_results, "last_error": self.last_error,
+                    "rollout": self.rollouts.status()}
 
     def rounds(self, after: int = 0) -> list[dict[str, Any]]:
         """The remembered test rounds numbered above ``after`` (oldest first): poll with the last one seen."""
@@ -244,6 +263,7 @@ class DriftMonitor:
             self.episodes.submit(decision, now)
         if self.controller.state.phase is Phase.running:
             self.episodes.poll(now)
+        self.rollouts.round(now)
         self._save_state()
 
     def _floor_from_jobs(self) -> None:
@@ -278,6 +298,11 @@ class DriftMonitor:
     def _drain(self) -> int:
         n = 0
         reference_version = self.controller.state.reference_version
+        while True:  # answers first: a label that finds both versions' answers is scored at once
+            try:
+                self.rollouts.add_answers(self._answers.get_nowait())
+            except queue.Empty:
+                break
         while True:
             try:
                 batch, frame = self._queue.get_nowait()
@@ -300,6 +325,7 @@ class DriftMonitor:
             self.counters["labels"] += len(ids)
             self.counters["labels_matched"] += self.windows.match_labels(ids, labels)
             self._count_rows("label", len(ids))
+            self.rollouts.add_labels(ids, labels)
             n += len(ids)
         return n
 
@@ -405,6 +431,24 @@ class DriftMonitor:
         self._forget_onset()
         self.versions.rebased(time.time())  # rows answered before now belong to the previous version's world
 
+    def _rebase_to_version(self, version: str) -> None:
+        """A roll-out or its guard changed the version Serve answers with: watch it (I/O: without the lock)."""
+        previous = self.controller.state.reference_version
+        if version == previous:
+            return
+        ref = reference.load(self.cfg, version)
+        with self._locked():
+            self._rebase_onto(ref)
+        restored = self._restore_windows()
+        self._say("rebased", f"detectors re-based from {previous} to {version}'s reference sample ({restored} of "
+                  "its live rows reloaded)", version=version, previous=previous, reason="rollout")
+
+    def _fresh_evidence(self) -> None:
+        """After a rollback the alarm starts afresh (under the lock): the drift that asked for the rolled-back
+        version opens no new episode until new rows show it again."""
+        self.windows.reset(self.ref.suite, self.ref.alarm)
+        self._forget_onset()
+
     def _adopt_new_normal(self, ref: Reference, baseline: dict[str, Any]) -> None:
         """Test against the new-normal reference ``ref`` (``baseline``: where it is stored) (under the lock)."""
         self._use(ref)
@@ -432,7 +476,7 @@ class DriftMonitor:
     def _follow_served_version(self) -> None:
         """Re-base on the version Serve has answered with for a while (see the module docstring)."""
         version = self.versions.to_follow(self.cfg.drift.window.test_every_rows)
-        if (version is None or not self.cfg.drift.monitor.follow_served_version
+        if (version is None or not self.cfg.drift.monitor.follow_served_version or self.rollouts.busy
                 or self.controller.state.phase not in (Phase.idle, Phase.cooldown, Phase.gave_up)):
             return
         run = self.versions.other_run[1]
@@ -460,7 +504,7 @@ class DriftMonitor:
             data = encode({"model": self.model, "controller": self.controller.state.to_dict(),
                            "counters": self.counters, "onset_at": self.onset_at, "onset_detail": self.onset_detail,
                            "first_flag_at": self._first_flag_at, "data_labels_at": self.episodes.data_labels_at,
-                           "harm_latched": self._harm_latched,
+                           "harm_latched": self._harm_latched, "rollout": self.rollouts.to_dict(),
                            "new_normal": self.new_normal, "last_results": self.last_results,
                            "last_error": self.last_error, "saved_at": iso(self.clock())})
         self.state_file.write(data)

@@ -32,6 +32,7 @@ import pandas as pd
 from foundry import storage
 from foundry.config import FoundryConfig, RetrainDataPolicy, StorageConfig, Task
 from foundry.drift.live_store import LiveStore
+from foundry.rollout import target_alias
 from foundry.serving.feedback import read_feedback
 
 log = logging.getLogger(__name__)
@@ -197,11 +198,12 @@ def read_outcome(cfg: FoundryConfig, episode: str, job_status: str, submission_i
             continue
         promotion = meta.get("promotion") or {}
         champion = (meta.get("champion_at_training") or {}).get("metrics_on_same_test_split")
+        alias = target_alias(cfg.promotion)  # production, or the candidate alias of a shadow/canary roll-out
         moved = promotion.get("promoted") and any(
-            r.get("version") == mv.version for r in registry.alias_history(cfg.model_name, cfg.promotion.alias))
+            r.get("version") == mv.version for r in registry.alias_history(cfg.model_name, alias))
         decision = promotion.get("decision", "")
         if promotion.get("promoted") and not moved:
-            decision = f"not promoted: {cfg.promotion.alias} was moved by another writer ({decision})"
+            decision = f"not promoted: {alias} was moved by another writer ({decision})"
         no_gain = bool((promotion.get("gate") or {}).get("no_gain")) and not moved
         return RetrainOutcome("promoted" if moved else "rejected", mv.version, decision, meta.get("metrics"),
                               champion, no_gain)

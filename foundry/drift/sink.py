@@ -9,7 +9,8 @@ slow or fail a request:
 - no monitor running (not started yet, restarting) is the same as a slow one: rows wait in the
   buffer, then are sampled, and the actor is looked up again every ``lookup_interval_s``;
 - a send that fails (the actor died mid-call and Ray could not retry) is counted, never raised.
-Labels from ``/feedback`` take the same road (``offer_labels``) in a buffer of their own.
+Labels from ``/feedback`` take the same road (``offer_labels``) in a buffer of their own, and so do a
+roll-out's answers from both versions (``offer_answers``, for the live paired tests).
 
 Rows travel as a dict of numpy columns (``foundry.serving.inference.live_columns``): buffering,
 sampling and concatenating work column by column, and the dict pickles cheaply. The monitor checks
@@ -94,13 +95,15 @@ class MonitorSink:
         rng = np.random.default_rng(seed)
         self._rows = _Buffer(cfg.buffer_rows, rng)
         self._labels = _Buffer(cfg.buffer_rows, rng)
+        self._answers = _Buffer(2 * cfg.buffer_rows, rng)  # a roll-out's answers: two versions per row
         self._lock = threading.Lock()
         self._in_flight: list[tuple[Any, int]] = []  # (ObjectRef, rows)
         self._actor = None
         self._next_lookup = 0.0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self.stats = {"offered": 0, "sent": 0, "dropped": 0, "failed": 0, "labels_sent": 0, "labels_dropped": 0}
+        self.stats = {"offered": 0, "sent": 0, "dropped": 0, "failed": 0, "labels_sent": 0, "labels_dropped": 0,
+                      "answers_sent": 0, "answers_dropped": 0}
 
     # ---- request path: never blocks on the monitor ---------------------------------------------------
     def offer(self, chunk: Columns) -> None:
@@ -116,6 +119,12 @@ class MonitorSink:
         with self._lock:
             dropped = self._labels.add(chunk)
             self.stats["labels_dropped"] += dropped
+
+    def offer_answers(self, chunk: Columns) -> None:
+        """One version's answers to a batch during a roll-out (``inference.answer_columns``); thread-safe:
+        the background thread that runs the second opinion offers them too."""
+        with self._lock:
+            self.stats["answers_dropped"] += self._answers.add(chunk)
 
     # ---- background ---------------------------------------------------------------------------------
     def start(self) -> MonitorSink:
@@ -187,6 +196,7 @@ class MonitorSink:
         with self._lock:
             rows = self._rows.drain()
             labels = self._labels.drain()
+            answers = self._answers.drain()
         sent = 0
         if rows is not None:
             ref = self._actor.ingest.remote(rows)
@@ -195,6 +205,9 @@ class MonitorSink:
             self.stats["sent"] += n
             self._count("sent", n)
             sent = n
+        if answers is not None:  # before the labels: a label that finds both answers is scored at once
+            self._actor.ingest_answers.remote(answers)
+            self.stats["answers_sent"] += _rows(answers)
         if labels is not None:
             self._actor.ingest_labels.remote(list(labels["request_id"]), list(labels["label"]))
             self.stats["labels_sent"] += _rows(labels)

@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     promote.add_argument("version", help="version id (or alias / 'latest')")
     promote.add_argument("--alias", default="production")
     promote.add_argument("--reason", default="")
+    promote.add_argument("--rollout", choices=["direct", "shadow", "canary"], default="direct",
+                         help="direct (default): move the alias now (the monitor's post-rollout guard still "
+                         "watches it); shadow|canary: move the candidate alias instead, and the model's drift "
+                         "monitor runs the roll-out on live traffic (promotion.candidate_alias, with "
+                         "promotion.rollout set the same way for the monitor)")
+    promote.add_argument("--candidate-alias", default="candidate")
     gc = sub.add_parser("gc", help="delete version dirs a crashed writer left without a manifest")
     gc.add_argument("model")
     gc.add_argument("--older-than", type=float, default=3600.0, metavar="SECONDS",
@@ -149,7 +155,10 @@ def _run(args: argparse.Namespace, overrides: list[str]) -> None:
         elif args.command == "show":
             cmd_show(reg, args.model, args.ref)
         elif args.command == "promote":
-            cmd_promote(reg, args.model, args.version, args.alias, args.reason)
+            alias = args.alias if args.rollout == "direct" else args.candidate_alias
+            if alias != args.alias:
+                print(f"{args.rollout} roll-out: moving {alias}; the drift monitor decides whether it takes {args.alias}")
+            cmd_promote(reg, args.model, args.version, alias, args.reason)
         else:
             cmd_gc(reg, args.model, args.older_than)
     except OSError as exc:  # unreachable bucket, permissions: a clear line, not a traceback

@@ -15,9 +15,11 @@ it cannot make the model fail, so a client cannot cause a 5xx or crash a replica
 time, and the request models are local variables.)
 """
 
+import inspect
 import json
 import logging
 import uuid
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request, Security
@@ -41,11 +43,11 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 class Backend(Protocol):
     """What a host provides; all of it runs on the host's event loop."""
 
-    async def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]: ...
+    async def predict(self, rows: list[dict[str, Any]], request_id: str | None = None) -> dict[str, Any]: ...
 
     async def feedback(self, labels: list[dict[str, Any]]) -> dict[str, Any]: ...
 
-    def model_info(self) -> dict[str, Any]: ...
+    def model_info(self) -> dict[str, Any] | Awaitable[dict[str, Any]]: ...
 
     def health(self) -> tuple[bool, dict[str, Any]]: ...
 
@@ -182,16 +184,18 @@ def build_app(models: ApiModels, backend: Backend, auth: ApiKeyChecker, max_body
     @app.post("/predict", response_model=PredictResponse, dependencies=secured, responses=_ERROR_RESPONSES,
               summary="Predict one or many rows")
     async def predict(body: PredictRequest):  # type: ignore[valid-type]
-        return JSONResponse(await backend.predict(body.rows))
+        return JSONResponse(await backend.predict(body.rows, body.request_id))
 
     @app.post("/feedback", response_model=FeedbackResponse, dependencies=secured, responses=_ERROR_RESPONSES,
               summary="Ground-truth labels for earlier predictions (by request_id)")
     async def feedback(body: FeedbackRequest):  # type: ignore[valid-type]
         return JSONResponse(await backend.feedback(body.labels))
 
-    @app.get("/model", dependencies=secured, summary="The served version, its metadata and the last swap error")
+    @app.get("/model", dependencies=secured, summary="The served version, its metadata, the roll-out (challenger, "
+             "mode, fraction, live evidence) and the last swap error")
     async def model():
-        return JSONResponse(backend.model_info())
+        info = backend.model_info()
+        return JSONResponse(await info if inspect.isawaitable(info) else info)
 
     @app.get("/healthz", summary="Liveness and the served version (no API key)")
     async def healthz():

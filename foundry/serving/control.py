@@ -203,6 +203,16 @@ def set_model_version(app_name: str, ref: str, cfg: FoundryConfig | None = None,
     return version
 
 
+def set_rollout(app_name: str, version: str, challenger: str | None = None, mode: str | None = None,
+                fraction: float = 0.0, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    """Point the running application at ``version`` with (or, ``challenger=None``, without) a roll-out's
+    challenger, in place: replicas keep both versions loaded, reuse whatever they already hold (a
+    promotion swaps two loaded versions' roles) and route by ``foundry.rollout.routing``."""
+    current = ModelSpec.from_user_config(current_user_config(app_name))
+    apply_user_config(app_name, user_config_for(current.storage_root, current.model, version, version, challenger,
+                                                mode, fraction), timeout_s)
+
+
 def delete_app(app_name: str, wait: bool = True) -> None:
     """Remove the application; nothing to do when Serve is not running at all (idempotent).
 

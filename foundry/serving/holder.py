@@ -23,7 +23,8 @@ from foundry import storage
 from foundry.config import DataConfig, StorageConfig
 from foundry.errors import ConfigError, FoundryError
 
-_USER_CONFIG_KEYS = ("model", "ref", "version", "storage_root")
+_USER_CONFIG_KEYS = ("model", "ref", "version", "storage_root", "challenger", "mode", "fraction")
+ROLLOUT_MODES = ("shadow", "canary")
 
 
 class ModelUnavailable(FoundryError):
@@ -43,6 +44,12 @@ class ModelSpec:
     model: str
     ref: str
     version: str | None = None
+    # A roll-out (foundry/rollout/): the challenger answers a copy of every request in the background
+    # (``shadow``) or, with ``canary``, the requests whose id hashes below ``fraction`` (the champion
+    # then answers a copy of those in the background). Both versions stay loaded in the replica.
+    challenger: str | None = None
+    mode: str | None = None
+    fraction: float = 0.0
 
     @property
     def target(self) -> str:
@@ -62,11 +69,23 @@ class ModelSpec:
         version = user_config.get("version")
         if version is not None and not isinstance(version, str):
             raise ConfigError(f"user_config.version: must be a version id or null, got {version!r}")
+        challenger, mode = user_config.get("challenger"), user_config.get("mode")
+        fraction = user_config.get("fraction", 0.0) or 0.0
+        if challenger is not None and (not isinstance(challenger, str) or not version):
+            raise ConfigError(f"user_config.challenger: must be a version id next to a pinned version, got {challenger!r}")
+        if challenger and mode not in ROLLOUT_MODES:
+            raise ConfigError(f"user_config.mode: must be one of {list(ROLLOUT_MODES)} with a challenger, got {mode!r}")
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+            raise ConfigError(f"user_config.fraction: must be a number in [0, 1], got {fraction!r}")
         return cls(storage_root=user_config["storage_root"], model=user_config["model"],
-                   ref=user_config["ref"], version=version or None)
+                   ref=user_config["ref"], version=version or None, challenger=challenger or None,
+                   mode=mode if challenger else None, fraction=float(fraction) if challenger else 0.0)
 
     def to_user_config(self) -> dict[str, Any]:
-        return {"model": self.model, "ref": self.ref, "version": self.version, "storage_root": self.storage_root}
+        out = {"model": self.model, "ref": self.ref, "version": self.version, "storage_root": self.storage_root}
+        if self.challenger:
+            out.update(challenger=self.challenger, mode=self.mode, fraction=self.fraction)
+        return out
 
 
 @dataclass(frozen=True)
@@ -86,6 +105,24 @@ class LoadedModel:
                 "loaded_at": self.loaded_at, "load_seconds": round(self.load_seconds, 3),
                 "task": self.predictor.task.value, "features": self.predictor.preprocessor.feature_names,
                 "classes": self.predictor.preprocessor.classes, "metadata": self.metadata}
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What a replica serves, published as one object: the champion and, during a roll-out, the
+    challenger with the mode and fraction (a request takes this once, so it never sees half a change)."""
+
+    champion: LoadedModel
+    challenger: LoadedModel | None = None
+    mode: str | None = None
+    fraction: float = 0.0
+
+    def info(self) -> dict[str, Any]:
+        out = self.champion.info()
+        out["rollout"] = None if self.challenger is None else {
+            "mode": self.mode, "champion": self.champion.version, "challenger": self.challenger.version,
+            "fraction": self.fraction if self.mode == "canary" else 0.0, "challenger_created_at": self.challenger.created_at}
+        return out
 
 
 @dataclass(frozen=True)
@@ -139,43 +176,64 @@ def load_version(spec: ModelSpec, data: DataConfig, device: str = "cpu") -> Load
 
 
 class ModelHolder:
-    """The replica's current model; ``swap`` replaces it only with a fully loaded, working one."""
+    """The replica's current model(s); ``swap`` replaces them only with fully loaded, working ones."""
 
     def __init__(self, data: DataConfig, device: str = "cpu",
                  loader: Callable[[ModelSpec, DataConfig, str], LoadedModel] = load_version):
         self._data = data
         self._device = device
         self._loader = loader
-        self._current: LoadedModel | None = None
+        self._serving: Serving | None = None
         self._last_error: dict[str, Any] | None = None
         self._lock = threading.Lock()  # one swap at a time; readers never take it
 
     @property
     def current(self) -> LoadedModel | None:
-        return self._current
+        """The champion (the version that answers every request outside a canary's share)."""
+        serving = self._serving
+        return serving.champion if serving else None
+
+    @property
+    def serving(self) -> Serving | None:
+        return self._serving
 
     @property
     def last_error(self) -> dict[str, Any] | None:
         return self._last_error
 
     def require(self) -> LoadedModel:
-        loaded = self._current
-        if loaded is None:
+        return self.require_serving().champion
+
+    def require_serving(self) -> Serving:
+        serving = self._serving
+        if serving is None:
             raise ModelUnavailable("no model is loaded yet")
-        return loaded
+        return serving
+
+    def _reuse(self, spec: ModelSpec, version: str | None) -> LoadedModel | None:
+        """A loaded version to keep (a promotion swaps the roles of two loaded versions: nothing loads)."""
+        serving = self._serving
+        if serving is None or version is None:
+            return None
+        for loaded in (serving.champion, serving.challenger):
+            if loaded is not None and loaded.version == version and loaded.storage_root == spec.storage_root \
+                    and loaded.model == spec.model:
+                return loaded
+        return None
 
     def swap(self, spec: ModelSpec) -> SwapOutcome:
         """Load ``spec`` and publish it. With no model yet a failure raises (nothing could serve);
-        afterwards it is recorded and the current model stays."""
+        afterwards it is recorded and the current model(s) stay. A challenger that cannot load leaves
+        the champion serving alone (its error shows in GET /model)."""
         with self._lock:
-            current = self._current
-            if current is not None and spec.version is not None and spec.version == current.version \
-                    and spec.storage_root == current.storage_root and spec.model == current.model:
-                self._current = replace(current, ref=spec.ref)
-                self._last_error = None
-                return SwapOutcome(changed=False, version=current.version)
+            serving = self._serving
+            current = serving.champion if serving else None
+            champion = self._reuse(spec, spec.version)
             try:
-                loaded = self._loader(spec, self._data, self._device)
+                if champion is None:
+                    champion = self._loader(spec, self._data, self._device)
+                else:
+                    champion = replace(champion, ref=spec.ref)
             except Exception as exc:
                 error = {"ref": spec.ref, "version": spec.version, "error": f"{type(exc).__name__}: {exc}",
                          "at": _now(), "kept_version": current.version if current else None}
@@ -183,19 +241,33 @@ class ModelHolder:
                 if current is None:
                     raise
                 return SwapOutcome(changed=False, version=current.version, error=error)
-            self._current = loaded  # the switch: one reference assignment
-            self._last_error = None
-            return SwapOutcome(changed=current is None or current.version != loaded.version,
-                               version=loaded.version)
+            challenger, error = None, None
+            if spec.challenger:
+                challenger = self._reuse(spec, spec.challenger)
+                if challenger is None:
+                    try:
+                        challenger = self._loader(replace(spec, ref=spec.challenger, version=spec.challenger),
+                                                  self._data, self._device)
+                    except Exception as exc:
+                        error = {"ref": spec.challenger, "version": spec.challenger, "role": "challenger",
+                                 "error": f"{type(exc).__name__}: {exc}", "at": _now(), "kept_version": champion.version}
+            self._serving = Serving(champion, challenger, spec.mode if challenger else None,
+                                    spec.fraction if challenger else 0.0)  # the switch: one assignment
+            self._last_error = error
+            return SwapOutcome(changed=current is None or current.version != champion.version,
+                               version=champion.version, error=error)
 
     def info(self) -> dict[str, Any]:
-        loaded = self._current
-        out: dict[str, Any] = loaded.info() if loaded else {"model": None, "version": None}
+        serving = self._serving
+        out: dict[str, Any] = serving.info() if serving else {"model": None, "version": None, "rollout": None}
         out["last_swap_error"] = self._last_error
         return out
 
 
-def user_config_for(storage_root: str, model: str, ref: str, version: str | None) -> dict[str, Any]:
-    """The ``user_config`` that makes replicas serve ``version`` (``ref`` is shown in /model)."""
-    return ModelSpec(storage_root=storage_root, model=model, ref=ref, version=version).to_user_config()
+def user_config_for(storage_root: str, model: str, ref: str, version: str | None, challenger: str | None = None,
+                    mode: str | None = None, fraction: float = 0.0) -> dict[str, Any]:
+    """The ``user_config`` that makes replicas serve ``version`` (``ref`` is shown in /model), with a
+    challenger during a roll-out."""
+    return ModelSpec(storage_root=storage_root, model=model, ref=ref, version=version, challenger=challenger,
+                     mode=mode, fraction=fraction).to_user_config()
 

@@ -8,16 +8,17 @@ response in the batch names that one version, however a swap interleaves.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from foundry.serving.holder import LoadedModel
+from foundry.rollout import routing
+from foundry.serving.holder import LoadedModel, Serving
 
 logger = logging.getLogger(__name__)
 
@@ -34,37 +35,119 @@ def to_frame(requests: Sequence[Sequence[Mapping[str, Any]]], features: Sequence
 
 def predict_batch(loaded: LoadedModel, requests: Sequence[Sequence[Mapping[str, Any]]], features: Sequence[str],
                   clip_bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
-                  observe: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """One response body (``PredictResponse`` as a dict) per request, in order.
+                  observe: Callable[[dict[str, Any]], None] | None = None,
+                  request_ids: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
+    """One response body (``PredictResponse`` as a dict) per request, in order, all from ``loaded``."""
+    return answer_batch(Serving(loaded), requests, features, clip_bounds, observe, request_ids=request_ids)
 
-    ``observe`` (the drift monitor's sink) receives the batch's columns: request ids, raw features,
-    the preprocessed inputs and the outputs. It must not block (``MonitorSink.offer`` only buffers).
+
+def answer_batch(serving: Serving, requests: Sequence[Sequence[Mapping[str, Any]]], features: Sequence[str],
+                 clip_bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
+                 observe: Callable[[dict[str, Any]], None] | None = None,
+                 answers: Callable[[dict[str, Any]], None] | None = None,
+                 background: Callable[[Callable[[], None]], bool] | None = None,
+                 request_ids: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
+    """One response body per request, in order; each request answered wholly by one version.
+
+    Outside a roll-out the champion answers everything. During one (``serving.challenger``), each
+    request goes to the version ``routing`` picks (canary: by the hash of its id; shadow: always the
+    champion); the other version predicts the same rows in ``background`` (off the request path), and
+    both versions' answers go to ``answers`` (the drift monitor's sink) for the live paired tests. A
+    challenger that raises never fails a request: the champion answers it and the failure is counted.
+
+    ``observe`` (the drift monitor's sink) receives each answered group's columns: request ids, raw
+    features, the preprocessed inputs and the outputs. Neither callback may block.
     """
+    rids = [routing.normalize_request_id(r) for r in (request_ids or [None] * len(requests))]
     frame = to_frame(requests, features, clip_bounds)
-    result = loaded.predictor.predict(frame)
-    values = result.values.tolist()
-    proba = result.proba
-    classes = loaded.predictor.preprocessor.classes
-    version = loaded.version
-    out = []
-    start = 0
-    for rows in requests:
-        stop = start + len(rows)
-        preds = []
-        for i in range(start, stop):
-            item: dict[str, Any] = {"request_id": uuid.uuid4().hex, "prediction": _plain(values[i]),
-                                    "model_version": version}
-            if proba is not None:
-                item["probabilities"] = dict(zip(classes, proba[i].tolist(), strict=True))
-            preds.append(item)
-        out.append({"model": loaded.model, "model_version": version, "predictions": preds})
-        start = stop
-    if observe is not None:
+    starts = np.cumsum([0] + [len(rows) for rows in requests])
+    champion, challenger = serving.champion, serving.challenger
+    arms = [challenger is not None and serving.mode == "canary"
+            and routing.to_challenger(rid, challenger.version, serving.fraction) for rid in rids]
+    out: list[dict[str, Any] | None] = [None] * len(requests)
+    for arm in sorted(set(arms)):
+        members = [i for i, a in enumerate(arms) if a == arm]
+        rows_at = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in members])
+        sub = frame if len(members) == len(requests) else frame.iloc[rows_at].reset_index(drop=True)
+        ids = [rid for i in members for rid in routing.row_ids(rids[i], len(requests[i]))]
+        model, other = (challenger, champion) if arm else (champion, challenger)
+        started = time.perf_counter()
         try:
-            observe(live_columns(frame, result, [p["request_id"] for r in out for p in r["predictions"]], version))
-        except Exception as exc:  # monitoring must never fail a prediction
-            logger.warning("drift monitor sink: %s: %s", type(exc).__name__, exc)
-    return out
+            result = model.predictor.predict(sub)
+        except Exception as exc:
+            if model is champion:
+                raise
+            logger.warning("challenger %s failed; the champion answers: %s: %s", model.version, type(exc).__name__, exc)
+            _report(answers, failed_columns(ids, model.version, len(champion.predictor.preprocessor.classes or [1])))
+            model, other = champion, None
+            started = time.perf_counter()
+            result = model.predictor.predict(sub)
+        seconds = time.perf_counter() - started
+        for j, i in enumerate(members):
+            offset = sum(len(requests[m]) for m in members[:j])
+            out[i] = _response(model, result, offset, ids[offset:offset + len(requests[i])], rids[i])
+        _report(observe, live_columns(sub, result, ids, model.version), what="drift monitor sink")
+        if challenger is None:
+            continue
+        _report(answers, answer_columns(ids, model.version, result, served=True, seconds=seconds))
+        if other is not None and background is not None:
+            background(functools.partial(_shadow, other, sub, ids, answers))
+    return out  # type: ignore[return-value]
+
+
+def _response(loaded: LoadedModel, result: Any, start: int, ids: list[str], request_id: str) -> dict[str, Any]:
+    values, proba = result.values, result.proba
+    classes = loaded.predictor.preprocessor.classes
+    preds = []
+    for k, rid in enumerate(ids):
+        item: dict[str, Any] = {"request_id": rid, "prediction": _plain(values[start + k]),
+                                "model_version": loaded.version}
+        if proba is not None:
+            item["probabilities"] = dict(zip(classes, proba[start + k].tolist(), strict=True))
+        preds.append(item)
+    return {"model": loaded.model, "model_version": loaded.version, "request_id": request_id, "predictions": preds}
+
+
+def _report(callback: Callable[[dict[str, Any]], None] | None, columns: dict[str, Any],
+            what: str = "roll-out answers") -> None:
+    if callback is None:
+        return
+    try:
+        callback(columns)
+    except Exception as exc:  # monitoring must never fail a prediction
+        logger.warning("%s: %s: %s", what, type(exc).__name__, exc)
+
+
+def _shadow(model: LoadedModel, frame: pd.DataFrame, ids: list[str], answers) -> None:
+    """The version that did not answer predicts the same rows (a background thread)."""
+    started = time.perf_counter()
+    try:
+        result = model.predictor.predict(frame)
+    except Exception as exc:
+        logger.warning("shadow prediction by %s failed: %s: %s", model.version, type(exc).__name__, exc)
+        _report(answers, failed_columns(ids, model.version, len(model.predictor.preprocessor.classes or [1])))
+        return
+    _report(answers, answer_columns(ids, model.version, result, served=False, seconds=time.perf_counter() - started))
+
+
+def answer_columns(ids: list[str], version: str, result: Any, served: bool, seconds: float) -> dict[str, Any]:
+    """One version's answers to one batch, for the roll-out's judge (``foundry.rollout.judge``)."""
+    n = len(ids)
+    scores = result.proba if result.proba is not None else np.asarray(result.values, dtype=np.float64)
+    first = np.zeros(n, dtype=bool)
+    first[:1] = True
+    return {"request_id": np.asarray(ids, dtype=object), "model_version": np.full(n, version, dtype=object),
+            "scores": np.asarray(scores, dtype=np.float32).reshape(n, -1), "served": np.full(n, served),
+            "seconds": np.full(n, seconds), "failed": np.zeros(n, dtype=bool), "batch_start": first}
+
+
+def failed_columns(ids: list[str], version: str, width: int) -> dict[str, Any]:
+    n = len(ids)
+    first = np.zeros(n, dtype=bool)
+    first[:1] = True
+    return {"request_id": np.asarray(ids, dtype=object), "model_version": np.full(n, version, dtype=object),
+            "scores": np.full((n, width), np.nan, dtype=np.float32), "served": np.zeros(n, dtype=bool),
+            "seconds": np.zeros(n), "failed": np.ones(n, dtype=bool), "batch_start": first}
 
 
 def live_columns(frame: pd.DataFrame, result: Any, request_ids: list[str], version: str) -> dict[str, Any]:

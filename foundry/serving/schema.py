@@ -36,6 +36,7 @@ from foundry.config import (
 )
 
 REQUEST_ID_PATTERN = r"^[0-9a-f]{32}$"
+CLIENT_REQUEST_ID_PATTERN = r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
 _SHOWN_VALUE = 40  # longest slice of a client's value echoed back in an error message
 
 
@@ -154,6 +155,7 @@ class RowPrediction(BaseModel):
 class PredictResponse(BaseModel):
     model: str
     model_version: str = Field(description="the one version that produced every row of this response")
+    request_id: str = Field(description="the request's id (the client's, or a new one); row 0 is answered under it")
     predictions: list[RowPrediction]
 
 
@@ -200,6 +202,9 @@ def build_models(data: DataConfig, serve: ServeConfig) -> ApiModels:
         rows=(Annotated[list[row], Field(min_length=1, max_length=max_rows,
                                          description=f"1 to {max_rows} rows, each a JSON object keyed by feature name")],
               ...),
+        request_id=(Optional[Annotated[str, Field(pattern=CLIENT_REQUEST_ID_PATTERN, strict=True)]],  # noqa: UP045
+                    Field(default=None, description="optional: your id for this request (32 hex digits or a UUID). "
+                          "A retry with the same id gets the same row ids and, during a canary, the same version")),
     )
     item = TypedDict(f"{title}Feedback", {  # noqa: UP013 -- named per data set in the OpenAPI schema
         "request_id": Annotated[str, Field(pattern=REQUEST_ID_PATTERN, strict=True,

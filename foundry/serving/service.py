@@ -8,16 +8,48 @@ built from (the resolved Hydra config the deployment receives as its argument).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from foundry.config import FoundryConfig
 from foundry.serving.feedback import FeedbackStore
 from foundry.serving.holder import ModelHolder, ModelSpec, SwapOutcome
-from foundry.serving.inference import predict_batch
+from foundry.serving.inference import answer_batch
 from foundry.serving.metrics import ServingMetrics
 from foundry.serving.schema import build_models
+
+log = logging.getLogger(__name__)
+
+
+class Background:
+    """The roll-out's second opinions, off the request path: one worker thread and at most
+    ``max_pending`` batches waiting; beyond that a batch's second opinion is skipped and counted (the
+    paired test only loses rows, requests never wait)."""
+
+    def __init__(self, max_pending: int = 16):
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="foundry-shadow")
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self.skipped = 0
+
+    def __call__(self, work: Callable[[], None]) -> bool:
+        if not self._slots.acquire(blocking=False):
+            self.skipped += 1
+            return False
+
+        def run() -> None:
+            try:
+                work()
+            except Exception as exc:
+                log.warning("background prediction failed: %s: %s", type(exc).__name__, exc)
+            finally:
+                self._slots.release()
+
+        self._pool.submit(run)
+        return True
 
 
 def configure_torch(threads: int) -> None:
@@ -38,6 +70,7 @@ class PredictionService:
         self.holder = ModelHolder(cfg.data, device=self.device)
         self._feedback: FeedbackStore | None = None
         self._feedback_root: str | None = None
+        self.background = Background()
 
     # ---- model swaps -----------------------------------------------------------------------------
     def swap(self, spec: ModelSpec) -> SwapOutcome:
@@ -50,18 +83,22 @@ class PredictionService:
         return outcome
 
     # ---- inference -------------------------------------------------------------------------------
-    def run_batch(self, requests: Sequence[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-        loaded = self.holder.require()  # taken once: the whole batch is answered by this version
-        out = predict_batch(loaded, requests, self.models.feature_names, self.models.clip_bounds,
-                            observe=self.sink.offer if self.sink is not None else None)
-        rows = sum(len(r) for r in requests)
-        self.metrics.batch(len(requests), rows)
-        self.metrics.predictions(loaded.model, loaded.version, rows)
+    def run_batch(self, requests: Sequence[list[dict[str, Any]]],
+                  request_ids: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
+        serving = self.holder.require_serving()  # taken once: the batch sees one champion/challenger pair
+        sink = self.sink
+        out = answer_batch(serving, requests, self.models.feature_names, self.models.clip_bounds,
+                           observe=sink.offer if sink is not None else None,
+                           answers=sink.offer_answers if sink is not None else None,
+                           background=self.background, request_ids=request_ids)
+        self.metrics.batch(len(requests), sum(len(r) for r in requests))
+        for body in out:
+            self.metrics.predictions(body["model"], body["model_version"], len(body["predictions"]))
         return out
 
     # ---- app.Backend -----------------------------------------------------------------------------
-    async def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return self.run_batch([rows])[0]
+    async def predict(self, rows: list[dict[str, Any]], request_id: str | None = None) -> dict[str, Any]:
+        return self.run_batch([rows], [request_id])[0]
 
     async def feedback(self, labels: list[dict[str, Any]]) -> dict[str, Any]:
         loaded = self.holder.require()

@@ -29,6 +29,7 @@ from foundry.evaluation import score_predictors
 from foundry.models import model_spec
 from foundry.node_loss import retry_on_node_loss
 from foundry.predictor import REFERENCE_FILE, Predictor, write_model_files
+from foundry.rollout import target_alias
 from foundry.tasks import PRIMARY_METRIC
 from foundry.train import gate, warm_start
 from foundry.train.calibration import calibrate
@@ -158,6 +159,7 @@ def _forgetting(rivals: list[Predictor], champion_dir: Path) -> float | None:
 def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> TrainOutcome:
     from foundry.datasets import ensure_source
     from foundry.registry import Registry
+    from foundry.registry.store import ANY
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -253,15 +255,23 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
         }
         say(f"[4/4] registering {cfg.model_name} in {registry.root}")
         version = registry.register(cfg.model_name, staging, metadata)
+    # With a champion and promotion.rollout=shadow|canary the version becomes the candidate: the drift
+    # monitor's live roll-out decides whether it takes production (foundry/rollout/).
+    alias = target_alias(cfg.promotion) if champion else cfg.promotion.alias
     if promote:
         try:  # compare-and-set: a promotion decided against `champion` must not overwrite another one's
-            registry.set_alias(cfg.model_name, cfg.promotion.alias, version.version, reason=decision,
-                               expected=champion)
+            if alias != cfg.promotion.alias:
+                now = registry.alias(cfg.model_name, cfg.promotion.alias)
+                if now != champion:
+                    raise AliasConflictError(f"{cfg.promotion.alias} moved from {champion} to {now} meanwhile")
+                decision += f"; the {cfg.promotion.rollout.value} roll-out on live traffic decides"
+            registry.set_alias(cfg.model_name, alias, version.version, reason=decision,
+                               expected=champion if alias == cfg.promotion.alias else ANY)
         except AliasConflictError as exc:
             promote, decision = False, f"not promoted: {exc}"
     record_run(cfg.model_name, version.version, metrics, timings, promote)
-    say(f"      version {version.version} registered; {cfg.promotion.alias}: "
-        f"{'promoted' if promote else 'unchanged'} ({decision})")
+    say(f"      version {version.version} registered; {alias}: "
+        f"{'moved to it' if promote else 'unchanged'} ({decision})")
     return TrainOutcome(cfg.model_name, version.version, metrics, promote, decision, champion, champion_metrics,
                         timings)
 

@@ -1,0 +1,385 @@
+"""A roll-out's life in the drift monitor: start, canary steps, promotion, rollback, the guard.
+
+The monitor holds the labels, so it decides. A roll-out starts when ``promotion.candidate_alias``
+points at a version that is not the champion and was never decided (a retrain job or ``python -m
+foundry.registry promote`` moved it under ``promotion.rollout=shadow|canary``), or right after the
+monitor's own retrain episode registered it. Serve is pointed at champion + challenger in place
+(``control.set_rollout``: both stay loaded in every replica), and each round the ``Judge``'s live
+evidence decides:
+
+- the challenger is unhealthy (failing, slow) or shown worse: **rolled back** (Serve back to the
+  champion alone; the candidate is remembered as decided);
+- canary: shown no worse after ``min_rows_per_step`` labelled rows at a step: the next step; the last
+  step (100%) needs it shown better. Shadow: shown better. Then **promoted**: the production alias is
+  moved by compare-and-set (expected: the champion), Serve serves the challenger, the monitor re-bases;
+- undecided after ``max_labelled_rows`` or ``max_seconds``: **expired**, the champion stays.
+
+The **guard** (``promotion.live.guard``) follows every version that takes 100%, a direct promotion
+included: the previous version shadows it, and if the new one is shown worse it is rolled back in
+place (alias compare-and-set, Serve, re-base) and the drift alarm's evidence starts afresh, so the
+same drift opens no new episode until new rows show it again. Shown no worse (or ``guard_rows``
+labelled rows without harm): the guard ends and the previous version is unloaded.
+
+I/O (registry, Serve) runs without the monitor's lock; state changes happen under it (``locked``).
+The state (``to_dict``) is saved in the monitor's ``state.json``; answers waiting for their labels are
+not (a restarted monitor pairs the rows answered after it started).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+
+from foundry.config import FoundryConfig, RolloutMode, Task
+from foundry.drift.events import iso
+from foundry.rollout.judge import Judge
+from foundry.rollout.paired import PairedTests
+
+log = logging.getLogger(__name__)
+DECIDED_KEPT = 50
+
+
+def apply_to_serve(cfg: FoundryConfig, version: str, challenger: str | None, mode: str | None,
+                   fraction: float) -> None:
+    from foundry.serving import control
+
+    control.set_rollout(cfg.serve.app_name, version, challenger, mode, fraction)
+
+
+def preflight(cfg: FoundryConfig, version: str) -> None:
+    from foundry.serving import control
+
+    control.preflight(cfg.storage.root, cfg.model_name, version, cfg)
+
+
+class Rollouts:
+    def __init__(self, cfg: FoundryConfig, *, locked: Callable[[], AbstractContextManager[None]],
+                 say: Callable[..., None], champion: Callable[[], str], reference: Callable[[], Any],
+                 rebase_to: Callable[[str], None], fresh_evidence: Callable[[], None],
+                 saved: dict[str, Any] | None = None, apply: Callable[..., None] | None = None,
+                 check: Callable[[FoundryConfig, str], None] | None = None, metrics: Callable[[], Any] | None = None,
+                 registry: Any = None):
+        self.cfg = cfg
+        self.live = cfg.promotion.live
+        self._locked = locked
+        self._say = say
+        self._champion = champion  # the version the monitor watches (Serve's champion)
+        self._reference = reference  # its Reference (classes, label scale)
+        self._rebase_to = rebase_to  # the monitor re-bases on a version (I/O: call without the lock)
+        self._fresh_evidence = fresh_evidence  # the drift alarm starts afresh (under the lock)
+        self._apply = apply or (lambda *a: apply_to_serve(cfg, *a))
+        self._check = check or preflight
+        self._metrics = metrics or (lambda: None)
+        self._registry = registry
+        saved = saved or {}
+        self.active: dict[str, Any] | None = saved.get("active")
+        self.decided: list[str] = list(saved.get("decided", []))
+        self.history: list[dict[str, Any]] = list(saved.get("history", []))[-20:]
+        self.judge: Judge | None = None
+        self._looked_at = 0.0
+        if self.active:
+            self.judge = self._new_judge(self.active["champion"], self.active["challenger"], self.active.get("tests"))
+            self.judge.restore_health(self.active.get("health"))
+
+    # ---- inputs (the round's thread, under the monitor's lock) -------------------------------------------
+    def add_answers(self, chunk: dict[str, Any]) -> None:
+        if self.judge is not None:
+            self.judge.add_answers(chunk)
+
+    def add_labels(self, request_ids: list[str], labels: list[Any]) -> None:
+        if self.judge is not None:
+            self.judge.add_labels(request_ids, labels)
+
+    @property
+    def busy(self) -> bool:
+        """A roll-out or guard is on: Serve answers with two versions, the monitor must not follow either."""
+        return self.active is not None
+
+    # ---- what others read ------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mode": self.cfg.promotion.rollout.value, "active": None,
+                               "history": self.history[-5:]}
+        if self.active:
+            a = self.active
+            out["active"] = {k: a[k] for k in ("kind", "mode", "champion", "challenger", "fraction", "step",
+                                                "started", "steps")}
+            out["active"]["answers"] = a["challenger"] if a["kind"] == "guard" else a["champion"]
+            out["active"]["evidence"] = self.judge.summary() if self.judge else None
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        active = None
+        if self.active:
+            active = {**self.active, "tests": self.judge.tests.to_dict() if self.judge else None,
+                      "health": self.judge.health_dict() if self.judge else None}
+        return {"active": active, "decided": self.decided[-DECIDED_KEPT:], "history": self.history[-20:]}
+
+    # ---- the round (without the monitor's lock) -------------------------------------------------------
+    def round(self, now: float) -> None:
+        if self.active is None:
+            if self.cfg.promotion.rollout is not RolloutMode.direct and now - self._looked_at >= self.live.poll_s:
+                self._looked_at = now
+                candidate = self._candidate()
+                if candidate is not None:
+                    self.begin(candidate, now)
+            return
+        verdict = self._verdict(now)
+        if verdict is None:
+            return
+        action, reason = verdict
+        {"rollback": self._roll_back, "step": self._step_up, "promote": self._promote,
+         "guard_passed": self._guard_passed, "expired": self._expire}[action](reason, now)
+
+    def _candidate(self) -> str | None:
+        try:
+            version = self._reg().alias(self.cfg.model_name, self.cfg.promotion.candidate_alias)
+        except Exception as exc:
+            log.warning("cannot read the %s alias: %s", self.cfg.promotion.candidate_alias, exc)
+            return None
+        if version is None or version in self.decided or version == self._champion():
+            return None
+        return version
+
+    def begin(self, challenger: str, now: float) -> None:
+        """Start the shadow or canary roll-out of ``challenger`` against the champion Serve answers with."""
+        mode = self.cfg.promotion.rollout
+        if mode is RolloutMode.direct or self.active is not None:
+            return
+        champion = self._champion()
+        steps = list(self.live.canary_steps) if mode is RolloutMode.canary else [0.0]
+        try:
+            self._check(self.cfg, challenger)
+            self._apply(champion, challenger, mode.value, steps[0])
+        except Exception as exc:
+            with self._locked():
+                self.decided.append(challenger)
+            self._say("rollout_failed", f"cannot start the {mode.value} roll-out of {challenger}: "
+                      f"{type(exc).__name__}: {exc}; {champion} keeps serving", challenger=challenger,
+                      champion=champion, mode=mode.value)
+            return
+        with self._locked():
+            self._activate("rollout", mode.value, champion, challenger, steps, now)
+        share = f"{steps[0]:.0%} of requests" if mode is RolloutMode.canary else "a copy of every request (shadow)"
+        self._say("rollout_started", f"{mode.value} roll-out of {challenger} against {champion}: it answers {share}",
+                  challenger=challenger, champion=champion, mode=mode.value, fraction=steps[0], steps=steps)
+        self._gauge()
+
+    def start_guard(self, new: str, previous: str, now: float, applied: bool = False) -> None:
+        """After ``new`` took 100% from ``previous`` (any mode): ``previous`` shadows it until it is shown
+        no worse; shown worse, it is rolled back. ``applied``: Serve already has both."""
+        if not self.live.guard or new == previous:
+            return
+        try:
+            if not applied:
+                self._apply(new, previous, "shadow", 0.0)
+        except Exception as exc:
+            self._say("rollout_failed", f"cannot start the guard of {new} ({previous} shadowing): "
+                      f"{type(exc).__name__}: {exc}", challenger=previous, champion=new, mode="guard")
+            return
+        with self._locked():
+            # The new version is on trial (the judge's challenger) although it answers: "worse" rolls it back.
+            self._activate("guard", "shadow", previous, new, [0.0], now)
+        self._say("guard_started", f"guarding {new}: {previous} shadows it until live labels show {new} no worse "
+                  f"(or {self.live.guard_rows} labelled rows pass); shown worse, it is rolled back",
+                  version=new, previous=previous)
+        self._gauge()
+
+    # ---- decisions ---------------------------------------------------------------------------------------
+    def _verdict(self, now: float) -> tuple[str, str] | None:
+        """The judge's roles are the same in a roll-out and a guard: ``challenger`` is the version on
+        trial (in a guard: the new one, which answers), ``champion`` the one it must not be worse than."""
+        a, j = self.active, self.judge
+        t = j.tests
+        unhealthy = j.unhealthy()
+        if unhealthy:
+            return "rollback", f"{a['challenger']} is unhealthy: {unhealthy}"
+        if t.shown("worse"):
+            return "rollback", f"live labels show {a['challenger']} worse than {a['champion']} ({self._numbers()})"
+        at_step = t.n - a["step_rows"]
+        if a["kind"] == "guard":
+            if t.shown("not_worse") or t.n >= self.live.guard_rows:
+                return "guard_passed", (f"live labels show it no worse ({self._numbers()})" if t.shown("not_worse")
+                                        else f"{t.n} labelled rows without harm ({self._numbers()})")
+            return None
+        last = a["mode"] == "shadow" or a["step"] + 1 >= len(a["steps"]) - 1
+        if last and t.shown("better") and at_step >= self.live.min_rows_per_step:
+            return "promote", f"live labels show it better ({self._numbers()})"
+        if not last and t.shown("not_worse") and at_step >= self.live.min_rows_per_step:
+            return "step", f"live labels show it no worse ({self._numbers()})"
+        if t.n >= self.live.max_labelled_rows or now - a["started_at"] >= self.live.max_seconds:
+            return "expired", (f"undecided after {t.n} labelled rows and {now - a['started_at']:.0f} s "
+                               f"(promotion.live.max_labelled_rows / max_seconds): {self._numbers()}")
+        return None
+
+    def _numbers(self) -> str:
+        s = self.judge.tests.summary()
+        return (f"{s['labelled_rows']} labelled rows, loss {s['loss_challenger']} vs {s['loss_champion']} "
+                f"(challenger vs champion), log e-values {s['log_e']} against {s['threshold']}")
+
+    def _step_up(self, reason: str, now: float) -> None:
+        a = self.active
+        step = a["step"] + 1
+        fraction = a["steps"][step]
+        try:
+            self._apply(a["champion"], a["challenger"], a["mode"], fraction)
+        except Exception as exc:
+            log.warning("canary step to %s failed (%s); tried again next round", fraction, exc)
+            return
+        with self._locked():
+            a.update(step=step, fraction=fraction, step_rows=self.judge.tests.n, step_at=now)
+        self._say("rollout_step", f"canary of {a['challenger']} steps up to {fraction:.0%}: {reason}",
+                  challenger=a["challenger"], champion=a["champion"], fraction=fraction, step=step,
+                  evidence=self.judge.summary())
+        self._gauge()
+
+    def _promote(self, reason: str, now: float) -> None:
+        from foundry.errors import AliasConflictError
+
+        a = self.active
+        new, old = a["challenger"], a["champion"]
+        evidence = self.judge.summary()
+        try:
+            self._reg().set_alias(self.cfg.model_name, self.cfg.promotion.alias, new, expected=old,
+                                  reason=f"won its {a['mode']} roll-out: {reason}")
+        except AliasConflictError as exc:
+            self._end("rollout_failed", f"{new} won its roll-out but {self.cfg.promotion.alias} moved meanwhile "
+                      f"({exc}); {old} keeps serving", new, old, evidence, back_to=old)
+            return
+        with self._locked():
+            self._finish(new, "promoted", reason, evidence)
+        self._say("rollout_promoted", f"{new} is the new {self.cfg.promotion.alias} after its {a['mode']} roll-out: "
+                  f"{reason}", version=new, previous=old, mode=a["mode"], evidence=evidence)
+        self._count("promoted")
+        guard = self.live.guard
+        try:  # with the guard, the old champion stays loaded and shadows: the replicas only swap roles
+            self._apply(new, old if guard else None, "shadow" if guard else None, 0.0)
+        except Exception as exc:
+            self._say("rollout_failed", f"could not point Serve at {new}: {exc}", version=new)
+            return
+        self._rebase_to(new)
+        if guard:
+            self.start_guard(new, old, now, applied=True)
+
+    def _roll_back(self, reason: str, now: float) -> None:
+        a = self.active
+        if a["kind"] == "guard":
+            self._guard_rollback(reason, now)
+            return
+        self._end("rolled_back", f"{a['challenger']} rolled back, {a['champion']} keeps serving: {reason}",
+                  a["challenger"], a["champion"], self.judge.summary(), back_to=a["champion"])
+
+    def _expire(self, reason: str, now: float) -> None:
+        a = self.active
+        self._end("rollout_expired", f"{a['challenger']} not promoted, {a['champion']} stays: {reason}",
+                  a["challenger"], a["champion"], self.judge.summary(), back_to=a["champion"])
+
+    def _end(self, kind: str, message: str, challenger: str, champion: str, evidence: dict, back_to: str) -> None:
+        """A candidate's roll-out is over without promotion: Serve back to ``back_to`` alone."""
+        try:
+            self._apply(back_to, None, None, 0.0)
+        except Exception as exc:
+            log.warning("could not drop the challenger from Serve (%s); tried again next round", exc)
+            return
+        with self._locked():
+            self._finish(challenger, kind, message, evidence)
+            self._fresh_evidence()
+        self._say(kind, message, challenger=challenger, champion=champion, evidence=evidence)
+        self._count(kind)
+
+    def _guard_rollback(self, reason: str, now: float) -> None:
+        from foundry.errors import AliasConflictError
+
+        a = self.active
+        new, previous = a["challenger"], a["champion"]
+        evidence = self.judge.summary()
+        try:
+            self._reg().set_alias(self.cfg.model_name, self.cfg.promotion.alias, previous, expected=new,
+                                  reason=f"rolled back by the post-rollout guard: {reason}")
+        except AliasConflictError as exc:
+            with self._locked():
+                self._finish(new, "guard_ended", str(exc), evidence)
+            self._say("guard_ended", f"guard of {new} ended: {self.cfg.promotion.alias} was moved by another "
+                      f"writer ({exc})", version=new)
+            return
+        try:
+            self._apply(previous, None, None, 0.0)
+        except Exception as exc:
+            log.warning("guard rollback: Serve not yet pointed at %s (%s); alias moved", previous, exc)
+        with self._locked():
+            self._finish(new, "rolled_back", reason, evidence)
+        self._rebase_to(previous)
+        with self._locked():
+            self._fresh_evidence()
+        self._say("rolled_back", f"{new} rolled back to {previous} by the post-rollout guard: {reason}; the drift "
+                  "alarm starts afresh (no new episode for this drift until new rows show it)",
+                  version=new, previous=previous, evidence=evidence, guard=True)
+        self._count("rolled_back")
+
+    def _guard_passed(self, reason: str, now: float) -> None:
+        a = self.active
+        new, previous = a["challenger"], a["champion"]
+        try:
+            self._apply(new, None, None, 0.0)
+        except Exception as exc:
+            log.warning("could not unload %s after the guard (%s); tried again next round", previous, exc)
+            return
+        evidence = self.judge.summary()
+        with self._locked():
+            self._finish(new, "guard_passed", reason, evidence)
+        self._say("guard_passed", f"{new} passed its guard against {previous}: {reason}",
+                  version=new, previous=previous, evidence=evidence)
+        self._count("guard_passed")
+
+    # ---- helpers -----------------------------------------------------------------------------------------
+    def _activate(self, kind: str, mode: str, champion: str, challenger: str, steps: list[float], now: float) -> None:
+        self.active = {"kind": kind, "mode": mode, "champion": champion, "challenger": challenger, "steps": steps,
+                       "step": 0, "fraction": steps[0], "started_at": now, "started": iso(now), "step_rows": 0,
+                       "step_at": now}
+        self.judge = self._new_judge(champion, challenger, None)
+
+    def _finish(self, version: str, outcome: str, reason: str, evidence: dict) -> None:
+        a = self.active
+        if a["challenger"] not in self.decided:  # never tried again from the candidate alias
+            self.decided.append(a["challenger"])
+        self.history.append({"kind": a["kind"], "mode": a["mode"], "champion": a["champion"],
+                             "challenger": a["challenger"], "outcome": outcome, "reason": reason,
+                             "labelled_rows": evidence.get("labelled_rows"),
+                             "challenger_served_share": evidence.get("challenger_served_share"),
+                             "at": iso(time.time())})
+        self.active = None
+        self.judge = None
+        self._gauge()
+
+    def _new_judge(self, champion: str, challenger: str, tests: dict | None) -> Judge:
+        ref = self._reference()
+        task = self.cfg.data.task
+        classes = list(ref.predictor.preprocessor.classes or []) if task is not Task.regression else None
+        scale = 1.0
+        if task is Task.regression and ref.sample is not None and self.cfg.data.label in ref.sample:
+            sd = float(np.nanstd(ref.sample[self.cfg.data.label].to_numpy(dtype=np.float64)))
+            scale = self.live.regression_scale_sd * (sd if sd > 0 else 1.0)
+        return Judge(self.live, task, classes, scale, champion, challenger, PairedTests.from_dict(self.live, tests))
+
+    def _reg(self):
+        if self._registry is None:
+            from foundry.drift import reference
+
+            self._registry = reference.registry(self.cfg)
+        return self._registry
+
+    def _gauge(self) -> None:
+        m = self._metrics()
+        if m:
+            a = self.active
+            canary = a is not None and a["kind"] == "rollout" and a["mode"] == "canary"
+            m.rollout_fraction(a["fraction"] if canary else 0.0)
+
+    def _count(self, decision: str) -> None:
+        m = self._metrics()
+        if m:
+            m.rollout_decision(decision)
