@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from foundry import config, datasets
@@ -25,13 +26,17 @@ REFERENCE_ROWS = 1000
 
 
 def build_version_dir(cfg: FoundryConfig, out: Path, rows: int = 3000, reference_rows: int = REFERENCE_ROWS,
-                      steps: int = 20) -> Path:
+                      steps: int = 20, scenario: str = "baseline", flip_labels: float = 0.0,
+                      output_bias: float = 0.0) -> Path:
     """Weights, spec, preprocessor and reference sample of a small churn model (a few training steps,
     so its errors mean something), in the files ``Predictor.from_dir`` and ``build_suite`` read, as the
     training job stages them."""
     data = cfg.data
     columns = [f.name for f in data.features] + [data.label]
-    df = datasets.generate("churn", "baseline", rows, seed=1)[columns]
+    df = datasets.generate("churn", scenario, rows, seed=1)[columns]
+    if flip_labels:  # a labelling bug: this share of the training labels swapped (a "bad challenger")
+        flip = np.random.default_rng(5).random(len(df)) < flip_labels
+        df.loc[flip, data.label] = 1 - df.loc[flip, data.label]
     train, reference = df.iloc[:-reference_rows], df.iloc[-reference_rows:]
     pre = pp.fit([pp.partial_stats(train, data)], data)
     spec = model_spec(cfg.model, pre)
@@ -46,19 +51,25 @@ def build_version_dir(cfg: FoundryConfig, out: Path, rows: int = 3000, reference
             loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x_num, x_cat).squeeze(1), y)
             loss.backward()
             opt.step()
-    write_model_files(out, model.state_dict(), spec, pre, reference)
+    state = model.state_dict()
+    if output_bias:  # a miscalibrated model: every logit shifted (a "bad challenger" that still runs)
+        last = sorted(k for k in state if k.endswith(".bias"))[-1]
+        state[last] = state[last] + output_bias
+    write_model_files(out, state, spec, pre, reference)
     (out / STORED_CONFIG_FILE).write_text(config.to_yaml(cfg))  # what --from-version starts a retrain from
     return out
 
 
 def register_version(registry, cfg: FoundryConfig, workdir: Path, rows: int = 3000, steps: int = 60,
-                     alias: str | None = "production") -> str:
+                     alias: str | None = "production", scenario: str = "baseline", flip_labels: float = 0.0,
+                     output_bias: float = 0.0) -> str:
     """Build, evaluate (on rows it never saw), attach drift detectors, register and alias a version."""
     from foundry.drift.detectors import DETECTORS_FILE, build_suite
     from foundry.evaluation import evaluate_predictor
     from foundry.predictor import Predictor
 
-    out = build_version_dir(cfg, workdir, rows=rows, steps=steps)
+    out = build_version_dir(cfg, workdir, rows=rows, steps=steps, scenario=scenario, flip_labels=flip_labels,
+                            output_bias=output_bias)
     fresh = datasets.generate("churn", "baseline", 2000, seed=99)
     metrics = evaluate_predictor(Predictor.from_dir(out), [fresh])
     suite = build_suite(cfg.drift.detectors, out, cfg.model_name, say=lambda _: None)

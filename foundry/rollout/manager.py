@@ -81,7 +81,7 @@ class Rollouts:
         self.decided: list[str] = list(saved.get("decided", []))
         self.history: list[dict[str, Any]] = list(saved.get("history", []))[-20:]
         self.judge: Judge | None = None
-        self._looked_at = 0.0
+        self._looked_at = float("-inf")
         if self.active:
             self.judge = self._new_judge(self.active["champion"], self.active["challenger"], self.active.get("tests"))
             self.judge.restore_health(self.active.get("health"))
@@ -122,7 +122,7 @@ class Rollouts:
     # ---- the round (without the monitor's lock) -------------------------------------------------------
     def round(self, now: float) -> None:
         if self.active is None:
-            if self.cfg.promotion.rollout is not RolloutMode.direct and now - self._looked_at >= self.live.poll_s:
+            if now - self._looked_at >= self.live.poll_s:
                 self._looked_at = now
                 candidate = self._candidate()
                 if candidate is not None:
@@ -146,11 +146,25 @@ class Rollouts:
         return version
 
     def begin(self, challenger: str, now: float) -> None:
-        """Start the shadow or canary roll-out of ``challenger`` against the champion Serve answers with."""
+        """Start the roll-out of ``challenger`` against the champion Serve answers with: shadow or canary,
+        or (``direct``) its promotion at once, watched by the guard."""
         mode = self.cfg.promotion.rollout
-        if mode is RolloutMode.direct or self.active is not None:
+        if self.active is not None:
             return
         champion = self._champion()
+        if mode is RolloutMode.direct:
+            try:
+                self._check(self.cfg, challenger)
+            except Exception as exc:
+                with self._locked():
+                    self.decided.append(challenger)
+                self._say("rollout_failed", f"cannot roll out {challenger}: {type(exc).__name__}: {exc}; {champion} "
+                          "keeps serving", challenger=challenger, champion=champion, mode=mode.value)
+                return
+            with self._locked():
+                self._activate("rollout", mode.value, champion, challenger, [1.0], now)
+            self._promote("a direct roll-out (promotion.rollout=direct)", now)
+            return
         steps = list(self.live.canary_steps) if mode is RolloutMode.canary else [0.0]
         try:
             self._check(self.cfg, challenger)
@@ -225,6 +239,7 @@ class Rollouts:
         a = self.active
         step = a["step"] + 1
         fraction = a["steps"][step]
+        started = time.perf_counter()
         try:
             self._apply(a["champion"], a["challenger"], a["mode"], fraction)
         except Exception as exc:
@@ -234,7 +249,7 @@ class Rollouts:
             a.update(step=step, fraction=fraction, step_rows=self.judge.tests.n, step_at=now)
         self._say("rollout_step", f"canary of {a['challenger']} steps up to {fraction:.0%}: {reason}",
                   challenger=a["challenger"], champion=a["champion"], fraction=fraction, step=step,
-                  evidence=self.judge.summary())
+                  evidence=self.judge.summary(), apply_s=round(time.perf_counter() - started, 2))
         self._gauge()
 
     def _promote(self, reason: str, now: float) -> None:

@@ -58,6 +58,7 @@ class PairedTests:
     loss_champion: float = 0.0  # sums
     loss_challenger: float = 0.0
     tests: dict[str, BettingTest] = field(default_factory=dict)
+    shown_at: dict[str, int] = field(default_factory=dict)  # labelled rows when each test first rejected
 
     def __post_init__(self) -> None:
         if not self.tests:
@@ -83,6 +84,9 @@ class PairedTests:
         self.n += len(lc)
         self.loss_champion += float(lc.sum())
         self.loss_challenger += float(lk.sum())
+        for name in TESTS:
+            if name not in self.shown_at and self.shown(name):
+                self.shown_at[name] = self.n
 
     def shown(self, test: str) -> bool:
         return self.tests[test].log_e >= self.threshold
@@ -94,10 +98,12 @@ class PairedTests:
         return {"labelled_rows": self.n, "loss_champion": round(lc, 5), "loss_challenger": round(lk, 5),
                 "relative_loss_reduction": round((lc - lk) / lc, 4) if self.n and lc > 0 else None,
                 "log_e": {k: round(t.log_e, 3) for k, t in self.tests.items()},
-                "threshold": round(self.threshold, 3), "shown": [k for k in TESTS if self.shown(k)]}
+                "threshold": round(self.threshold, 3), "shown": [k for k in TESTS if self.shown(k)],
+                "shown_at_rows": dict(self.shown_at)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"n": self.n, "loss_champion": self.loss_champion, "loss_challenger": self.loss_challenger,
+                "shown_at": self.shown_at,
                 "log_wealth": {k: t.log_wealth.tolist() for k, t in self.tests.items()}}
 
     @classmethod
@@ -110,4 +116,5 @@ class PairedTests:
             for k, t in out.tests.items():
                 t.log_wealth = np.asarray(saved[k], dtype=np.float64)
             out.n, out.loss_champion, out.loss_challenger = raw["n"], raw["loss_champion"], raw["loss_challenger"]
+            out.shown_at = dict(raw.get("shown_at") or {})
         return out

@@ -31,7 +31,7 @@ from foundry.serving.deploy_config import DEPLOYMENT_NAME, app_config, build_ser
 from foundry.serving.holder import ModelSpec, load_version, user_config_for
 
 DEFAULT_TIMEOUT_S = 180.0
-_POLL_S = 0.5
+_POLL_S = 0.2
 
 
 class ServeControlError(FoundryError):
