@@ -115,10 +115,25 @@ def _monitor(cfg: FoundryConfig) -> None:
                 value = ""
             flag = "ALARM" if r["detector"].startswith("alarm.") else "DRIFT"
             print(f"    {r['detector']:<15} {flag if r['drift'] else 'ok':<6}{value}")
+        print("    " + rollout_line(status.get("rollout") or {}))
     except ValueError:
         print(f"  no monitor {name!r} running (start it: python -m jobs.monitor)")
     for e in read_events(cfg.storage.root, cfg.model_name)[-RECENT_JOBS:]:
         print("  " + format_event(e))
+
+
+def rollout_line(rollout: dict) -> str:
+    """One line on the roll-out in progress (foundry/rollout/), or the mode when there is none."""
+    a = rollout.get("active")
+    if not a:
+        last = (rollout.get("history") or [{}])[-1]
+        done = f"; last: {last['challenger']} {last['outcome']}" if last else ""
+        return f"roll-out: none in progress (promotion.rollout={rollout.get('mode', '?')}{done})"
+    ev = a.get("evidence") or {}
+    share = f" at {a['fraction']:.0%}" if a["mode"] == "canary" and a["kind"] == "rollout" else ""
+    return (f"roll-out: {a['kind']} ({a['mode']}{share}) of {a['challenger']} against {a['champion']}: "
+            f"{ev.get('labelled_rows', 0)} labelled rows, loss {ev.get('loss_challenger')} vs {ev.get('loss_champion')}, "
+            f"log e-values {ev.get('log_e')} (decides at {ev.get('threshold')})")
 
 
 def main(argv: list[str]) -> int:

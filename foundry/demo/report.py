@@ -20,7 +20,8 @@ FIGURES = {"drift": "drift_statistics.png", "accuracy": "live_accuracy.png", "la
 # Milestones drawn as vertical lines (label, colour), in the order they happen.
 MILESTONES = {"onset": ("drift starts", "black"), "drift_detected": ("drift detected", "tab:red"),
               "retrain_submitted": ("retrain submitted", "tab:orange"), "promoted": ("promoted", "tab:purple"),
-              "rolled_out": ("new model serving", "tab:green")}
+              "candidate": ("passed the gate (candidate)", "tab:purple"),
+              "rollout_started": ("canary/shadow starts", "tab:brown"), "rolled_out": ("new model serving", "tab:green")}
 ACCURACY_WINDOW_ROWS = 500  # the rolling window of the live accuracy curve
 LATENCY_BIN_S = 5.0
 
@@ -185,6 +186,13 @@ def markdown(summary: dict[str, Any]) -> str:
     if stages:
         lines += ["## Time to heal, per stage", "", "| stage | seconds |", "|---|---:|"]
         lines += [f"| {k} | {v:.1f} |" for k, v in stages.items()]
+        lines.append("")
+    steps = summary.get("rollout")
+    if steps:
+        lines += ["## The live roll-out (promotion.rollout)", "", "| at | step | share | labelled rows | "
+                  "loss reduction |", "|---|---|---:|---:|---:|"]
+        lines += [f"| {s['at'][11:19]} | {s['kind']} | {_fmt(s.get('fraction'), 2)} | {_fmt(s.get('labelled_rows'))} | "
+                  f"{_fmt(s.get('relative_loss_reduction'))} |" for s in steps]
         lines.append("")
     lines += ["## Figures", ""]
     lines += [f"![{name}]({file})" for name, file in FIGURES.items()]

@@ -25,6 +25,9 @@ def outcome_of(events: list[dict[str, Any]]) -> tuple[str, str]:
                           "it beat production on recent data and now serves every request.")
     if "rejected" in kinds:
         return "rejected", f"The challenger was not better, production was kept: {kinds['rejected']['message']}"
+    for kind in ("rolled_back", "rollout_expired"):
+        if kind in kinds:
+            return "rolled_back", f"The challenger passed the gate but not its live roll-out: {kinds[kind]['message']}"
     for kind in ("rollout_failed", "retries_exhausted", "retrain_failed"):
         if kind in kinds:
             return "failed", f"{kind}: {kinds[kind]['message']}"
@@ -38,8 +41,8 @@ def summarize(model: str, scenario: str, records: list[RequestRecord], events: l
               started_s: float) -> dict[str, Any]:
     """Everything the demo prints at the end and writes to summary.json."""
     at = event_times(events)
-    promoted = first(events, "promoted")
-    healed = promoted["version"] if promoted and "rolled_out" in at else None
+    rolled_out = first(events, "rolled_out")
+    healed = rolled_out["version"] if rolled_out else None
     drifted = [r for r in records if r.phase == DRIFT]
     outcome, detail = outcome_of(events)
     detected = at.get("drift_detected")
@@ -62,6 +65,7 @@ def summarize(model: str, scenario: str, records: list[RequestRecord], events: l
                     "rows": submitted.get("rows") if submitted else None},
         "time_to_heal_s": round(total, 2) if total is not None else None,
         "stages_s": heal_stages(events, onset_s, job, timings),
+        "rollout": rollout_steps(events),
         "requests": {"sent": len(records), "failed": sum(1 for r in records if r.status != 200),
                      "rows": sum(r.rows for r in records)},
         "wall_s": round(time.time() - started_s, 1),
@@ -69,7 +73,21 @@ def summarize(model: str, scenario: str, records: list[RequestRecord], events: l
     }
 
 
+def rollout_steps(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The live roll-out's steps (promotion.rollout=shadow|canary): when, what share, on how much evidence."""
+    out = []
+    for e in events:
+        if e["kind"] in ("rollout_started", "rollout_step", "rollout_promoted", "rolled_back", "rollout_expired",
+                         "guard_started", "guard_passed"):
+            evidence = e.get("evidence") or {}
+            out.append({"at": e["at"], "kind": e["kind"], "fraction": e.get("fraction"),
+                        "labelled_rows": evidence.get("labelled_rows"),
+                        "relative_loss_reduction": evidence.get("relative_loss_reduction"), "message": e["message"]})
+    return out
+
+
 def milestones(events: list[dict[str, Any]], onset_s: float) -> dict[str, float]:
     """Epoch seconds of the onset and the episode's milestones (for the plots)."""
     return {"onset": onset_s, **{k: v for k, v in event_times(events).items()
-                                 if k in ("drift_detected", "retrain_submitted", "promoted", "rolled_out")}}
+                                 if k in ("drift_detected", "retrain_submitted", "promoted", "candidate",
+                                          "rollout_started", "rolled_out")}}

@@ -15,7 +15,8 @@ from typing import Any
 # The episode ended one way or another: nothing more will happen without new drift. A rejection is not
 # among them: the same episode tries again on more data (drift.retrain.rejection_wait_s) until it heals
 # or gives up.
-TERMINAL_KINDS = frozenset({"rebased", "rollout_failed", "retries_exhausted", "gave_up"})
+TERMINAL_KINDS = frozenset({"rebased", "rollout_failed", "retries_exhausted", "gave_up", "rolled_back",
+                            "rollout_expired"})
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ def heal_stages(events: list[dict[str, Any]], onset_s: float, job: JobTimes | No
                 timings: dict[str, float]) -> dict[str, float] | None:
     """Seconds per stage from the drift onset to the new version serving; None if it was not rolled out."""
     at = event_times(events)
-    needed = ("drift_detected", "retrain_submitted", "promoted", "rolled_out")
+    gated = "promoted" if "promoted" in at else "candidate"  # candidate: a shadow/canary roll-out followed
+    needed = ("drift_detected", "retrain_submitted", gated, "rolled_out")
     if job is None or any(k not in at for k in needed):
         return None
     inside = {
@@ -58,9 +60,12 @@ def heal_stages(events: list[dict[str, Any]], onset_s: float, job: JobTimes | No
         "job start (submit call -> job started)": job.start_s - submitting,
         **inside,
         "job other (imports, register, exit)": (job.end_s - job.start_s) - sum(inside.values()),
-        "notice (job end -> monitor sees it)": at["promoted"] - job.end_s,
-        "roll out (promoted -> serving, in place)": at["rolled_out"] - at["promoted"],
+        "notice (job end -> monitor sees it)": at[gated] - job.end_s,
     }
+    if gated == "promoted":
+        stages["roll out (promoted -> serving, in place)"] = at["rolled_out"] - at["promoted"]
+    else:
+        stages["live roll-out (candidate -> canary/shadow won -> serving)"] = at["rolled_out"] - at["candidate"]
     return {k: round(v, 2) for k, v in stages.items()}
 
 

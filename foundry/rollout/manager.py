@@ -271,11 +271,14 @@ class Rollouts:
                   f"{reason}", version=new, previous=old, mode=a["mode"], evidence=evidence)
         self._count("promoted")
         guard = self.live.guard
+        started = time.perf_counter()
         try:  # with the guard, the old champion stays loaded and shadows: the replicas only swap roles
             self._apply(new, old if guard else None, "shadow" if guard else None, 0.0)
         except Exception as exc:
             self._say("rollout_failed", f"could not point Serve at {new}: {exc}", version=new)
             return
+        self._say("rolled_out", f"Serve app {self.cfg.serve.app_name!r} answers every request with {new} (in place)",
+                  version=new, seconds=round(time.perf_counter() - started, 2), mode=a["mode"])
         self._rebase_to(new)
         if guard:
             self.start_guard(new, old, now, applied=True)

@@ -34,3 +34,29 @@ def test_every_foundry_metric_in_the_dashboard_is_exported_by_the_code():
     charted = set(re.findall(r"ray_(foundry_[a-z_]+?)(?:_bucket|_total|\(|\"|\b)", dash))
     assert charted, "the dashboard charts no foundry metric"
     assert charted <= exported, f"charted but never exported: {sorted(charted - exported)}"
+
+
+def _tag_keys() -> dict[str, set[str]]:
+    """metric name -> the tag keys its constructor declares."""
+    out = {}
+    pattern = re.compile(r'(?:Counter|Gauge|Histogram)\(\s*"(foundry_\w+)"((?:(?!(?:Counter|Gauge|Histogram)\().)*?)'
+                         r'tag_keys=\(([^)]*)\)', re.S)
+    for path in list((ROOT / "foundry").rglob("*.py")) + list((ROOT / "serve_apps").rglob("*.py")):
+        for name, _, keys in pattern.findall(path.read_text()):
+            out[name] = set(re.findall(r'"(\w+)"', keys))
+    return out
+
+
+def test_every_label_a_panel_groups_by_is_one_the_metric_has():
+    """A panel grouping by a label the metric lacks merges every series into one (the predictions panel
+    grouped by `version` while the label is `model_version`: versions merged exactly during a roll-out)."""
+    keys = _tag_keys()
+    assert keys["foundry_predictions"] == {"model", "model_version"}
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            metrics = set(re.findall(r"ray_(foundry_[a-z_]+?)(?:_bucket|_total|\(|\"|\b)", expr)) & set(keys)
+            for group in re.findall(r"by \(([^)]*)\)", expr):
+                labels = {g.strip() for g in group.split(",")} - {"le"}
+                for m in metrics:
+                    assert labels <= keys[m], f"panel {panel['title']!r}: {m} has no label(s) {labels - keys[m]}"

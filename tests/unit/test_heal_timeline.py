@@ -64,3 +64,27 @@ def test_rows_before_counts_only_that_phase_up_to_the_moment():
                RequestRecord(T0 + 3, "drift", 200, 0.01, 25), RequestRecord(T0 + 5, "drift", 200, 0.01, 20)]
     assert rows_before(records, T0 + 4.0, "drift") == 45
     assert rows_before(records, T0 + 4.0, "baseline") == 20
+
+
+def test_a_canary_roll_out_is_its_own_stage_and_the_summary_lists_its_steps():
+    """promotion.rollout=canary: the job's gate makes a candidate, the live roll-out decides; its time is
+    one stage (candidate -> serving) and the demo's summary lists the steps with their evidence."""
+    from foundry.demo.summary import outcome_of, rollout_steps
+
+    canary = [e for e in EVENTS if e["kind"] not in ("promoted", "rolled_out", "rebased")]
+    canary[4:4] = [_event("candidate", 95.5), {**_event("rollout_started", 96.0), "fraction": 0.05},
+                   {**_event("rollout_step", 110.0), "fraction": 0.25, "evidence": {"labelled_rows": 300}},
+                   {**_event("rollout_promoted", 120.0), "evidence": {"labelled_rows": 420,
+                                                                       "relative_loss_reduction": 0.2}},
+                   _event("rolled_out", 121.0)]
+    canary = [{**e, "message": e["kind"], "version": "v2"} for e in canary]
+    stages = heal_stages(canary, T0, JOB, TIMINGS)
+    assert stages["live roll-out (candidate -> canary/shadow won -> serving)"] == pytest.approx(25.5, abs=0.01)
+    assert sum(stages.values()) == pytest.approx(121.0, abs=0.05)
+    steps = rollout_steps(canary)
+    assert [(s["kind"], s["fraction"], s["labelled_rows"]) for s in steps] == [
+        ("rollout_started", 0.05, None), ("rollout_step", 0.25, 300), ("rollout_promoted", None, 420)]
+    assert outcome_of(canary)[0] == "healed"
+    rolled_back = [e for e in canary if e["kind"] not in ("rollout_promoted", "rolled_out")] + [
+        {**_event("rolled_back", 130.0), "message": "worse", "version": "v2"}]
+    assert outcome_of(rolled_back)[0] == "rolled_back"

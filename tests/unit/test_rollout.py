@@ -264,7 +264,7 @@ def test_a_good_canary_steps_up_is_promoted_by_compare_and_set_and_then_guarded(
     assert t.serve.calls[-1] == (t.champ, t.chall, "canary", 0.05)
     _feed(t.m, t.champ, t.chall, 1500, lc=0.4, lk=0.2)
     kinds = [e[0] for e in t.events]
-    assert kinds[:4] == ["rollout_started", "rollout_step", "rollout_promoted", "guard_started"], kinds
+    assert kinds[:5] == ["rollout_started", "rollout_step", "rollout_promoted", "rolled_out", "guard_started"], kinds
     assert t.reg.alias(t.cfg.model_name, "production") == t.chall and t.state["champion"] == t.chall
     assert (t.chall, t.champ, "shadow", 0.0) in t.serve.calls  # the old champion shadows the new one
     assert t.m.active is None or t.m.active["kind"] == "guard"
