@@ -39,6 +39,7 @@ import statistics
 import sys
 import threading
 import time
+import traceback
 import types
 from datetime import datetime, timezone
 from pathlib import Path
@@ -115,13 +116,17 @@ def shadow_overhead(wrk: str, env, port: int, champion: str, duration: int) -> d
     twin = registry().register(MODEL, where, {"variant_of": champion}).version
     script = wrk_script(STORAGE / "post.lua", env["FOUNDRY_API_KEY"])
     url = f"http://127.0.0.1:{port}/{APP}"
-    out = {}
+    out = {"replica_rss_mb": {}}
+    time.sleep(20)  # the training job's workers wind down: the machine's speed settles first
     for concurrency in (2, 16):
         points = []
-        for shadow in (False, True, True, False):  # ABBA: a drift in the machine's speed falls on both alike
+        # ABBA twice: a drift in the machine's speed falls on both settings alike
+        for shadow in (False, True, True, False, False, True, True, False):
             control.set_rollout(APP, champion, twin if shadow else None, "shadow" if shadow else None, 0.0)
             load(wrk, f"{url}/predict", script, concurrency, 3)
             point = {"shadow": shadow, **load(wrk, f"{url}/predict", script, concurrency, duration)}
+            out["replica_rss_mb"].setdefault("with_challenger" if shadow else "champion_only", []).append(
+                replica_rss_mb())
             say(f"  c={concurrency:<3} shadow {'on ' if shadow else 'off'}: {point['rps']:>7.1f} req/s  "
                 f"p50 {point['p50_ms']:.2f} ms  p99 {point['p99_ms']:.2f} ms  non-2xx {point['non_2xx']}")
             points.append(point)
@@ -132,7 +137,22 @@ def shadow_overhead(wrk: str, env, port: int, champion: str, duration: int) -> d
                                   "rps_off": statistics.median(p["rps"] for p in points if not p["shadow"]),
                                   "rps_on": statistics.median(p["rps"] for p in points if p["shadow"])}
     control.set_rollout(APP, champion, None, None, 0.0)
+    rss = out["replica_rss_mb"]
+    rss["median_extra_for_the_challenger"] = round(statistics.median(rss["with_challenger"])
+                                                   - statistics.median(rss["champion_only"]), 1)
     return {"challenger": twin, "duration_s": duration, **out}
+
+
+def replica_rss_mb() -> float:
+    """Resident memory of the (one) Serve replica, MB."""
+    import psutil
+
+    from foundry.serving import control
+    from foundry.serving.deploy_config import DEPLOYMENT_NAME
+
+    app = control.serve_details()["applications"][APP]["deployments"][DEPLOYMENT_NAME]
+    pid = next(r["pid"] for r in app["replicas"] if r["state"] == "RUNNING")
+    return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
 
 
 # ---- 3 and 4. live canaries ------------------------------------------------------------------------------------
@@ -143,7 +163,7 @@ def canary(env, port: int, data: Path, scenario: str, rate: float, until: set[st
     started = time.time()
     trained = train(env, port, data)
     challenger = trained["version"]
-    gen = TrafficGenerator(f"http://127.0.0.1:{port}/{APP}", env["FOUNDRY_API_KEY"], rows_per_request=10, concurrency=4)
+    gen = TrafficGenerator(f"http://127.0.0.1:{port}/{APP}", env["FOUNDRY_API_KEY"], rows_per_request=5, concurrency=4)
     stop = threading.Event()
 
     def traffic() -> None:
@@ -191,7 +211,7 @@ def false_rollbacks(champion: str, challenger: str, seeds: int) -> dict:
     from foundry.predictor import Predictor
     from foundry.rollout.judge import row_losses
 
-    cfg = config.load([f"storage.root={STORAGE / 'replay'}", "promotion.rollout=canary", "promotion.live.poll_s=0"])
+    cfg = config.load([f"storage.root={STORAGE / 'replay'}", "promotion.rollout=canary", "promotion.live.poll_s=0.001"])
     features = [f.name for f in cfg.data.features]
     a, b = (Predictor.from_dir(registry().fetch(MODEL, v)) for v in (champion, challenger))
     pools = {}
@@ -214,13 +234,24 @@ def false_rollbacks(champion: str, challenger: str, seeds: int) -> dict:
     pb = np.concatenate([pools["concept_shift"][1][:n_concept], pools["baseline"][1][:40_000 - n_concept]])
     labels = pools["concept_shift"][2][:n_concept] + pools["baseline"][2][:40_000 - n_concept]
     outcomes = [replay_canary(cfg, a, champion, challenger, pa, pb, labels, seed) for seed in range(seeds)]
+    # The same seeds with every one of the 40,000 rows available (max_labelled_rows): more looks, a stricter test.
+    long_cfg = config.load([f"storage.root={STORAGE / 'replay'}", "promotion.rollout=canary",
+                            "promotion.live.poll_s=0.001", "promotion.live.max_labelled_rows=40000"])
+    long = [replay_canary(long_cfg, a, champion, challenger, pa, pb, labels, seed) for seed in range(seeds)]
+    promoted_long = [o["labelled_rows"] for o in long if o["outcome"] == "rollout_promoted"]
     rolled = sum(o["outcome"] == "rolled_back" for o in outcomes)
+    rolled_long = sum(o["outcome"] == "rolled_back" for o in long)
     from scipy.stats import beta
 
     return {"seeds": seeds, "false_rollbacks": rolled, "promoted": sum(o["outcome"] == "rollout_promoted" for o in outcomes),
             "rate_upper_95": round(float(beta.ppf(0.95, rolled + 1, seeds - rolled)), 4),
             "true_relative_loss_reduction": round(reduction(share), 4), "rows": len(labels),
-            "traffic": f"{share:.0%} concept_shift + {1 - share:.0%} baseline", "runs": outcomes}
+            "traffic": f"{share:.0%} concept_shift + {1 - share:.0%} baseline", "runs": outcomes,
+            "long_horizon": {"max_labelled_rows": 40_000, "false_rollbacks": rolled_long,
+                             "rate_upper_95": round(float(beta.ppf(0.95, rolled_long + 1, seeds - rolled_long)), 4),
+                             "promoted": len(promoted_long),
+                             "median_rows_to_promotion": statistics.median(promoted_long) if promoted_long else None,
+                             "runs": long}}
 
 
 def replay_canary(cfg, predictor, champion: str, challenger: str, pa, pb, labels: list[str], seed: int) -> dict:
@@ -300,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  {result['good']['decision']}: evidence {json.dumps(result['good']['evidence'])[:300]}")
         say(f"false rollbacks over {args.seeds} seeds (replay) ...")
         result["false_rollbacks"] = false_rollbacks(v1, result["good"]["challenger"], args.seeds)
+    except Exception:  # printed before the cluster goes down: a driver that loses the GCS is terminated
+        traceback.print_exc()
+        raise
     finally:
         run([PY, "-m", "cluster", "down", *CLUSTER], env=env, timeout=300, check=False)
     result["when"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -311,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             if good["decision"] == "rollout_promoted" else None,
             "shadow_p99_overhead": shadow["c2"]["p99_overhead"],
             "false_rollbacks": f"{result['false_rollbacks']['false_rollbacks']} in {args.seeds}",
+            "false_rollbacks_long_horizon": f"{result['false_rollbacks']['long_horizon']['false_rollbacks']} in {args.seeds}",
             "failed_requests": bad["failed_requests"] + good["failed_requests"]}
     out = Path(args.out)
     heal = json.loads(out.read_text()) if out.exists() else {"benchmark": "heal"}
