@@ -192,6 +192,7 @@ def canary(env, port: int, data: Path, scenario: str, rate: float, until: set[st
     window = [r for r in gen.log.records if lo <= r.at <= hi and r.status == 200]
     rows = sum(r.rows for r in window)
     by_challenger = sum(r.rows for r in window if r.version == challenger)
+    requests = sum(r.version == challenger for r in window)  # the split's unit: a whole request
     return {"challenger": challenger, "gate": trained["promotion"], "events": [
                 {k: e.get(k) for k in ("at", "kind", "message", "fraction", "evidence", "apply_s")} for e in events
                 if e["kind"] in DECISIONS | {"rollout_started", "rollout_step", "guard_started", "guard_passed"}],
@@ -199,7 +200,17 @@ def canary(env, port: int, data: Path, scenario: str, rate: float, until: set[st
             "evidence": (decision or {}).get("evidence"),
             "rows_during_rollout": rows, "challenger_rows": by_challenger,
             "challenger_share": round(by_challenger / rows, 4) if rows else None,
+            "challenger_share_of_requests": wilson(requests, len(window)),
             "failed_requests": len(gen.log.failed()), "requests": len(gen.log.records)}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> dict:
+    """A share with its 95% Wilson interval."""
+    if n == 0:
+        return {"share": None, "low": None, "high": None, "n": 0}
+    p = k / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5 / (1 + z * z / n)
+    return {"share": round(p, 4), "low": round(centre - half, 4), "high": round(centre + half, 4), "n": n}
 
 
 # ---- 5. false rollbacks, over seeds ---------------------------------------------------------------------------

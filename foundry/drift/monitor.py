@@ -309,6 +309,7 @@ class DriftMonitor:
             except queue.Empty:
                 break
             mine = self.versions.track(reference_version, batch.model_version, batch.received_at)
+            self.rollouts.observe_served(batch.model_version, batch.received_at)
             self.counters["labels_matched"] += self.windows.absorb_batch(batch, frame, mine)
             self.counters["rows"] += len(frame)
             others = int((~mine).sum())

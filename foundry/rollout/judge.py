@@ -8,8 +8,10 @@ of losses (``row_losses``) for ``paired.PairedTests``; answers and labels wait f
 bounded maps (the oldest are forgotten first), since a background answer can reach the monitor after
 its label.
 
-Health: per version, rows answered, rows failed and the compute time of each batch. A challenger that
-fails (its requests fell back to the champion) or is slow is rolled back whatever its accuracy.
+Health: per version, rows answered, rows failed and the compute time of each batch it answered users
+with (second opinions are computed in bulk, so their time compares with nothing). A challenger that
+fails (its requests fell back to the champion) or, in a canary, is slower than the champion answering
+the same kind of requests, is rolled back whatever its accuracy.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ class Judge:
             h = self.health.get(v)
             if h is None:  # another roll-out's late answer
                 continue
-            if batch_start[i]:
+            if batch_start[i] and served[i]:  # only answers users waited for: like with like
                 h.seconds.append(float(seconds[i]))
             if failed[i]:
                 h.failed += 1

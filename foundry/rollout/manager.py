@@ -20,6 +20,11 @@ place (alias compare-and-set, Serve, re-base) and the drift alarm's evidence sta
 same drift opens no new episode until new rows show it again. Shown no worse (or ``guard_rows``
 labelled rows without harm): the guard ends and the previous version is unloaded.
 
+With ``promotion.rollout=direct`` a candidate is promoted at once (alias, Serve) and guarded. A roll-out
+whose Serve arrangement was changed by someone else (a version it did not put there answers live rows:
+a swap or rollback by hand) is **abandoned**, never fought: Serve is left as it is and the monitor then
+follows the served version as it does for any hand-made swap.
+
 I/O (registry, Serve) runs without the monitor's lock; state changes happen under it (``locked``).
 The state (``to_dict``) is saved in the monitor's ``state.json``; answers waiting for their labels are
 not (a restarted monitor pairs the rows answered after it started).
@@ -42,6 +47,7 @@ from foundry.rollout.paired import PairedTests
 
 log = logging.getLogger(__name__)
 DECIDED_KEPT = 50
+ABANDON_AFTER_ROWS = 20
 
 
 def apply_to_serve(cfg: FoundryConfig, version: str, challenger: str | None, mode: str | None,
@@ -72,7 +78,10 @@ class Rollouts:
         self._reference = reference  # its Reference (classes, label scale)
         self._rebase_to = rebase_to  # the monitor re-bases on a version (I/O: call without the lock)
         self._fresh_evidence = fresh_evidence  # the drift alarm starts afresh (under the lock)
-        self._apply = apply or (lambda *a: apply_to_serve(cfg, *a))
+        self._serve_apply = apply or (lambda *a: apply_to_serve(cfg, *a))
+        self._applied_at = time.time()  # rows answered after this show what Serve does now
+        self._unexpected = 0  # rows since then answered by a version this roll-out did not put there
+        self._abandon: str | None = None
         self._check = check or preflight
         self._metrics = metrics or (lambda: None)
         self._registry = registry
@@ -94,6 +103,21 @@ class Rollouts:
     def add_labels(self, request_ids: list[str], labels: list[Any]) -> None:
         if self.judge is not None:
             self.judge.add_labels(request_ids, labels)
+
+    def observe_served(self, versions, received_at) -> None:
+        """Which versions answered live rows: one this roll-out did not put there (a swap or rollback made by
+        hand, ``serve_apps.deploy``) means Serve is no longer ours: the roll-out is abandoned, not fought."""
+        a = self.active
+        if a is None or self._abandon:
+            return
+        expected = {a["challenger"]} if a["kind"] == "guard" else {a["champion"]} | (
+            {a["challenger"]} if a["mode"] == "canary" else set())
+        late = np.asarray(received_at, dtype=np.float64) > self._applied_at + 1.0
+        other = [str(v) for v, ok in zip(versions, late, strict=True) if ok and str(v) not in expected]
+        self._unexpected += len(other)
+        if self._unexpected >= ABANDON_AFTER_ROWS:
+            self._abandon = (f"Serve answered {self._unexpected} rows with {sorted(set(other))}, which this "
+                             f"{a['kind']} did not put there (a change made by hand)")
 
     @property
     def busy(self) -> bool:
@@ -127,6 +151,9 @@ class Rollouts:
                 candidate = self._candidate()
                 if candidate is not None:
                     self.begin(candidate, now)
+            return
+        if self._abandon:
+            self._give_up_to_hand()
             return
         verdict = self._verdict(now)
         if verdict is None:
@@ -353,7 +380,21 @@ class Rollouts:
                   version=new, previous=previous, evidence=evidence)
         self._count("guard_passed")
 
+    def _give_up_to_hand(self) -> None:
+        a, reason = self.active, self._abandon
+        evidence = self.judge.summary()
+        with self._locked():
+            self._finish(a["challenger"], "rollout_abandoned", reason, evidence)
+        self._say("rollout_abandoned", f"the {a['kind']} of {a['challenger']} is abandoned: {reason}; Serve is left as "
+                  "it is", challenger=a["challenger"], champion=a["champion"], evidence=evidence)
+        self._count("rollout_abandoned")
+
     # ---- helpers -----------------------------------------------------------------------------------------
+    def _apply(self, version: str, challenger: str | None, mode: str | None, fraction: float) -> None:
+        self._serve_apply(version, challenger, mode, fraction)
+        self._applied_at = time.time()
+        self._unexpected = 0
+
     def _activate(self, kind: str, mode: str, champion: str, challenger: str, steps: list[float], now: float) -> None:
         self.active = {"kind": kind, "mode": mode, "champion": champion, "challenger": challenger, "steps": steps,
                        "step": 0, "fraction": steps[0], "started_at": now, "started": iso(now), "step_rows": 0,
@@ -371,6 +412,8 @@ class Rollouts:
                              "at": iso(time.time())})
         self.active = None
         self.judge = None
+        self._abandon = None
+        self._unexpected = 0
         self._gauge()
 
     def _new_judge(self, champion: str, challenger: str, tests: dict | None) -> Judge:

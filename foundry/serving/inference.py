@@ -8,7 +8,6 @@ response in the batch names that one version, however a swap interleaves.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -45,7 +44,7 @@ def answer_batch(serving: Serving, requests: Sequence[Sequence[Mapping[str, Any]
                  clip_bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
                  observe: Callable[[dict[str, Any]], None] | None = None,
                  answers: Callable[[dict[str, Any]], None] | None = None,
-                 background: Callable[[Callable[[], None]], bool] | None = None,
+                 background: Callable[[LoadedModel, pd.DataFrame, list[str]], bool] | None = None,
                  request_ids: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
     """One response body per request, in order; each request answered wholly by one version.
 
@@ -91,7 +90,7 @@ def answer_batch(serving: Serving, requests: Sequence[Sequence[Mapping[str, Any]
             continue
         _report(answers, answer_columns(ids, model.version, result, served=True, seconds=seconds))
         if other is not None and background is not None:
-            background(functools.partial(_shadow, other, sub, ids, answers))
+            background(other, sub, ids)
     return out  # type: ignore[return-value]
 
 
@@ -118,13 +117,15 @@ def _report(callback: Callable[[dict[str, Any]], None] | None, columns: dict[str
         logger.warning("%s: %s: %s", what, type(exc).__name__, exc)
 
 
-def _shadow(model: LoadedModel, frame: pd.DataFrame, ids: list[str], answers) -> None:
-    """The version that did not answer predicts the same rows (a background thread)."""
+def second_opinion(model: LoadedModel, frame: pd.DataFrame, ids: list[str],
+                   answers: Callable[[dict[str, Any]], None]) -> None:
+    """The version that did not answer predicts the same rows (``service.Background``'s thread, which
+    hands it the rows of many requests at once: one preprocessor pass and one forward for all of them)."""
     started = time.perf_counter()
     try:
         result = model.predictor.predict(frame)
     except Exception as exc:
-        logger.warning("shadow prediction by %s failed: %s: %s", model.version, type(exc).__name__, exc)
+        logger.warning("second opinion by %s failed: %s: %s", model.version, type(exc).__name__, exc)
         _report(answers, failed_columns(ids, model.version, len(model.predictor.preprocessor.classes or [1])))
         return
     _report(answers, answer_columns(ids, model.version, result, served=False, seconds=time.perf_counter() - started))
