@@ -157,6 +157,10 @@ def job_arguments(cfg: FoundryConfig, reference_version: str, data: RetrainData,
             f"drift_episode={episode}",
             "promotion.policy=if_better",
             f"promotion.alias={cfg.promotion.alias}",
+            # The monitor reads the outcome from the alias its own config names (read_outcome): the job
+            # moves the same one (production, or the candidate of a shadow/canary roll-out).
+            f"promotion.rollout={cfg.promotion.rollout.value}",
+            f"promotion.candidate_alias={cfg.promotion.candidate_alias}",
             f"promotion.min_improvement={cfg.drift.retrain.min_improvement}",
             # Refine what production knows (foundry/train/warm_start.py) rather than relearn it from the
             # few thousand recent rows alone; null: train from scratch on them.
