@@ -39,6 +39,7 @@ What runs (needs ``wrk`` for the tax, like serve_bench.py):
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import secrets
@@ -71,6 +72,8 @@ MONITOR = ["drift.window.size=1000", "drift.window.test_every_rows=500",
            'drift.retrain.overrides=["+experiment=quick","trainer.num_workers=1"]']
 SCENARIOS = ("concept_shift", "covariate_shift", "new_category", "label_shift", "benign_shift", "harmful_covariate",
              "real")
+ROLLOUT_KEYS = ("canary_bad_challenger_traffic_share", "canary_rows_to_rollback", "canary_rows_to_full",
+                "shadow_p99_overhead", "false_rollbacks", "false_rollbacks_long_horizon", "failed_requests", "rollouts")
 HOLDOUT_ROWS, HOLDOUT_SEED = 5000, 90_000  # the churn scenarios' held-out set: a seed used nowhere else
 ORACLE_ROWS, ORACLE_SEED = 20_000, 91_000
 CHURN_TRAIN = ["+experiment=quick", "trainer.num_workers=1"]
@@ -438,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def save() -> None:  # after every scenario: a failure later keeps what was measured
         concept = (result["details"].get("concept_shift") or {}).get("runs") or [{}]
+        if Path(args.out).exists():  # rollout_bench.py's keys live in the same file: keep them
+            old = json.loads(Path(args.out).read_text())
+            result.update({k: v for k, v in old.items() if k in ROLLOUT_KEYS})
         result.update(when=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       time_to_heal=next((r for r in concept if r.get("healed")), concept[0]))
         result["machine"]["load_average"] = os.getloadavg()

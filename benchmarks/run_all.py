@@ -39,13 +39,19 @@ BENCHMARKS = {  # name -> (script, what it compares); run in this order
     "drift": ("drift_bench.py", "drift alarms through replay: false episodes, detection delays, benign shifts"),
     "heal": ("heal_bench.py", "monitoring tax; healing every drift scenario and a real data set, vs an oracle"),
     "soak": ("soak_bench.py", "minutes of load on /predict, monitor on, a model swap half-way; memory of every Ray process"),
+    "rollout": ("rollout_bench.py", "canary/shadow roll-outs decided by live labels: a bad and a good challenger, "
+                "shadow p99 overhead, false rollbacks over seeds (its keys go into heal.json)"),
     "data": ("data_bench.py", "Ray Data preprocessing vs single-process pandas"),
     "train": ("train_bench.py", "Ray Train TorchTrainer vs a plain PyTorch loop"),
 }
 INTERRUPT_GRACE_S = 120  # a benchmark stops its private cluster in `finally` blocks after Ctrl-C
 
 
+RESULT_FILE = {"rollout": "heal"}  # rollout_bench adds its keys to heal.json (the result file)
+
+
 def result_path(name: str, quick: bool) -> Path:
+    name = RESULT_FILE.get(name, name)
     return TMP / f"{name}-quick.json" if quick else RESULTS / f"{name}.json"
 
 
@@ -181,6 +187,20 @@ def heal_table(r: dict) -> tuple[list[str], list[list[str]]]:
     return ["figure", "value"], rows
 
 
+def rollout_table(r: dict) -> tuple[list[str], list[list[str]]]:
+    shadow = ((r.get("rollouts") or {}).get("shadow") or {})
+    rows = [["bad challenger under canary: share of traffic it saw", _num(r.get("canary_bad_challenger_traffic_share"),
+                                                                        ".4f")],
+            ["labelled rows until it was rolled back", _num(r.get("canary_rows_to_rollback"))],
+            ["good challenger: labelled rows to 100%", _num(r.get("canary_rows_to_full"))],
+            ["shadow: champion p99 overhead (c=2 / c=16)",
+             " / ".join("-" if (shadow.get(c) or {}).get("p99_overhead") is None else
+                        f"{100 * shadow[c]['p99_overhead']:+.1f}%" for c in ("c2", "c16"))],
+            ["false rollbacks of a truly better challenger", str(r.get("false_rollbacks", "-"))],
+            ["failed requests during the roll-outs", _num(r.get("failed_requests"))]]
+    return ["figure", "value"], rows
+
+
 def soak_table(r: dict) -> tuple[list[str], list[list[str]]]:
     s = r.get("settings") or {}
     t = r.get("totals") or {}
@@ -246,7 +266,7 @@ def train_table(r: dict) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-TABLES = {"serve": serve_table, "drift": drift_table, "heal": heal_table, "soak": soak_table, "data": data_table,
+TABLES = {"serve": serve_table, "drift": drift_table, "heal": heal_table, "rollout": rollout_table, "soak": soak_table, "data": data_table,
           "train": train_table}
 
 

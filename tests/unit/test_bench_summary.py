@@ -94,9 +94,17 @@ def train_result(quick: bool = False) -> dict:
                         "s_per_epoch": 1.46, "vs_plain_1_thread": 1.0, "vs_plain_all_cores": 1.44}]}
 
 
+def rollout_result() -> dict:
+    """heal.json with rollout_bench.py's keys (the two share the file)."""
+    return {**heal_result(), "canary_bad_challenger_traffic_share": 0.0508, "canary_rows_to_rollback": 160,
+            "canary_rows_to_full": 285, "shadow_p99_overhead": 0.0121, "false_rollbacks": "0 in 20",
+            "failed_requests": 0, "rollouts": {"shadow": {"c2": {"p99_overhead": 0.0121},
+                                                          "c16": {"p99_overhead": -0.004}}}}
+
+
 def all_results() -> dict:
     return {"serve": serve_result(), "drift": drift_result(), "heal": heal_result(), "soak": soak_result(),
-            "data": data_result(), "train": train_result()}
+            "rollout": rollout_result(), "data": data_result(), "train": train_result()}
 
 
 def ok_run(name: str) -> dict:
@@ -127,6 +135,10 @@ def test_every_benchmark_gets_its_headline_figures():
     assert cells(md, "default") == ["default", "0 (0.999)", "12.6", "155; 0/20", "400; 20/20"]
     assert cells(md, "windows")[1:] == ["30 (61.2)", "87.2", "500; 20/20", "not detected; 20/20"]
     assert cells(md, "monitoring tax") == ["monitoring tax", "-2.2%"]
+    assert cells(md, "bad challenger under canary: share of traffic it saw")[1] == "0.0508"
+    assert cells(md, "good challenger: labelled rows to 100%")[1] == "285"
+    assert cells(md, "shadow: champion p99 overhead (c=2 / c=16)")[1] == "+1.2% / -0.4%"
+    assert cells(md, "false rollbacks of a truly better challenger")[1] == "0 in 20"
     assert cells(md, "time to heal (onset -> new version serving)")[1] == "182 s"
     assert cells(md, "stage: train (Ray Train)")[1] == "26.7 s"
     assert cells(md, "pandas, one process")[1:] == ["1", "8.00", "250,000", "1.00", "-"]
@@ -178,8 +190,8 @@ def test_missing_benchmark_is_reported_missing():
     assert cells(md, "train")[1:] == ["not run this time", "no result file", "-"]
     assert cells(md, "data")[1:] == ["not run this time", "2026-11-25T03:00:00+00:00", "full"]
     status = {s["name"]: s["status"] for s in data["benchmarks"]}
-    assert status == {"serve": "not run", "drift": "not run", "heal": "not run", "soak": "not run", "data": "not run",
-                      "train": "missing"}
+    assert status == {"serve": "not run", "drift": "not run", "heal": "not run", "soak": "not run",
+                      "rollout": "not run", "data": "not run", "train": "missing"}
 
 
 def test_failed_benchmark_is_reported_and_its_old_figures_marked():
