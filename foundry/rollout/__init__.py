@@ -2,7 +2,8 @@
 
 - ``routing``: which version answers a request (a hash of its request id: replicas, retries and
   labels agree without talking to each other);
-- ``paired``: the anytime-valid paired tests on labelled live rows (promote, step up, roll back);
+- ``paired``: the anytime-valid paired tests on labelled live rows;
+- ``decision``: what a roll-out does next from that evidence (promote, step up, roll back, expire);
 - ``judge``: both versions' answers and the labels met row by row, and the challenger's health;
 - ``manager``: the roll-out's life in the drift monitor (start, steps, promotion, rollback, guard).
 """

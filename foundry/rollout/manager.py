@@ -42,6 +42,7 @@ import numpy as np
 
 from foundry.config import FoundryConfig, RolloutMode, Task
 from foundry.drift.events import iso
+from foundry.rollout.decision import decide
 from foundry.rollout.judge import Judge
 from foundry.rollout.paired import PairedTests
 
@@ -64,6 +65,9 @@ def preflight(cfg: FoundryConfig, version: str) -> None:
 
 
 class Rollouts:
+    """The monitor's roll-out state machine: at most one roll-out or guard at a time (``active``), the
+    candidates already decided (never tried again from the alias) and the last outcomes (``history``)."""
+
     def __init__(self, cfg: FoundryConfig, *, locked: Callable[[], AbstractContextManager[None]],
                  say: Callable[..., None], champion: Callable[[], str], reference: Callable[[], Any],
                  rebase_to: Callable[[str], None], fresh_evidence: Callable[[], None],
@@ -155,7 +159,7 @@ class Rollouts:
         if self._abandon:
             self._give_up_to_hand()
             return
-        verdict = self._verdict(now)
+        verdict = decide(self.active, self.judge, self.live, now)
         if verdict is None:
             return
         action, reason = verdict
@@ -231,37 +235,6 @@ class Rollouts:
         self._gauge()
 
     # ---- decisions ---------------------------------------------------------------------------------------
-    def _verdict(self, now: float) -> tuple[str, str] | None:
-        """The judge's roles are the same in a roll-out and a guard: ``challenger`` is the version on
-        trial (in a guard: the new one, which answers), ``champion`` the one it must not be worse than."""
-        a, j = self.active, self.judge
-        t = j.tests
-        unhealthy = j.unhealthy()
-        if unhealthy:
-            return "rollback", f"{a['challenger']} is unhealthy: {unhealthy}"
-        if t.shown("worse"):
-            return "rollback", f"live labels show {a['challenger']} worse than {a['champion']} ({self._numbers()})"
-        at_step = t.n - a["step_rows"]
-        if a["kind"] == "guard":
-            if t.shown("not_worse") or t.n >= self.live.guard_rows:
-                return "guard_passed", (f"live labels show it no worse ({self._numbers()})" if t.shown("not_worse")
-                                        else f"{t.n} labelled rows without harm ({self._numbers()})")
-            return None
-        last = a["mode"] == "shadow" or a["step"] + 1 >= len(a["steps"]) - 1
-        if last and t.shown("better") and at_step >= self.live.min_rows_per_step:
-            return "promote", f"live labels show it better ({self._numbers()})"
-        if not last and t.shown("not_worse") and at_step >= self.live.min_rows_per_step:
-            return "step", f"live labels show it no worse ({self._numbers()})"
-        if t.n >= self.live.max_labelled_rows or now - a["started_at"] >= self.live.max_seconds:
-            return "expired", (f"undecided after {t.n} labelled rows and {now - a['started_at']:.0f} s "
-                               f"(promotion.live.max_labelled_rows / max_seconds): {self._numbers()}")
-        return None
-
-    def _numbers(self) -> str:
-        s = self.judge.tests.summary()
-        return (f"{s['labelled_rows']} labelled rows, loss {s['loss_challenger']} vs {s['loss_champion']} "
-                f"(challenger vs champion), log e-values {s['log_e']} against {s['threshold']}")
-
     def _step_up(self, reason: str, now: float) -> None:
         a = self.active
         step = a["step"] + 1
