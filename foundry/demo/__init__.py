@@ -256,7 +256,7 @@ def main(overrides: list[str]) -> int:
         info = client.get_job_info(submitted["submission_id"])
         if info.start_time and info.end_time:
             job_times = JobTimes(info.start_time / 1000, info.end_time / 1000)
-    promoted = first(events, "promoted")
+    promoted = first(events, "promoted") or first(events, "candidate")  # candidate: a canary/shadow followed
     if promoted:
         timings = registry.get(cfg.model_name, promoted["version"]).metadata.get("timings_s", {})
     records = list(traffic.gen.log.records)

@@ -142,7 +142,8 @@ class DriftMonitor:
         self.rollouts = Rollouts(self.cfg, locked=self._locked, say=self._say,
                                  champion=lambda: self.controller.state.reference_version, reference=lambda: self.ref,
                                  rebase_to=self._rebase_to_version, fresh_evidence=self._fresh_evidence,
-                                 saved=saved.get("rollout"), metrics=self._monitor_metrics)
+                                 saved=saved.get("rollout"), metrics=self._monitor_metrics,
+                                 hold=lambda: self.controller.state.phase is Phase.running)
         mine = MonitorState(labels_seen=lambda: self.counters["labels"], onset=lambda: self.onset_at,
                             reference=lambda: self.ref, forget_onset=self._forget_onset,
                             rebase_onto=self._rebase_onto, adopt_new_normal=self._adopt_new_normal,

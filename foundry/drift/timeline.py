@@ -64,8 +64,10 @@ def heal_stages(events: list[dict[str, Any]], onset_s: float, job: JobTimes | No
     }
     if gated == "promoted":
         stages["roll out (promoted -> serving, in place)"] = at["rolled_out"] - at["promoted"]
-    else:
-        stages["live roll-out (candidate -> canary/shadow won -> serving)"] = at["rolled_out"] - at["candidate"]
+    else:  # the roll-out can start (from the candidate alias) a moment before the monitor reads the job's outcome
+        stages["notice (job end -> monitor sees it)"] = min(at[gated], at.get("rollout_started", at[gated])) - job.end_s
+        stages["live roll-out (candidate -> canary/shadow won -> serving)"] = \
+            at["rolled_out"] - min(at["candidate"], at.get("rollout_started", at["candidate"]))
     return {k: round(v, 2) for k, v in stages.items()}
 
 

@@ -73,7 +73,7 @@ class Rollouts:
                  rebase_to: Callable[[str], None], fresh_evidence: Callable[[], None],
                  saved: dict[str, Any] | None = None, apply: Callable[..., None] | None = None,
                  check: Callable[[FoundryConfig, str], None] | None = None, metrics: Callable[[], Any] | None = None,
-                 registry: Any = None):
+                 registry: Any = None, hold: Callable[[], bool] = lambda: False):
         self.cfg = cfg
         self.live = cfg.promotion.live
         self._locked = locked
@@ -89,6 +89,7 @@ class Rollouts:
         self._check = check or preflight
         self._metrics = metrics or (lambda: None)
         self._registry = registry
+        self._hold = hold  # a retrain job is in flight: its outcome (Episodes) starts its roll-out, not the alias
         saved = saved or {}
         self.active: dict[str, Any] | None = saved.get("active")
         self.decided: list[str] = list(saved.get("decided", []))
@@ -150,7 +151,7 @@ class Rollouts:
     # ---- the round (without the monitor's lock) -------------------------------------------------------
     def round(self, now: float) -> None:
         if self.active is None:
-            if now - self._looked_at >= self.live.poll_s:
+            if now - self._looked_at >= self.live.poll_s and not self._hold():
                 self._looked_at = now
                 candidate = self._candidate()
                 if candidate is not None:

@@ -88,3 +88,12 @@ def test_a_canary_roll_out_is_its_own_stage_and_the_summary_lists_its_steps():
     rolled_back = [e for e in canary if e["kind"] not in ("rollout_promoted", "rolled_out")] + [
         {**_event("rolled_back", 130.0), "message": "worse", "version": "v2"}]
     assert outcome_of(rolled_back)[0] == "rolled_back"
+
+
+def test_a_canary_that_starts_from_the_alias_before_the_monitor_reads_the_job_still_adds_up():
+    events = [_event("drift_detected", 4.0), _event("retrain_submitted", 10.0), _event("rollout_started", 95.0),
+              _event("candidate", 96.0), _event("rolled_out", 120.0)]
+    stages = heal_stages(events, T0, JOB, TIMINGS)
+    assert stages["notice (job end -> monitor sees it)"] == pytest.approx(1.0, abs=0.01)
+    assert stages["live roll-out (candidate -> canary/shadow won -> serving)"] == pytest.approx(25.0, abs=0.01)
+    assert sum(stages.values()) == pytest.approx(120.0, abs=0.05)

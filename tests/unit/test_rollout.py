@@ -211,7 +211,7 @@ class _Serve:
 
 @pytest.fixture()
 def managed(tmp_path: Path, two_versions):
-    def make(rollout: str, **live):
+    def make(rollout: str, hold=lambda: False, **live):
         overrides = [f"storage.root={tmp_path}", f"promotion.rollout={rollout}", "promotion.live.poll_s=0.01",
                      "promotion.live.min_rows_per_step=50", *(f"promotion.live.{k}={v}" for k, v in live.items())]
         cfg = config.load(overrides)
@@ -227,7 +227,7 @@ def managed(tmp_path: Path, two_versions):
         m = Rollouts(cfg, locked=lambda: _nullcontext(), say=lambda kind, msg, **f: events.append((kind, msg, f)),
                      champion=lambda: state["champion"], reference=lambda: reference,
                      rebase_to=lambda v: state.update(champion=v), fresh_evidence=lambda: events.append(("fresh", "", {})),
-                     apply=serve, check=lambda cfg, v: None, registry=reg)
+                     apply=serve, check=lambda cfg, v: None, registry=reg, hold=hold)
         return types.SimpleNamespace(m=m, reg=reg, cfg=cfg, champ=champ, chall=chall, events=events, serve=serve,
                                      state=state)
     return make
@@ -352,3 +352,16 @@ def test_second_opinions_are_computed_in_bulk_off_the_request_path(two_versions)
     full = Background(lambda chunk: None, max_rows=10, linger_s=5)
     assert full(counted, pd.DataFrame(rows[:8]), [f"a{i}" for i in range(8)])
     assert not full(counted, pd.DataFrame(rows[:8]), [f"b{i}" for i in range(8)]) and full.skipped == 8
+
+
+def test_the_candidate_alias_waits_while_a_retrain_job_is_in_flight(managed):
+    """The episode that ran the job starts its roll-out when it reads the outcome; the alias poll must not
+    race it (the demo's log showed the canary starting before the job's own 'retrain_finished')."""
+    running = {"job": True}
+    t = managed("canary", hold=lambda: running["job"])
+    t.reg.set_alias(t.cfg.model_name, "candidate", t.chall)
+    t.m.round(0.0)
+    assert t.m.active is None and not t.serve.calls
+    running["job"] = False
+    t.m.round(1.0)
+    assert t.m.active is not None and t.serve.calls[-1] == (t.champ, t.chall, "canary", 0.05)
