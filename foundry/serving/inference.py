@@ -82,9 +82,13 @@ def answer_batch(serving: Serving, requests: Sequence[Sequence[Mapping[str, Any]
             started = time.perf_counter()
             result = model.predictor.predict(sub)
         seconds = time.perf_counter() - started
-        for j, i in enumerate(members):
-            offset = sum(len(requests[m]) for m in members[:j])
-            out[i] = _response(model, result, offset, ids[offset:offset + len(requests[i])], rids[i])
+        values = result.values.tolist()  # Python objects once per batch, not per row
+        proba = result.proba.tolist() if result.proba is not None else None
+        offset = 0
+        for i in members:
+            n = len(requests[i])
+            out[i] = _response(model, values, proba, offset, ids[offset:offset + n], rids[i])
+            offset += n
         _report(observe, live_columns(sub, result, ids, model.version), what="drift monitor sink")
         if challenger is None:
             continue
@@ -94,15 +98,15 @@ def answer_batch(serving: Serving, requests: Sequence[Sequence[Mapping[str, Any]
     return out  # type: ignore[return-value]
 
 
-def _response(loaded: LoadedModel, result: Any, start: int, ids: list[str], request_id: str) -> dict[str, Any]:
-    values, proba = result.values, result.proba
+def _response(loaded: LoadedModel, values: list, proba: list | None, start: int, ids: list[str],
+              request_id: str) -> dict[str, Any]:
     classes = loaded.predictor.preprocessor.classes
     preds = []
     for k, rid in enumerate(ids):
         item: dict[str, Any] = {"request_id": rid, "prediction": _plain(values[start + k]),
                                 "model_version": loaded.version}
         if proba is not None:
-            item["probabilities"] = dict(zip(classes, proba[start + k].tolist(), strict=True))
+            item["probabilities"] = dict(zip(classes, proba[start + k], strict=True))
         preds.append(item)
     return {"model": loaded.model, "model_version": loaded.version, "request_id": request_id, "predictions": preds}
 
