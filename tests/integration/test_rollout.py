@@ -94,6 +94,16 @@ def _traffic_until(w, client: Client, scenario: str, kinds: set[str], timeout_s:
     raise AssertionError(f"none of {kinds} within {timeout_s} s; events: {[e['kind'] for e in w.events()[seen:]]}")
 
 
+def _ids_with(challenger: str, on_challenger: int, total: int) -> list[str]:
+    """Request ids of which exactly ``on_challenger`` hash into a 5% canary of ``challenger`` (random ids
+    would leave it without a single request once in a few hundred runs)."""
+    mine, others = [], []
+    while len(mine) < on_challenger or len(others) < total - on_challenger:
+        rid = uuid.uuid4().hex
+        (mine if routing.bucket(rid, challenger) < 0.05 else others).append(rid)
+    return mine[:on_challenger] + others[:total - on_challenger]
+
+
 def _restart_monitor(w, mode: str, *extra: str) -> None:
     subprocess.run([sys.executable, "-m", "jobs.monitor", *w.overrides, "--stop"], cwd=REPO_ROOT, env=w.env,
                    capture_output=True, timeout=120, check=True)
@@ -152,7 +162,7 @@ def test_a_bad_challenger_is_rolled_back_under_canary_and_never_passes_its_first
     # The canary is stable while no label arrives: check the split request by request, with retries.
     rows, _ = _rows("baseline", 240, seed=1)
     before = len(client.answers)
-    ids = [uuid.uuid4().hex for _ in range(120)]
+    ids = _ids_with(bad, on_challenger=6, total=120)
     with ThreadPoolExecutor(2) as pool:
         first = list(pool.map(lambda i: client.predict(rows[2 * i:2 * i + 2], ids[i]), range(120)))
         retry = list(pool.map(lambda i: client.predict(rows[2 * i:2 * i + 2], ids[i]), range(120)))
