@@ -32,8 +32,9 @@ class MonitorMetrics:
                               tag_keys=("model", "kind", "family"))
         self.rollout_share = Gauge("foundry_rollout_fraction", "The canary's share of requests (0 outside a canary)",
                                    tag_keys=("model",))
-        self.rollout_decisions = Counter("foundry_rollout_decisions", "Roll-out steps and decisions: promoted, "
-                                         "rolled_back, rollout_expired, rollout_failed, guard_passed",
+        self.rollout_decisions = Counter("foundry_rollout_decisions", "Roll-out steps and decisions: rollout_started, "
+                                         "rollout_step, promoted, rolled_back, rollout_expired, rollout_failed, "
+                                         "rollout_abandoned, guard_started, guard_passed",
                                          tag_keys=("model", "decision"))
         self.loop_errors = Counter("foundry_monitor_loop_errors", "Monitor rounds that raised (the loop goes on; "
                                    "the last error is in the monitor's status), by exception type",

@@ -213,6 +213,7 @@ class Rollouts:
         share = f"{steps[0]:.0%} of requests" if mode is RolloutMode.canary else "a copy of every request (shadow)"
         self._say("rollout_started", f"{mode.value} roll-out of {challenger} against {champion}: it answers {share}",
                   challenger=challenger, champion=champion, mode=mode.value, fraction=steps[0], steps=steps)
+        self._count("rollout_started")
         self._gauge()
 
     def start_guard(self, new: str, previous: str, now: float, applied: bool = False) -> None:
@@ -233,6 +234,7 @@ class Rollouts:
         self._say("guard_started", f"guarding {new}: {previous} shadows it until live labels show {new} no worse "
                   f"(or {self.live.guard_rows} labelled rows pass); shown worse, it is rolled back",
                   version=new, previous=previous)
+        self._count("guard_started")
         self._gauge()
 
     # ---- decisions ---------------------------------------------------------------------------------------
@@ -251,6 +253,7 @@ class Rollouts:
         self._say("rollout_step", f"canary of {a['challenger']} steps up to {fraction:.0%}: {reason}",
                   challenger=a["challenger"], champion=a["champion"], fraction=fraction, step=step,
                   evidence=self.judge.summary(), apply_s=round(time.perf_counter() - started, 2))
+        self._count("rollout_step")
         self._gauge()
 
     def _promote(self, reason: str, now: float) -> None:
