@@ -365,3 +365,32 @@ def test_the_candidate_alias_waits_while_a_retrain_job_is_in_flight(managed):
     running["job"] = False
     t.m.round(1.0)
     assert t.m.active is not None and t.serve.calls[-1] == (t.champ, t.chall, "canary", 0.05)
+
+
+# ---- the decision rule ------------------------------------------------------------------------------------
+def _judged(lc: float, lk: float, n: int) -> Judge:
+    j = Judge(LIVE, Task.binary, ["0", "1"], 1.0, "champ", "chall")
+    j.tests.update(*_stream(3, n, lc, lk))
+    return j
+
+
+def _active(**kw) -> dict:
+    return {"kind": "rollout", "mode": "canary", "champion": "champ", "challenger": "chall",
+            "steps": [0.05, 0.25, 1.0], "step": 0, "step_rows": 0, "started_at": 0.0, **kw}
+
+
+def test_the_decision_rule_step_by_step():
+    from foundry.rollout.decision import decide
+
+    good = _judged(0.30, 0.15, 400)
+    assert decide(_active(), good, LIVE, 1.0)[0] == "step"  # shown no worse at the first step
+    assert decide(_active(step_rows=350), good, LIVE, 1.0) is None  # 50 rows at this step: not yet
+    assert decide(_active(step=1, step_rows=250), good, LIVE, 1.0)[0] == "promote"  # the last step needs better
+    assert decide(_active(mode="shadow", steps=[0.0]), good, LIVE, 1.0)[0] == "promote"
+    bad = _judged(0.15, 0.30, 400)
+    assert decide(_active(), bad, LIVE, 1.0)[0] == "rollback"
+    assert decide(_active(kind="guard", mode="shadow", steps=[0.0]), bad, LIVE, 1.0)[0] == "rollback"
+    assert decide(_active(kind="guard", mode="shadow", steps=[0.0]), good, LIVE, 1.0)[0] == "guard_passed"
+    tie = _judged(0.2, 0.2, 300)
+    assert decide(_active(), tie, LIVE, 1.0) is None
+    assert decide(_active(), tie, LIVE, LIVE.max_seconds + 1)[0] == "expired"
