@@ -21,10 +21,10 @@ def record_run(model: str, version: str, metrics: dict, timings_s: dict, promote
                             tag_keys=("model", "promoted")).inc(tags={"model": model, "promoted": str(promoted)})
         test_metric = ray_metrics.Gauge("foundry_model_test_metric",
                                         description="Test-split metrics of each registered version.",
-                                        tag_keys=("model", "version", "metric"))
+                                        tag_keys=("model", "model_version", "metric"))
         for name, value in metrics.items():
             if isinstance(value, float):
-                test_metric.set(value, tags={"model": model, "version": version, "metric": name})
+                test_metric.set(value, tags={"model": model, "model_version": version, "metric": name})
         stage = ray_metrics.Gauge("foundry_training_stage_seconds",
                                   description="Wall time of each training stage of the last run.",
                                   tag_keys=("model", "stage"))

@@ -60,3 +60,17 @@ def test_every_label_a_panel_groups_by_is_one_the_metric_has():
                 labels = {g.strip() for g in group.split(",")} - {"le"}
                 for m in metrics:
                     assert labels <= keys[m], f"panel {panel['title']!r}: {m} has no label(s) {labels - keys[m]}"
+
+
+def test_a_model_version_is_labelled_model_version_on_every_metric():
+    """One name for one thing: a dashboard joining serving and training series by version needs it."""
+    keys = _tag_keys()
+    assert not [name for name, tags in keys.items() if "version" in tags], "use model_version"
+    assert all("model_version" in keys[m] for m in ("foundry_predictions", "foundry_model_test_metric"))
+
+
+def test_a_panel_titled_with_quantiles_charts_each_of_them():
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        charted = {float(q) for t in panel["targets"] for q in re.findall(r"histogram_quantile\(([0-9.]+)", t["expr"])}
+        for q in re.findall(r"p(\d\d)\b", panel["title"]):
+            assert int(q) / 100 in charted, f"panel {panel['title']!r} has no p{q} target"
