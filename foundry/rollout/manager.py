@@ -257,20 +257,16 @@ class Rollouts:
         self._gauge()
 
     def _promote(self, reason: str, now: float) -> None:
-        from foundry.errors import AliasConflictError
-
         a = self.active
         new, old = a["challenger"], a["champion"]
         evidence = self.judge.summary()
-        try:
-            self._reg().set_alias(self.cfg.model_name, self.cfg.promotion.alias, new, expected=old,
-                                  reason=f"won its {a['mode']} roll-out: {reason}")
-        except AliasConflictError as exc:
+        conflict = self._move_alias(new, old, f"won its {a['mode']} roll-out: {reason}")
+        if conflict:
             self._end("rollout_failed", f"{new} won its roll-out but {self.cfg.promotion.alias} moved meanwhile "
-                      f"({exc}); {old} keeps serving", new, old, evidence, back_to=old)
+                      f"({conflict}); {old} keeps serving", new, old, evidence, back_to=old)
             return
         with self._locked():
-            self._finish(new, "promoted", reason, evidence)
+            self._finish("promoted", reason, evidence)
         self._say("rollout_promoted", f"{new} is the new {self.cfg.promotion.alias} after its {a['mode']} roll-out: "
                   f"{reason}", version=new, previous=old, mode=a["mode"], evidence=evidence)
         self._count("promoted")
@@ -308,32 +304,28 @@ class Rollouts:
             log.warning("could not drop the challenger from Serve (%s); tried again next round", exc)
             return
         with self._locked():
-            self._finish(challenger, kind, message, evidence)
+            self._finish(kind, message, evidence)
             self._fresh_evidence()
         self._say(kind, message, challenger=challenger, champion=champion, evidence=evidence)
         self._count(kind)
 
     def _guard_rollback(self, reason: str, now: float) -> None:
-        from foundry.errors import AliasConflictError
-
         a = self.active
         new, previous = a["challenger"], a["champion"]
         evidence = self.judge.summary()
-        try:
-            self._reg().set_alias(self.cfg.model_name, self.cfg.promotion.alias, previous, expected=new,
-                                  reason=f"rolled back by the post-rollout guard: {reason}")
-        except AliasConflictError as exc:
+        conflict = self._move_alias(previous, new, f"rolled back by the post-rollout guard: {reason}")
+        if conflict:
             with self._locked():
-                self._finish(new, "guard_ended", str(exc), evidence)
+                self._finish("guard_ended", conflict, evidence)
             self._say("guard_ended", f"guard of {new} ended: {self.cfg.promotion.alias} was moved by another "
-                      f"writer ({exc})", version=new)
+                      f"writer ({conflict})", version=new)
             return
         try:
             self._apply(previous, None, None, 0.0)
         except Exception as exc:
             log.warning("guard rollback: Serve not yet pointed at %s (%s); alias moved", previous, exc)
         with self._locked():
-            self._finish(new, "rolled_back", reason, evidence)
+            self._finish("rolled_back", reason, evidence)
         self._rebase_to(previous)
         with self._locked():
             self._fresh_evidence()
@@ -352,7 +344,7 @@ class Rollouts:
             return
         evidence = self.judge.summary()
         with self._locked():
-            self._finish(new, "guard_passed", reason, evidence)
+            self._finish("guard_passed", reason, evidence)
         self._say("guard_passed", f"{new} passed its guard against {previous}: {reason}",
                   version=new, previous=previous, evidence=evidence)
         self._count("guard_passed")
@@ -361,12 +353,22 @@ class Rollouts:
         a, reason = self.active, self._abandon
         evidence = self.judge.summary()
         with self._locked():
-            self._finish(a["challenger"], "rollout_abandoned", reason, evidence)
+            self._finish("rollout_abandoned", reason, evidence)
         self._say("rollout_abandoned", f"the {a['kind']} of {a['challenger']} is abandoned: {reason}; Serve is left as "
                   "it is", challenger=a["challenger"], champion=a["champion"], evidence=evidence)
         self._count("rollout_abandoned")
 
     # ---- helpers -----------------------------------------------------------------------------------------
+    def _move_alias(self, to: str, expected: str, reason: str) -> str | None:
+        """Compare-and-set the production alias; the conflict's message if another writer moved it."""
+        from foundry.errors import AliasConflictError
+
+        try:
+            self._reg().set_alias(self.cfg.model_name, self.cfg.promotion.alias, to, expected=expected, reason=reason)
+        except AliasConflictError as exc:
+            return str(exc)
+        return None
+
     def _apply(self, version: str, challenger: str | None, mode: str | None, fraction: float) -> None:
         self._serve_apply(version, challenger, mode, fraction)
         self._applied_at = time.time()
@@ -378,7 +380,7 @@ class Rollouts:
                        "step_at": now}
         self.judge = self._new_judge(champion, challenger, None)
 
-    def _finish(self, version: str, outcome: str, reason: str, evidence: dict) -> None:
+    def _finish(self, outcome: str, reason: str, evidence: dict) -> None:
         a = self.active
         if a["challenger"] not in self.decided:  # never tried again from the candidate alias
             self.decided.append(a["challenger"])

@@ -66,8 +66,8 @@ def answer_batch(serving: Serving, requests: Sequence[Sequence[Mapping[str, Any]
     out: list[dict[str, Any] | None] = [None] * len(requests)
     for arm in sorted(set(arms)):
         members = [i for i, a in enumerate(arms) if a == arm]
-        rows_at = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in members])
-        sub = frame if len(members) == len(requests) else frame.iloc[rows_at].reset_index(drop=True)
+        sub = frame if len(members) == len(requests) else frame.iloc[
+            np.concatenate([np.arange(starts[i], starts[i + 1]) for i in members])].reset_index(drop=True)
         ids = [rid for i in members for rid in routing.row_ids(rids[i], len(requests[i]))]
         model, other = (challenger, champion) if arm else (champion, challenger)
         started = time.perf_counter()

@@ -124,8 +124,11 @@ class PredictionService:
                            answers=sink.offer_answers if sink is not None else None,
                            background=self.background, request_ids=request_ids)
         self.metrics.batch(len(requests), sum(len(r) for r in requests))
+        rows_by_version: dict[str, int] = {}  # one metric call per version, not per request (the hot path)
         for body in out:
-            self.metrics.predictions(body["model"], body["model_version"], len(body["predictions"]))
+            rows_by_version[body["model_version"]] = rows_by_version.get(body["model_version"], 0) + len(body["predictions"])
+        for version, rows in rows_by_version.items():
+            self.metrics.predictions(serving.champion.model, version, rows)
         return out
 
     # ---- app.Backend -----------------------------------------------------------------------------
