@@ -394,3 +394,64 @@ def test_the_decision_rule_step_by_step():
     tie = _judged(0.2, 0.2, 300)
     assert decide(_active(), tie, LIVE, 1.0) is None
     assert decide(_active(), tie, LIVE, LIVE.max_seconds + 1)[0] == "expired"
+
+
+# ---- data this project did not design -------------------------------------------------------------------
+def test_a_canary_on_a_users_own_multiclass_data_pairs_every_labelled_row(tmp_path):
+    """tests/own_data.py's parcels (three classes, an integer id key, an integer-coded categorical, a nullable
+    numeric): two versions with other weights, a canary split, both answers per row, labels scored on the
+    three-class probabilities, and a challenger that is worse shown worse."""
+    import torch
+
+    from foundry import config_sources
+    from foundry.config_sources import ConfigSources
+    from foundry.data import preprocessor as pp
+    from foundry.models import build_model, model_spec
+    from foundry.predictor import write_model_files
+    from tests.own_data import DATA_YAML, LABEL, parcels
+
+    (tmp_path / "conf" / "data").mkdir(parents=True)
+    (tmp_path / "conf" / "data" / "parcels.yaml").write_text(DATA_YAML.format(path=tmp_path / "parcels.csv"))
+    cfg = config_sources.load(ConfigSources(overrides=("data=parcels",), config_dir=str(tmp_path / "conf")))
+    features = [f.name for f in cfg.data.features]
+    train = parcels(3000, seed=0)
+    pre = pp.fit([pp.partial_stats(train, cfg.data)], cfg.data)
+    enc = pre.transform_with_label(train)
+    x_num, x_cat, y = (torch.from_numpy(enc[k]) for k in ("x_num", "x_cat", "y"))
+
+    def version(name: str, steps: int) -> LoadedModel:
+        torch.manual_seed(0)
+        model = build_model(model_spec(cfg.model, pre))
+        opt = torch.optim.Adam(model.parameters(), lr=0.02)
+        for _ in range(steps):  # steps=0: an untrained model, a worse challenger
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x_num, x_cat), y.long()).backward()
+            opt.step()
+        write_model_files(tmp_path / name, model.state_dict(), model_spec(cfg.model, pre), pre, train.head(200))
+        return LoadedModel(model="parcels", version=name, ref=name, storage_root="/x",
+                           predictor=Predictor.from_dir(tmp_path / name), created_at="", metadata={})
+
+    champ, chall = version("v-trained", 60), version("v-untrained", 0)
+    live = parcels(1500, seed=1, first_id=9_000_000)
+    rows = json_rows(live[features])
+    requests = [rows[i:i + 5] for i in range(0, len(rows), 5)]
+    answers, later = [], []
+    out = answer_batch(Serving(champ, chall, "canary", 0.25), requests, features, answers=answers.append,
+                       background=lambda *job: later.append(job) or True)
+    for model, frame, ids in later:
+        second_opinion(model, frame, ids, answers.append)
+    assert {b["model_version"] for b in out} == {"v-trained", "v-untrained"}
+    judge = Judge(LIVE, cfg.data.task, list(pre.classes), 1.0, "v-trained", "v-untrained")
+    for chunk in answers:
+        assert chunk["scores"].shape[1] == 3
+        judge.add_answers(chunk)
+    ids = [p["request_id"] for b in out for p in b["predictions"]]
+    assert judge.add_labels(ids, live[LABEL].tolist()) == len(live)
+    assert judge.tests.shown("worse") and not judge.tests.shown("better")
+
+
+def json_rows(frame: pd.DataFrame) -> list[dict]:
+    """Rows as the API receives them (JSON: NaN becomes null, numpy types plain)."""
+    import json
+
+    return json.loads(frame.to_json(orient="records"))
