@@ -64,7 +64,7 @@ def register_version(registry, cfg: FoundryConfig, workdir: Path, rows: int = 30
                      alias: str | None = "production", scenario: str = "baseline", flip_labels: float = 0.0,
                      output_bias: float = 0.0) -> str:
     """Build, evaluate (on rows it never saw), attach drift detectors, register and alias a version."""
-    from foundry.drift.detectors import DETECTORS_FILE, build_suite
+    from foundry.drift.detectors import build_suite
     from foundry.evaluation import evaluate_predictor
     from foundry.predictor import Predictor
 
@@ -73,7 +73,7 @@ def register_version(registry, cfg: FoundryConfig, workdir: Path, rows: int = 30
     fresh = datasets.generate("churn", "baseline", 2000, seed=99)
     metrics = evaluate_predictor(Predictor.from_dir(out), [fresh])
     suite = build_suite(cfg.drift.detectors, out, cfg.model_name, say=lambda _: None)
-    suite.save(out / DETECTORS_FILE)
+    suite.save(out)
     metadata = {"task": cfg.data.task.value, "metrics": metrics, "primary_metric": PRIMARY_METRIC[cfg.data.task],
                 "lineage": {"trigger": "manual", "parent_version": None, "code_version": "test"},
                 "drift_detectors": {"built": True, "config_key": suite.config_key, "seconds": suite.build_seconds}}

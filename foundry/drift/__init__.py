@@ -4,7 +4,7 @@ The pieces, each in its own module:
 - ``features``: the matrices detectors test (built from the preprocessor's encoding, so the monitor
   sees exactly what the model sees);
 - ``detectors``: alibi-detect detectors built from ``conf/drift`` on a version's reference sample,
-  stored with the version (``drift_detectors.pkl``) so monitors never recalibrate;
+  stored with the version as data (``drift_detectors.json`` + ``.safetensors``) so monitors never recalibrate;
 - ``controller``: the retrain decision logic (votes, consecutive rounds, single flight, cooldown,
   retries with backoff, another attempt on more data after a rejection, bounded attempts and episodes,
   then giving up), pure and clock-injected;

@@ -2,10 +2,12 @@
 
 Building is the expensive part (LSDD's kernel fit, the online detectors' threshold calibration:
 seconds to minutes on CPU), testing is cheap. So the training job builds the suite once, right
-after training, and stores it with the version (``DETECTORS_FILE``); monitors load it. The file is
-a pickle (alibi-detect's own ``save_detector``/``load_detector`` re-runs the constructor, and so the
-calibration); it is only ever loaded from a registry version whose every file was checked against
-the sha256 in its manifest (``Registry.fetch``), i.e. it is trusted exactly as much as the registry.
+after training, and stores it with the version; monitors load it. It is stored as data, never as a
+pickle, so a stored suite cannot execute code: ``DETECTORS_FILE`` (JSON: config, arguments, names)
+and ``DETECTOR_ARRAYS_FILE`` (safetensors: reference matrices, calibrated thresholds, fitted kernel
+parameters). Loading rebuilds each detector with the stored fitted parts instead of calibrating again
+(``foundry.drift.detector_store``). A pickled suite from before (``LEGACY_DETECTORS_FILE``) is never
+read: such a version's monitor builds its own.
 A suite records the detector config it was built from (``config_key``): a monitor started with a
 different ``drift.detectors`` config builds its own instead of using a stale one.
 
@@ -18,13 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import pickle
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import numpy as np
 import pandas as pd
 
@@ -35,7 +35,10 @@ from foundry.workdir import ensure_cwd
 
 log = logging.getLogger(__name__)
 
-DETECTORS_FILE = "drift_detectors.pkl"
+DETECTORS_FILE = "drift_detectors.json"
+DETECTOR_ARRAYS_FILE = "drift_detectors.safetensors"
+DETECTOR_FILES = (DETECTORS_FILE, DETECTOR_ARRAYS_FILE)
+LEGACY_DETECTORS_FILE = "drift_detectors.pkl"  # a pickled suite (older versions): never read
 SEED = 0
 
 
@@ -54,11 +57,26 @@ class DetectorResult:
         return asdict(self)
 
 
-def config_key(detectors: DriftDetectorsConfig) -> str:
-    """A short hash of the detector config: a stored suite is used only by monitors with the same one."""
+@dataclass
+class DetectorSpec:
+    """How one detector was built: its kind (an alibi-detect class, see ``detector_store.KINDS``), its
+    constructor arguments and the reference matrix it was given."""
+
+    kind: str
+    args: dict[str, Any]
+    x_ref: np.ndarray
+
+
+def config_dict(detectors: DriftDetectorsConfig) -> dict[str, Any]:
+    """The detector config as plain JSON data (enums by name)."""
     from omegaconf import OmegaConf
 
-    text = json.dumps(OmegaConf.to_container(OmegaConf.structured(detectors), enum_to_str=True), sort_keys=True)
+    return OmegaConf.to_container(OmegaConf.structured(detectors), enum_to_str=True)
+
+
+def config_key(detectors: DriftDetectorsConfig) -> str:
+    """A short hash of the detector config: a stored suite is used only by monitors with the same one."""
+    text = json.dumps(config_dict(detectors), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -97,6 +115,7 @@ class DetectorSuite:
         self.concept_reference_error: float | None = None
         self.online: Any = None
         self.build_seconds: dict[str, float] = {}
+        self.specs: dict[str, DetectorSpec] = {}  # name -> how it was built (what ``save`` stores)
 
     @property
     def preprocessor(self):
@@ -110,6 +129,13 @@ class DetectorSuite:
         state = dict(self.__dict__)
         state.pop("_pre", None)
         return state
+
+    def place(self, name: str, det) -> None:
+        """Put detector ``name`` where the ``test_*`` methods find it."""
+        if name in ("concept", "online"):
+            setattr(self, name, det)
+        else:
+            self.window[name] = det
 
     # ---- windowed tests ---------------------------------------------------------------------------
     def test_window(self, x_num: np.ndarray, x_cat: np.ndarray, scores: np.ndarray) -> list[DetectorResult]:
@@ -192,17 +218,22 @@ class DetectorSuite:
             if det is not None:
                 det.reset_state()
 
-    # ---- persistence --------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        Path(path).write_bytes(cloudpickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL))
+    # ---- persistence: data only (``foundry.drift.detector_store``) --------------------------------------
+    def save(self, directory: str | Path) -> None:
+        """``DETECTOR_FILES`` in ``directory``: the suite as data (a fresh state for the online detectors)."""
+        ensure_cwd()
+        from foundry.drift import detector_store
+
+        detector_store.write(self, directory)
 
     @staticmethod
-    def load(path: str | Path) -> DetectorSuite:
-        """Only for files from ``Registry.fetch`` (checksums verified): see the module docstring."""
-        suite = pickle.loads(Path(path).read_bytes())  # noqa: S301 -- integrity-checked registry file
-        if not isinstance(suite, DetectorSuite):
-            raise TypeError(f"{path} does not hold a DetectorSuite")
-        return suite
+    def load(directory: str | Path) -> DetectorSuite:
+        """The suite ``save`` stored in ``directory``, rebuilt without calibrating again; everything read is
+        checked first (``detector_store.DetectorFileError`` names the file and field)."""
+        ensure_cwd()
+        from foundry.drift import detector_store
+
+        return detector_store.read(directory)
 
 
 def _subsample(x: np.ndarray, rows: int) -> np.ndarray:
@@ -215,8 +246,7 @@ def _subsample(x: np.ndarray, rows: int) -> np.ndarray:
 def build_suite(cfg: DriftDetectorsConfig, version_dir: str | Path, version: str, say=log.info) -> DetectorSuite:
     """Build every enabled detector on the version's reference sample (``reference.parquet``)."""
     ensure_cwd()
-    from alibi_detect.cd import FETDrift, KSDrift, TabularDrift
-
+    from foundry.drift import detector_store
     from foundry.predictor import Predictor
 
     version_dir = Path(version_dir)
@@ -231,56 +261,41 @@ def build_suite(cfg: DriftDetectorsConfig, version_dir: str | Path, version: str
     scores = preds.proba if preds.proba is not None else preds.values
     suite = DetectorSuite(version, config_key(cfg), pre.task, cfg, pre.to_json())
 
-    def timed(name: str, make):
+    def add(name: str, kind: str, x_ref: np.ndarray, **args) -> None:
         started = time.perf_counter()
-        det = make()
+        suite.place(name, detector_store.build(kind, x_ref, args))
+        suite.specs[name] = DetectorSpec(kind, args, x_ref)
         suite.build_seconds[name] = round(time.perf_counter() - started, 3)
         say(f"      drift detector {name}: built in {suite.build_seconds[name]:.2f} s")
-        return det
 
     if cfg.tabular.enabled:
         suite.names["tabular"] = features.tabular_names(pre)
-        suite.window["tabular"] = timed("tabular", lambda: TabularDrift(
-            features.tabular_matrix(x_num, x_cat), p_val=cfg.tabular.p_val,
-            categories_per_feature=features.categorical_columns(pre), correction=cfg.tabular.correction.value))
+        add("tabular", "TabularDrift", features.tabular_matrix(x_num, x_cat), p_val=float(cfg.tabular.p_val),
+            correction=cfg.tabular.correction.value, categorical_columns=list(features.categorical_columns(pre)))
     if cfg.multivariate.enabled:
-        dense = _subsample(features.dense_matrix(pre, x_num, x_cat), cfg.multivariate.reference_rows)
-        if cfg.multivariate.method is MultivariateMethod.lsdd:
-            from alibi_detect.cd import LSDDDrift
-
-            make = lambda: LSDDDrift(dense, backend="pytorch", p_val=cfg.multivariate.p_val,  # noqa: E731
-                                     n_permutations=cfg.multivariate.n_permutations)
-        else:
-            from alibi_detect.cd import MMDDrift
-
-            make = lambda: MMDDrift(dense, backend="pytorch", p_val=cfg.multivariate.p_val,  # noqa: E731
-                                    n_permutations=cfg.multivariate.n_permutations)
-        suite.window["multivariate"] = timed("multivariate", make)
+        m = cfg.multivariate
+        add("multivariate", "LSDDDrift" if m.method is MultivariateMethod.lsdd else "MMDDrift",
+            _subsample(features.dense_matrix(pre, x_num, x_cat), m.reference_rows), p_val=float(m.p_val),
+            n_permutations=m.n_permutations)
     if cfg.prediction.enabled:
         pm = features.prediction_matrix(pre.task, scores)
         suite.names["prediction"] = ([f"p({c})" for c in pre.classes][-pm.shape[1]:] if pre.classes
                                      else ["prediction"])
-        suite.window["prediction"] = timed("prediction", lambda: KSDrift(pm, p_val=cfg.prediction.p_val))
+        add("prediction", "KSDrift", pm, p_val=float(cfg.prediction.p_val))
     if cfg.concept.enabled and pre.label in reference.columns:
+        c = cfg.concept
         errs = _errors(pre.task, preds.values, reference[pre.label].to_numpy())
         suite.concept_reference_error = float(errs.mean())
         if pre.task == "regression":
-            suite.concept = timed("concept", lambda: KSDrift(errs.reshape(-1, 1).astype(np.float32),
-                                                             p_val=cfg.concept.p_val))
-        elif cfg.concept.method is ConceptMethod.fet:
-            suite.concept = timed("concept", lambda: FETDrift(errs.reshape(-1, 1), p_val=cfg.concept.p_val,
-                                                              alternative="greater"))
+            add("concept", "KSDrift", errs.reshape(-1, 1).astype(np.float32), p_val=float(c.p_val))
+        elif c.method is ConceptMethod.fet:
+            add("concept", "FETDrift", errs.reshape(-1, 1), p_val=float(c.p_val), alternative="greater")
         else:
-            from alibi_detect.cd import FETDriftOnline
-
-            suite.concept = timed("concept", lambda: FETDriftOnline(
-                errs.reshape(-1, 1), ert=cfg.concept.ert, window_sizes=list(cfg.concept.window_sizes),
-                n_bootstraps=cfg.concept.n_bootstraps, verbose=False))
+            add("concept", "FETDriftOnline", errs.reshape(-1, 1), ert=float(c.ert),
+                window_sizes=list(c.window_sizes), n_bootstraps=c.n_bootstraps)
     if cfg.online.enabled:
         o = cfg.online
         if o.method is OnlineMethod.cvm:
-            from alibi_detect.cd import CVMDriftOnline
-
             x_ref = _subsample(x_num[:, :len(pre.numeric)], o.reference_rows)
             # The per-feature thresholds are quantiles at 1 - 1/(n_features * ert): estimating them
             # needs more bootstrap streams than that (alibi-detect refuses fewer).
@@ -289,32 +304,33 @@ def build_suite(cfg: DriftDetectorsConfig, version_dir: str | Path, version: str
             if n_boot > o.n_bootstraps:
                 say(f"      drift.detectors.online.n_bootstraps={o.n_bootstraps} is too few for {x_ref.shape[1]} "
                     f"features at ert={o.ert:g}; using {n_boot}")
-            suite.online = timed("online", lambda: CVMDriftOnline(
-                x_ref, ert=o.ert, window_sizes=list(o.window_sizes), n_bootstraps=n_boot, verbose=False))
+            add("online", "CVMDriftOnline", x_ref, ert=float(o.ert), window_sizes=list(o.window_sizes),
+                n_bootstraps=n_boot)
         else:
-            from alibi_detect.cd import MMDDriftOnline
-
-            x_ref = _subsample(features.dense_matrix(pre, x_num, x_cat), o.reference_rows)
-            suite.online = timed("online", lambda: MMDDriftOnline(
-                x_ref, ert=o.ert, window_size=o.window_sizes[0], backend="pytorch", n_bootstraps=o.n_bootstraps,
-                verbose=False))
+            add("online", "MMDDriftOnline", _subsample(features.dense_matrix(pre, x_num, x_cat), o.reference_rows),
+                ert=float(o.ert), window_size=o.window_sizes[0], n_bootstraps=o.n_bootstraps)
     return suite
 
 
 def load_or_build(cfg: DriftDetectorsConfig, version_dir: str | Path, version: str, say=log.info) -> DetectorSuite:
     """The suite stored with the version when it matches ``cfg``; otherwise build one (and say why)."""
-    ensure_cwd()  # unpickling imports alibi-detect too
-    path = Path(version_dir) / DETECTORS_FILE
     key = config_key(cfg)
-    if path.exists():
-        suite = DetectorSuite.load(path)
-        if suite.config_key == key:
-            return suite
+    if (Path(version_dir) / DETECTORS_FILE).exists():
+        ensure_cwd()
+        from foundry.drift import detector_store
+
+        stored = detector_store.stored_config_key(version_dir)
+        if stored == key:
+            return detector_store.read(version_dir)
         say(f"the detectors stored with {version} were built from another drift.detectors config "
-            f"({suite.config_key} != {key}); building new ones")
+            f"({stored} != {key}); building new ones")
+    elif (Path(version_dir) / LEGACY_DETECTORS_FILE).exists():
+        say(f"{version} has only a pickled detector suite ({LEGACY_DETECTORS_FILE}, from before detectors were "
+            f"stored as data); it is never unpickled: building them")
     else:
         say(f"{version} has no stored detectors ({DETECTORS_FILE}); building them")
     return build_suite(cfg, version_dir, version, say)
 
 
-__all__ = ["DETECTORS_FILE", "DetectorResult", "DetectorSuite", "build_suite", "config_key", "load_or_build"]
+__all__ = ["DETECTORS_FILE", "DETECTOR_ARRAYS_FILE", "DETECTOR_FILES", "LEGACY_DETECTORS_FILE", "DetectorResult",
+           "DetectorSpec", "DetectorSuite", "build_suite", "config_dict", "config_key", "load_or_build"]

@@ -9,8 +9,8 @@ label, so the concept detector's reference error rate is the model's error on th
 
 Storage: the reference rows only, under ``<storage.monitoring>/<model>/new_normal/``, never in the
 registry (the production version is unchanged). The suite is rebuilt from them (seconds) when a
-monitor restarts rather than unpickled: only registry files, checked against their manifest, are
-ever unpickled (see ``foundry.drift.detectors``).
+monitor restarts rather than stored. The version's own stored detectors (``DETECTOR_FILES``, see
+``foundry.drift.detectors``) are not copied into the rebuild's directory: they belong to the old reference.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pandas as pd
 from foundry import storage
 from foundry.config import FoundryConfig, StorageConfig
 from foundry.drift import retrain
-from foundry.drift.detectors import DETECTORS_FILE, DetectorSuite, build_suite
+from foundry.drift.detectors import DETECTOR_FILES, DetectorSuite, build_suite
 from foundry.predictor import REFERENCE_FILE
 from foundry.registry import MANIFEST
 
@@ -69,7 +69,7 @@ def build(cfg: FoundryConfig, version_dir: str | Path, version: str, uri: str, s
     reference = read_reference(uri)
     with tempfile.TemporaryDirectory(prefix="foundry-new-normal-") as tmp:
         for f in Path(version_dir).iterdir():
-            if f.is_file() and f.name not in (REFERENCE_FILE, DETECTORS_FILE, MANIFEST):
+            if f.is_file() and f.name not in (REFERENCE_FILE, *DETECTOR_FILES, MANIFEST):
                 try:
                     os.symlink(f.resolve(), Path(tmp) / f.name)
                 except OSError:

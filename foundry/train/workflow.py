@@ -297,12 +297,12 @@ def _build_detectors(cfg: FoundryConfig, staging: Path, name: str, say) -> dict:
     """
     if not cfg.drift.enabled:
         return {"built": False, "reason": "drift.enabled=false"}
-    from foundry.drift.detectors import DETECTORS_FILE, build_suite
+    from foundry.drift.detectors import build_suite
 
     say("      building drift detectors on the reference sample")
     try:
         suite = build_suite(cfg.drift.detectors, staging, name, say=say)
-        suite.save(staging / DETECTORS_FILE)
+        suite.save(staging)  # DETECTOR_FILES: data only, never a pickle
     except Exception as exc:
         log.exception("building drift detectors failed")
         raise DriftSetupError(f"the drift detectors could not be built on the reference sample "

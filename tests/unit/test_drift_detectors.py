@@ -1,11 +1,16 @@
 """The drift detector suite on a real model version directory (built here, without Ray): every shipped
 ``conf/drift`` option builds its detectors, each flags the drift it is meant to and stays quiet on
 clean traffic, and a stored suite round-trips and is reused only by a monitor with the same config.
+
+A stored suite is data only (JSON and safetensors, ``foundry.drift.detector_store``): loading gives the
+same results without calibrating again, never unpickles anything, and refuses a file it did not write.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import pickle
 import shutil
 from pathlib import Path
@@ -24,6 +29,10 @@ from alibi_detect.cd import (
     MMDDriftOnline,
     TabularDrift,
 )
+from alibi_detect.cd.pytorch.lsdd import LSDDDriftTorch
+from alibi_detect.cd.pytorch.mmd_online import MMDDriftOnlineTorch
+from alibi_detect.utils.pytorch import kernels
+from safetensors.numpy import load_file, save_file
 
 from foundry import config, datasets
 from foundry.config import (
@@ -34,8 +43,12 @@ from foundry.config import (
     MultivariateMethod,
     OnlineMethod,
 )
+from foundry.drift.detector_store import KINDS, DetectorFileError
 from foundry.drift.detectors import (
+    DETECTOR_ARRAYS_FILE,
+    DETECTOR_FILES,
     DETECTORS_FILE,
+    LEGACY_DETECTORS_FILE,
     REFERENCE_FILE,
     DetectorResult,
     DetectorSuite,
@@ -267,30 +280,265 @@ def test_online_detection_flags_a_covariate_shift(option, suites, windows):
 # ---- persistence and reuse ------------------------------------------------------------------------------------
 
 
+# What a detector's constructor computes from its reference (or draws at random, or calibrates): each must come
+# back from the files exactly, or a loaded suite would not test like the one saved.
+FITTED_STATE = ("x_ref", "thresholds", "permit_probs", "ref_inds", "init_test_inds", "k_xx_sub_sum", "k_xx",
+                "kernel_centers", "k_xc", "H", "ref_cdf_ref", "sum_ref", "categories_per_feature", "n_kernel_centers")
+
+
+def _value(v):
+    if isinstance(v, torch.Tensor):
+        return v.detach().cpu().numpy()
+    if isinstance(v, list) and v and isinstance(v[0], torch.Tensor):
+        return np.asarray([t.item() for t in v])
+    return v
+
+
+def fitted_state(det) -> dict:
+    inner = getattr(det, "_detector", det)
+    state = {a: _value(getattr(inner, a)) for a in FITTED_STATE if getattr(inner, a, None) is not None}
+    if hasattr(inner, "kernel"):
+        state["log_sigma"] = _value(inner.kernel.log_sigma)
+    return state
+
+
+def assert_same_state(loaded, built) -> None:
+    want, got = fitted_state(built), fitted_state(loaded)
+    assert set(got) == set(want)
+    for key, value in want.items():
+        if isinstance(value, np.ndarray):
+            assert got[key].dtype == value.dtype, key
+            np.testing.assert_array_equal(got[key], value, err_msg=key)  # NaN (no threshold yet) == NaN
+        else:
+            assert got[key] == value, key
+
+
+def detectors_of(suite: DetectorSuite) -> dict:
+    return {**suite.window, **{n: getattr(suite, n) for n in ("concept", "online") if getattr(suite, n) is not None}}
+
+
 @pytest.mark.parametrize("option", CASES)
 def test_save_and_load_give_identical_results(option, suites, windows, tmp_path):
     suite = suites(option)
-    path = tmp_path / DETECTORS_FILE
-    suite.save(path)
-    loaded = DetectorSuite.load(path)
-    assert loaded.config_key == suite.config_key and loaded.version == suite.version
+    suite.save(tmp_path)
+    loaded = DetectorSuite.load(tmp_path)
+    assert loaded.config_key == suite.config_key and loaded.version == suite.version and loaded.task == suite.task
+    assert loaded.cfg == suite.cfg and loaded.build_seconds == suite.build_seconds
     assert loaded.names == suite.names and loaded.concept_reference_error == suite.concept_reference_error
     assert loaded.preprocessor == suite.preprocessor
+    built, back = detectors_of(suite), detectors_of(loaded)
+    assert list(back) == list(built)
+    for name, det in built.items():
+        assert isinstance(back[name], type(det)), name
+        assert_same_state(back[name], det)
     for scenario in ("baseline", "covariate_shift"):
         assert run_window(loaded, windows[scenario]) == run_window(suite, windows[scenario])
     if suite.concept is not None:
         stream = error_stream(min(suite.concept_reference_error + 0.4, 0.95), 200)
+        suite.reset_online()
         assert loaded.test_concept(stream) == suite.test_concept(stream)
     if suite.online is not None:
         x_num, x_cat, _ = windows["covariate_shift"]
+        suite.reset_online()
         assert loaded.update_online(x_num[:300], x_cat[:300]) == suite.update_online(x_num[:300], x_cat[:300])
+    suite.reset_online()
 
 
-def test_load_refuses_a_file_without_a_suite(tmp_path):
-    path = tmp_path / DETECTORS_FILE
-    path.write_bytes(pickle.dumps({"not": "a suite"}))
-    with pytest.raises(TypeError, match="DetectorSuite"):
-        DetectorSuite.load(path)
+def _refuse(*_, **__):
+    raise AssertionError("loading a stored suite must not fit or calibrate anything")
+
+
+# The options with a detector whose constructor fits something: a kernel (LSDD/MMD) or thresholds (online).
+FITTED = sorted({*options_with("multivariate"), *(o for o in CASES if _needs_calibration(detectors_cfg(o)))})
+
+
+@pytest.mark.parametrize("option", FITTED)
+def test_loading_never_calibrates_or_draws_again(option, suites, tmp_path, monkeypatch):
+    """The bootstrap calibration, the bandwidth inference and every random draw of a constructor are
+    replaced by what the files hold: with each of them made to fail, loading still succeeds."""
+    suite = suites(option)
+    suite.save(tmp_path)
+    with monkeypatch.context() as m:
+        for cls in (CVMDriftOnline, FETDriftOnline):
+            m.setattr(cls, "_configure_thresholds", _refuse)
+            m.setattr(cls, "_simulate_streams", _refuse)
+        m.setattr(MMDDriftOnlineTorch, "_configure_thresholds", _refuse)
+        m.setattr(MMDDriftOnlineTorch, "_configure_ref_subset", _refuse)
+        m.setattr(LSDDDriftTorch, "_configure_kernel_centers", _refuse)
+        m.setattr(kernels, "sigma_median", _refuse)  # the median heuristic for a kernel's bandwidth
+        m.setattr(torch, "randperm", _refuse)
+        m.setattr(np.random, "randn", _refuse)
+        m.setattr(np.random, "choice", _refuse)
+        loaded = DetectorSuite.load(tmp_path)
+    for name, det in detectors_of(suite).items():
+        assert_same_state(detectors_of(loaded)[name], det)
+
+
+def test_the_stored_files_are_data_only(suites, tmp_path):
+    suite = suites("default")
+    suite.save(tmp_path)
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted(DETECTOR_FILES)
+    header = json.loads((tmp_path / DETECTORS_FILE).read_text(encoding="utf-8"))  # plain JSON
+    assert header["detectors"]["multivariate"]["kind"] == "LSDDDrift"
+    assert header["arrays"] == {"file": DETECTOR_ARRAYS_FILE,
+                                "sha256": hashlib.sha256((tmp_path / DETECTOR_ARRAYS_FILE).read_bytes()).hexdigest()}
+    arrays = load_file(tmp_path / DETECTOR_ARRAYS_FILE)  # safetensors: a JSON header and raw numbers
+    assert {"tabular/x_ref", "multivariate/x_ref", "multivariate/log_sigma", "multivariate/kernel_centers",
+            "multivariate/k_xc", "prediction/x_ref", "concept/x_ref"} == set(arrays)
+    assert all(a.dtype.kind in "fiu" for a in arrays.values())
+    for name in DETECTOR_FILES:
+        assert not (tmp_path / name).read_bytes().startswith(b"\x80")  # a pickle's PROTO opcode
+
+
+class _Planted:
+    """A pickle that creates ``marker`` when unpickled: code running from a stored file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (self.marker.touch, ())
+
+
+def _plant(marker: Path) -> bytes:
+    payload = pickle.dumps(_Planted(marker))
+    probe = marker.with_name("probe")
+    pickle.loads(pickle.dumps(_Planted(probe)))  # the plant is live: unpickling it would run it
+    assert probe.exists()
+    probe.unlink()
+    return payload
+
+
+def test_a_planted_pickle_is_never_unpickled(version_dir, tmp_path):
+    vdir = tmp_path / "version"
+    shutil.copytree(version_dir, vdir)
+    marker = tmp_path / "ran"
+    payload = _plant(marker)
+    said: list[str] = []
+
+    (vdir / LEGACY_DETECTORS_FILE).write_bytes(payload)  # a pickle under the old name is ignored
+    suite = load_or_build(detectors_cfg("light"), vdir, "asked-for", say=said.append)
+    assert suite.version == "asked-for" and any("never unpickled" in s for s in said)
+
+    (vdir / DETECTORS_FILE).write_bytes(payload)  # and refused under the new one
+    with pytest.raises(DetectorFileError, match="not JSON") as err:
+        load_or_build(detectors_cfg("light"), vdir, "asked-for", say=said.append)
+    assert err.value.path == vdir / DETECTORS_FILE
+
+    suite.save(vdir)  # as arrays, with a checksum that matches
+    (vdir / DETECTOR_ARRAYS_FILE).write_bytes(payload)
+    header = json.loads((vdir / DETECTORS_FILE).read_text())
+    header["arrays"]["sha256"] = hashlib.sha256(payload).hexdigest()
+    (vdir / DETECTORS_FILE).write_text(json.dumps(header))
+    with pytest.raises(DetectorFileError, match="not a safetensors file") as err:
+        DetectorSuite.load(vdir)
+    assert err.value.path == vdir / DETECTOR_ARRAYS_FILE
+    assert not marker.exists()
+
+
+def _set(path: str, value):
+    def change(header: dict, arrays: dict) -> None:
+        *parents, last = path.split(".")
+        obj = header
+        for key in parents:
+            obj = obj[key]
+        obj[last] = value
+    return change
+
+
+def _drop(path: str):
+    def change(header: dict, arrays: dict) -> None:
+        *parents, last = path.split(".")
+        obj = header
+        for key in parents:
+            obj = obj[key]
+        del obj[last]
+    return change
+
+
+def _array(key: str, value=None):
+    def change(header: dict, arrays: dict) -> None:
+        if value is None:
+            del arrays[key]
+        else:
+            arrays[key] = value(arrays.get(key))
+    return change
+
+
+# (option, change, file, field): every kind of wrong content is refused naming the file and the field
+TAMPERED = {
+    "kind names code": ("default", _set("detectors.tabular.kind", "builtins.eval"), DETECTORS_FILE,
+                        "detectors.tabular.kind"),
+    "kind of another config": ("default", _set("detectors.multivariate.kind", "MMDDrift"), DETECTORS_FILE,
+                               "detectors.multivariate.kind"),
+    "argument smuggled in": ("default", _set("detectors.multivariate.args.preprocess_fn", "os.system"),
+                             DETECTORS_FILE, "detectors.multivariate.args"),
+    "argument of the wrong type": ("default", _set("detectors.prediction.args.p_val", "0.05"), DETECTORS_FILE,
+                                   "detectors.prediction.args.p_val"),
+    "column out of range": ("default", _set("detectors.tabular.args.categorical_columns", [8, 99]), DETECTORS_FILE,
+                            "detectors.tabular.args.categorical_columns"),
+    "config of the wrong type": ("default", _set("config.tabular.p_val", "high"), DETECTORS_FILE,
+                                 "config.tabular.p_val"),
+    "config enum unknown": ("default", _set("config.multivariate.method", "__import__"), DETECTORS_FILE,
+                            "config.multivariate.method"),
+    "config interpolation": ("default", _set("config.tabular.correction", "${oc.env:HOME}"), DETECTORS_FILE,
+                             "config.tabular.correction"),
+    "config key of another config": ("default", _set("config_key", "0" * 16), DETECTORS_FILE, "config_key"),
+    "detector disabled in the config": ("light", _set("detectors.multivariate", {"kind": "LSDDDrift", "args": {}}),
+                                        DETECTORS_FILE, "detectors.multivariate"),
+    "field missing": ("default", _drop("names"), DETECTORS_FILE, "(top level)"),
+    "unknown format": ("default", _set("format", 2), DETECTORS_FILE, "format"),
+    "unknown task": ("default", _set("task", "evil"), DETECTORS_FILE, "task"),
+    "names disagree with the reference": ("default", _set("names.prediction", ["a", "b"]), DETECTORS_FILE,
+                                          "names.prediction"),
+    "arrays elsewhere": ("default", _set("arrays.file", "../elsewhere.safetensors"), DETECTORS_FILE, "arrays.file"),
+    "arrays changed": ("default", _set("arrays.sha256", "0" * 64), DETECTORS_FILE, "arrays.sha256"),
+    "array missing": ("default", _array("multivariate/kernel_centers"), DETECTOR_ARRAYS_FILE,
+                      "multivariate/kernel_centers"),
+    "array of another shape": ("default", _array("multivariate/k_xc", lambda a: a[:-1]), DETECTOR_ARRAYS_FILE,
+                               "multivariate/k_xc"),
+    "array smuggled in": ("default", _array("tabular/extra", lambda a: np.zeros(3)), DETECTOR_ARRAYS_FILE,
+                          "(arrays)"),
+    "reference not finite": ("default", _array("prediction/x_ref", lambda a: a * np.nan), DETECTOR_ARRAYS_FILE,
+                             "prediction/x_ref"),
+    "thresholds of other windows": ("online+cvm", _set("detectors.online.args.window_sizes", [30]),
+                                    DETECTOR_ARRAYS_FILE, "online/thresholds"),
+    "thresholds missing": ("online+cvm", _array("concept/permit_probs"), DETECTOR_ARRAYS_FILE,
+                           "concept/permit_probs"),
+    "indices as floats": ("online+mmd", _array("online/ref_inds", lambda a: a.astype(np.float32)),
+                          DETECTOR_ARRAYS_FILE, "online/ref_inds"),
+    "reference refused by alibi-detect": ("default", _array("concept/x_ref", lambda a: a * 0 + 2), DETECTORS_FILE,
+                                          "detectors.concept"),
+    "window longer than the reference allows": ("online+mmd", _set("detectors.online.args.window_size", 150),
+                                                DETECTORS_FILE, "detectors.online.args.window_size"),
+    "names missing": ("default", _drop("names.tabular"), DETECTORS_FILE, "names"),
+    "indices out of range": ("online+mmd", _array("online/init_test_inds", lambda a: a + 10_000),
+                             DETECTOR_ARRAYS_FILE, "online/init_test_inds"),
+    "indices overlapping": ("online+mmd", _array("online/init_test_inds", lambda a: a * 0 + 1), DETECTOR_ARRAYS_FILE,
+                            "online/init_test_inds"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_load_refuses_what_it_did_not_write(case, suites, tmp_path):
+    option, change, file, field = TAMPERED[case]
+    suites(option).save(tmp_path)
+    header = json.loads((tmp_path / DETECTORS_FILE).read_text())
+    arrays = dict(load_file(tmp_path / DETECTOR_ARRAYS_FILE))
+    change(header, arrays)
+    save_file(arrays, tmp_path / DETECTOR_ARRAYS_FILE)
+    if field != "arrays.sha256":
+        header["arrays"]["sha256"] = hashlib.sha256((tmp_path / DETECTOR_ARRAYS_FILE).read_bytes()).hexdigest()
+    (tmp_path / DETECTORS_FILE).write_text(json.dumps(header))
+    with pytest.raises(DetectorFileError) as err:
+        DetectorSuite.load(tmp_path)
+    assert (err.value.path.name, err.value.field) == (file, field), str(err.value)
+    assert str(err.value).startswith(f"{tmp_path / file}: {field}: ")
+
+
+def test_every_kind_round_trips_in_some_option(suites):
+    """The round-trip tests above cover every kind the store knows."""
+    assert {spec.kind for option in CASES for spec in suites(option).specs.values()} == set(KINDS)
 
 
 def test_load_or_build_uses_the_stored_suite_only_for_the_same_config(version_dir, tmp_path):
@@ -302,7 +550,7 @@ def test_load_or_build_uses_the_stored_suite_only_for_the_same_config(version_di
     first = load_or_build(stored_cfg, vdir, "built-here", say=said.append)
     assert first.version == "built-here" and any("no stored detectors" in s for s in said)
 
-    build_suite(stored_cfg, vdir, "stored", say=lambda _: None).save(vdir / DETECTORS_FILE)
+    build_suite(stored_cfg, vdir, "stored", say=lambda _: None).save(vdir)
     said.clear()
     same = load_or_build(detectors_cfg("light"), vdir, "asked-for", say=said.append)
     assert same.version == "stored" and said == []
@@ -311,6 +559,15 @@ def test_load_or_build_uses_the_stored_suite_only_for_the_same_config(version_di
     rebuilt = load_or_build(other_cfg, vdir, "asked-for", say=said.append)
     assert rebuilt.version == "asked-for" and rebuilt.config_key == config_key(other_cfg) != same.config_key
     assert any("another drift.detectors config" in s for s in said)
+
+    # A suite from a config this code cannot even read (another schema) is rebuilt too, not refused.
+    header = json.loads((vdir / DETECTORS_FILE).read_text())
+    header["config"]["tabular"]["a_later_setting"] = 1
+    header["config_key"] = "0" * 16
+    (vdir / DETECTORS_FILE).write_text(json.dumps(header))
+    said.clear()
+    assert load_or_build(stored_cfg, vdir, "asked-for", say=said.append).version == "asked-for"
+    assert any("another drift.detectors config (0000000000000000 != " in s for s in said)
 
 
 def test_config_key_follows_every_detector_setting():
