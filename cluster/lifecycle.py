@@ -97,14 +97,25 @@ def wait_until_up(cfg: ClusterConfig, timeout: float, poll: float = 0.5) -> Prob
     return last
 
 
-def submit_hint(cfg: ClusterConfig) -> str:
-    """The command a user runs next; spelled out because it fails without RAY_AUTH_MODE=token."""
+def _auth_prefix(cfg: ClusterConfig) -> str:
     prefix = "RAY_AUTH_MODE=token "
     env = head_env(cfg, base={})
     if ray_runtime.TOKEN_PATH_ENV in env:
         prefix += f"{ray_runtime.TOKEN_PATH_ENV}={env[ray_runtime.TOKEN_PATH_ENV]} "
-    return (f"{prefix}RAY_ADDRESS={ray_runtime.dashboard_url(cfg)} "
+    return prefix
+
+
+def submit_hint(cfg: ClusterConfig) -> str:
+    """The command a user runs next; spelled out because it fails without RAY_AUTH_MODE=token."""
+    return (f"{_auth_prefix(cfg)}RAY_ADDRESS={ray_runtime.dashboard_url(cfg)} "
             "ray job submit --working-dir . -- python -m jobs.train")
+
+
+def cli_hint(cfg: ClusterConfig) -> str:
+    """A ``ray`` CLI call on the GCS; a loopback cluster also needs ``LOOPBACK_ONLY_ENV=0``, or the
+    CLI dials the host's IP, where nothing of this cluster listens."""
+    loopback = f"{ray_runtime.LOOPBACK_ONLY_ENV}=0 " if ray_runtime.is_loopback_host(cfg.head_host) else ""
+    return f"{loopback}{_auth_prefix(cfg)}ray status --address={ray_runtime.gcs_address(cfg)}"
 
 
 def _print_summary(cfg: ClusterConfig, out: Printer, token_file) -> None:
@@ -116,6 +127,8 @@ def _print_summary(cfg: ClusterConfig, out: Printer, token_file) -> None:
         out(f"  Auth token:  from ${ray_runtime.TOKEN_ENV}")
     out("Submit a job with:")
     out(f"  {submit_hint(cfg)}")
+    out("Ray CLI:")
+    out(f"  {cli_hint(cfg)}")
 
 
 def _tail(text: str, lines: int = 30) -> str:

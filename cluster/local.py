@@ -5,11 +5,16 @@ They are kept free of side effects so that the exact command can be unit-tested 
 that a later cluster kind (Ray's fake multi-node autoscaler for ``cluster=local``) only has to add
 its flags here (``--autoscaling-config=...``) while ``up``/``down``/``status`` stay as they are.
 
-Network caveat (Ray 2.60 on Linux, verified): only the dashboard honours 127.0.0.1. Ray replaces a
-loopback ``--node-ip-address`` with the machine's routable IP (``services.resolve_ip_for_localhost``),
-so the node registers and its raylet, agents and Ray client server listen on that IP, and the GCS
-binds every interface (``*:port``) whatever the flags say. Token auth is therefore what protects
-these ports, not the bind address; on a shared or exposed host, also firewall them.
+Loopback only (Ray 2.60 on Linux, verified with ``ss``): Ray replaces a loopback
+``--node-ip-address`` with the machine's routable IP (``services.resolve_ip_for_localhost``), and
+then its GCS, raylets and workers bind every interface (their gRPC servers bind 127.0.0.1 only when
+the node IP *is* 127.0.0.1) while the agents and the Ray client server bind that IP. With
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (``ray_runtime.LOOPBACK_ONLY_ENV``) Ray keeps 127.0.0.1, so
+``head_env`` sets it whenever ``head_host`` is loopback: every process of the cluster (the fake worker
+nodes the autoscaler starts included) inherits it and binds 127.0.0.1, and jobs get
+``RAY_ADDRESS=127.0.0.1:<port>``. What Ray still binds elsewhere, and what guards it:
+``cluster.listeners.ALLOWED`` (README, "What listens where"). Clients outside the cluster need the
+variable too; ``ray_runtime.connect`` sets it for loopback addresses.
 """
 
 from __future__ import annotations
@@ -41,8 +46,18 @@ def ray_executable() -> str:
     return found
 
 
+def loopback_interface() -> str | None:
+    """The loopback network interface's name (``lo`` on Linux, ``lo0`` on macOS), or None."""
+    try:
+        names = {name for _, name in socket.if_nameindex()}
+    except OSError:
+        return None
+    return next((n for n in ("lo", "lo0") if n in names), None)
+
+
 def head_env(cfg: ClusterConfig, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for ``ray start``: the caller's, plus ``cfg.env``, plus token auth.
+    """The environment for ``ray start``: the caller's, plus ``cfg.env``, loopback-only binding for a
+    loopback ``head_host``, plus token auth.
 
     ``cfg.env`` is applied here because Ray processes read most settings (e.g.
     ``RAY_SERVE_THROUGHPUT_OPTIMIZED``) from their environment at start, and every worker and job
@@ -60,6 +75,16 @@ def head_env(cfg: ClusterConfig, base: Mapping[str, str] | None = None) -> dict[
         env["PATH"] = os.pathsep.join([bin_dir, path]) if path else bin_dir
     env.update({str(k): str(v) for k, v in (cfg.env or {}).items()})
     env.update(autoscaling.env(cfg))
+    if ray_runtime.is_loopback_host(cfg.head_host):
+        # Keep --node-ip-address=127.0.0.1 as given, so every listener Ray can bind to loopback is
+        # (see the module docstring); set after cfg.env so that no config can undo it.
+        env[ray_runtime.LOOPBACK_ONLY_ENV] = "0"
+        # Ray Train's gloo process group binds the address the hostname resolves to, a LAN IP on many
+        # hosts; all ranks share this machine, so the loopback interface suffices (cfg.env or the shell may
+        # set another).
+        lo = loopback_interface()
+        if lo is not None:
+            env.setdefault("GLOO_SOCKET_IFNAME", lo)
     env[ray_runtime.AUTH_MODE_ENV] = "token"
     if not env.get(ray_runtime.TOKEN_ENV) and not env.get(ray_runtime.TOKEN_PATH_ENV):
         configured = Path(os.path.expanduser(cfg.token_path)).resolve()

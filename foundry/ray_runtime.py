@@ -29,6 +29,13 @@ AUTH_MODE_ENV = "RAY_AUTH_MODE"
 TOKEN_ENV = "RAY_AUTH_TOKEN"
 TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
 DEFAULT_TOKEN_PATH = "~/.ray/auth_token"
+# Ray replaces a loopback address (127.0.0.1, localhost, ::1) by this machine's routable IP, in
+# `ray start --node-ip-address` and in every client's `ray.init(address=...)`, unless this is "0"
+# (ray._private.services.resolve_ip_for_localhost -> get_node_ip_address; ray_constants reads it at
+# import). The local cluster runs with it (cluster.local.head_env), so its GCS, raylets and agents bind
+# 127.0.0.1; a client outside the cluster needs it too, or it dials the host IP where nothing listens.
+LOOPBACK_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_RAY_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")  # ray._common.network_utils.is_localhost
 
 _NO_CLUSTER_HINT = (
     "start the local cluster with `python -m cluster up`, or point ray.address "
@@ -145,6 +152,24 @@ def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
+def is_loopback_host(host: str) -> bool:
+    """A host Ray treats as loopback (and rewrites unless ``LOOPBACK_ONLY_ENV=0``)."""
+    return host.strip().lower() in _RAY_LOOPBACK_NAMES
+
+
+def keep_loopback_addresses() -> None:
+    """Make Ray in this process (and its children) keep 127.0.0.1 instead of the host's IP.
+
+    Needed to reach the loopback-only local cluster. It changes nothing for other addresses: Ray
+    only rewrites loopback ones. An explicit ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` is respected.
+    """
+    os.environ.setdefault(LOOPBACK_ONLY_ENV, "0")
+    if "ray" in sys.modules and os.environ[LOOPBACK_ONLY_ENV] == "0":
+        from ray._private import ray_constants  # already imported: it read the variable too early
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def _split_host_port(address: str) -> tuple[str, int] | None:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -190,6 +215,8 @@ def connect(address: str | None = None, driver_env: dict[str, str] | None = None
     if target == "local":
         raise FoundryError(f"ray address 'local' would start a private Ray instance; {_NO_CLUSTER_HINT}")
     hostport = None if target.startswith("ray://") or target == "auto" else _split_host_port(target)
+    if target == "auto" or (hostport is not None and is_loopback_host(hostport[0])):
+        keep_loopback_addresses()  # "auto" finds the address `ray start` recorded: 127.0.0.1 for ours
     if hostport is not None and not port_open(*hostport):
         # ray.init would otherwise retry an unreachable GCS for up to a minute before failing.
         raise FoundryError(f"no Ray cluster answers at {target}; {_NO_CLUSTER_HINT}")
