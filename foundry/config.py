@@ -150,8 +150,33 @@ class TrainerConfig:
 
 
 @dataclass
+class StorageTablesConfig:
+    """The append-heavy tables (live rows, labels, events; foundry/tables.py): how often they are written
+    and merged."""
+
+    live_flush_s: float = 10.0  # the monitor writes the live rows it took in one file this often
+    compact_after_s: float = 300.0  # files older than this are merged, one file per hour partition
+    maintain_every_s: float = 300.0  # how often the monitor compacts and expires (0: never; see `foundry.maintain`)
+
+
+@dataclass
+class StorageRetentionConfig:
+    """How long each store keeps data, in days (0: forever). Enforced by the monitor's maintenance."""
+
+    live_days: float = 30.0
+    feedback_days: float = 180.0
+    events_days: float = 365.0
+    ledger_days: float = 2.0  # answered request ids (the label ledger needs serve.feedback.window_s of them)
+    rejected_versions_days: float = 30.0  # versions that lost the gate and no alias ever pointed at
+    checkpoints_days: float = 30.0  # training checkpoints of runs that ended
+    retrain_sets_days: float = 90.0  # the data sets retrain episodes trained on
+
+
+@dataclass
 class StorageConfig:
     root: str = MISSING
+    tables: StorageTablesConfig = field(default_factory=StorageTablesConfig)
+    retention: StorageRetentionConfig = field(default_factory=StorageRetentionConfig)
 
     @property
     def registry(self) -> str:
@@ -281,12 +306,36 @@ class ServeAutoscalingConfig:
 
 @dataclass
 class ServeAuthConfig:
-    """The API key required on /predict, /feedback and /model; turning it off must be explicit."""
+    """The API keys required on /predict, /model and /feedback; turning them off must be explicit.
+    A feedback key (``feedback_key_env`` or ``feedback_key_file``) makes /feedback take only it."""
 
     enabled: bool = True
     api_key_env: str | None = "FOUNDRY_API_KEY"
     api_key_file: str | None = None
-    api_key_sha256_env: str | None = "FOUNDRY_API_KEY_SHA256"
+    api_key_sha256_env: str | None = "FOUNDRY_API_KEY_SHA256"  # carries salted digests (foundry.serving.auth)
+    feedback_key_env: str | None = None
+    feedback_key_file: str | None = None
+    feedback_key_sha256_env: str | None = "FOUNDRY_FEEDBACK_KEY_SHA256"
+
+
+class RepeatLabelPolicy(str, Enum):
+    """A second label for a request id that already has one (foundry/serving/ledger.py)."""
+
+    refuse = "refuse"  # 409: the first label stands
+    correct = "correct"  # taken and stored as a correction (column ``correction``); readers take the newest
+
+
+@dataclass
+class ServeFeedbackConfig:
+    """Labels with provenance: only for ids this model answered within ``window_s``, once."""
+
+    provenance: bool = True
+    window_s: float = 86_400.0  # a label later than this after its answer is refused (404)
+    on_repeat: RepeatLabelPolicy = RepeatLabelPolicy.refuse
+    max_ids: int = 20_000_000  # answered ids remembered (8 bytes each); the oldest go first beyond it
+    handover_s: float = 0.2  # replicas hand the ids they answered to the ledger this often (one call each)
+    grace_s: float = 2.0  # how long an id not yet handed over by the replica that answered it is waited for
+    flush_s: float = 0.5  # labels are written in one file per replica per flush; /feedback answers after it
 
 
 @dataclass
@@ -318,6 +367,7 @@ class ServeConfig:
     access_log: bool = True
     auth: ServeAuthConfig = field(default_factory=ServeAuthConfig)
     limits: ServeLimitsConfig = field(default_factory=ServeLimitsConfig)
+    feedback: ServeFeedbackConfig = field(default_factory=ServeFeedbackConfig)
     input_policy: ServeInputPolicyConfig = field(default_factory=ServeInputPolicyConfig)
 
 
@@ -668,6 +718,9 @@ class MonitorActorConfig:
     max_restarts: int = -1
     poll_interval_s: float = 1.0
     retain_rows: int = 50000
+    # Rows (and labels, and roll-out answers) waiting for a round, each: beyond it ``ingest`` takes a
+    # uniform sample of what fits, counts the rest (``rows_dropped``) and tells the sink, which backs off.
+    max_queued_rows: int = 20000
     history_rounds: int = 2000  # test rounds kept in memory for DriftMonitor.rounds() (plots, the demo)
     follow_served_version: bool = True  # re-base when Serve answers with another version (swapped outside)
 
@@ -1060,10 +1113,37 @@ def _check_serve(s: ServeConfig) -> None:
                  "auth is on but neither api_key_env nor api_key_file is set "
                  "(set serve.auth.enabled=false to run without a key, explicitly)")
         _require(bool(s.auth.api_key_file) or bool(s.auth.api_key_sha256_env), "serve.auth.api_key_sha256_env",
-                 "must name the variable that carries the key's SHA-256 to the replicas (or set api_key_file)")
+                 "must name the variable that carries the key's digests to the replicas (or set api_key_file)")
+        fa = s.auth
+        if fa.feedback_key_env or fa.feedback_key_file:
+            _require(bool(fa.feedback_key_file) or bool(fa.feedback_key_sha256_env), "serve.auth.feedback_key_sha256_env",
+                     "must name the variable that carries the feedback key's digests to the replicas "
+                     "(or set feedback_key_file)")
+            for name in ("env", "file", "sha256_env"):
+                mine, theirs = getattr(fa, f"feedback_key_{name}"), getattr(fa, f"api_key_{name}")
+                _require(not mine or mine != theirs, f"serve.auth.feedback_key_{name}",
+                         f"must differ from serve.auth.api_key_{name} ({theirs}): the feedback key is a separate key")
     _require(s.limits.max_rows >= 1, "serve.limits.max_rows", f"must be >= 1, got {s.limits.max_rows}")
     _require(s.limits.max_body_bytes >= 1024, "serve.limits.max_body_bytes",
              f"must be >= 1024, got {s.limits.max_body_bytes}")
+    f = s.feedback
+    _require(f.window_s > 0, "serve.feedback.window_s", f"must be > 0, got {f.window_s}")
+    _require(f.max_ids >= 1000, "serve.feedback.max_ids", f"must be >= 1000, got {f.max_ids}")
+    _require(0 <= f.grace_s <= 60, "serve.feedback.grace_s", f"must be in [0, 60], got {f.grace_s}")
+    _require(0 < f.handover_s <= f.grace_s or f.grace_s == 0, "serve.feedback.handover_s",
+             f"must be > 0 and <= grace_s ({f.grace_s}), got {f.handover_s}: else a label sent right after its "
+             "answer finds its id not handed over yet")
+    _require(0 < f.flush_s <= 60, "serve.feedback.flush_s", f"must be in (0, 60], got {f.flush_s}")
+
+
+def _check_storage(st: StorageConfig) -> None:
+    _require(bool(st.root), "storage.root", "must not be empty")
+    t = st.tables
+    _require(0 < t.live_flush_s <= 600, "storage.tables.live_flush_s", f"must be in (0, 600], got {t.live_flush_s}")
+    _require(t.compact_after_s >= 10, "storage.tables.compact_after_s", f"must be >= 10, got {t.compact_after_s}")
+    _require(t.maintain_every_s >= 0, "storage.tables.maintain_every_s", f"must be >= 0, got {t.maintain_every_s}")
+    for key, days in vars(st.retention).items():
+        _require(days >= 0, f"storage.retention.{key}", f"must be >= 0 days (0 keeps forever), got {days}")
 
 
 _SERVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -1216,11 +1296,15 @@ def validate(cfg: FoundryConfig) -> FoundryConfig:
     """Check what types cannot: ranges, sums and cross-field rules. Raises ConfigError naming the key."""
     _require(bool(cfg.model_name) and "/" not in cfg.model_name, "model_name",
              f"must be a non-empty name without '/', got {cfg.model_name!r}")
-    _require(bool(cfg.storage.root), "storage.root", "must not be empty")
+    _check_storage(cfg.storage)
     _check_data(cfg.data)
     _check_model(cfg.model)
     _check_trainer(cfg.trainer)
     _check_serve(cfg.serve)
+    ledger_days = cfg.storage.retention.ledger_days
+    _require(ledger_days == 0 or ledger_days * 86_400 >= cfg.serve.feedback.window_s, "storage.retention.ledger_days",
+             f"keeps answered ids {ledger_days} days, less than serve.feedback.window_s "
+             f"({cfg.serve.feedback.window_s:g} s): labels in between would be refused after a restart")
     _check_cluster(cfg.cluster)
     _check_promotion(cfg.promotion)
     _check_drift(cfg.drift, cfg.data.task)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 
 from foundry import config_sources, storage
 from foundry.cli import run_or_exit
@@ -118,7 +119,9 @@ def _monitor(cfg: FoundryConfig) -> None:
         print("    " + rollout_line(status.get("rollout") or {}))
     except ValueError:
         print(f"  no monitor {name!r} running (start it: python -m jobs.monitor)")
-    for e in read_events(cfg.storage.root, cfg.model_name)[-RECENT_JOBS:]:
+    # The last week only: the read follows the range, not the length of the history.
+    since = datetime.now(timezone.utc) - timedelta(days=7)
+    for e in read_events(cfg.storage.root, cfg.model_name, since=since)[-RECENT_JOBS:]:
         print("  " + format_event(e))
 
 

@@ -112,6 +112,43 @@ class LateLabels:
         self._release(everything=True)
 
 
+class LabelPoster:
+    """Labels go to /feedback from a thread of their own, gathered for ``gather_s`` into requests of at
+    most ``max_labels``, the way a business sends them: /feedback answers once its labels are stored
+    (a group commit, ``serve.feedback.flush_s``), so posting inline would throttle the predictions."""
+
+    def __init__(self, post, gather_s: float = 0.25, max_labels: int = 500):
+        self.post = post
+        self.gather_s = gather_s
+        self.max_labels = max_labels
+        self.pending: list[dict] = []
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="label-poster", daemon=True)
+        self._thread.start()
+
+    def add(self, labels: list[dict]) -> None:
+        with self.lock:
+            self.pending.extend(labels)
+
+    def _send(self) -> None:
+        while True:
+            with self.lock:
+                batch, self.pending = self.pending[:self.max_labels], self.pending[self.max_labels:]
+            if not batch:
+                return
+            self.post(batch)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.gather_s):
+            self._send()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self._send()
+
+
 class TrafficGenerator:
     def __init__(self, url: str, api_key: str, rows_per_request: int = 20, concurrency: int = 4,
                  feedback: bool = True, timeout_s: float = 30.0, retries: int = 0, label_delay_rows: int = 0,
@@ -126,12 +163,15 @@ class TrafficGenerator:
         self.log = TrafficLog()
         # Labels arrive label_delay_rows answered rows / label_delay_s seconds after their predictions
         # (0: at once, as a demo would send them; a real business learns the outcome later).
-        self.late = LateLabels(self._post_labels, label_delay_rows, label_delay_s) \
-            if (label_delay_rows or label_delay_s) else None
+        self.poster = LabelPoster(self._post_labels) if feedback else None
+        self.late = LateLabels(self.poster.add, label_delay_rows, label_delay_s) \
+            if feedback and (label_delay_rows or label_delay_s) else None
 
     def close(self) -> None:
         if self.late is not None:
             self.late.flush()
+        if self.poster is not None:
+            self.poster.close()
         self.client.close()
 
     def _post_labels(self, labels: list[dict]) -> None:
@@ -167,7 +207,7 @@ class TrafficGenerator:
                 if self.late is not None:
                     self.late.add(len(rows), fb)
                 else:
-                    self._post_labels(fb)
+                    self.poster.add(fb)
         self.log.add(record)
 
     def send(self, scenario: str, rows: int, seed: int, phase: str | None = None,

@@ -25,7 +25,7 @@ from ray import serve
 
 from foundry import config
 from foundry.serving.app import build_app
-from foundry.serving.auth import ApiKeyChecker, load_key_digest
+from foundry.serving.auth import replica_checker
 from foundry.serving.deploy_config import DEPLOYMENT_NAME
 from foundry.serving.holder import ModelSpec
 from foundry.serving.metrics import RayServeMetrics
@@ -41,10 +41,9 @@ class FoundryPredictor:
         self.cfg = config.from_container(config_data)
         s = self.cfg.serve
         configure_torch(s.torch_threads)
-        self.auth = ApiKeyChecker.from_digest(load_key_digest(s.auth))  # no key fails the replica, never opens it
-        if not self.auth.enabled:
-            logger.warning("serve.auth.enabled=false: /predict, /feedback and /model accept requests without a key")
-        self.service = PredictionService(self.cfg, RayServeMetrics(), sink=_monitor_sink(self.cfg))
+        self.auth = replica_checker(s.auth, logger)  # no key fails the replica, never opens it
+        self.service = PredictionService(self.cfg, RayServeMetrics(), sink=_monitor_sink(self.cfg),
+                                         label_ledger=_label_ledger(self.cfg))
         self.batching = s.batching.enabled
         self._predict_batched.set_max_batch_size(s.batching.max_batch_size)
         self._predict_batched.set_batch_wait_timeout_s(s.batching.batch_wait_timeout_s)
@@ -101,6 +100,26 @@ def _monitor_sink(cfg: config.FoundryConfig):
     m = cfg.drift.monitor
     return MonitorSink(cfg.drift.sink, monitor_name(m.name_prefix, cfg.model_name), m.namespace,
                        count=sink_counter(cfg.model_name)).start()
+
+
+def _label_ledger(cfg: config.FoundryConfig):
+    """The model's label ledger (one detached async actor per model and storage root, shared by every
+    replica and kept across deploys), or None with ``serve.feedback.provenance=false``."""
+    if not cfg.serve.feedback.provenance:
+        logger.warning("serve.feedback.provenance=false: /feedback takes labels for any request id, repeatedly")
+        return None
+    import ray
+
+    from foundry.serving.ledger import LedgerActor, ledger_actor_name
+    from foundry.serving.service import RemoteLedger
+
+    f = cfg.serve.feedback
+    handle = ray.remote(LedgerActor).options(
+        name=ledger_actor_name(cfg.model_name, cfg.storage.root), namespace=cfg.drift.monitor.namespace,
+        lifetime="detached", get_if_exists=True, num_cpus=0, max_restarts=-1, max_task_retries=3,
+    ).remote(cfg.storage.root, cfg.model_name, f.window_s, f.max_ids, f.on_repeat.value,
+             f.grace_s)
+    return RemoteLedger(handle)
 
 
 async def _rollout_evidence(cfg: config.FoundryConfig) -> dict[str, Any]:

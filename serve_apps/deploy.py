@@ -8,10 +8,12 @@
   ``serveConfigV2``) instead of deploying. The API key is never written into it.
 - ``--delete``: remove the application (other applications stay).
 
-The API key: with ``serve.auth.api_key_file`` unset, the key is read from ``$FOUNDRY_API_KEY``
-(``serve.auth.api_key_env``) of *this* process (or its digest from ``$FOUNDRY_API_KEY_SHA256``) and
-only its SHA-256 is handed to the replicas in the application's ``runtime_env`` (Ray logs
-runtime_envs). Also runs as a Ray job: ``ray job submit -- python -m serve_apps.deploy ...``.
+The API keys: with ``serve.auth.api_key_file`` unset, the key(s) are read from ``$FOUNDRY_API_KEY``
+(``serve.auth.api_key_env``) of *this* process (or their digests from ``$FOUNDRY_API_KEY_SHA256``) and
+only salted digests are handed to the replicas in the application's ``runtime_env`` (Ray logs
+runtime_envs); the same for a feedback key (``serve.auth.feedback_key_env``). A redeploy with the same
+keys keeps the running application's digests, so it changes nothing but ``user_config``. Also runs
+as a Ray job: ``ray job submit -- python -m serve_apps.deploy ...``.
 
 Exit codes: 0 deployed, 2 bad configuration or key, 4 registry problem (unknown or broken
 version), 5 Serve failed to deploy.
@@ -29,7 +31,7 @@ import yaml
 from foundry import config_sources
 from foundry.cli import run_or_exit
 from foundry.config import FoundryConfig
-from foundry.serving.auth import load_key_digest
+from foundry.serving.auth import carried_digests
 from foundry.serving.deploy_config import build_serve_config
 
 __all__ = ["api_key_runtime_env", "build_serve_config", "main"]
@@ -53,14 +55,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def api_key_runtime_env(cfg: FoundryConfig) -> dict | None:
-    """Pass the key's digest from this process's environment to the replicas (checked here, so a
-    missing key fails the deploy instead of every replica). A key file is read by the replicas
-    themselves: it may exist only on the cluster's nodes (a mounted secret), so it is not looked for here."""
-    auth = cfg.serve.auth
-    if not auth.enabled or auth.api_key_file:
+def api_key_runtime_env(cfg: FoundryConfig, deployed_env_vars: dict[str, str] | None = None) -> dict | None:
+    """Pass the keys' salted digests (predict and, if configured, feedback) from this process's
+    environment to the replicas (checked here, so a missing or weak key fails the deploy instead of
+    every replica). A key file is read by the replicas themselves: it may exist only on the cluster's
+    nodes (a mounted secret), so it is not looked for here. ``deployed_env_vars``: the running
+    application's; digests there that stand for exactly the same keys are kept (a fresh salt would
+    change the runtime_env and so restart every replica)."""
+    env_vars = carried_digests(cfg.serve.auth, previous=deployed_env_vars)
+    return {"env_vars": env_vars} if env_vars else None
+
+
+def _deployed_env_vars(app_name: str) -> dict[str, str] | None:
+    """The running application's runtime_env variables, or None (not deployed, or Serve not running)."""
+    from ray.serve.exceptions import RayServeException
+
+    from foundry.serving import control
+
+    try:
+        app = control.deployed_apps().get(app_name) or {}
+    except RayServeException:
         return None
-    return {"env_vars": {auth.api_key_sha256_env: load_key_digest(auth).hex()}}
+    return (app.get("runtime_env") or {}).get("env_vars") or None
 
 
 def _address(cfg: FoundryConfig) -> str | None:
@@ -96,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         control.delete_app(cfg.serve.app_name)
         print(f"deleted Serve application {cfg.serve.app_name!r}")
         return 0
+    deployed_env_vars = _deployed_env_vars(cfg.serve.app_name) if runtime_env else None
+    if deployed_env_vars:
+        runtime_env = api_key_runtime_env(cfg, deployed_env_vars)
     deployed = control.deploy(cfg, runtime_env=runtime_env, pin=not args.no_pin, check=not args.no_check,
                               timeout_s=args.timeout)
     print(f"Serve application {deployed.app_name!r} is RUNNING at {deployed.url}: "

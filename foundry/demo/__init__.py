@@ -44,11 +44,24 @@ def say(text: str) -> None:
 
 
 def _key_env(cfg: config.FoundryConfig, key: str) -> dict | None:
-    """The pipeline job's environment: the key's digest only (Ray logs a job's runtime_env in full)."""
-    from foundry.serving.auth import key_digest
+    """The pipeline job's environment: the key's salted digest only (Ray logs a job's runtime_env in full).
+    The running application's digest is reused when it is this key's, so a rerun swaps in place instead of
+    restarting the replicas for a new salt."""
+    from ray.serve.exceptions import RayServeException
+
+    from foundry.serving import control
+    from foundry.serving.auth import check_key_strength, digest_list
 
     auth = cfg.serve.auth
-    return {auth.api_key_sha256_env: key_digest(key)} if auth.enabled and auth.api_key_sha256_env else None
+    if not (auth.enabled and auth.api_key_sha256_env):
+        return None
+    check_key_strength(key, f"the demo's API key (${auth.api_key_env} or {KEY_FILE} in demo.report_dir)")
+    try:
+        running = control.deployed_apps().get(cfg.serve.app_name) or {}
+    except RayServeException:  # Serve not started yet
+        running = {}
+    previous = ((running.get("runtime_env") or {}).get("env_vars") or {}).get(auth.api_key_sha256_env)
+    return {auth.api_key_sha256_env: digest_list([key], previous)}
 
 
 def api_key(cfg: config.FoundryConfig) -> str:
@@ -62,7 +75,7 @@ def api_key(cfg: config.FoundryConfig) -> str:
             path.chmod(0o600)
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(24)
+    key = secrets.token_urlsafe(32)  # 43 characters, 256 bits (foundry.serving.auth wants >= 32 and 128)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")

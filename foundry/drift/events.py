@@ -1,14 +1,16 @@
-"""The history of a model's self-healing: one JSON file per decision, partitioned by day.
+"""The history of a model's self-healing: one record per decision, in an ``HourlyTable``.
 
-Layout: ``<storage.monitoring>/<model>/events/date=YYYY-MM-DD/<UTC time>-<seq>-<kind>.json``. One
-file per event (written atomically) because object stores cannot append and two writers (a
-restarted monitor and its predecessor's late call) must never corrupt a shared file. Names sort by
-time, so reading the history back is a listing plus one read per file.
+Layout: ``<storage.monitoring>/<model>/events/date=YYYY-MM-DD/hour=HH/...`` (``foundry.tables``):
+one small Parquet file per event when it is written (events are rare: a few per episode; object
+stores cannot append, and two writers, a restarted monitor and its predecessor's late call, must
+never share a file), merged into one file per hour by the monitor's maintenance and dropped after
+``storage.retention.events_days``. Columns: ``at`` (UTC, microseconds), ``seq`` (orders events of
+one microsecond), ``kind`` and ``record`` (the event as JSON text: data, never code).
 
 Kinds: monitor_started, drift_detected, retrain_submitted, retrain_waiting, retrain_skipped,
 retrain_finished, retrain_failed, retrain_retry_scheduled, retrain_status_unknown, retries_exhausted,
 promoted, rejected, gave_up, rolled_out, rollout_failed, rebased (reason: served_version_changed or
-new_normal), rebase_failed.
+new_normal), rebase_failed, maintained.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-import pyarrow.fs as pafs
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from foundry import storage
 from foundry.config import StorageConfig
+from foundry.tables import HourlyTable
 
 log = logging.getLogger(__name__)
 _SEQ = itertools.count()
@@ -34,6 +38,10 @@ def events_uri(storage_root: str, model: str) -> str:
     return storage.join(storage.normalize(StorageConfig(root=storage_root).monitoring), model, "events")
 
 
+def events_table(storage_root: str, model: str) -> HourlyTable:
+    return HourlyTable(events_uri(storage_root, model), "at")
+
+
 def iso(ts: float) -> str:
     """Epoch seconds as events write times (UTC, milliseconds)."""
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
@@ -42,7 +50,7 @@ def iso(ts: float) -> str:
 class EventLog:
     def __init__(self, storage_root: str, model: str, clock=lambda: datetime.now(timezone.utc)):
         self.model = model
-        self.fs, self.base = storage.resolve(events_uri(storage_root, model))
+        self.table = events_table(storage_root, model)
         self.clock = clock
 
     def write(self, kind: str, message: str, **fields: Any) -> dict[str, Any]:
@@ -50,36 +58,34 @@ class EventLog:
         at = self.clock()
         record = {"at": at.isoformat(timespec="milliseconds"), "model": self.model, "kind": kind,
                   "message": message, **fields}
-        name = f"{at:%H%M%S%f}-{next(_SEQ):06d}-{kind}.json"
-        path = storage.join(self.base, f"date={at:%Y-%m-%d}", name)
-        storage.write_bytes_atomic(self.fs, path, json.dumps(record, default=str).encode())
+        self.table.append(pa.table({
+            "at": pa.array([at], pa.timestamp("us", tz="UTC")), "seq": pa.array([next(_SEQ)], pa.int64()),
+            "kind": pa.array([kind], pa.string()), "record": pa.array([json.dumps(record, default=str)], pa.string()),
+        }), at)
         log.info("event %s %s: %s", self.model, kind, message)
         return record
 
 
 def read_events(storage_root: str, model: str, kinds: set[str] | None = None,
-                since: datetime | None = None) -> list[dict[str, Any]]:
-    """Every stored event of ``model`` in time order (optionally only ``kinds``, at or after ``since``)."""
-    fs, base = storage.resolve(events_uri(storage_root, model))
-    if fs.get_file_info(base).type == pafs.FileType.NotFound:
+                since: datetime | None = None, until: datetime | None = None) -> list[dict[str, Any]]:
+    """The stored events of ``model`` in time order (optionally only ``kinds``, in [since, until)).
+
+    Reads only the hours of the range: the cost follows the range, not the length of the history."""
+    table = events_table(storage_root, model).read_range(since, until)
+    if table is None:
         return []
-    files = [f for f in fs.get_file_info(pafs.FileSelector(base, recursive=True))
-             if f.type == pafs.FileType.File and f.base_name.endswith(".json") and not f.base_name.startswith(".")]
     if kinds:
-        files = [f for f in files if f.base_name[:-5].split("-", 2)[-1] in kinds]
+        table = table.filter(pc.is_in(table["kind"], pa.array(sorted(kinds), pa.string())))
+    # "at" and then the sequence number: records carry only milliseconds, and events written within
+    # one millisecond keep the order they were written in.
+    table = table.sort_by([("at", "ascending"), ("seq", "ascending")])
     out = []
-    # By name (UTC time to the microsecond, then a sequence number): "at" has only milliseconds, and a
-    # listing comes in no particular order, so events written within one millisecond need this order.
-    for f in sorted(files, key=lambda f: f.path):
+    for text in table["record"].to_pylist():
         try:
-            record = json.loads(storage.read_bytes(fs, f.path))
-        except (OSError, ValueError) as exc:
-            log.warning("skipping unreadable event file %s: %s", f.path, exc)
-            continue
-        if since is not None and datetime.fromisoformat(record["at"]) < since:
-            continue
-        out.append(record)
-    return sorted(out, key=lambda r: r["at"])
+            out.append(json.loads(text))
+        except ValueError as exc:
+            log.warning("skipping an unreadable event: %s", exc)
+    return out
 
 
 def last_episode_number(storage_root: str, model: str) -> int:

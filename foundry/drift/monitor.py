@@ -52,11 +52,12 @@ predecessor would have.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
 from typing import Any
+
+import numpy as np
 
 from foundry import config as foundry_config
 from foundry import storage
@@ -67,11 +68,13 @@ from foundry.drift.controller import Action, ControllerState, Decision, Phase, R
 from foundry.drift.episodes import Episodes, MonitorState
 from foundry.drift.events import EventLog, iso
 from foundry.drift.identity import episode_floor, from_jobs
-from foundry.drift.live_store import LiveStore
+from foundry.drift.live_store import LiveStore, LiveWriter
+from foundry.drift.queues import RowQueue
 from foundry.drift.reference import Reference
 from foundry.drift.runner import MAX_STATUS_ERRORS, RetrainRunner
 from foundry.drift.state import STATE_FILE, StateFile, StateLock, encode, state_uri
 from foundry.drift.windows import LiveWindows, VersionTracker
+from foundry.maintenance import Maintenance
 from foundry.rollout.manager import Rollouts
 
 log = logging.getLogger(__name__)
@@ -86,13 +89,18 @@ class DriftMonitor:
         self.clock = clock
         self.events = EventLog(self.cfg.storage.root, self.model)
         self.live = LiveStore(self.cfg.storage.root, self.model)
+        self.live_writer = LiveWriter(self.live, self.cfg.storage.tables.live_flush_s,
+                                      self.cfg.drift.monitor.max_queued_rows * 10, time.monotonic)
+        self.maintenance = Maintenance(self.cfg, say=self.events.write)  # its own thread: not the round's say
         self.state_file = StateFile(self.cfg.storage.root, self.model)
         self.runner = RetrainRunner(self.cfg)
         self.versions = VersionTracker()
         self._features = [(f.name, f.type.value == "numeric") for f in self.cfg.data.features]
-        self._queue: queue.Queue = queue.Queue()
-        self._labels: queue.Queue = queue.Queue()
-        self._answers: queue.Queue = queue.Queue()  # a roll-out's answers from both versions
+        # Bounded by rows, not batches (``drift.monitor.max_queued_rows`` each): see ``ingest``.
+        self._queue = RowQueue(self.cfg.drift.monitor.max_queued_rows)
+        self._labels = RowQueue(self.cfg.drift.monitor.max_queued_rows)
+        self._answers = RowQueue(2 * self.cfg.drift.monitor.max_queued_rows)  # a roll-out's answers, both versions
+        self._rng = np.random.default_rng()
         state_lock = StateLock(self.events.write)  # held briefly, never across I/O (module docstring)
         self._lock, self._locked, self._say = state_lock.lock, state_lock.locked, state_lock.say
         self._round_lock = threading.Lock()  # one round at a time
@@ -102,7 +110,7 @@ class DriftMonitor:
         # Recent rounds in memory, for plots and dashboards that poll ``rounds()`` (lost on restart).
         self.history: deque[dict] = deque(maxlen=self.cfg.drift.monitor.history_rounds)
         self.counters = {"rows": 0, "labels": 0, "labels_matched": 0, "rounds": 0, "other_version_rows": 0,
-                         "loop_errors": 0}
+                         "loop_errors": 0, "rows_dropped": 0, "labels_dropped": 0, "answers_dropped": 0}
 
         saved = self.state_file.read()
         self.sequential = self.cfg.drift.alarm.method is AlarmMethod.sequential
@@ -173,24 +181,54 @@ class DriftMonitor:
         self.runner.client = client
 
     # ---- the public surface (actor methods) ------------------------------------------------------------
-    def ingest(self, batch: LiveBatch | dict[str, Any]) -> int:
-        """Check one batch of live rows (``LiveBatch.from_dict``: Serve's sink sends the dict), persist
-        it, then queue it for the detectors; returns the rows taken. Never takes the state lock."""
+    def ingest(self, batch: LiveBatch | dict[str, Any]) -> dict[str, Any]:
+        """Check one batch of live rows (``LiveBatch.from_dict``: Serve's sink sends the dict), queue what
+        fits for the detectors and the live store's writer, and say what was taken. Never takes the state
+        lock and never waits: beyond ``max_queued_rows`` a uniform sample of the batch is taken, the rest
+        counted (``rows_dropped``), and ``full`` tells the sink to back off (``MonitorSink``)."""
         rows = LiveBatch.from_dict(batch)
-        frame = rows.frame(self._features, self.cfg.data.task is Task.regression)
-        self.live.write(frame)
-        self._queue.put((rows, frame))
-        return len(frame)
+        n = len(rows)
+        take = self._queue.reserve(n)
+        if take < n:
+            self._dropped("rows_dropped", n - take)
+            rows = rows.select(np.sort(self._rng.choice(n, size=take, replace=False))) if take else None
+        if rows is not None and take:
+            try:
+                frame = rows.frame(self._features, self.cfg.data.task is Task.regression)
+            except BaseException:
+                self._queue.done(take)
+                raise
+            self.live_writer.add(frame)
+            self._queue.put((rows, frame))
+        return {"taken": take, "dropped": n - take, "full": take < n, "queued_rows": self._queue.rows,
+                "capacity": self._queue.capacity}
 
     def ingest_labels(self, request_ids: list[str], labels: list[Any]) -> int:
-        """Labels are already on storage (``POST /feedback`` wrote them); here they feed the error stream."""
-        self._labels.put((list(request_ids), list(labels)))
-        return len(request_ids)
+        """Labels are already on storage (``POST /feedback`` wrote them); here they feed the error stream.
+        Beyond the bound the newest are counted and dropped (a retrain still reads them from storage)."""
+        take = self._labels.reserve(len(request_ids))
+        if take < len(request_ids):
+            self._dropped("labels_dropped", len(request_ids) - take)
+        if take:
+            self._labels.put((list(request_ids)[:take], list(labels)[:take]))
+        return take
 
     def ingest_answers(self, chunk: dict[str, Any]) -> int:
         """A roll-out's answers (``foundry.serving.inference.answer_columns``), for its live paired tests."""
+        n = len(chunk["request_id"])
+        take = self._answers.reserve(n)
+        if take < n:
+            self._dropped("answers_dropped", n - take)
+            if not take:
+                return 0
+            chunk = {k: (v[:take] if isinstance(v, np.ndarray) else v) for k, v in chunk.items()}
         self._answers.put(chunk)
-        return len(chunk["request_id"])
+        return take
+
+    def _dropped(self, counter: str, n: int) -> None:
+        with self._lock:
+            self.counters[counter] += n
+        self._count_rows(counter.removesuffix("_dropped") + "_dropped", n)
 
     def rollout_status(self) -> dict[str, Any]:
         """The roll-out in progress (champion, challenger, mode, fraction, live evidence) and recent ones."""
@@ -203,7 +241,8 @@ class DriftMonitor:
                     "controller": self.controller.state.to_dict(), "counters": dict(self.counters),
                     "window_rows": len(self.windows.window), "labelled_window_rows": len(self.windows.errors),
                     "onset_at": iso(self.onset_at) if self.onset_at else None, "onset_detail": self.onset_detail,
-                    "new_normal": self.new_normal, "queued_batches": self._queue.qsize(),
+                    "new_normal": self.new_normal, "queued_rows": self._queue.rows,
+                    "unwritten_rows": self.live_writer.buffered, "maintenance": self.maintenance.last,
                     "last_results": self.last_results, "last_error": self.last_error,
                     "rollout": self.rollouts.status()}
 
@@ -213,12 +252,14 @@ class DriftMonitor:
             return [r for r in self.history if r["round"] > after]
 
     def flush(self) -> dict[str, Any]:
-        """Run a round now (tests, benchmarks); returns the status."""
+        """Run a round now and write the buffered live rows (tests, benchmarks); returns the status."""
         self.step()
+        self.live_writer.flush(force=True)
         return self.status()
 
     def stop(self) -> None:
         self._stop.set()
+        self.live_writer.flush(force=True)
 
     # ---- the loop ----------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -242,8 +283,9 @@ class DriftMonitor:
         now = self.clock()
         if not self._jobs_floor_checked:
             self._floor_from_jobs()
-        with self._locked():
-            drained = self._drain()
+        drained = self._drain()
+        self._write_live()
+        self.maintenance.maybe_run(now)
         self._follow_served_version()
         with self._locked():
             decision = None
@@ -251,16 +293,22 @@ class DriftMonitor:
                 decision = self._test_round(now)
             if decision is not None and decision.action is Action.submit and not self.episodes.admit(decision, now):
                 decision = None
+        # What the episode does next reads the live store (a retrain set, a new normal): every row taken
+        # so far is written first.
         if decision is not None and decision.action is Action.submit:
+            self._write_live(force=True)
             self.episodes.submit(decision, now)
         elif decision is not None and decision.action is Action.gave_up:
+            self._write_live(force=True)
             self.episodes.give_up(decision, now)
         if self.controller.state.phase is Phase.gave_up:  # its re-base failed, or a restart came between
+            self._write_live(force=True)
             self.episodes.accept_new_normal(now)
         with self._locked():
             decision = self.controller.tick(now)
             submit = decision.action is Action.submit and self.episodes.admit(decision, now)
         if submit:
+            self._write_live(force=True)
             self.episodes.submit(decision, now)
         if self.controller.state.phase is Phase.running:
             self.episodes.poll(now)
@@ -297,39 +345,45 @@ class DriftMonitor:
 
     # ---- live rows and labels (under the lock) -----------------------------------------------------------
     def _drain(self) -> int:
+        """Absorb what is queued, one item per hold of the lock (``status()`` never waits behind a flood)."""
         n = 0
-        reference_version = self.controller.state.reference_version
-        while True:  # answers first: a label that finds both versions' answers is scored at once
-            try:
-                self.rollouts.add_answers(self._answers.get_nowait())
-            except queue.Empty:
-                break
-        while True:
-            try:
-                batch, frame = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            mine = self.versions.track(reference_version, batch.model_version, batch.received_at)
-            self.rollouts.observe_served(batch.model_version, batch.received_at)
-            self.counters["labels_matched"] += self.windows.absorb_batch(batch, frame, mine)
-            self.counters["rows"] += len(frame)
-            others = int((~mine).sum())
+        while (chunk := self._answers.get()) is not None:  # answers first: a label that finds both answers is scored
+            with self._locked():
+                self.rollouts.add_answers(chunk)
+            self._answers.done(len(chunk["request_id"]))
+        while (item := self._queue.get()) is not None:
+            batch, frame = item
+            with self._locked():
+                reference_version = self.controller.state.reference_version
+                mine = self.versions.track(reference_version, batch.model_version, batch.received_at)
+                self.rollouts.observe_served(batch.model_version, batch.received_at)
+                self.counters["labels_matched"] += self.windows.absorb_batch(batch, frame, mine)
+                self.counters["rows"] += len(frame)
+                others = int((~mine).sum())
+                if others:
+                    self.counters["other_version_rows"] += others
+            self._queue.done(len(frame))
             if others:
-                self.counters["other_version_rows"] += others
                 self._count_rows("other_version", others)
             self._count_rows("live", len(frame))
             n += len(frame)
-        while True:
-            try:
-                ids, labels = self._labels.get_nowait()
-            except queue.Empty:
-                break
-            self.counters["labels"] += len(ids)
-            self.counters["labels_matched"] += self.windows.match_labels(ids, labels)
+        while (item := self._labels.get()) is not None:
+            ids, labels = item
+            with self._locked():
+                self.counters["labels"] += len(ids)
+                self.counters["labels_matched"] += self.windows.match_labels(ids, labels)
+                self.rollouts.add_labels(ids, labels)
+            self._labels.done(len(ids))
             self._count_rows("label", len(ids))
-            self.rollouts.add_labels(ids, labels)
             n += len(ids)
         return n
+
+    def _write_live(self, force: bool = False) -> None:
+        """The live rows taken since the last write, as one file every ``storage.tables.live_flush_s``."""
+        try:
+            self.live_writer.flush(force)
+        except Exception as exc:  # kept (bounded) and retried next round; the windows have the rows already
+            log.warning("cannot write %d live rows (retried next round): %s", self.live_writer.buffered, exc)
 
     def _test_round(self, now: float) -> Decision:
         size = self.cfg.drift.window.size
@@ -460,6 +514,7 @@ class DriftMonitor:
 
     def _restore_windows(self) -> int:
         """Rebuild windows and the error stream from storage (after a restart or a re-base)."""
+        self._write_live(force=True)  # what was taken so far is read back with the rest
         version = self.controller.state.reference_version
         recent, rows, labels = reference.stored_rows(self.cfg, self.live, version, self._baseline_for(version),
                                                      self.ref.predictor)

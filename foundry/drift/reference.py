@@ -1,6 +1,6 @@
 """What the monitor tests live traffic against: one version's detectors, predictor and reference sample.
 
-``load`` does the slow part of every re-base (a registry fetch with its checksums, unpickling or
+``load`` does the slow part of every re-base (a registry fetch with its checksums, loading (as data) or
 building the detector suite, reading the reference sample) and returns it whole, so the monitor can
 run it without its lock and swap the result in at once: a failed load leaves the old reference as it
 was. ``baseline`` is the new-normal reference in use after giving up (``foundry.drift.new_normal``):
@@ -80,7 +80,7 @@ def load(cfg: FoundryConfig, version: str, baseline: dict[str, Any] | None = Non
 def stored_rows(cfg: FoundryConfig, live: LiveStore, version: str, baseline: dict[str, Any] | None, predictor
                 ) -> tuple[pd.DataFrame, Encoded | None, pd.DataFrame | None]:
     """The newest stored live rows ``version`` served (at most ``retain_rows``), encoded by its
-    ``predictor`` for the windows, and every stored label (None, None without rows)."""
+    ``predictor`` for the windows, and the labels stored since the oldest of them (None, None without rows)."""
     after = pd.Timestamp(baseline["at"], unit="s", tz="UTC") if baseline else None
 
     def keep(f: pd.DataFrame) -> pd.DataFrame:
@@ -96,7 +96,9 @@ def stored_rows(cfg: FoundryConfig, live: LiveStore, version: str, baseline: dic
         return recent, None, None
     from foundry.serving.feedback import read_feedback
 
-    return recent, encode(recent, predictor), read_feedback(cfg.storage.root, cfg.model_name)
+    # Labels come after their rows: those received since the oldest row read are all that can match.
+    since = pd.Timestamp(recent["received_at"].min()).floor("ms").to_pydatetime()
+    return recent, encode(recent, predictor), read_feedback(cfg.storage.root, cfg.model_name, since=since)
 
 
 __all__ = ["Reference", "load", "registry", "served_version", "stored_rows"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import pandas as pd
 
@@ -68,7 +69,10 @@ def _request_ids(uri: str) -> set[str]:
 def labelled_live_rows(cfg: FoundryConfig, since: float | None = None) -> pd.DataFrame:
     """The newest live rows with a label (at most ``drift.retrain.max_rows``), label in ``data.label``;
     with ``since`` (epoch seconds) only rows received from then on."""
-    labels = read_feedback(cfg.storage.root, cfg.model_name)
+    # Labels arrive after their rows, so those received since ``since`` (else all that retention keeps)
+    # are the ones that can match: the read follows that range, not the length of the history.
+    labels = read_feedback(cfg.storage.root, cfg.model_name,
+                           since=None if since is None else datetime.fromtimestamp(since - 1, timezone.utc))
     if labels.empty:
         return pd.DataFrame()
     labels = labels.sort_values("received_at").drop_duplicates(REQUEST_ID, keep="last")[[REQUEST_ID, "label"]]

@@ -8,7 +8,10 @@ slow or fail a request:
   subset of each incoming batch fills what room is left) and the rest counted as dropped;
 - no monitor running (not started yet, restarting) is the same as a slow one: rows wait in the
   buffer, then are sampled, and the actor is looked up again every ``lookup_interval_s``;
-- a send that fails (the actor died mid-call and Ray could not retry) is counted, never raised.
+- a send that fails (the actor died mid-call and Ray could not retry) is counted, never raised;
+- the monitor's answer says what it took: rows it had no room for (it samples, ``DriftMonitor.ingest``)
+  are counted as dropped, and a monitor that says it is ``full`` gets nothing for ``backoff_s``
+  (the buffer fills meanwhile, and then samples): an overloaded monitor is relieved, not flooded.
 Labels from ``/feedback`` take the same road (``offer_labels``) in a buffer of their own, and so do a
 roll-out's answers from both versions (``offer_answers``, for the live paired tests).
 
@@ -100,10 +103,12 @@ class MonitorSink:
         self._in_flight: list[tuple[Any, int]] = []  # (ObjectRef, rows)
         self._actor = None
         self._next_lookup = 0.0
+        self._paused_until = 0.0  # a full monitor gets nothing before this
+        self.backoff_s = 4 * cfg.flush_interval_s
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.stats = {"offered": 0, "sent": 0, "dropped": 0, "failed": 0, "labels_sent": 0, "labels_dropped": 0,
-                      "answers_sent": 0, "answers_dropped": 0}
+                      "answers_sent": 0, "answers_dropped": 0, "dropped_by_monitor": 0, "backoffs": 0}
 
     # ---- request path: never blocks on the monitor ---------------------------------------------------
     def offer(self, chunk: Columns) -> None:
@@ -172,13 +177,20 @@ class MonitorSink:
         self._in_flight = [(ref, rows_of[ref]) for ref in pending]
         for ref in done:
             try:
-                self._result(ref)
+                ack = self._result(ref)
             except Exception as exc:  # the actor died and the call could not be retried
                 rows = rows_of[ref]
                 self.stats["failed"] += rows
                 self._count("failed", rows)
                 self._actor = None
                 log.warning("monitor sink: a batch was lost: %s", exc)
+                continue
+            if isinstance(ack, dict) and ack.get("dropped"):
+                self.stats["dropped_by_monitor"] += ack["dropped"]
+                self._count("dropped", ack["dropped"])
+            if isinstance(ack, dict) and ack.get("full"):
+                self._paused_until = self._clock() + self.backoff_s
+                self.stats["backoffs"] += 1
 
     def flush_once(self) -> int:
         """Send what is buffered if the monitor is there and not too far behind; returns rows sent."""
@@ -191,7 +203,7 @@ class MonitorSink:
             self._actor = self._lookup()
             if self._actor is None:
                 return 0
-        if len(self._in_flight) >= self.cfg.max_in_flight:
+        if len(self._in_flight) >= self.cfg.max_in_flight or self._clock() < self._paused_until:
             return 0
         with self._lock:
             rows = self._rows.drain()

@@ -369,6 +369,19 @@ class Registry:
 
     # ---- maintenance ----------------------------------------------------------------------------
 
+    def delete_version(self, model: str, version: str) -> None:
+        """Remove a version (retention; ``foundry.maintenance`` decides which). The manifest goes first,
+        so a reader sees a complete version or none, never one with missing files."""
+        check_model(model)
+        if version in {r.get("version") for r in self.aliases(model).values()}:
+            raise RegistryError(f"{model}@{version} is the target of an alias; move the alias first")
+        manifest = self._manifest_path(model, version)
+        if storage.exists(self._fs, manifest):
+            self._fs.delete_file(manifest)
+        vpath = self._version_path(model, version)
+        if storage.exists(self._fs, vpath):
+            self._fs.delete_dir(vpath)
+
     def gc_incomplete(self, model: str, older_than_s: float = 3600) -> list[str]:
         """Delete version directories that never got a manifest (a crashed writer's leftovers).
 

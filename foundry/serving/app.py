@@ -29,14 +29,15 @@ from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from foundry.serving import errors
-from foundry.serving.auth import ApiKeyChecker, AuthResult
+from foundry.serving.auth import ApiKeyChecker, AuthResult, Scope
 from foundry.serving.holder import ModelUnavailable
 from foundry.serving.metrics import ServingMetrics
 from foundry.serving.schema import ApiModels, ErrorResponse, FeedbackResponse, PredictResponse
 
 logger = logging.getLogger(__name__)
 
-PROTECTED_PATHS = frozenset({"/predict", "/feedback", "/model"})
+# path -> the scope of key it takes (foundry.serving.auth: /feedback has its own once a feedback key is set)
+PROTECTED_PATHS = {"/predict": Scope.predict, "/model": Scope.predict, "/feedback": Scope.feedback}
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -86,14 +87,25 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-        if _route_path(scope) in PROTECTED_PATHS:
-            verdict = self.auth.check_headers(headers)
+        key_scope = PROTECTED_PATHS.get(_route_path(scope))
+        if key_scope is not None:
+            verdict = self.auth.check_headers(headers, key_scope)
             if verdict is AuthResult.missing:
                 return await self._reject(send, errors.simple(
                     401, "unauthorized", "missing API key: send it as 'X-API-Key: <key>' or "
                     "'Authorization: Bearer <key>'", "X-API-Key"), [(b"www-authenticate", b"Bearer")])
             if verdict is AuthResult.invalid:
                 return await self._reject(send, errors.simple(403, "forbidden", "invalid API key", "X-API-Key"))
+            if verdict is AuthResult.wrong_scope:
+                return await self._reject(send, errors.simple(403, "forbidden", (
+                    "/feedback needs the feedback key (serve.auth.feedback_key_env/_file); this key may only predict"
+                    if key_scope is Scope.feedback else
+                    "this is the feedback key: it may only send /feedback; /predict and /model need the predict key"),
+                    "X-API-Key"))
+            if verdict is AuthResult.busy:
+                return await self._reject(send, errors.simple(
+                    429, "too_many_requests", "too many unknown API keys to check right now; retry in a second",
+                    "X-API-Key"), [(b"retry-after", b"1")])
         if scope.get("method") not in _BODY_METHODS:
             return await self.app(scope, receive, send)
 
@@ -137,6 +149,8 @@ class Guard:
 _ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text} for code, text in (
         (400, "Malformed JSON"), (401, "Missing API key"), (403, "Invalid API key"),
+        (404, "A label for a request id this model did not answer (within serve.feedback.window_s)"),
+        (409, "A second label for a request id (serve.feedback.on_repeat=refuse)"),
         (413, "Body or row count over the configured limit"), (422, "A field is missing, extra, of the wrong "
                                                                     "type, not finite or outside the schema"),
         (503, "No model loaded"))
@@ -169,6 +183,11 @@ def build_app(models: ApiModels, backend: Backend, auth: ApiKeyChecker, max_body
         reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse({"error": reason, "message": str(exc.detail), "problems": []},
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(errors.Refused)
+    async def _refused(_request: Request, exc: errors.Refused):
+        metrics.rejected(exc.rejection.reason)
+        return JSONResponse(exc.rejection.body(), status_code=exc.rejection.status)
 
     @app.exception_handler(ModelUnavailable)
     async def _unavailable(_request: Request, exc: ModelUnavailable):

@@ -102,3 +102,11 @@ def describe(errors: Iterable[dict[str, Any]]) -> Rejection:
 
 def simple(status: int, reason: str, message: str, field_name: str = "body") -> Rejection:
     return Rejection(status, reason, message, [{"field": field_name, "type": reason, "message": message}])
+
+
+class Refused(Exception):
+    """A request the backend refuses after validation (e.g. labels without provenance): one 4xx answer."""
+
+    def __init__(self, rejection: Rejection):
+        super().__init__(rejection.message)
+        self.rejection = rejection

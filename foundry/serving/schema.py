@@ -162,6 +162,7 @@ class PredictResponse(BaseModel):
 class FeedbackResponse(BaseModel):
     accepted: int
     model: str
+    corrections: int = 0
 
 
 class Problem(BaseModel):

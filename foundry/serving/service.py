@@ -7,7 +7,6 @@ built from (the resolved Hydra config the deployment receives as its argument).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
@@ -16,7 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from foundry.config import FoundryConfig
-from foundry.serving.feedback import FeedbackStore
+from foundry.serving import errors, ledger
+from foundry.serving.feedback import FeedbackStore, FeedbackWriter
 from foundry.serving.holder import ModelHolder, ModelSpec, SwapOutcome
 from foundry.serving.inference import answer_batch
 from foundry.serving.metrics import ServingMetrics
@@ -91,18 +91,80 @@ def configure_torch(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+class LocalLedger:
+    """A ``ledger.LabelLedger`` in this process (standalone server, tests), behind the actor's interface."""
+
+    def __init__(self, cfg: FoundryConfig, clock=time.time):
+        f = cfg.serve.feedback
+        self.ledger = ledger.LabelLedger(f.window_s, f.max_ids, f.on_repeat.value, clock=clock)
+
+    def answer_sink(self, flush_s: float):
+        """In process, answered ids are recorded at once (a test may label right after predicting)."""
+        return self
+
+    def add(self, ids: list[str]) -> None:
+        self.ledger.answered(ledger.digests(ids))
+
+    async def claim(self, ds) -> list[str]:
+        return self.ledger.claim(ds)
+
+    async def release(self, ds) -> None:
+        self.ledger.release(ds)
+
+
+class RemoteLedger:
+    """The model's ``ledger.LedgerActor`` (one per model, shared by every replica)."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def answer_sink(self, flush_s: float) -> ledger.AnsweredBuffer:
+        return ledger.AnsweredBuffer(lambda ds: self.handle.answered.remote(ds), flush_s)
+
+    async def claim(self, ds) -> list[str]:
+        return await self.handle.claim.remote(ds)
+
+    async def release(self, ds) -> None:
+        await self.handle.release.remote(ds)
+
+
+def _refusal(ids: list[str], statuses: list[str], window_s: float) -> errors.Rejection:
+    """409 when any id already has a label, else 404; the first ids of each kind are named."""
+    repeats = [i for i, st in zip(ids, statuses, strict=True) if st == ledger.REPEAT]
+    unknown = [i for i, st in zip(ids, statuses, strict=True) if st == ledger.UNKNOWN]
+    problems = [{"field": f"labels[{k}].request_id", "type": ("repeated_label" if st == ledger.REPEAT else
+                                                              "unknown_request_id"),
+                 "message": (f"{i} already has a label" if st == ledger.REPEAT else
+                             f"{i} was not answered by this model in the last {window_s:g} s")}
+                for k, (i, st) in enumerate(zip(ids, statuses, strict=True)) if st in (ledger.REPEAT, ledger.UNKNOWN)]
+    if repeats:
+        return errors.Rejection(409, "repeated_label", f"{len(repeats)} request id(s) already have a label (e.g. "
+                                f"{repeats[0]}); labels are taken once (serve.feedback.on_repeat); nothing of this "
+                                "request was stored", problems[:errors.MAX_PROBLEMS])
+    return errors.Rejection(404, "unknown_request_id", f"{len(unknown)} request id(s) were not answered by this "
+                            f"model within serve.feedback.window_s (e.g. {unknown[0]}); nothing of this request "
+                            "was stored", problems[:errors.MAX_PROBLEMS])
+
+
 class PredictionService:
-    def __init__(self, cfg: FoundryConfig, metrics: ServingMetrics | None = None, sink=None):
-        """``sink``: a ``foundry.drift.sink.MonitorSink`` that hands live traffic to the drift monitor."""
+    def __init__(self, cfg: FoundryConfig, metrics: ServingMetrics | None = None, sink=None, label_ledger=None):
+        """``sink``: a ``foundry.drift.sink.MonitorSink`` that hands live traffic to the drift monitor;
+        ``label_ledger``: where labels are checked (``RemoteLedger``; default: a ``LocalLedger`` when
+        ``serve.feedback.provenance`` is on)."""
         self.cfg = cfg
         self.sink = sink
         self.models = build_models(cfg.data, cfg.serve)
         self.metrics = metrics or ServingMetrics()
         self.device = "cuda" if cfg.serve.use_gpu else "cpu"
         self.holder = ModelHolder(cfg.data, device=self.device)
-        self._feedback: FeedbackStore | None = None
+        self._feedback: FeedbackWriter | None = None
         self._feedback_root: str | None = None
         self.background = Background(sink.offer_answers) if sink is not None else None
+        if label_ledger is None and cfg.serve.feedback.provenance:
+            label_ledger = LocalLedger(cfg)
+        self.ledger = label_ledger
+        self.answered = (label_ledger.answer_sink(cfg.serve.feedback.handover_s)
+                         if label_ledger is not None else None)
 
     # ---- model swaps -----------------------------------------------------------------------------
     def swap(self, spec: ModelSpec) -> SwapOutcome:
@@ -110,7 +172,8 @@ class PredictionService:
         outcome = self.holder.swap(spec)
         loaded = self.holder.current
         if loaded is not None and loaded.storage_root != self._feedback_root:
-            self._feedback = FeedbackStore(loaded.storage_root, loaded.model, self.cfg.data.task)
+            self._feedback = FeedbackWriter(FeedbackStore(loaded.storage_root, loaded.model, self.cfg.data.task),
+                                            self.cfg.serve.feedback.flush_s)
             self._feedback_root = loaded.storage_root
         return outcome
 
@@ -123,6 +186,8 @@ class PredictionService:
                            observe=sink.offer if sink is not None else None,
                            answers=sink.offer_answers if sink is not None else None,
                            background=self.background, request_ids=request_ids)
+        if self.answered is not None:  # a list append; the ledger hears of them in bulk
+            self.answered.add([p["request_id"] for body in out for p in body["predictions"]])
         self.metrics.batch(len(requests), sum(len(r) for r in requests))
         rows_by_version: dict[str, int] = {}  # one metric call per version, not per request (the hot path)
         for body in out:
@@ -136,12 +201,26 @@ class PredictionService:
         return self.run_batch([rows], [request_id])[0]
 
     async def feedback(self, labels: list[dict[str, Any]]) -> dict[str, Any]:
+        """Check the labels' provenance (all or nothing), store them (group commit), then tell the monitor."""
         loaded = self.holder.require()
-        store = self._feedback
-        await asyncio.to_thread(store.write, labels, loaded.version)
+        ids = [item["request_id"] for item in labels]
+        corrections = None
+        ds = None
+        if self.ledger is not None:
+            ds = ledger.digests(ids)
+            statuses = await self.ledger.claim(ds)
+            if ledger.UNKNOWN in statuses or ledger.REPEAT in statuses:
+                raise errors.Refused(_refusal(ids, statuses, self.cfg.serve.feedback.window_s))
+            corrections = [st == ledger.CORRECTION for st in statuses]
+        try:
+            await self._feedback.write(labels, loaded.version, corrections)
+        except BaseException:
+            if ds is not None:  # not stored: a retry must not count as a repeat
+                await self.ledger.release(ds)
+            raise
         if self.sink is not None:  # stored first: the monitor only needs them for its error stream
-            self.sink.offer_labels([item["request_id"] for item in labels], [item["label"] for item in labels])
-        return {"accepted": len(labels), "model": loaded.model}
+            self.sink.offer_labels(ids, [item["label"] for item in labels])
+        return {"accepted": len(labels), "model": loaded.model, "corrections": sum(corrections or [])}
 
     def model_info(self) -> dict[str, Any]:
         info = self.holder.info()

@@ -7,6 +7,7 @@ is not the production path: no autoscaling, no in-place swaps, one process.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from fastapi import FastAPI
@@ -15,7 +16,7 @@ from foundry import config_sources
 from foundry.config import FoundryConfig
 from foundry.errors import FoundryError
 from foundry.serving.app import build_app
-from foundry.serving.auth import ApiKeyChecker, load_key_digest
+from foundry.serving.auth import replica_checker
 from foundry.serving.holder import ModelSpec
 from foundry.serving.service import PredictionService, configure_torch
 
@@ -23,7 +24,7 @@ from foundry.serving.service import PredictionService, configure_torch
 def create_app(cfg: FoundryConfig) -> FastAPI:
     """Load ``serve.model_ref`` of ``model_name`` and build the app around it (raises if it cannot load)."""
     configure_torch(cfg.serve.torch_threads)
-    auth = ApiKeyChecker.from_digest(load_key_digest(cfg.serve.auth))
+    auth = replica_checker(cfg.serve.auth, logging.getLogger(__name__))
     service = PredictionService(cfg)
     service.swap(ModelSpec(storage_root=cfg.storage.root, model=cfg.model_name, ref=cfg.serve.model_ref))
     return build_app(service.models, service, auth, cfg.serve.limits.max_body_bytes,

@@ -18,7 +18,7 @@ import pytest
 from foundry.traffic import accuracy, scenario_rows
 from tests.healing import QUICK_RETRAIN, drift_until, watched_model
 
-KEY = "label-shift-key-" + "0123456789abcdef"
+KEY = "label-shift-key-" + "KyvSTbnNTlTSO3Cm2S2u2y97"
 MODEL = "labelshift"
 HEAL_TIMEOUT_S = 600
 

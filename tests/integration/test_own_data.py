@@ -30,7 +30,7 @@ from foundry.traffic import TrafficGenerator, accuracy
 from tests.healing import MONITOR, SERVE
 from tests.own_data import DATA_YAML, KEY, LABEL, parcels
 
-API_KEY = "own-data-key-" + "0123456789abcdef"
+API_KEY = "own-data-key-" + "aVQVTycECsFOA5yZCWFLIetg"
 MODEL = "parcels"
 HEAL_TIMEOUT_S = 600
 # A retrain learns from a few thousand labelled live rows: small batches and a higher rate give it enough

@@ -127,7 +127,7 @@ def test_the_version_is_complete_and_loads_back_beating_chance(pipeline):
     registry = pipeline["registry"]
     version = registry.get(MODEL, "production")
     assert set(version.files) >= {"model.safetensors", "model.json", "preprocessor.json", "config.yaml",
-                                  "reference.parquet", "training_history.json", "drift_detectors.pkl",
+                                  "reference.parquet", "training_history.json", "drift_detectors.json", "drift_detectors.safetensors",
                                   "tune_results.json", "calibration.json"}
     meta = version.metadata
     # Probabilities calibrated on the validation split (the drift alarm's expected error relies on it).

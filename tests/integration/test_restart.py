@@ -22,7 +22,7 @@ from foundry.traffic import scenario_rows
 from tests.conftest import TEST_HEAD_CPUS, run_cluster_cli
 from tests.healing import QUICK_RETRAIN, drift_until, run_module, watched_model
 
-KEY = "restart-key-" + "0123456789abcdef"
+KEY = "restart-key-" + "ljKKoxiLpDXKdGplOJODhpOT"
 MODEL = "heal-restart"
 
 

@@ -29,7 +29,7 @@ from tests.healing import (
     watched_model,
 )
 
-KEY = "retrain-faults-key-" + "0123456789abcdef"
+KEY = "retrain-faults-key-" + "qNO-23s8x5kyO-5bSAkNG3aS"
 FAILING = "heal-fail"
 REJECTED = "heal-reject"
 BACKOFF_S, BACKOFF_FACTOR, MAX_RETRIES = 2, 2, 2

@@ -31,7 +31,7 @@ from tests.conftest import REPO_ROOT
 from tests.healing import run_module, watched_model
 from tests.versions import register_version
 
-KEY = "rollout-key-" + "0123456789abcdef0123"
+KEY = "rollout-key-" + "I5OelVIL84jDpl3oSOgR25-_"
 MODEL = "rollout"
 ROLLOUT = ["drift.retrain.enabled=false", "promotion.live.poll_s=0.5", "promotion.live.min_rows_per_step=100",
            "serve.autoscaling.min_replicas=2", "serve.autoscaling.initial_replicas=2",

@@ -27,7 +27,7 @@ from tests import replicas as serve_replicas
 from tests.conftest import REPO_ROOT
 from tests.healing import QUICK_RETRAIN, drift_until, run_module, wait_for_metric, watched_model
 
-KEY = "self-healing-key-" + "0123456789abcdef"
+KEY = "self-healing-key-" + "HcabwsvFixs-fb6lbD3_3iIh"
 MODEL = "heal"
 HEAL_TIMEOUT_S = 600
 

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,7 +37,7 @@ from tests.versions import register_version
 
 MODEL = "serve-it"
 APP = "foundry-it"
-KEY = "integration-key-" + "0123456789abcdef"
+KEY = "integration-key-" + "fGJQXMXi3lVjLKEVPR6JeqeZ"
 AUTH = {"X-API-Key": KEY}
 LABELS = ("churned", "customer_id", "segment", "lifetime_value")
 
@@ -138,9 +139,24 @@ def test_feedback_reaches_storage(served):
     labels = [{"request_id": p["request_id"], "label": int(p["prediction"])} for p in preds]
     r = served["client"].post("/feedback", json={"labels": labels}, headers=AUTH)
     assert r.status_code == 200, r.text
-    assert r.json() == {"accepted": 5, "model": MODEL}
+    assert r.json() == {"accepted": 5, "model": MODEL, "corrections": 0}
     stored = read_feedback(served["cfg"].storage.root, MODEL)
     assert set(stored["request_id"]) >= {p["request_id"] for p in preds}
+
+
+def test_labels_need_provenance_on_real_serve(served):
+    """Through the real proxy and replicas, with the model's ledger actor: a forged id is refused (404),
+    a second label is refused (409), and neither is stored."""
+    rid = _predict(served, served["rows"][:1]).json()["predictions"][0]["request_id"]
+    post = lambda labels: served["client"].post("/feedback", json={"labels": labels}, headers=AUTH)  # noqa: E731
+    forged = uuid.uuid4().hex
+    r = post([{"request_id": forged, "label": 1}])
+    assert r.status_code == 404 and r.json()["error"] == "unknown_request_id", r.text
+    assert post([{"request_id": rid, "label": 1}]).status_code == 200  # right after the answer: no race
+    again = post([{"request_id": rid, "label": 0}])
+    assert again.status_code == 409 and again.json()["error"] == "repeated_label", again.text
+    stored = read_feedback(served["cfg"].storage.root, MODEL)
+    assert forged not in set(stored["request_id"]) and stored.loc[stored["request_id"] == rid, "label"].tolist() == ["1"]
 
 
 @pytest.mark.parametrize(("method", "path"), [("POST", "/predict"), ("POST", "/feedback"), ("GET", "/model")])

@@ -37,7 +37,7 @@ from tests.versions import register_version
 
 MODEL = "serve-faults"
 APP = "faults"
-KEY = "faults-key-" + "0123456789abcdef0123"
+KEY = "faults-key-" + "Ml3vGYPmvBkq3KNVI-oBWu-m"
 AUTH = {"X-API-Key": KEY}
 REPLICAS = 2
 
@@ -73,14 +73,16 @@ def _expected(path: str, mode: str, keyed: bool, status: int, body: str) -> bool
     """The contract, beyond 'no 5xx' (checked separately)."""
     if path == "/healthz":
         return status == 200
-    if path in PROTECTED_PATHS and not keyed:
-        return status in (401, 403)
+    if path in PROTECTED_PATHS and not keyed:  # 429: more unknown keys than the replica verifies per second
+        return status in (401, 403, 429)
     if status in (401, 403):  # a valid key is never refused
         return False
     if mode == "positive":
         # A body that fits the schema is answered; 413: the schema cannot say the 1 MiB body limit;
         # a repeated request_id in one feedback is the one rule JSON Schema cannot express.
-        return status in (200, 413) or (path == "/feedback" and status == 422 and "duplicate_request_id" in body)
+        # Labels need provenance: a generated request_id was never answered (404).
+        return status in (200, 413) or (path == "/feedback" and status == 422 and "duplicate_request_id" in body) \
+            or (path == "/feedback" and status == 404 and "unknown_request_id" in body)
     return status in (400, 413, 422)
 
 

@@ -7,6 +7,7 @@ import stat
 
 from foundry import config
 from foundry.demo import KEY_FILE, api_key
+from foundry.serving.auth import key_weakness
 
 
 def test_the_demo_key_file_is_owner_only_and_reused(tmp_path, monkeypatch):
@@ -16,11 +17,35 @@ def test_the_demo_key_file_is_owner_only_and_reused(tmp_path, monkeypatch):
         cfg = config.load([f"storage.root={tmp_path}", f"demo.report_dir={tmp_path / 'reports'}"])
         key = api_key(cfg)
         path = tmp_path / "reports" / KEY_FILE
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(key) >= 16
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and key_weakness(key) is None  # a key the serving accepts
         path.chmod(0o644)
         assert api_key(cfg) == key
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     finally:
         os.umask(old_umask)
-    monkeypatch.setenv("FOUNDRY_API_KEY", "from-the-environment-0123456789")
-    assert api_key(cfg) == "from-the-environment-0123456789"
+    from_env = "from-the-environment-" + "SV-B75z2isGgid9PlzXbe6ju"
+    monkeypatch.setenv("FOUNDRY_API_KEY", from_env)
+    assert api_key(cfg) == from_env
+
+
+def test_the_demo_hands_the_job_a_digest_and_reuses_the_running_one(tmp_path, monkeypatch):
+    """A rerun of the demo must not change the Serve app's runtime_env (a new salt restarts every replica)."""
+    import pytest
+
+    from foundry.demo import _key_env
+    from foundry.errors import ConfigError
+    from foundry.serving import control
+    from foundry.serving.auth import parse_digests
+
+    cfg = config.load([f"storage.root={tmp_path}"])
+    key = "demo-key-" + "Pj2Ws7Xc4Vb9Nm1Lk6Hg3Fd"
+    monkeypatch.setattr(control, "deployed_apps", lambda: {})
+    first = _key_env(cfg, key)["FOUNDRY_API_KEY_SHA256"]
+    assert key not in first and parse_digests(first, "test")[0].matches(key.encode())
+    running = {cfg.serve.app_name: {"runtime_env": {"env_vars": {"FOUNDRY_API_KEY_SHA256": first}}}}
+    monkeypatch.setattr(control, "deployed_apps", lambda: running)
+    assert _key_env(cfg, key) == {"FOUNDRY_API_KEY_SHA256": first}
+    other = "demo-key-" + "Qa8Zs3Dx6Cf1Vg4Bh9Nj2Mk"
+    assert _key_env(cfg, other)["FOUNDRY_API_KEY_SHA256"] != first
+    with pytest.raises(ConfigError, match="shorter than 32"):
+        _key_env(cfg, "weak-demo-key")

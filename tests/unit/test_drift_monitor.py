@@ -1153,3 +1153,29 @@ def test_input_alarms_after_a_harm_alarm_are_counted_not_written_as_events(tmp_p
     later = [e["kind"] for e in env.events()[before:]]
     assert "input_drift" not in later and "benign_shift" not in later, later
     assert monitor.status()["controller"]["phase"] == "running"
+
+
+def test_a_flooded_monitor_stays_bounded_counts_what_it_dropped_and_tells_the_sink(tmp_path, version_dir):
+    """Offered far more rows than a round absorbs: the queue never holds more than max_queued_rows, the
+    excess is sampled out and counted, every acknowledgement says so, and a round drains it."""
+    env = make_env(tmp_path, version_dir, [*DRIFT, "drift.monitor.max_queued_rows=500"])
+    monitor = env.monitor(env.client())
+    acks = []
+    for _ in range(12):  # 2,400 rows offered, no round in between
+        df = datasets.generate("churn", "baseline", ROWS, seed=env.seed)
+        env.seed += 1
+        ids = [f"flood-{env.seed}-{i}" for i in range(ROWS)]
+        acks.append(monitor.ingest(live_columns(df[env.features], env.predictor.predict(df[env.features]), ids,
+                                                env.v1)))
+        assert monitor._queue.rows <= 500
+    taken = sum(a["taken"] for a in acks)
+    assert taken == 500 and acks[2]["taken"] == 100 and acks[2]["full"] and acks[-1] == {
+        "taken": 0, "dropped": ROWS, "full": True, "queued_rows": 500, "capacity": 500}
+    assert monitor.status()["counters"]["rows_dropped"] == 12 * ROWS - 500
+    monitor.step()
+    status = monitor.flush()
+    assert status["queued_rows"] == 0 and status["counters"]["rows"] == 500
+    assert monitor.ingest(live_columns(df[env.features], env.predictor.predict(df[env.features]),
+                                       [f"after-{i}" for i in range(ROWS)], env.v1))["taken"] == ROWS
+    stored = monitor.live.read_recent(10_000)
+    assert len(stored) == 500  # what was taken is stored once; what was dropped is not

@@ -97,7 +97,7 @@ class FakeSink(MonitorSink):
     def _result(self, ref):
         if ref.error is not None:
             raise ref.error
-        return None
+        return getattr(ref, "answer", None)
 
 
 def make_sink(lookup: Lookup, clock: Clock | None = None, counts: list | None = None, **cfg) -> FakeSink:
@@ -379,3 +379,21 @@ def test_concat_keeps_row_order_and_raw_columns():
     batch = concat([chunk(0, 3), chunk(3, 2)])
     assert ids_of(batch) == [0, 1, 2, 3, 4]
     assert_rows_consistent(batch)
+
+
+def test_a_full_monitor_is_counted_and_left_alone_for_the_backoff():
+    """The monitor's answer reaches the sink: rows it sampled out are counted as dropped, and after
+    ``full`` nothing is sent for ``backoff_s`` (the buffer fills and samples instead)."""
+    actor, clock, counts = FakeActor(), Clock(), []
+    sink = make_sink(Lookup(actor), clock, counts, max_in_flight=4)
+    sink.offer(chunk(0, 100))
+    assert sink.flush_once() == 100
+    actor.refs[-1].answer = {"taken": 30, "dropped": 70, "full": True}
+    actor.refs[-1].ack()
+    sink.offer(chunk(100, 100))
+    assert sink.flush_once() == 0 and len(actor.batches) == 1  # backing off
+    assert sink.stats["dropped_by_monitor"] == 70 and ("dropped", 70) in counts and sink.stats["backoffs"] == 1
+    clock.now += sink.backoff_s - 0.001
+    assert sink.flush_once() == 0
+    clock.now += 0.002
+    assert sink.flush_once() == 100 and len(actor.batches) == 2

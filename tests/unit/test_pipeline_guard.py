@@ -19,7 +19,7 @@ from jobs import pipeline as pipeline_job
 @pytest.fixture
 def stage(monkeypatch, tmp_path):
     calls: list[tuple] = []
-    monkeypatch.setenv("FOUNDRY_API_KEY", "pipeline-guard-key-0123456789")
+    monkeypatch.setenv("FOUNDRY_API_KEY", "pipeline-guard-key-" + "9D9E-7xW8MILWjh7ffrTuD7Z")
     monkeypatch.setattr("foundry.ray_runtime.connect", lambda *a, **k: None)
     monkeypatch.setattr("foundry.ray_runtime.configure_data", lambda *a, **k: None)
     monkeypatch.setattr("foundry.train.workflow.train_and_register",

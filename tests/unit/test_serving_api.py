@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import uuid
 from pathlib import Path
 
 import httpx
@@ -29,7 +30,7 @@ from foundry.serving.holder import ModelHolder, ModelSpec
 from foundry.serving.metrics import ServingMetrics
 from foundry.serving.service import PredictionService
 
-KEY = "unit-test-key-0123456789"
+KEY = "unit-test-key-" + "No71vMbtA-SSjUSMKdIESyfZ"
 AUTH = {"X-API-Key": KEY}
 LABEL_COLUMNS = ("churned", "customer_id", "segment", "lifetime_value")
 
@@ -305,6 +306,44 @@ def test_auth_disabled_serves_without_a_key(env):
     assert call(app, "POST", "/predict", json={"rows": env["rows"][:1]}).status_code == 200
 
 
+FEEDBACK_KEY = "unit-test-feedback-key-" + "Zr4Wq8Ls1Nd6Kc3Vx0Hm"
+
+
+def test_a_feedback_key_has_feedback_alone_and_the_predict_key_everything_else(env, served):
+    service = served["service"]
+    app = build_app(service.models, service, ApiKeyChecker(KEY, FEEDBACK_KEY), service.cfg.serve.limits.max_body_bytes,
+                    service.metrics)
+    fb = {"X-API-Key": FEEDBACK_KEY}
+    r = call(app, "POST", "/predict", json={"rows": env["rows"][:2]}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    labels = {"labels": [{"request_id": p["request_id"], "label": 1} for p in r.json()["predictions"]]}
+    refused = call(app, "POST", "/feedback", json=labels, headers=AUTH)  # the predict key may not choose labels
+    assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+    assert "/feedback needs the feedback key" in refused.json()["message"]
+    assert call(app, "POST", "/feedback", json=labels, headers=fb).status_code == 200
+    for method, path, body in (("POST", "/predict", {"rows": env["rows"][:1]}), ("GET", "/model", None)):
+        wrong = call(app, method, path, json=body, headers=fb)
+        assert wrong.status_code == 403 and "feedback key" in wrong.json()["message"], (path, wrong.text)
+        assert call(app, method, path, json=body, headers=AUTH).status_code == 200
+    assert FEEDBACK_KEY not in refused.text and KEY not in refused.text
+    # Without a feedback key (the `served` app) the one key opens all three, as before.
+    assert call(served["app"], "GET", "/model", headers=AUTH).status_code == 200
+    assert call(served["app"], "POST", "/feedback", json={"labels": []}, headers=AUTH).status_code == 422
+    assert call(served["app"], "POST", "/feedback", json={"labels": []}, headers=fb).status_code == 403
+
+
+def test_a_flood_of_unknown_keys_gets_429_and_the_known_key_still_works(env, served):
+    service = served["service"]
+    checker = ApiKeyChecker(KEY, verify_burst=1, verify_rate=0.0)  # one slow verification, then none
+    app = build_app(service.models, service, checker, service.cfg.serve.limits.max_body_bytes, service.metrics)
+    assert call(app, "GET", "/model", headers=AUTH).status_code == 200  # verified once, then cached
+    for i in range(5):
+        r = call(app, "GET", "/model", headers={"X-API-Key": f"an-unknown-but-plausible-key-{i:04d}-x7Qp"})
+        assert r.status_code == 429 and r.headers["retry-after"] == "1" and r.json()["error"] == "too_many_requests"
+    assert call(app, "GET", "/model", headers=AUTH).status_code == 200
+    assert checker.verifications == 1
+
+
 # ---- feedback ------------------------------------------------------------------------------------
 
 def test_feedback_is_stored_as_partitioned_parquet(env, served):
@@ -312,13 +351,75 @@ def test_feedback_is_stored_as_partitioned_parquet(env, served):
     labels = [{"request_id": p["request_id"], "label": i % 2} for i, p in enumerate(preds)]
     r = call(served["app"], "POST", "/feedback", json={"labels": labels}, headers=AUTH)
     assert r.status_code == 200, r.text
-    assert r.json() == {"accepted": 3, "model": "churn"}
+    assert r.json() == {"accepted": 3, "model": "churn", "corrections": 0}
     stored = read_feedback(env["root"], "churn")
     mine = stored[stored["request_id"].isin([p["request_id"] for p in preds])]
     assert sorted(mine["label"]) == ["0", "0", "1"]
-    assert set(mine["served_version"]) == {env["v1"]}
-    files = list((Path(env["root"]) / "feedback" / "churn").glob("date=*/*.parquet"))
+    assert set(mine["served_version"]) == {env["v1"]} and not mine["correction"].any()
+    files = list((Path(env["root"]) / "feedback" / "churn").glob("date=*/hour=*/*.parquet"))
     assert files and not list((Path(env["root"]) / "feedback").rglob(".tmp-*"))
+
+
+@pytest.fixture(scope="module")
+def quick(env):
+    """A service that writes labels every 50 ms (the provenance tests post many)."""
+    service = _service(env, "serve.feedback.flush_s=0.05")
+    return {"service": service, "app": _app(service)}
+
+
+def _predicted_ids(app, env, n: int) -> list[str]:
+    body = call(app, "POST", "/predict", json={"rows": env["rows"][:n]}, headers=AUTH).json()
+    return [p["request_id"] for p in body["predictions"]]
+
+
+def _stored_ids(env) -> set[str]:
+    return set(read_feedback(env["root"], "churn")["request_id"])
+
+
+def test_a_label_for_an_id_this_model_never_answered_is_refused_404_and_nothing_is_stored(env, quick):
+    real = _predicted_ids(quick["app"], env, 2)
+    forged = uuid.uuid4().hex
+    r = call(quick["app"], "POST", "/feedback", headers=AUTH, json={"labels": [
+        {"request_id": real[0], "label": 1}, {"request_id": forged, "label": 0}, {"request_id": real[1], "label": 1}]})
+    assert r.status_code == 404, r.text
+    body = r.json()
+    assert body["error"] == "unknown_request_id" and forged in body["message"]
+    assert [p["field"] for p in body["problems"]] == ["labels[1].request_id"]
+    assert not _stored_ids(env) & {*real, forged}  # all or nothing: the real ids were not stored either
+    # ... and were not used up: labelling them alone now works
+    assert call(quick["app"], "POST", "/feedback", headers=AUTH, json={"labels": [
+        {"request_id": i, "label": 1} for i in real]}).status_code == 200
+    assert set(real) <= _stored_ids(env)
+
+
+def test_a_second_label_for_an_id_is_refused_409_and_the_first_stands(env, quick):
+    rid = _predicted_ids(quick["app"], env, 1)[0]
+    first = call(quick["app"], "POST", "/feedback", headers=AUTH, json={"labels": [{"request_id": rid, "label": 1}]})
+    assert first.status_code == 200, first.text
+    again = call(quick["app"], "POST", "/feedback", headers=AUTH, json={"labels": [{"request_id": rid, "label": 0}]})
+    assert again.status_code == 409 and again.json()["error"] == "repeated_label", again.text
+    stored = read_feedback(env["root"], "churn")
+    assert stored.loc[stored["request_id"] == rid, "label"].tolist() == ["1"]
+
+
+def test_with_on_repeat_correct_a_second_label_is_stored_as_a_correction_and_read_last(env):
+    service = _service(env, "serve.feedback.flush_s=0.05", "serve.feedback.on_repeat=correct")
+    app = _app(service)
+    rid = _predicted_ids(app, env, 1)[0]
+    assert call(app, "POST", "/feedback", headers=AUTH, json={"labels": [{"request_id": rid, "label": 1}]}).json()[
+        "corrections"] == 0
+    r = call(app, "POST", "/feedback", headers=AUTH, json={"labels": [{"request_id": rid, "label": 0}]})
+    assert r.status_code == 200 and r.json()["corrections"] == 1, r.text
+    stored = read_feedback(env["root"], "churn")
+    mine = stored[stored["request_id"] == rid]
+    assert mine["label"].tolist() == ["1", "0"] and mine["correction"].tolist() == [False, True]
+
+
+def test_provenance_off_takes_any_id_as_before(env):
+    service = _service(env, "serve.feedback.flush_s=0.05", "serve.feedback.provenance=false")
+    rid = uuid.uuid4().hex
+    r = call(_app(service), "POST", "/feedback", headers=AUTH, json={"labels": [{"request_id": rid, "label": 1}]})
+    assert r.status_code == 200 and rid in _stored_ids(env)
 
 
 @pytest.mark.parametrize(("labels", "field", "reason"), [

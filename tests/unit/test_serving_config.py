@@ -12,6 +12,7 @@ from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
 from foundry import config
 from foundry.errors import ConfigError
+from foundry.serving.auth import parse_digests
 from foundry.serving.deploy_config import (
     DEPLOYMENT_NAME,
     IMPORT_PATH,
@@ -85,15 +86,55 @@ def test_runtime_env_only_when_given(cfg):
 
 
 def test_the_replicas_runtime_env_carries_only_the_keys_digest(cfg, monkeypatch):
-    """Ray writes every runtime_env to its logs: the key must not be in it, its SHA-256 is."""
-    secret = "never-in-a-runtime-env-0123456789"
+    """Ray writes every runtime_env to its logs: the key must not be in it, a salted digest of it is."""
+    secret = "never-in-a-runtime-env-" + "Tq0Zk2Wv8yQh1XcB5nLd"
     monkeypatch.setenv("FOUNDRY_API_KEY", secret)
     monkeypatch.delenv("FOUNDRY_API_KEY_SHA256", raising=False)
     env = deploy.api_key_runtime_env(cfg)
-    assert env == {"env_vars": {"FOUNDRY_API_KEY_SHA256": hashlib.sha256(secret.encode()).hexdigest()}}
+    assert set(env) == {"env_vars"} and set(env["env_vars"]) == {"FOUNDRY_API_KEY_SHA256"}
+    carried = env["env_vars"]["FOUNDRY_API_KEY_SHA256"]
+    assert secret not in carried and hashlib.sha256(secret.encode()).hexdigest() not in carried
+    (digest,) = parse_digests(carried, "test")
+    assert digest.matches(secret.encode())
     monkeypatch.delenv("FOUNDRY_API_KEY")  # a job given only the digest passes it on
-    monkeypatch.setenv("FOUNDRY_API_KEY_SHA256", env["env_vars"]["FOUNDRY_API_KEY_SHA256"])
+    monkeypatch.setenv("FOUNDRY_API_KEY_SHA256", carried)
     assert deploy.api_key_runtime_env(cfg) == env
+
+
+def test_a_redeploy_with_the_same_keys_keeps_the_runtime_env(cfg, monkeypatch):
+    """A fresh salt would change the runtime_env and restart every replica: the running application's
+    digests are kept while they stand for exactly the configured keys, and replaced otherwise."""
+    old, new = "redeploy-old-" + "mI3lw9D1fP0sQ7aZkE2uYv", "redeploy-new-" + "Hq5nR8cT2xJ6vB0pLw4gZs"
+    monkeypatch.delenv("FOUNDRY_API_KEY_SHA256", raising=False)
+    monkeypatch.setenv("FOUNDRY_API_KEY", old)
+    running = deploy.api_key_runtime_env(cfg)["env_vars"]
+    assert deploy.api_key_runtime_env(cfg)["env_vars"] != running  # salted: a new digest each time
+    assert deploy.api_key_runtime_env(cfg, running)["env_vars"] == running
+    monkeypatch.setenv("FOUNDRY_API_KEY", f"{new},{old}")  # rotation: both listed -> new digests for both
+    rotating = deploy.api_key_runtime_env(cfg, running)["env_vars"]["FOUNDRY_API_KEY_SHA256"]
+    digests = parse_digests(rotating, "test")
+    assert len(digests) == 2 and all(any(d.matches(k.encode()) for d in digests) for k in (old, new))
+    monkeypatch.setenv("FOUNDRY_API_KEY", new)  # the old one removed: not kept from the running list
+    done = parse_digests(deploy.api_key_runtime_env(cfg, {"FOUNDRY_API_KEY_SHA256": rotating})["env_vars"]
+                         ["FOUNDRY_API_KEY_SHA256"], "test")
+    assert len(done) == 1 and done[0].matches(new.encode()) and not done[0].matches(old.encode())
+
+
+def test_a_feedback_key_travels_as_its_own_digests(tmp_path, monkeypatch):
+    cfg = config.load([f"storage.root={tmp_path}", "serve.auth.feedback_key_env=MY_FEEDBACK_KEY"])
+    predict, feedback = "predict-key-" + "u7Gk1Qz9Lr3Xw5Ny0Tb8", "feedback-key-" + "c2Vn6Hj4Pm8Sd1Fq7Ka3"
+    monkeypatch.setenv("FOUNDRY_API_KEY", predict)
+    monkeypatch.delenv("FOUNDRY_API_KEY_SHA256", raising=False)
+    monkeypatch.delenv("FOUNDRY_FEEDBACK_KEY_SHA256", raising=False)
+    monkeypatch.delenv("MY_FEEDBACK_KEY", raising=False)
+    with pytest.raises(ConfigError, match="MY_FEEDBACK_KEY"):  # configured but missing: the deploy fails
+        deploy.api_key_runtime_env(cfg)
+    monkeypatch.setenv("MY_FEEDBACK_KEY", feedback)
+    env = deploy.api_key_runtime_env(cfg)["env_vars"]
+    assert set(env) == {"FOUNDRY_API_KEY_SHA256", "FOUNDRY_FEEDBACK_KEY_SHA256"}
+    assert feedback not in repr(env) and predict not in repr(env)
+    (fd,) = parse_digests(env["FOUNDRY_FEEDBACK_KEY_SHA256"], "test")
+    assert fd.matches(feedback.encode()) and not fd.matches(predict.encode())
 
 
 def test_write_never_contains_the_key(tmp_path, monkeypatch, capsys):
@@ -143,6 +184,10 @@ def test_deploy_without_a_key_fails_before_touching_the_cluster(tmp_path, monkey
     (["serve.limits.max_rows=0"], "serve.limits.max_rows"),
     (["serve.limits.max_body_bytes=10"], "serve.limits.max_body_bytes"),
     (["serve.auth.api_key_env=null"], "serve.auth"),
+    (["serve.auth.feedback_key_env=FOUNDRY_API_KEY"], "serve.auth.feedback_key_env"),
+    (["serve.auth.feedback_key_env=FB", "serve.auth.feedback_key_sha256_env=null"], "serve.auth.feedback_key_sha256_env"),
+    (["serve.auth.feedback_key_env=FB", "serve.auth.feedback_key_sha256_env=FOUNDRY_API_KEY_SHA256"],
+     "serve.auth.feedback_key_sha256_env"),
     (["serve.input_policy.out_of_range=ignore"], "serve.input_policy.out_of_range"),
     (["serve.proxy_location=Nowhere"], "serve.proxy_location"),
     (["serve.http.prot=1"], "serve.http.prot"),
