@@ -1,6 +1,6 @@
-"""Soak: minutes of sustained load on /predict, drift monitor on, a model swap half-way; memory of every Ray process.
+"""Soak: 30 minutes of sustained load on /predict, drift monitor on, a model swap every 5 minutes; memory of every Ray process.
 
-    python benchmarks/soak_bench.py [--quick] [--duration 300] [--slice 10] [--concurrency 16] [--out ...]
+    python benchmarks/soak_bench.py [--quick] [--duration 1800] [--swap-every 300] [--slice 10] [--concurrency 16] [--out ...]
 
 What runs (needs ``wrk``, like serve_bench.py and heal_bench.py):
 1. a private cluster (its own ports, head with 8 logical CPUs, autoscaler on, as heal_bench) and two
@@ -22,11 +22,12 @@ What runs (needs ``wrk``, like serve_bench.py and heal_bench.py):
    latency, errors (non-2xx, connect/read/write errors, timeouts over 10 s), answers per served
    ``model_version`` (wrk's Lua ``response()`` reads it from every body) and the cluster's total RSS.
    The latency histogram of every slice is kept, so the overall percentiles are exact, not averages;
-5. at half time: ``python -m serve_apps.deploy serve.model_ref=<v2>`` with the same overrides (an
-   in-place swap through ``user_config``, no replica restart); a probe sends one request every
-   0.2 s meanwhile to time when the first v2 and the last v1 answer came. The swap is ok when the
-   CLI exits 0, no slice that starts after it returned has a v1 answer (and has v2 ones), neither
-   the slices around it nor the probe saw an error, and the replica processes are the same ones;
+5. every ``--swap-every`` seconds: ``python -m serve_apps.deploy serve.model_ref=<the other version>``
+   with the same overrides (an in-place swap through ``user_config``, no replica restart: v1 -> v2 ->
+   v1 ...); a probe sends one request every 0.2 s meanwhile to time when the first answer of the new
+   version came. A swap is ok when the CLI exits 0, no slice between it and the next swap has an answer
+   of the version it replaced (and has some of the new one), neither the slices around it nor the
+   probe saw an error, and the replica processes are the same ones at the end as at the start;
 6. the end: the memory snapshot again, the monitor's counters and test rounds, and the replicas'
    sink counters (rows sent to / sampled out before / lost on the way to the monitor) from the
    node's Prometheus metrics; then the monitor and the cluster are stopped (also on error or Ctrl-C)
@@ -78,8 +79,8 @@ TRAIN = ["+experiment=quick", "trainer.num_workers=1"]
 MONITOR = ["drift.enabled=true", "drift.retrain.enabled=false"]
 POOL_ROWS, POOL_SEED = 2000, 4242
 WRK_TIMEOUT_S = 10
-FULL = {"duration": 300, "slice": 10, "warmup": 15}
-QUICK = {"duration": 60, "slice": 10, "warmup": 5}
+FULL = {"duration": 1800, "slice": 10, "warmup": 15, "swap_every": 300}
+QUICK = {"duration": 60, "slice": 10, "warmup": 5, "swap_every": 30}
 BOUND_MIB, BOUND_FRACTION = 50.0, 0.20
 MIB = 2**20
 
@@ -343,11 +344,27 @@ def _post_one(url: str, key: str, body: bytes) -> tuple[int, str | None]:
         return 0, None
 
 
-class Swap(threading.Thread):
+class Swaps(threading.Thread):
+    """Every ``every`` seconds from ``t0`` until ``until``: a swap to the other version (v1 -> v2 -> v1 ...)."""
+
+    def __init__(self, t0: float, every: float, until: float, env: dict, port: int, v1: str, v2: str):
+        super().__init__(daemon=True, name="soak-swaps")
+        self.t0, self.every, self.until, self.env, self.port, self.v1, self.v2 = t0, every, until, env, port, v1, v2
+        self.swaps: list[Swap] = []
+
+    def run(self) -> None:
+        k, current, other = 1, self.v1, self.v2
+        while self.t0 + k * self.every < self.until - 20:  # a swap needs slices after it to be judged
+            swap = Swap(self.t0 + k * self.every, self.env, self.port, current, other)
+            self.swaps.append(swap)
+            swap.run()
+            current, other, k = other, current, k + 1
+
+
+class Swap:
     """At ``at`` (epoch s): redeploy with serve.model_ref=<v2>; probe /predict every 0.2 s meanwhile."""
 
     def __init__(self, at: float, env: dict, port: int, v1: str, v2: str):
-        super().__init__(daemon=True, name="soak-swap")
         self.at, self.env, self.port, self.v1, self.v2 = at, env, port, v1, v2
         self.result: dict = {"from": v1, "to": v2}
 
@@ -400,7 +417,7 @@ def monitor_figures(env: dict) -> dict:
     line = next(x for x in text.splitlines() if x.startswith("SOAKJSON "))
     data = json.loads(line[len("SOAKJSON "):])
     st, rounds = data["status"], data["rounds"]
-    return {"counters": st["counters"], "window_rows": st["window_rows"], "queued_batches": st["queued_batches"],
+    return {"counters": st["counters"], "window_rows": st["window_rows"], "queued_rows": st.get("queued_rows"),
             "phase": st["controller"].get("phase"), "reference_version": st["reference_version"],
             "rounds": len(rounds), "rounds_drifted": sum(1 for r in rounds if r["drifted"]),
             "drift_votes": sorted({v for r in rounds for v in r["votes"] or []}),
@@ -461,8 +478,8 @@ def soak(wrk: str, env: dict, port: int, s: dict, concurrency: int, v1: str, v2:
     say(f"  memory at start: {len(mem_start)} processes, {sum(v['rss_mib'] for v in mem_start.values()):,.0f} MiB RSS")
     n_slices = max(1, s["duration"] // s["slice"])
     t0 = time.time()
-    swap = Swap(t0 + n_slices * s["slice"] / 2, env, port, v1, v2)
-    swap.start()
+    swaps = Swaps(t0, s["swap_every"], t0 + n_slices * s["slice"], env, port, v1, v2)
+    swaps.start()
     slices = []
     say(f"  {'slice':>5} {'t s':>5} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6} "
         f"{'RSS MiB: all':>12} {'monitor':>7} {'replicas':>8}  answers per version")
@@ -486,16 +503,42 @@ def soak(wrk: str, env: dict, port: int, s: dict, concurrency: int, v1: str, v2:
         short = {("v1" if k == v1 else "v2" if k == v2 else k): n for k, n in r["versions"].items()}
         say(f"  {i:>5} {row['start_s']:>5.0f} {row['rps']:>7.1f} {row['p50_ms'] or 0:>7.2f} {row['p99_ms'] or 0:>7.2f} "
             f"{row['max_ms'] or 0:>7.1f} {row['error_count']:>6} {rss:>12,.0f} {mon:>7.0f} {rep:>8.0f}  {short}")
-    swap.join(timeout=600)
+    swaps.join(timeout=600)
     time.sleep(3)
     mem_end = memory_snapshot(full=True)
     return {"warmup": {k: warm[k] for k in ("requests", "errors", "versions")}, "slices": slices, "t0": t0,
             "load_ended_at": ended,
-            "swap": swap.result, "mem_start": mem_start, "mem_end": mem_end}
+            "swaps": [sw.result for sw in swaps.swaps], "mem_start": mem_start, "mem_end": mem_end}
+
+
+def judge_swap(sw: dict, slices: list[dict], t0: float, next_at: float | None) -> dict:
+    """One swap: ok when the CLI exits 0, no slice between it and the next swap has an answer of the version
+    it replaced (and some of the new one), and neither the slices around it nor the probe saw an error."""
+    old, new = sw["from"], sw["to"]
+    if "started_at" not in sw:
+        return {"from": old, "to": new, "ok": False, "error": "the swap did not run"}
+    rel = {k: (round(sw[k] - t0, 2) if sw.get(k) is not None else None)
+           for k in ("started_at", "returned_at", "first_v2_at", "last_v1_at")}
+    limit = float("inf") if next_at is None else next_at - t0
+    after = [s for s in slices if s["start_s"] >= rel["returned_at"] and s["end_s"] <= limit]
+    during = [s for s in slices if s["end_s"] > rel["started_at"] and s["start_s"] < rel["returned_at"]]
+    old_after = sum(s["versions"].get(old, 0) for s in after)
+    new_after = sum(s["versions"].get(new, 0) for s in after)
+    out = {"from": old, "to": new, "cli_returncode": sw["returncode"], "cli_output": sw["output"],
+           "requested_at_s": rel["started_at"], "cli_returned_at_s": rel["returned_at"], "cli_s": sw["cli_s"],
+           "first_new_answer_at_s": rel["first_v2_at"], "last_old_answer_at_s": rel["last_v1_at"],
+           "probe_requests": sw["probes"], "probe_errors": sw["probe_errors"],
+           "slices_during": [s["index"] for s in during],
+           "errors_in_slices_during": sum(s["error_count"] for s in during),
+           "worst_p99_ms_during": max((s["p99_ms"] or 0 for s in during), default=None),
+           "old_answers_after": old_after, "new_answers_after": new_after}
+    out["ok"] = (sw["returncode"] == 0 and old_after == 0 and new_after > 0 and out["errors_in_slices_during"] == 0
+                 and sw["probe_errors"] == 0)
+    return out
 
 
 def analyse(raw: dict, v1: str, v2: str) -> dict:
-    slices, t0, sw = raw["slices"], raw["t0"], dict(raw["swap"])
+    slices, t0 = raw["slices"], raw["t0"]
     hist: dict[int, int] = {}
     for s in slices:
         for us, n in s["hist"].items():
@@ -512,31 +555,14 @@ def analyse(raw: dict, v1: str, v2: str) -> dict:
               "p999_ms": percentile(hist, 99.9), "max_ms": max(hist) / 1000 if hist else None,
               "worst_p99_slice": {k: worst[k] for k in ("index", "start_s", "p50_ms", "p99_ms", "max_ms", "rps")},
               "median_slice_p99_ms": sorted(s["p99_ms"] or 0 for s in slices)[len(slices) // 2]}
-    # The swap, in seconds from the start of the soak, and what the slices saw around it (main() adds whether
+    # Each swap, in seconds from the start of the soak, and what the slices saw around it (main() adds whether
     # the replica processes stayed the same, from the memory snapshots).
-    if "started_at" in sw:
-        rel = {k: (round(sw[k] - t0, 2) if sw.get(k) is not None else None)
-               for k in ("started_at", "returned_at", "first_v2_at", "last_v1_at")}
-        after = [s for s in slices if s["start_s"] >= rel["returned_at"]]
-        during = [s for s in slices if s["end_s"] > rel["started_at"] and s["start_s"] < rel["returned_at"]]
-        v1_after = sum(s["versions"].get(v1, 0) for s in after)
-        v2_after = sum(s["versions"].get(v2, 0) for s in after)
-        swap = {"from": v1, "to": v2, "cli_returncode": sw["returncode"], "cli_output": sw["output"],
-                "requested_at_s": rel["started_at"], "cli_returned_at_s": rel["returned_at"], "cli_s": sw["cli_s"],
-                "first_v2_answer_at_s": rel["first_v2_at"], "last_v1_answer_at_s": rel["last_v1_at"],
-                "probe_requests": sw["probes"], "probe_errors": sw["probe_errors"],
-                "slices_during": [s["index"] for s in during],
-                "errors_in_slices_during": sum(s["error_count"] for s in during),
-                "worst_p99_ms_during": max((s["p99_ms"] or 0 for s in during), default=None),
-                "v1_answers_after": v1_after, "v2_answers_after": v2_after,
-                "v2_answers_total": sum(s["versions"].get(v2, 0) for s in slices)}
-        swap["ok"] = (sw["returncode"] == 0 and v1_after == 0 and v2_after > 0 and swap["errors_in_slices_during"] == 0
-                      and sw["probe_errors"] == 0)
-    else:
-        swap = {"from": v1, "to": v2, "ok": False, "error": "the swap did not run"}
+    raws = raw["swaps"]
+    swaps = [judge_swap(sw, slices, t0, raws[i + 1].get("started_at") if i + 1 < len(raws) else None)
+             for i, sw in enumerate(raws)]
     for s in slices:
         s["hist_points"] = len(s.pop("hist"))
-    return {"totals": totals, "swap": swap}
+    return {"totals": totals, "swaps": swaps}
 
 
 def memory_table(mem: dict) -> str:
@@ -565,13 +591,15 @@ def cluster_left() -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a 60 s smoke run (results/tmp/)")
-    p.add_argument("--duration", type=int, help="seconds of load (default 300; quick 60)")
+    p.add_argument("--duration", type=int, help="seconds of load (default 1800; quick 60)")
+    p.add_argument("--swap-every", type=int, help="seconds between swaps (default 300; quick 30)")
     p.add_argument("--slice", type=int, help="seconds per reported slice (default 10)")
     p.add_argument("--concurrency", type=int, default=16, help="wrk connections, closed loop (default 16)")
     p.add_argument("--out", help="result file (default benchmarks/results/soak.json; quick: results/tmp/)")
     args = p.parse_args(argv)
     s = dict(QUICK if args.quick else FULL)
-    s.update({k: v for k, v in {"duration": args.duration, "slice": args.slice}.items() if v})
+    s.update({k: v for k, v in {"duration": args.duration, "slice": args.slice, "swap_every": args.swap_every}.items()
+              if v})
     out = Path(args.out or (TMP / "soak-quick.json" if args.quick else REPO / "benchmarks" / "results" / "soak.json"))
     started = time.time()
     load_before = os.getloadavg()
@@ -581,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "FOUNDRY_API_KEY": "soak-bench-" + secrets.token_hex(12), "RAY_AUTH_MODE": "token"}
     port = free_port()
     say(f"soak: {s['duration']} s of wrk c={args.concurrency} on POST /predict (1 row), {REPLICAS} replicas, "
-        f"drift monitor on (retrain off), a model swap half-way")
+        f"drift monitor on (retrain off), a model swap every {s['swap_every']} s")
     say("starting the private cluster ...")
     run([PY, "-m", "cluster", "up", *CLUSTER, f"storage.root={STORAGE}"], env=env, timeout=300)
     monitor = sink = None
@@ -595,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"deploying {v1} ({REPLICAS} replicas, drift on) and starting the monitor ...")
         run([PY, "-m", "serve_apps.deploy", *common(port), f"serve.model_ref={v1}"], env=env, timeout=600)
         run([PY, "-m", "jobs.monitor", *common(port)], env=env, timeout=600)
-        say(f"soak ({s['duration']} s in {s['slice']} s slices; swap to {v2} half-way) ...")
+        say(f"soak ({s['duration']} s in {s['slice']} s slices; a swap every {s['swap_every']} s) ...")
         raw = soak(wrk, env, port, s, args.concurrency, v1, v2)
         say("monitor and sink figures ...")
         # Replicas report their metrics every few seconds (Ray's metrics_report_interval_ms, 10 s by default).
@@ -615,39 +643,49 @@ def main(argv: list[str] | None = None) -> int:
     figures = analyse(raw, v1, v2)
     memory = memory_report(raw["mem_start"], raw["mem_end"])
     replicas = [r for r in memory["processes"] if r["name"].startswith("ray::ServeReplica")]
-    # An in-place swap reconfigures the live replicas: the same processes serve before and after it.
-    figures["swap"]["replicas_kept"] = bool(replicas) and all(r["state"] == "both" for r in replicas)
-    figures["swap"]["ok"] = figures["swap"]["ok"] and figures["swap"]["replicas_kept"]
+    # An in-place swap reconfigures the live replicas: the same processes serve before and after every swap.
+    replicas_kept = bool(replicas) and all(r["state"] == "both" for r in replicas)
+    swaps = figures["swaps"]
+    swap_summary = {"count": len(swaps), "every_s": s["swap_every"], "ok": sum(1 for sw in swaps if sw["ok"]),
+                    "replicas_kept": replicas_kept, "all_ok": bool(swaps) and replicas_kept and all(sw["ok"] for sw in swaps),
+                    "cli_s_max": max((sw.get("cli_s") or 0 for sw in swaps), default=None),
+                    "probe_errors": sum(sw.get("probe_errors", 0) for sw in swaps)}
     served_ok = raw["warmup"]["versions"].get(v1, 0) + figures["totals"]["ok"] + \
-        figures["swap"].get("probe_requests", 0) - figures["swap"].get("probe_errors", 0)
+        sum(sw.get("probe_requests", 0) - sw.get("probe_errors", 0) for sw in swaps)
+    monitor_rows = [r for r in memory["processes"] if r["name"].startswith("ray::DriftMonitor") and r["state"] == "both"]
     monitor = {**(monitor or {}), "sink": sink, "answered_rows_counted": served_ok,
-               "live_store": folder_size(STORAGE / "monitoring")}
+               "live_store": folder_size(STORAGE / "monitoring"),
+               "live_files": sum(1 for f in (STORAGE / "monitoring").rglob("*.parquet") if "/live/" in str(f))}
     result = {
         **result_header("soak", started, args.quick, load_before, machine()),
         "settings": {"duration_s": s["duration"], "slice_s": s["slice"], "warmup_s": s["warmup"],
+                     "swap_every_s": s["swap_every"],
                      "concurrency": args.concurrency, "replicas": REPLICAS, "replica_cpus": 1, "batching": True,
                      "rows_per_request": 1, "row_pool": f"{POOL_ROWS} baseline rows (seed {POOL_SEED}), cycled",
                      "wrk_timeout_s": WRK_TIMEOUT_S, "cluster": CLUSTER, "monitor": MONITOR,
                      "train": TRAIN, "versions": {"v1": v1, "v2": v2},
                      "load": "wrk -t1 closed loop, back-to-back slices; latency not corrected for coordinated omission"},
-        "totals": figures["totals"], "swap": figures["swap"], "monitor": monitor, "memory": memory,
+        "totals": figures["totals"], "swap_summary": swap_summary, "swaps": swaps, "monitor": monitor,
+        "memory": memory, "errors": figures["totals"]["errors"],
+        "monitor_rss_growth_mib": monitor_rows[0]["growth_rss_mib"] if monitor_rows else None,
         "slices": raw["slices"], "warmup": raw["warmup"], "cluster_processes_left": len(left),
     }
     write_result(out, result)
 
-    t, sw = figures["totals"], figures["swap"]
+    t = figures["totals"]
     say(f"\n{t['requests']:,} requests in {len(raw['slices'])} slices: {t['rps']:.1f} req/s "
         f"(slices {t['rps_min_slice']:.0f}-{t['rps_max_slice']:.0f}), p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms, "
         f"max {t['max_ms']:.0f} ms; worst slice p99 {t['worst_p99_slice']['p99_ms']:.2f} ms "
         f"(slice {t['worst_p99_slice']['index']}); errors {t['errors']} {t['error_kinds']}")
-    if "requested_at_s" in sw:
-        say(f"swap {v1} -> {v2}: requested at {sw['requested_at_s']:.0f} s, CLI returned after {sw['cli_s']:.1f} s "
-            f"(exit {sw['cli_returncode']}); first v2 answer at {sw['first_v2_answer_at_s']} s, last v1 answer at "
-            f"{sw['last_v1_answer_at_s']} s; {sw['v1_answers_after']} v1 answers after it; "
-            f"{sw['errors_in_slices_during']} errors in the slices around it; same replica processes before and after: "
-            f"{'yes' if sw['replicas_kept'] else 'NO'} -> {'OK' if sw['ok'] else 'NOT OK'}")
-    else:
-        say(f"swap: NOT OK ({sw.get('error')})")
+    for sw in swaps:
+        if "requested_at_s" in sw:
+            say(f"swap {sw['from']} -> {sw['to']} at {sw['requested_at_s']:.0f} s: CLI {sw['cli_s']:.1f} s (exit "
+                f"{sw['cli_returncode']}); first new answer at {sw['first_new_answer_at_s']} s; {sw['old_answers_after']} "
+                f"old answers after it; {sw['errors_in_slices_during']} errors around it -> {'OK' if sw['ok'] else 'NOT OK'}")
+        else:
+            say(f"swap: NOT OK ({sw.get('error')})")
+    say(f"swaps: {swap_summary['ok']} of {swap_summary['count']} ok; same replica processes throughout: "
+        f"{'yes' if replicas_kept else 'NO'}")
     if "counters" in monitor:
         c = monitor["counters"]
         say(f"monitor: {c['rows']:,} rows received ({served_ok:,} answers counted by wrk and the swap probe; "
