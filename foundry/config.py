@@ -312,7 +312,7 @@ class ServeAuthConfig:
     enabled: bool = True
     api_key_env: str | None = "FOUNDRY_API_KEY"
     api_key_file: str | None = None
-    api_key_sha256_env: str | None = "FOUNDRY_API_KEY_SHA256"  # carries salted digests (foundry.serving.auth)
+    api_key_sha256_env: str | None = "FOUNDRY_API_KEY_SHA256"  # carries salted digests (foundry.serving.keys)
     feedback_key_env: str | None = None
     feedback_key_file: str | None = None
     feedback_key_sha256_env: str | None = "FOUNDRY_FEEDBACK_KEY_SHA256"

@@ -31,8 +31,8 @@ import yaml
 from foundry import config_sources
 from foundry.cli import run_or_exit
 from foundry.config import FoundryConfig
-from foundry.serving.auth import carried_digests
 from foundry.serving.deploy_config import build_serve_config
+from foundry.serving.keys import carried_digests
 
 __all__ = ["api_key_runtime_env", "build_serve_config", "main"]
 

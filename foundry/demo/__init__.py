@@ -50,7 +50,7 @@ def _key_env(cfg: config.FoundryConfig, key: str) -> dict | None:
     from ray.serve.exceptions import RayServeException
 
     from foundry.serving import control
-    from foundry.serving.auth import check_key_strength, digest_list
+    from foundry.serving.keys import check_key_strength, digest_list
 
     auth = cfg.serve.auth
     if not (auth.enabled and auth.api_key_sha256_env):
@@ -75,7 +75,7 @@ def api_key(cfg: config.FoundryConfig) -> str:
             path.chmod(0o600)
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32)  # 43 characters, 256 bits (foundry.serving.auth wants >= 32 and 128)
+    key = secrets.token_urlsafe(32)  # 43 characters, 256 bits (foundry.serving.keys wants >= 32 and 128)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(key + "\n")

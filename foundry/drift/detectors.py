@@ -59,7 +59,7 @@ class DetectorResult:
 
 @dataclass
 class DetectorSpec:
-    """How one detector was built: its kind (an alibi-detect class, see ``detector_store.KINDS``), its
+    """How one detector was built: its kind (an alibi-detect class, see ``detector_restore.KINDS``), its
     constructor arguments and the reference matrix it was given."""
 
     kind: str
@@ -246,7 +246,7 @@ def _subsample(x: np.ndarray, rows: int) -> np.ndarray:
 def build_suite(cfg: DriftDetectorsConfig, version_dir: str | Path, version: str, say=log.info) -> DetectorSuite:
     """Build every enabled detector on the version's reference sample (``reference.parquet``)."""
     ensure_cwd()
-    from foundry.drift import detector_store
+    from foundry.drift import detector_restore
     from foundry.predictor import Predictor
 
     version_dir = Path(version_dir)
@@ -263,7 +263,7 @@ def build_suite(cfg: DriftDetectorsConfig, version_dir: str | Path, version: str
 
     def add(name: str, kind: str, x_ref: np.ndarray, **args) -> None:
         started = time.perf_counter()
-        suite.place(name, detector_store.build(kind, x_ref, args))
+        suite.place(name, detector_restore.build(kind, x_ref, args))
         suite.specs[name] = DetectorSpec(kind, args, x_ref)
         suite.build_seconds[name] = round(time.perf_counter() - started, 3)
         say(f"      drift detector {name}: built in {suite.build_seconds[name]:.2f} s")

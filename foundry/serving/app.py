@@ -29,8 +29,9 @@ from fastapi.security import APIKeyHeader
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from foundry.serving import errors
-from foundry.serving.auth import ApiKeyChecker, AuthResult, Scope
+from foundry.serving.auth import ApiKeyChecker, AuthResult
 from foundry.serving.holder import ModelUnavailable
+from foundry.serving.keys import Scope
 from foundry.serving.metrics import ServingMetrics
 from foundry.serving.schema import ApiModels, ErrorResponse, FeedbackResponse, PredictResponse
 

@@ -28,7 +28,7 @@ from foundry.drift.events import read_events
 from foundry.job_submission import metadata, submit
 from foundry.predictor import Predictor
 from foundry.registry import Registry
-from foundry.serving.auth import key_digest
+from foundry.serving.keys import key_digest
 from foundry.traffic import LABEL_COLUMNS
 from tests import secrets_scan
 

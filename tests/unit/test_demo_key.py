@@ -7,7 +7,7 @@ import stat
 
 from foundry import config
 from foundry.demo import KEY_FILE, api_key
-from foundry.serving.auth import key_weakness
+from foundry.serving.keys import key_weakness
 
 
 def test_the_demo_key_file_is_owner_only_and_reused(tmp_path, monkeypatch):
@@ -35,7 +35,7 @@ def test_the_demo_hands_the_job_a_digest_and_reuses_the_running_one(tmp_path, mo
     from foundry.demo import _key_env
     from foundry.errors import ConfigError
     from foundry.serving import control
-    from foundry.serving.auth import parse_digests
+    from foundry.serving.keys import parse_digests
 
     cfg = config.load([f"storage.root={tmp_path}"])
     key = "demo-key-" + "Pj2Ws7Xc4Vb9Nm1Lk6Hg3Fd"

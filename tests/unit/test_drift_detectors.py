@@ -43,7 +43,8 @@ from foundry.config import (
     MultivariateMethod,
     OnlineMethod,
 )
-from foundry.drift.detector_store import KINDS, DetectorFileError
+from foundry.drift.detector_restore import KINDS
+from foundry.drift.detector_store import DetectorFileError
 from foundry.drift.detectors import (
     DETECTOR_ARRAYS_FILE,
     DETECTOR_FILES,

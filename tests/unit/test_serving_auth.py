@@ -13,9 +13,14 @@ import pytest
 from foundry.config import ServeAuthConfig
 from foundry.errors import ConfigError
 from foundry.serving import auth as auth_mod
+from foundry.serving import keys as keys_mod
 from foundry.serving.auth import (
     ApiKeyChecker,
     AuthResult,
+    presented_key,
+    replica_checker,
+)
+from foundry.serving.keys import (
     Digest,
     KeyDigests,
     Scope,
@@ -24,14 +29,12 @@ from foundry.serving.auth import (
     load_api_keys,
     load_key_digests,
     parse_digests,
-    presented_key,
-    replica_checker,
 )
 
 KEY = "s3cret-key-for-tests-" + "Wm7Qx2Lk9Pz4Rb6Tn1Vc"
 OTHER = "other-key-for-tests-" + "Ha5Jd8Fs3Gy0Ue2Io7Mp"
 FEEDBACK = "feedback-key-for-tests-" + "Yc1Xv6Bn9Mq3Lw5Kz8Rt"
-FAST = auth_mod.MIN_ITERATIONS  # the fewest iterations a digest may have: keeps floods in tests quick
+FAST = keys_mod.MIN_ITERATIONS  # the fewest iterations a digest may have: keeps floods in tests quick
 
 
 def _checker(*args, **options) -> ApiKeyChecker:
@@ -94,7 +97,7 @@ def test_strong_keys_pass():
     import secrets
 
     for key in (KEY, secrets.token_urlsafe(32), secrets.token_urlsafe(24), "0123456789abcdef" + "fedcba9876543210"):
-        assert auth_mod.key_weakness(key) is None, key
+        assert keys_mod.key_weakness(key) is None, key
 
 
 # ---- digests --------------------------------------------------------------------------------------
@@ -111,8 +114,8 @@ def test_a_digest_is_salted_and_slow_not_the_plain_sha256():
     assert hashlib.sha256(KEY.encode()).hexdigest() not in one and KEY not in one
     scheme, iterations, salt, digest = one.split(":")
     assert scheme == "pbkdf2-sha256" and int(iterations) >= 100_000
-    assert auth_mod._unb64(digest) != hashlib.sha256(KEY.encode()).digest()
-    assert len(auth_mod._unb64(salt)) == 16 and str(Digest.parse(one, "test")) == one
+    assert keys_mod._unb64(digest) != hashlib.sha256(KEY.encode()).digest()
+    assert len(keys_mod._unb64(salt)) == 16 and str(Digest.parse(one, "test")) == one
 
 
 def test_a_plain_sha256_digest_is_refused_with_how_to_make_the_new_one():

@@ -12,7 +12,6 @@ from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
 from foundry import config
 from foundry.errors import ConfigError
-from foundry.serving.auth import parse_digests
 from foundry.serving.deploy_config import (
     DEPLOYMENT_NAME,
     IMPORT_PATH,
@@ -20,6 +19,7 @@ from foundry.serving.deploy_config import (
     build_serve_config,
     with_user_config,
 )
+from foundry.serving.keys import parse_digests
 from serve_apps import deploy
 
 VERSION = "v20261124-203558-933-b9e579"
