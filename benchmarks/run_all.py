@@ -38,7 +38,10 @@ BENCHMARKS = {  # name -> (script, what it compares); run in this order
     "serve": ("serve_bench.py", "Ray Serve vs a plain uvicorn server, 1-row requests"),
     "drift": ("drift_bench.py", "drift alarms through replay: false episodes, detection delays, benign shifts"),
     "heal": ("heal_bench.py", "monitoring tax; healing every drift scenario and a real data set, vs an oracle"),
-    "soak": ("soak_bench.py", "minutes of load on /predict, monitor on, a model swap half-way; memory of every Ray process"),
+    "soak": ("soak_bench.py", "30 minutes of load on /predict, monitor on, a model swap every 5 minutes; memory of every "
+             "Ray process"),
+    "store": ("store_bench.py", "stores for weeks: files per hour, last-hour reads against 30 days, label provenance, "
+              "a monitor flooded at 3,000 rows/s"),
     "rollout": ("rollout_bench.py", "canary/shadow roll-outs decided by live labels: a bad and a good challenger, "
                 "shadow p99 overhead, false rollbacks over seeds (its keys go into heal.json)"),
     "data": ("data_bench.py", "Ray Data preprocessing vs single-process pandas"),
@@ -204,7 +207,8 @@ def rollout_table(r: dict) -> tuple[list[str], list[list[str]]]:
 def soak_table(r: dict) -> tuple[list[str], list[list[str]]]:
     s = r.get("settings") or {}
     t = r.get("totals") or {}
-    sw = r.get("swap") or {}
+    summary = r.get("swap_summary") or {}
+    swaps = r.get("swaps") or []
     mon = r.get("monitor") or {}
     mem = r.get("memory") or {}
     worst = t.get("worst_p99_slice") or {}
@@ -215,19 +219,21 @@ def soak_table(r: dict) -> tuple[list[str], list[list[str]]]:
              f"{_num(t.get('rps'), ',.1f')} ({_num(t.get('rps_min_slice'), ',.1f')} / {_num(t.get('rps_max_slice'), ',.1f')})"],
             ["latency ms: p50 / p99 / max, overall", " / ".join(_num(t.get(k), ".1f") for k in ("p50_ms", "p99_ms", "max_ms"))],
             ["worst slice p99 ms (slice start)", f"{_num(worst.get('p99_ms'), '.1f')} (at {_num(worst.get('start_s'))} s)"]]
-    if "requested_at_s" in sw:
-        rows.append(["model swap v1 -> v2 (in place)",
-                     f"{'ok' if sw.get('ok') else 'NOT OK'}: at {_num(sw.get('requested_at_s'))} s, CLI {_num(sw.get('cli_s'), '.1f')} s, "
-                     f"{_num(sw.get('errors_in_slices_during'))} errors around it, {_num(sw.get('v1_answers_after'))} v1 answers "
-                     f"after it, p99 {_num(sw.get('worst_p99_ms_during'), '.1f')} ms in its slices"])
+    if swaps:
+        rows.append([f"model swaps in place (every {_num(summary.get('every_s'))} s)",
+                     f"{_num(summary.get('ok'))} of {_num(summary.get('count'))} ok; same replica processes: "
+                     f"{'yes' if summary.get('replicas_kept') else 'NO'}; CLI at most {_num(summary.get('cli_s_max'), '.1f')} s; "
+                     f"{sum(sw.get('errors_in_slices_during', 0) for sw in swaps)} errors around them, "
+                     f"{sum(sw.get('old_answers_after', 0) for sw in swaps)} answers of a replaced version after them"])
     else:
-        rows.append(["model swap v1 -> v2 (in place)", "NOT OK" + (f" ({sw['error']})" if sw.get("error") else "")])
+        rows.append(["model swaps in place", "NOT OK (none ran)"])
     c = mon.get("counters") or {}
     sink = mon.get("sink") or {}
     dropped = "-" if "error" in sink or not sink else _num(sink.get("dropped", 0))
     rows.append(["monitor: rows received / test rounds (flagged drift) / rows dropped by the sinks",
                  f"{_num(c.get('rows'))} / {_num(c.get('rounds'))} ({_num(mon.get('rounds_drifted'))}) / {dropped}"])
     w = mem.get("worst") or {}
+    rows.append(["monitor actor RSS growth", f"{_num(r.get('monitor_rss_growth_mib'), '+.1f')} MiB"])
     rows += [["memory RSS of the cluster's processes, start -> end",
               f"{_num(mem.get('total_start_rss_mib'))} -> {_num(mem.get('total_end_rss_mib'))} MiB "
               f"({_num(mem.get('total_growth_rss_mib'), '+,.0f')} MiB; {_num(mem.get('processes_start'))} -> "
@@ -266,7 +272,22 @@ def train_table(r: dict) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-TABLES = {"serve": serve_table, "drift": drift_table, "heal": heal_table, "rollout": rollout_table, "soak": soak_table, "data": data_table,
+def store_table(r: dict) -> tuple[list[str], list[list[str]]]:
+    f, rd, lab, fl = (r.get(k) or {} for k in ("files", "reads", "labels", "monitor_flood"))
+    days = rd.get("days", 30)
+    return ["figure", "value"], [
+        ["files per hour at 300 req/s, live + feedback: written / stored after compaction",
+         f"{_num(f.get('files_written_per_hour'))} / {_num(r.get('files_per_hour'))}"],
+        [f"last hour of labels: read with 1 hour / {days} days stored (ratio)",
+         f"{_num(rd.get('read_last_hour_s_1h', 0) * 1000, '.1f')} / {_num(rd.get(f'read_last_hour_s_{days}d', 0) * 1000, '.1f')}"
+         f" ms ({_num(r.get('read_ratio_30d_vs_1h'), '.2f')})"],
+        ["labels for unknown or repeated ids accepted", _num(r.get("labels_for_unknown_or_repeated_ids_accepted"))],
+        [f"monitor (drift=online) at {_num(fl.get('rows_per_s_offered'))} rows/s: RSS growth after warm-up",
+         f"{_num(r.get('monitor_rss_growth_mib'), '+.1f')} MiB; absorbed {_num(fl.get('absorbed_per_s'))} rows/s, "
+         f"sampled out {_num(fl.get('dropped'))}"]]
+
+
+TABLES = {"serve": serve_table, "store": store_table, "drift": drift_table, "heal": heal_table, "rollout": rollout_table, "soak": soak_table, "data": data_table,
           "train": train_table}
 
 

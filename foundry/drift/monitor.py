@@ -2,8 +2,9 @@
 
 One per model, named ``<drift.monitor.name_prefix>-<model>`` in namespace ``drift.monitor.namespace``,
 detached and restartable (``jobs.monitor`` creates it). It is a threaded actor: ``ingest`` calls
-from every Serve replica run concurrently (each checks its batch (``LiveBatch``), persists it, then
-queues it), while one background thread does the work in rounds of ``poll_interval_s``:
+from every Serve replica run concurrently (each checks its batch (``LiveBatch``) and queues what the
+row-bounded queue has room for, a uniform sample when not all of it fits; ``ingest`` never waits),
+while one background thread does the work in rounds of ``poll_interval_s``:
 
 1. absorb queued live rows into the windows (and feed the online detectors) and match labels to
    the predictions they judge (the error stream);
@@ -36,7 +37,9 @@ written after it is released, so ``status()`` answers within milliseconds whatev
 Serve does. Between two sections a reader sees a state the round is about to act on, never a torn
 one (e.g. an attempt "running" while its data set is written, cancelled again if too few labels turn
 up). Since nothing else writes, a round may read its own state without the lock.
-``ingest``/``ingest_labels`` touch only storage and the thread-safe queues.
+``ingest``/``ingest_labels`` touch only the bounded queues and the live store's write buffer
+(``LiveWriter``, written once every ``storage.tables.live_flush_s`` by the round); storage maintenance
+(compaction, retention) runs in a thread of its own (``foundry.maintenance``).
 
 A round that raises is counted (``counters["loop_errors"]``, ``status()["last_error"]``, metric
 ``foundry_monitor_loop_errors``) and the loop goes on next round; the state it had applied stays.

@@ -65,8 +65,11 @@ def soak_result(verdict: str = "pass") -> dict:
             "totals": {"requests": 84_312, "errors": 0, "rps": 281.04, "rps_min_slice": 240.5, "rps_max_slice": 310.2,
                        "p50_ms": 52.61, "p99_ms": 137.65, "max_ms": 477.6,
                        "worst_p99_slice": {"index": 15, "start_s": 150.4, "p99_ms": 319.43}},
-            "swap": {"ok": True, "requested_at_s": 150.0, "cli_s": 4.52, "errors_in_slices_during": 0,
-                     "v1_answers_after": 0, "worst_p99_ms_during": 319.43},
+            "swap_summary": {"count": 5, "every_s": 300, "ok": 5, "replicas_kept": True, "all_ok": True,
+                             "cli_s_max": 4.52},
+            "swaps": [{"ok": True, "requested_at_s": 300.0 * k, "cli_s": 4.52, "errors_in_slices_during": 0,
+                       "old_answers_after": 0, "worst_p99_ms_during": 319.43} for k in range(1, 6)],
+            "monitor_rss_growth_mib": 10.1,
             "monitor": {"counters": {"rows": 85_000, "rounds": 170}, "rounds_drifted": 3,
                         "sink": {"sent": 85_000, "dropped": 0}},
             "memory": {"verdict": verdict, "breaches": breaches, "bound": "max(50 MiB, 20%) per process",
@@ -74,6 +77,15 @@ def soak_result(verdict: str = "pass") -> dict:
                        "processes_start": 26, "processes_end": 26,
                        "worst": {"process": "ray::DriftMonitor", "start_rss_mib": 704.5, "end_rss_mib": 785.3,
                                  "growth_rss_mib": 80.9, "allowed_mib": 140.9}}}
+
+
+def store_result() -> dict:
+    return {"benchmark": "store", "generated_at": "2026-11-30T21:00:00+00:00", "quick": False, "machine": MACHINE,
+            "files": {"files_written_per_hour": 14760}, "files_per_hour": 4,
+            "reads": {"days": 30, "read_last_hour_s_1h": 0.0021, "read_last_hour_s_30d": 0.0025},
+            "read_ratio_30d_vs_1h": 1.19, "labels_for_unknown_or_repeated_ids_accepted": 0,
+            "monitor_flood": {"rows_per_s_offered": 3000, "absorbed_per_s": 2980, "dropped": 0},
+            "monitor_rss_growth_mib": 2.5}
 
 
 def data_result(when: str = "2026-11-25T03:00:00+00:00", pandas_rows_per_s: int = 250_000) -> dict:
@@ -103,7 +115,7 @@ def rollout_result() -> dict:
 
 
 def all_results() -> dict:
-    return {"serve": serve_result(), "drift": drift_result(), "heal": heal_result(), "soak": soak_result(),
+    return {"serve": serve_result(), "drift": drift_result(), "heal": heal_result(), "soak": soak_result(), "store": store_result(),
             "rollout": rollout_result(), "data": data_result(), "train": train_result()}
 
 
@@ -162,7 +174,8 @@ def test_soak_headline_figures_and_verdict():
     assert cells(md, "throughput req/s: overall (slowest / fastest slice)")[1] == "281.0 (240.5 / 310.2)"
     assert cells(md, "latency ms: p50 / p99 / max, overall")[1] == "52.6 / 137.7 / 477.6"
     assert cells(md, "worst slice p99 ms (slice start)")[1] == "319.4 (at 150 s)"
-    assert cells(md, "model swap v1 -> v2 (in place)")[1].startswith("ok: at 150 s, CLI 4.5 s, 0 errors")
+    assert cells(md, "model swaps in place (every 300 s)")[1].startswith("5 of 5 ok; same replica processes: yes; CLI at most 4.5 s; 0 errors")
+    assert cells(md, "monitor actor RSS growth")[1] == "+10.1 MiB"
     assert cells(md, "monitor: rows received / test rounds (flagged drift) / rows dropped by the sinks")[1] == \
         "85,000 / 170 (3) / 0"
     assert cells(md, "memory RSS of the cluster's processes, start -> end")[1].startswith("4,063 -> 4,168 MiB (+105 MiB")
@@ -171,12 +184,12 @@ def test_soak_headline_figures_and_verdict():
     assert cells(md, "memory bound verdict")[1].startswith("PASS: ")
 
     broken = soak_result(verdict="fail")
-    broken["swap"] = {"ok": False, "error": "the swap did not run"}
+    broken["swaps"] = []
     broken["monitor"]["sink"] = {"error": "no metrics"}
     md, _ = run_all.summarize({**all_results(), "soak": broken})
     assert cells(md, "memory bound verdict")[1].startswith("FAIL: ")
     assert cells(md, "memory bound verdict")[1].endswith("breached by ray::DriftMonitor")
-    assert cells(md, "model swap v1 -> v2 (in place)")[1] == "NOT OK (the swap did not run)"
+    assert cells(md, "model swaps in place")[1] == "NOT OK (none ran)"
     assert cells(md, "monitor: rows received / test rounds (flagged drift) / rows dropped by the sinks")[1].endswith("/ -")
 
 
@@ -190,7 +203,7 @@ def test_missing_benchmark_is_reported_missing():
     assert cells(md, "train")[1:] == ["not run this time", "no result file", "-"]
     assert cells(md, "data")[1:] == ["not run this time", "2026-11-25T03:00:00+00:00", "full"]
     status = {s["name"]: s["status"] for s in data["benchmarks"]}
-    assert status == {"serve": "not run", "drift": "not run", "heal": "not run", "soak": "not run",
+    assert status == {"serve": "not run", "drift": "not run", "heal": "not run", "soak": "not run", "store": "not run",
                       "rollout": "not run", "data": "not run", "train": "missing"}
 
 
@@ -230,3 +243,11 @@ def test_unreadable_result_and_smoke_figures_are_labelled():
 def test_every_benchmark_has_a_table(name):
     assert name in run_all.TABLES
     assert (run_all.REPO / "benchmarks" / run_all.BENCHMARKS[name][0]).exists()
+
+
+def test_store_headline_figures():
+    md, _ = run_all.summarize(all_results(), {"store": ok_run("store")})
+    assert cells(md, "files per hour at 300 req/s, live + feedback: written / stored after compaction")[1] == "14,760 / 4"
+    assert cells(md, "last hour of labels: read with 1 hour / 30 days stored (ratio)")[1] == "2.1 / 2.5 ms (1.19)"
+    assert cells(md, "labels for unknown or repeated ids accepted")[1] == "0"
+    assert cells(md, "monitor (drift=online) at 3,000 rows/s: RSS growth after warm-up")[1].startswith("+2.5 MiB")
