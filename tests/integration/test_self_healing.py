@@ -46,7 +46,7 @@ def _wait_rounds(loop, rounds: int, rows: int, timeout_s: float = 60) -> dict:
         status = loop.status()
         c = status["counters"]
         if c["rows"] >= rows and c["labels_matched"] >= rows and c["rounds"] >= rounds \
-                and status["queued_batches"] == 0:
+                and status["queued_rows"] == 0:
             return status
         time.sleep(0.5)
     raise AssertionError(f"not {rows} rows in {rounds} test rounds after {timeout_s} s: {status}")
@@ -174,7 +174,7 @@ def test_a_killed_monitor_restarts_from_its_state_without_a_second_retrain(loop,
     status = loop.status()
     while time.monotonic() < deadline and not (
             status["counters"]["labels_matched"] >= after["counters"]["labels_matched"] + 1000
-            and status["counters"]["rounds"] > after["counters"]["rounds"] and status["queued_batches"] == 0):
+            and status["counters"]["rounds"] > after["counters"]["rounds"] and status["queued_rows"] == 0):
         time.sleep(0.5)
         status = loop.status()
     assert status["counters"]["rounds"] > after["counters"]["rounds"], status  # it tests the new rows
@@ -202,7 +202,7 @@ def test_a_rollback_by_hand_is_followed_not_reported_as_drift(loop):
     deadline = time.monotonic() + 60
     status = loop.status()
     while time.monotonic() < deadline and not (status["reference_version"] == loop.v1
-                                               and status["queued_batches"] == 0):
+                                               and status["queued_rows"] == 0):
         time.sleep(0.5)
         status = loop.status()
     assert status["reference_version"] == loop.v1, status
