@@ -97,10 +97,12 @@ class _Buckets:
         self.open, self.open_key = set(), None
         return arr
 
-    def load(self, key: int, ds: np.ndarray) -> None:
-        merged = np.union1d(self.closed.get(key, np.empty(0, np.uint64)), ds.astype(np.uint64))
-        self.size += len(merged) - len(self.closed.get(key, ()))
-        self.closed[key] = merged
+    def load(self, buckets: dict[int, np.ndarray]) -> None:
+        """Closed buckets read back from storage (a restart), merged with what is held, in time order once."""
+        for key, ds in buckets.items():
+            merged = np.union1d(self.closed.get(key, np.empty(0, np.uint64)), ds.astype(np.uint64))
+            self.size += len(merged) - len(self.closed.get(key, ()))
+            self.closed[key] = merged
         self.closed = OrderedDict(sorted(self.closed.items()))
 
     def expire(self, now: float) -> None:
@@ -192,8 +194,7 @@ class LabelLedger:
                 keys = (table["answered_at"].cast(pa.int64()).to_numpy() // 1000
                         // int(self.answered_ids.bucket_s)).astype(np.int64)
                 ds = table["digest"].to_numpy().astype(np.uint64)
-                for key in np.unique(keys):
-                    self.answered_ids.load(int(key), ds[keys == key])
+                self.answered_ids.load({int(key): ds[keys == key] for key in np.unique(keys)})
                 n = len(ds)
         if len(labelled_request_ids):
             self.labelled_ids.add(digests(labelled_request_ids), self.clock())
@@ -222,7 +223,7 @@ class LedgerActor:
         log.info("label ledger for %s: %d answered and %d labelled ids reloaded", model, reloaded, len(labels))
 
     async def answered(self, ds: np.ndarray) -> int:
-        return await asyncio.to_thread(self.ledger.answered, ds) if len(ds) > 50_000 else self.ledger.answered(ds)
+        return self.ledger.answered(ds)
 
     async def claim(self, ds: np.ndarray) -> list[str]:
         deadline = time.monotonic() + self.grace_s
