@@ -98,8 +98,14 @@ def collect_rejected_versions(storage_cfg: StorageConfig, model: str, now: float
     return removed
 
 
-def maintain(cfg: FoundryConfig, now: float | None = None) -> dict[str, Any]:
-    """One pass for ``cfg.model_name``; returns what it did (per table: files merged, hours expired)."""
+RECENT = timedelta(days=2)  # what a routine pass compacts: older hours were merged by an earlier pass
+
+
+def maintain(cfg: FoundryConfig, now: float | None = None, full: bool = True) -> dict[str, Any]:
+    """One pass for ``cfg.model_name``; returns what it did (per table: files merged, hours expired).
+
+    ``full=False`` (the monitor's routine passes after its first) compacts only the last ``RECENT`` hours,
+    so a pass does not list every hour folder of the retention each time."""
     now = time.time() if now is None else now
     at = datetime.fromtimestamp(now, timezone.utc)
     st, model = cfg.storage, cfg.model_name
@@ -108,7 +114,7 @@ def maintain(cfg: FoundryConfig, now: float | None = None) -> dict[str, Any]:
     for name, (table, retention_key) in _tables(st.root, model).items():
         days = getattr(st.retention, retention_key)
         expired = table.expire(timedelta(days=days), at) if days else 0
-        compacted = table.compact(min_age, at)
+        compacted = table.compact(min_age, at, since=None if full else at - RECENT)
         report[name] = {"files_merged": compacted.files_merged, "partitions_compacted": compacted.partitions,
                         "hours_expired": expired}
     fs, monitoring = storage.resolve(st.monitoring)
@@ -137,6 +143,7 @@ class Maintenance:
         self.last: dict[str, Any] | None = None
         self._next = 0.0
         self._thread: threading.Thread | None = None
+        self._full = True  # the first pass after a (re)start looks at every hour
 
     def maybe_run(self, now: float) -> bool:
         if not self.every_s or now < self._next or (self._thread and self._thread.is_alive()):
@@ -148,7 +155,8 @@ class Maintenance:
 
     def _run(self) -> None:
         try:
-            report = maintain(self.cfg)
+            report = maintain(self.cfg, full=self._full)
+            self._full = False
         except Exception as exc:  # storage trouble: tried again at the next interval
             log.warning("storage maintenance failed: %s: %s", type(exc).__name__, exc)
             self.last = {"error": f"{type(exc).__name__}: {exc}"[:500]}

@@ -79,3 +79,16 @@ def test_live_rows_and_events_are_compacted_and_expired(tmp_path):
     assert sorted(live.read_range()["request_id"]) == [f"2-{k}" for k in range(4)]
     assert [e["kind"] for e in read_events(cfg.storage.root, "churn")] == ["b", "c"]
     assert live.table.file_count() <= 4  # one merged file and one manifest per remaining hour (at most 2 hours)
+
+
+def test_a_routine_pass_compacts_only_recent_hours_and_a_full_pass_all(cfg):
+    live = LiveStore(cfg.storage.root, "churn")
+    now = datetime.now(timezone.utc).replace(minute=30)
+    for days_ago in (5, 1):
+        for k in range(3):
+            at = now - timedelta(days=days_ago, minutes=10 * k)
+            live.write(pd.DataFrame({"request_id": [f"{days_ago}-{k}"], "received_at": [pd.Timestamp(at)]}), at)
+    routine = maintain(cfg, now=now.timestamp(), full=False)["live"]["files_merged"]
+    assert 0 < routine < 6  # the day-old hour(s) only
+    assert maintain(cfg, now=now.timestamp(), full=True)["live"]["files_merged"] >= 3  # the 5-day-old hour now
+    assert sorted(live.read_range()["request_id"]) == sorted(f"{d}-{k}" for d in (5, 1) for k in range(3))
