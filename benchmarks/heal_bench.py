@@ -398,8 +398,10 @@ def run_case(env, port: int, case: Case, args, retry: bool) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, of: " + ", ".join(SCENARIOS))
-    p.add_argument("--seeds", type=int, default=3, help="runs per scenario (seeds 0..N-1)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: concept_shift with 1 seed, no monitoring tax (results/tmp/heal-quick.json)")
+    p.add_argument("--scenarios", help="comma-separated, of: " + ", ".join(SCENARIOS) + " (default: all)")
+    p.add_argument("--seeds", type=int, help="runs per scenario (seeds 0..N-1; default 3)")
     p.add_argument("--rate", type=float, default=250.0, help="drifted rows per second (with labels)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds a run waits for its episode to end")
     p.add_argument("--label-delay-rows", type=int, default=0,
@@ -408,8 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tax-duration", type=int, default=15, help="seconds per monitoring-tax point")
     p.add_argument("--real-label", choices=real_drift.LABEL_RULES, default="monthly",
                    help="the real data set's label rule (benchmarks/real_drift.py)")
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "heal.json"))
+    p.add_argument("--out", help="result file (default benchmarks/results/heal.json; quick: results/tmp/)")
     args = p.parse_args(argv)
+    args.scenarios = args.scenarios or ("concept_shift" if args.quick else ",".join(SCENARIOS))
+    args.seeds = args.seeds or (1 if args.quick else 3)
+    args.skip_tax = args.skip_tax or args.quick
+    args.out = args.out or str(REPO / "benchmarks" / "results" / ("tmp/heal-quick.json" if args.quick else "heal.json"))
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     if unknown := set(scenarios) - set(SCENARIOS):
         p.error(f"unknown scenarios {sorted(unknown)} (known: {', '.join(SCENARIOS)})")

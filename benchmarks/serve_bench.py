@@ -1,24 +1,27 @@
-"""Serving throughput and latency: the Ray Serve application vs a plain uvicorn server of the same model.
+"""Serving throughput and latency: the Ray Serve application vs plain uvicorn servers of the same model.
 
-    python benchmarks/serve_bench.py [--duration 8] [--concurrency 1,4,16,64] [--out benchmarks/results/serve.json]
+    python benchmarks/serve_bench.py [--quick] [--duration 8] [--concurrency 1,4,16,64]
+                                     [--out benchmarks/results/serve.json]
 
 What runs, all over loopback with wrk (Debian's ``wrk``; the script checks for it):
-- the baseline: ``python -m foundry.serving.standalone``, one uvicorn process (uvloop + httptools)
-  serving the same FastAPI app, validation, auth and ``Predictor`` as Serve, one request at a time
-  through the model (no batching). Measured before and after the Serve runs; the better of the two
-  is the reference, so machine noise cannot flatter Serve.
-- Ray Serve on a private cluster (its own ports, stopped at the end) in three cluster settings:
-  ``RAY_SERVE_THROUGHPUT_OPTIMIZED=0``, ``=1`` (the repo's default) and ``=1`` plus
-  ``RAY_SERVE_ENABLE_HA_PROXY=1``; in each, one application with ``@serve.batch`` on and one with
-  it off (one replica each, 1 CPU).
-- Every point: 1-row POST /predict with the API key, at several concurrencies; throughput, p50 and
-  p99 latency (wrk's, not corrected for coordinated omission); any non-2xx or socket error marks
-  the point invalid.
+- the baselines: ``python -m foundry.serving.standalone`` with 1 and with 2 uvicorn worker processes
+  (uvloop + httptools, access log off: the baseline's best case) serving the same FastAPI app, validation,
+  auth and ``Predictor`` as Serve, one request at a time through the model (no batching). Measured before
+  and after the Serve runs; the better of the two is the reference, so machine noise cannot flatter Serve.
+- Ray Serve on a private cluster (its own ports, stopped at the end) in two cluster settings: the shipped
+  one (``cluster.ingress.kind=haproxy``: HAProxy in front of the replicas, its admin listeners on loopback)
+  and ``cluster.ingress.kind=python`` (Serve's Python proxy). In the shipped cluster, applications with
+  the shipped ``conf/serve/default.yaml`` (batching on, access log on, autoscaling 1-2 replicas), with
+  batching off, and with a 5 ms batch wait: the measurements behind the batching defaults.
+- Every point: POST /predict with the API key, 1-row and 32-row bodies, at several concurrencies;
+  throughput, p50 and p99 latency (wrk's, not corrected for coordinated omission); any non-2xx or socket
+  error marks the point invalid.
 
-The JSON (``benchmarks/results/serve.json``) holds the machine, the settings, every point and
-``ratio_vs_uvicorn``: the best Serve throughput with p99 <= 50 ms over the best baseline throughput
-with p99 <= 50 ms. The model is trained once (``jobs.train``, the default MLP, 2 epochs) into
-``benchmarks/results/tmp/`` and reused by later runs.
+The JSON (``benchmarks/results/serve.json``) holds the machine, the settings, every point and the ratios of
+the best throughput with p99 <= 50 ms: ``ratio_vs_uvicorn_shipped`` (the shipped cluster and app, 1-row
+requests, over uvicorn with 1 process) and ``ratio_vs_uvicorn_2proc`` (the same over 2 processes), the same
+for 32-row requests (``..._32rows``) and for Serve's Python proxy. The model is trained once (``jobs.train``,
+the default MLP, 2 epochs) into ``benchmarks/results/tmp/`` and reused by later runs.
 """
 
 from __future__ import annotations
@@ -45,13 +48,23 @@ PY = sys.executable
 SLO_P99_MS = 50.0
 GCS_PORT, DASHBOARD_PORT = 6580, 8580  # a private cluster: never the developer's (6379) or the tests' (6390)
 STORAGE = REPO / "benchmarks" / "results" / "tmp" / "serve-storage"
+# Logical CPUs for up to 3 applications of up to 2 one-CPU replicas each (the machine has what it has).
 CLUSTER = ["cluster.name=bench", f"cluster.gcs_port={GCS_PORT}", f"cluster.dashboard_port={DASHBOARD_PORT}",
-           "cluster.head_num_cpus=4", "cluster.autoscaling.enabled=false"]
-VARIANTS = {  # name -> extra cluster overrides (env vars of every Ray process, read at start)
-    "tp_opt=0": ["cluster.env.RAY_SERVE_THROUGHPUT_OPTIMIZED='0'"],
-    "tp_opt=1": [],  # conf/cluster/local.yaml already sets RAY_SERVE_THROUGHPUT_OPTIMIZED=1
-    "tp_opt=1+haproxy": ["+cluster.env.RAY_SERVE_ENABLE_HA_PROXY='1'"],
+           "cluster.head_num_cpus=8", "cluster.autoscaling.enabled=false"]
+VARIANTS = {  # cluster setting -> extra cluster overrides (env vars of every Ray process, read at start)
+    "haproxy": [],  # the shipped cluster: conf/cluster/local.yaml (ingress haproxy, RAY_SERVE_THROUGHPUT_OPTIMIZED=1)
+    "python-proxy": ["cluster.ingress.kind=python"],
 }
+APPS = {  # application -> serve overrides on top of conf/serve/default.yaml
+    "shipped": [],
+    "no-batching": ["serve.batching.enabled=false"],
+    "wait-5ms": ["serve.batching.batch_wait_timeout_s=0.005"],
+    "no-access-log": ["serve.access_log=false"],
+    "1-replica": ["serve.autoscaling.max_replicas=1"],
+}
+APPS_OF = {"haproxy": list(APPS), "python-proxy": ["shipped"]}
+PAYLOADS = (1, 32)
+QUICK = {"duration": 3, "concurrency": "4,64", "variants": "haproxy", "apps": ["shipped"]}
 TRAIN = ["trainer.num_workers=1", "trainer.epochs=2", "data.source.synthetic.rows=20000"]
 ROW = {"age": 48, "tenure_months": 9, "monthly_charges": 115.32, "data_usage_gb": 74.72, "support_calls": 1,
        "num_products": 3, "late_payments": 0, "satisfaction": 7.0, "plan": "premium", "contract": "monthly",
@@ -86,8 +99,8 @@ def run(argv: list[str], env: dict | None = None, timeout: float = 900, check: b
 
 # ---- wrk -------------------------------------------------------------------------------------------
 
-def wrk_script(path: Path, key: str) -> Path:
-    body = json.dumps({"rows": [ROW]})
+def wrk_script(path: Path, key: str, rows: int = 1) -> Path:
+    body = json.dumps({"rows": [ROW] * rows})
     path.write_text(f"wrk.method = \"POST\"\nwrk.body = '{body}'\n"
                     f"wrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"X-API-Key\"] = \"{key}\"\n")
     return path
@@ -125,7 +138,7 @@ def sweep(wrk, url, script, concurrencies, duration, label: dict) -> list[dict]:
         point = {**label, "concurrency": c, **load(wrk, url, script, c, duration)}
         point["valid"] = point["non_2xx"] == 0 and point["socket_errors"] == 0
         points.append(point)
-        say(f"  {label['server']:<8} {label['variant']:<17} batching={str(label['batching']):<5} c={c:<3} "
+        say(f"  {label['server']:<8} {label['variant']:<13} {label['app']:<12} rows={label['rows']:<3} c={c:<3} "
             f"{point['rps']:>8.1f} req/s  p50 {point['p50_ms']:>7.2f} ms  p99 {point['p99_ms']:>7.2f} ms"
             + ("" if point["valid"] else f"  INVALID ({point['non_2xx']} non-2xx, {point['socket_errors']} errors)"))
     return points
@@ -148,18 +161,22 @@ def wait_http(url: str, timeout: float = 120) -> None:
 # ---- the two servers ---------------------------------------------------------------------------------
 
 def common(version: str | None = None) -> list[str]:
-    out = [f"storage.root={STORAGE}", "serve.access_log=false"]
-    return out + ([f"serve.model_ref={version}"] if version else [])
+    return [f"storage.root={STORAGE}"] + ([f"serve.model_ref={version}"] if version else [])
 
 
-def baseline(wrk, script, concurrencies, duration, version, env, label: str) -> list[dict]:
+def baseline(wrk, scripts, concurrencies, duration, version, env, label: str, workers: int) -> list[dict]:
     port = free_port()
-    proc = subprocess.Popen([PY, "-m", "foundry.serving.standalone", *common(version), "--port", str(port)],
+    proc = subprocess.Popen([PY, "-m", "foundry.serving.standalone", *common(version), "serve.access_log=false",
+                             "--port", str(port), "--workers", str(workers)],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    points = []
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
-        return sweep(wrk, f"http://127.0.0.1:{port}/predict", script, concurrencies, duration,
-                     {"server": "uvicorn", "variant": label, "batching": False})
+        for rows, script in scripts.items():
+            points += sweep(wrk, f"http://127.0.0.1:{port}/predict", script, concurrencies, duration,
+                            {"server": "uvicorn", "variant": f"{workers}proc-{label}", "app": "standalone",
+                             "rows": rows, "workers": workers})
+        return points
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -181,21 +198,19 @@ def ensure_model(env) -> str:
     return reg.alias("churn", "production")
 
 
-def serve_variant(wrk, script, concurrencies, duration, version, env, name, extra) -> list[dict]:
+def serve_variant(wrk, scripts, concurrencies, duration, version, env, name, extra, apps) -> list[dict]:
     port = free_port()
     points = []
-    for batching in (True, False):
-        app = "bench-b" if batching else "bench-nb"
-        run([PY, "-m", "serve_apps.deploy", *CLUSTER, *common(version), f"serve.app_name={app}",
-             f"serve.route_prefix=/{app}", f"serve.http.port={port}", f"serve.batching.enabled={batching}",
-             "serve.autoscaling.min_replicas=1", "serve.autoscaling.max_replicas=1", f"ray.address=127.0.0.1:{GCS_PORT}",
-             *extra], env=env, timeout=600)
-    for batching in (True, False):
-        app = "bench-b" if batching else "bench-nb"
+    for app in apps:
+        run([PY, "-m", "serve_apps.deploy", *CLUSTER, *common(version), f"serve.app_name=bench-{app}",
+             f"serve.route_prefix=/{app}", f"serve.http.port={port}", f"ray.address=127.0.0.1:{GCS_PORT}",
+             *APPS[app], *extra], env=env, timeout=600)
+    for app in apps:
         url = f"http://127.0.0.1:{port}/{app}"
         wait_http(f"{url}/healthz")
-        points += sweep(wrk, f"{url}/predict", script, concurrencies, duration,
-                        {"server": "serve", "variant": name, "batching": batching})
+        for rows, script in scripts.items():
+            points += sweep(wrk, f"{url}/predict", script, concurrencies, duration,
+                            {"server": "serve", "variant": name, "app": app, "rows": rows})
     return points
 
 
@@ -218,48 +233,76 @@ def machine() -> dict:
 
 
 def table(points: list[dict]) -> str:
-    lines = [f"{'server':<8} {'variant':<17} {'batching':<8} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}",
-             "-" * 68]
+    lines = [f"{'server':<8} {'variant':<13} {'app':<12} {'rows':>4} {'conc':>4} {'req/s':>9} {'p50 ms':>8} "
+             f"{'p99 ms':>8}", "-" * 76]
     for p in points:
         flag = "" if p["valid"] else "  invalid"
-        lines.append(f"{p['server']:<8} {p['variant']:<17} {str(p['batching']):<8} {p['concurrency']:>4} "
+        lines.append(f"{p['server']:<8} {p['variant']:<13} {p['app']:<12} {p['rows']:>4} {p['concurrency']:>4} "
                      f"{p['rps']:>9.1f} {p['p50_ms']:>8.2f} {p['p99_ms']:>8.2f}{flag}")
     return "\n".join(lines)
 
 
+def _ratio(a: dict | None, b: dict | None) -> float | None:
+    return round(a["rps"] / b["rps"], 3) if a and b else None
+
+
 def summarize(points: list[dict]) -> dict:
-    plain = best([p for p in points if p["server"] == "uvicorn"])
-    serve = best([p for p in points if p["server"] == "serve"])
+    def best_of(server: str, rows: int, **match) -> dict | None:
+        return best([p for p in points if p["server"] == server and p["rows"] == rows
+                     and all(p.get(k) == v for k, v in match.items())])
+
+    out: dict = {}
     per_setting = {}
-    for name in VARIANTS:
-        for batching in (True, False):
-            b = best([p for p in points if p["server"] == "serve" and p["variant"] == name
-                      and p["batching"] == batching])
-            per_setting[f"{name}, batching={'on' if batching else 'off'}"] = (
-                {"rps": b["rps"], "concurrency": b["concurrency"], "p99_ms": b["p99_ms"],
-                 "vs_uvicorn": round(b["rps"] / plain["rps"], 3) if plain else None} if b else None)
-    ratio = round(serve["rps"] / plain["rps"], 3) if plain and serve else None
-    return {"ratio_vs_uvicorn": ratio, "best_serve": serve, "best_uvicorn": plain, "per_setting": per_setting}
+    for rows in PAYLOADS:
+        suffix = "" if rows == 1 else f"_{rows}rows"
+        uv1, uv2 = best_of("uvicorn", rows, workers=1), best_of("uvicorn", rows, workers=2)
+        shipped = best_of("serve", rows, variant="haproxy", app="shipped")
+        python = best_of("serve", rows, variant="python-proxy", app="shipped")
+        out[f"ratio_vs_uvicorn_shipped{suffix}"] = _ratio(shipped, uv1)
+        out[f"ratio_vs_uvicorn_2proc{suffix}"] = _ratio(shipped, uv2)
+        out[f"ratio_python_proxy_vs_uvicorn{suffix}"] = _ratio(python, uv1)
+        out[f"best{suffix}"] = {"uvicorn_1proc": uv1, "uvicorn_2proc": uv2, "serve_shipped": shipped,
+                                "serve_python_proxy": python}
+        for name, apps in APPS_OF.items():
+            for app in apps:
+                b = best_of("serve", rows, variant=name, app=app)
+                per_setting[f"{name}, {app}, {rows} row{'s' if rows > 1 else ''}"] = (
+                    {"rps": b["rps"], "rows_per_s": round(b["rps"] * rows), "concurrency": b["concurrency"],
+                     "p99_ms": b["p99_ms"], "vs_uvicorn": _ratio(b, uv1), "vs_uvicorn_2proc": _ratio(b, uv2)}
+                    if b else None)
+    out["ratio_vs_uvicorn"] = out["ratio_vs_uvicorn_shipped"]  # the key of earlier runs
+    out["per_setting"] = per_setting
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--duration", type=int, default=8, help="seconds per point (default 8)")
-    p.add_argument("--concurrency", default="1,4,16,64", help="comma-separated connection counts")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {list(VARIANTS)}")
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serve.json"))
+    p.add_argument("--quick", action="store_true",
+                   help=f"a smoke run: {QUICK['duration']} s points at c={QUICK['concurrency']}, the shipped cluster "
+                        "and app only, uvicorn once (results/tmp/)")
+    p.add_argument("--duration", type=int, help="seconds per point (default 8)")
+    p.add_argument("--concurrency", help="comma-separated connection counts (default 1,4,16,64)")
+    p.add_argument("--variants", help=f"subset of {list(VARIANTS)}")
+    p.add_argument("--apps", help=f"Serve applications to measure (default: all of {list(APPS)} on the haproxy "
+                                  "cluster, shipped on the others)")
+    p.add_argument("--out", help="result file (default benchmarks/results/serve.json)")
     args = p.parse_args(argv)
     wrk = need_wrk()
-    concurrencies = [int(c) for c in args.concurrency.split(",")]
-    variants = [v for v in args.variants.split(",") if v]
+    duration = args.duration or (QUICK["duration"] if args.quick else 8)
+    concurrencies = [int(c) for c in (args.concurrency or (QUICK["concurrency"] if args.quick else "1,4,16,64"))
+                     .split(",")]
+    variants = [v for v in (args.variants or (QUICK["variants"] if args.quick else ",".join(VARIANTS))).split(",")
+                if v]
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         sys.exit(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    out = Path(args.out or (STORAGE.parent / "serve-quick.json" if args.quick
+                            else REPO / "benchmarks" / "results" / "serve.json"))
     key = secrets.token_urlsafe(24)
     env = {**os.environ, "FOUNDRY_API_KEY": key, "RAY_AUTH_MODE": "token"}
     STORAGE.mkdir(parents=True, exist_ok=True)
     tmp = STORAGE.parent
-    script = wrk_script(tmp / "predict.lua", key)
+    scripts = {rows: wrk_script(tmp / f"predict-{rows}.lua", key, rows) for rows in PAYLOADS}
     started = time.time()
     load_before = os.getloadavg()
     points: list[dict] = []
@@ -272,18 +315,24 @@ def main(argv: list[str] | None = None) -> int:
         cluster("down", [])
     say(f"model churn {version}")
 
-    say("baseline (plain uvicorn), before")
-    points += baseline(wrk, script, concurrencies, args.duration, version, env, "before")
+    rounds = ["before"] if args.quick else ["before", "after"]
+    say("baselines (plain uvicorn, 1 and 2 processes), before")
+    for workers in (1, 2):
+        points += baseline(wrk, scripts, concurrencies, duration, version, env, "before", workers)
     for name in variants:
         extra = VARIANTS[name]
-        say(f"Ray Serve, {name}: python -m cluster up ... {' '.join(extra)}")
+        apps = [a for a in args.apps.split(",") if a in APPS_OF[name]] if args.apps else \
+            QUICK["apps"] if args.quick else APPS_OF[name]
+        say(f"Ray Serve, {name}: python -m cluster up ... {' '.join(extra)}; applications {apps}")
         cluster("up", extra)
         try:
-            points += serve_variant(wrk, script, concurrencies, args.duration, version, env, name, extra)
+            points += serve_variant(wrk, scripts, concurrencies, duration, version, env, name, extra, apps)
         finally:
             cluster("down", extra)
-    say("baseline (plain uvicorn), after")
-    points += baseline(wrk, script, concurrencies, args.duration, version, env, "after")
+    if "after" in rounds:
+        say("baselines (plain uvicorn, 1 and 2 processes), after")
+        for workers in (1, 2):
+            points += baseline(wrk, scripts, concurrencies, duration, version, env, "after", workers)
 
     summary = summarize(points)
     result = {
@@ -291,24 +340,28 @@ def main(argv: list[str] | None = None) -> int:
         "slo_p99_ms": SLO_P99_MS,
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "elapsed_s": round(time.time() - started),
+        "quick": bool(args.quick),
         "machine": {**machine(), "load_average_before": [round(x, 2) for x in load_before],
                     "load_average_after": [round(x, 2) for x in os.getloadavg()]},
-        "settings": {"duration_s": args.duration, "concurrency": concurrencies, "request": "1 row, POST /predict",
+        "settings": {"duration_s": duration, "concurrency": concurrencies, "payload_rows": list(PAYLOADS),
+                     "request": "POST /predict with 1 or 32 rows",
                      "model": {"name": "churn", "version": version, "arch": "mlp [128, 64]", "training": TRAIN},
                      "load_tool": "wrk -t1 --latency (1 thread; latencies not corrected for coordinated omission)",
-                     "serve": {"replicas": 1, "num_cpus": 1, "torch_threads": 1, "access_log": False,
-                               "batching": "max_batch_size 32, batch_wait_timeout_s 0.002 (conf/serve/default.yaml)",
-                               "cluster_variants": VARIANTS},
-                     "uvicorn": "python -m foundry.serving.standalone: 1 process, uvloop + httptools, "
-                                "access log off, same app and Predictor, no batching"},
+                     "serve": {"config": "conf/serve/default.yaml as shipped (batching max 32 / wait 2 ms, access "
+                                         "log on, autoscaling 1-2 one-CPU replicas, 1 torch thread) + APPS",
+                               "cluster_variants": VARIANTS, "apps": APPS},
+                     "uvicorn": "python -m foundry.serving.standalone --workers 1|2: uvloop + httptools, access log "
+                                "off, same app and Predictor, no batching; the better of before/after"},
         "points": points,
     }
-    out = Path(args.out)
     write_result(out, result)
     say("\n" + table(points))
-    say(f"\nbest uvicorn (p99 <= {SLO_P99_MS:.0f} ms): {summary['best_uvicorn']}")
-    say(f"best Serve   (p99 <= {SLO_P99_MS:.0f} ms): {summary['best_serve']}")
-    say(f"ratio_vs_uvicorn = {summary['ratio_vs_uvicorn']}   (written to {out})")
+    for rows in PAYLOADS:
+        suffix = "" if rows == 1 else f"_{rows}rows"
+        say(f"{rows:>2}-row requests: ratio_vs_uvicorn_shipped{suffix} = {summary[f'ratio_vs_uvicorn_shipped{suffix}']}"
+            f"   ratio_vs_uvicorn_2proc{suffix} = {summary[f'ratio_vs_uvicorn_2proc{suffix}']}"
+            f"   python proxy: {summary[f'ratio_python_proxy_vs_uvicorn{suffix}']}")
+    say(f"(written to {out})")
     return 0
 
 

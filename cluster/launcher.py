@@ -20,6 +20,7 @@ from typing import Any
 from cluster import nodes
 from foundry import ray_runtime
 from foundry.config import ClusterKind, FoundryConfig, InstallSource, TokenSource, WorkerTypeConfig
+from foundry.serving import haproxy_ingress
 
 HEAD_NODE_TYPE = "ray_head"
 BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"  # where the launcher puts this config on the head
@@ -226,7 +227,13 @@ def _head_setup_commands(cfg: FoundryConfig) -> list[str]:
 
 def env_file_command(cfg: FoundryConfig) -> str:
     """Write the node environment (token auth, storage root, ``cluster.env``) as exports to ENV_FILE."""
-    lines = [f"export {k}={shlex.quote(v)}" for k, v in nodes.node_env(cfg).items()]
+    env = nodes.node_env(cfg)
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    if env.get(haproxy_ingress.ENABLE_ENV) == "1" and haproxy_ingress.BINARY_ENV not in env:
+        # The console script pip put on the node's PATH; a node without it fails HAProxy's start loudly
+        # rather than run Ray's template with its listeners on every interface.
+        lines.append(f'export {haproxy_ingress.BINARY_ENV}="$(command -v {haproxy_ingress.WRAPPER} '
+                     f'|| echo /nonexistent/{haproxy_ingress.WRAPPER})"')
     return "printf '%s\\n' " + " ".join(shlex.quote(line) for line in lines) + f" > {ENV_FILE}"
 
 

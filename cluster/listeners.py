@@ -57,15 +57,6 @@ ALLOWED: dict[str, Allowed] = {
               "token interceptor (RAY_AUTH_MODE=token is forced on every process of the cluster)",
         off="none while a Serve replica runs",
     ),
-    "haproxy": Allowed(
-        ports=(_env_port("RAY_SERVE_HAPROXY_STATS_PORT", 8404), _env_port("RAY_SERVE_HAPROXY_METRICS_PORT", 9101)),
-        bind="*:8404 (stats page) and :9101 (Prometheus metrics), every interface",
-        source="ray/serve/_private/haproxy_templates.py: `bind *:{{ config.stats_port }}` and "
-               "`bind :{{ config.metrics_port }}` are fixed in the template; only the ports are settings",
-        guard="none: both are read-only (counters, backend names and states), without auth",
-        off="off unless RAY_SERVE_ENABLE_HA_PROXY=1 (cluster.env); ports: RAY_SERVE_HAPROXY_STATS_PORT, "
-            "RAY_SERVE_HAPROXY_METRICS_PORT",
-    ),
     "ray::RayTrainWorker": Allowed(
         ports=ANY_PORT,
         bind="*:<MASTER_PORT> (every interface) on the rank-0 worker, torch.distributed's TCPStore",

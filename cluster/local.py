@@ -29,6 +29,7 @@ from pathlib import Path
 from cluster import autoscaling
 from foundry import ray_runtime
 from foundry.config import ClusterConfig
+from foundry.serving import haproxy_ingress
 
 # Ray-start settings a caller's environment must not leak into the head: the head is a server,
 # not a client of some other cluster, and stale values would make it look for the wrong one.
@@ -56,7 +57,8 @@ def loopback_interface() -> str | None:
 
 
 def head_env(cfg: ClusterConfig, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for ``ray start``: the caller's, plus ``cfg.env``, loopback-only binding for a
+    """The environment for ``ray start``: the caller's, plus ``cfg.env``, the Serve ingress
+    (``cfg.ingress``: HAProxy through ``foundry-haproxy`` by default), loopback-only binding for a
     loopback ``head_host``, plus token auth.
 
     ``cfg.env`` is applied here because Ray processes read most settings (e.g.
@@ -74,6 +76,9 @@ def head_env(cfg: ClusterConfig, base: Mapping[str, str] | None = None) -> dict[
     if path.split(os.pathsep)[0] != bin_dir:
         env["PATH"] = os.pathsep.join([bin_dir, path]) if path else bin_dir
     env.update({str(k): str(v) for k, v in (cfg.env or {}).items()})
+    ing = cfg.ingress
+    env.update(haproxy_ingress.ingress_env(ing.kind.value, ing.admin_host,
+                                           ing.wrapper or haproxy_ingress.wrapper_beside()))
     env.update(autoscaling.env(cfg))
     if ray_runtime.is_loopback_host(cfg.head_host):
         # Keep --node-ip-address=127.0.0.1 as given, so every listener Ray can bind to loopback is

@@ -7,19 +7,24 @@ from pathlib import Path
 from foundry import ray_runtime, storage
 from foundry.config import ClusterConfig, FoundryConfig, WorkerTypeConfig
 from foundry.errors import ConfigError
+from foundry.serving import haproxy_ingress
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STORAGE_ENV = "FOUNDRY_STORAGE"  # conf/storage/local.yaml reads it: jobs on the nodes use the bucket
 
 
 def node_env(cfg: FoundryConfig) -> dict[str, str]:
-    """The environment of every Ray node: ``cluster.env``, the shared storage root, and token auth.
+    """The environment of every Ray node: ``cluster.env``, the Serve ingress (``cluster.ingress``), the
+    shared storage root, and token auth.
 
     Ray processes (workers, job drivers, Serve replicas) inherit it, so a job started on the cluster
     with the default config reads and writes ``storage.root``. ``RAY_AUTH_MODE=token`` is set last
     so that no ``cluster.env`` entry can switch auth off. The token itself is never part of it.
     """
     env = {str(k): str(v) for k, v in (cfg.cluster.env or {}).items()}
+    ing = cfg.cluster.ingress
+    # wrapper null: the launcher's env file looks foundry-haproxy up on the node's PATH (launcher.py)
+    env.update(haproxy_ingress.ingress_env(ing.kind.value, ing.admin_host, ing.wrapper))
     env[STORAGE_ENV] = storage.normalize(cfg.storage.root)
     env[ray_runtime.AUTH_MODE_ENV] = "token"
     return env

@@ -513,6 +513,24 @@ class KubeRayServiceConfig:
     api_key_secret: str | None = "foundry-api-key"  # Kubernetes Secret (key `api_key`) for serve.auth
 
 
+class IngressKind(str, Enum):
+    haproxy = "haproxy"  # Ray Serve's HAProxy ingress, admin listeners on loopback (foundry/serving/haproxy_ingress.py)
+    python = "python"  # Serve's own Python proxy: slower (6-11 ms a request on 2 cores), no extra process
+
+
+@dataclass
+class IngressConfig:
+    """How HTTP requests reach the Serve replicas on every node of the cluster."""
+
+    kind: IngressKind = IngressKind.haproxy
+    # Where HAProxy's read-only stats page (8404) and Prometheus exporter (9101) listen; Ray binds them to
+    # every interface, the wrapper to this address.
+    admin_host: str = "127.0.0.1"
+    # The foundry-haproxy console script on the nodes (null: next to the Python that starts Ray; rendered
+    # aws/gcp nodes look it up on PATH, kuberay images need the path of their install).
+    wrapper: str | None = None
+
+
 @dataclass
 class KubeRayConfig:
     namespace: str = "default"
@@ -544,6 +562,7 @@ class ClusterConfig:
     auth: ClusterAuthConfig = field(default_factory=ClusterAuthConfig)
     install: InstallConfig = field(default_factory=InstallConfig)
     kuberay: KubeRayConfig = field(default_factory=KubeRayConfig)
+    ingress: IngressConfig = field(default_factory=IngressConfig)
 
 
 class MultivariateMethod(str, Enum):
@@ -912,6 +931,10 @@ def _check_cluster(c: ClusterConfig) -> None:
     for key in ("gcs_port", "dashboard_port"):
         _require(0 < getattr(c, key) < 65536, f"cluster.{key}", f"must be a TCP port, got {getattr(c, key)}")
     _require(c.head_num_cpus is None or c.head_num_cpus >= 0, "cluster.head_num_cpus", "must be >= 0")
+    for key in ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_HAPROXY_BINARY_PATH", "FOUNDRY_HAPROXY_ADMIN_HOST"):
+        _require(key not in (c.env or {}), f"cluster.env.{key}",
+                 "set by cluster.ingress (kind: haproxy | python, admin_host, wrapper); use those keys")
+    _require(bool(c.ingress.admin_host), "cluster.ingress.admin_host", "must name an address (127.0.0.1: loopback)")
     a = c.autoscaling
     remote = c.kind is not ClusterKind.local
     if remote:

@@ -7,7 +7,9 @@ is not the production path: no autoscaling, no in-place swaps, one process.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 
 from fastapi import FastAPI
@@ -31,22 +33,46 @@ def create_app(cfg: FoundryConfig) -> FastAPI:
                      title=f"Foundry: {cfg.model_name} (standalone)")
 
 
-def main(argv: list[str] | None = None) -> int:
+ARGV_ENV = "FOUNDRY_STANDALONE_ARGV"  # the config arguments, for each worker process of --workers N
+
+
+def _parser():
     p = config_sources.parser("python -m foundry.serving.standalone",
-                              "Serve a registry version with a single uvicorn process (no Ray).")
+                              "Serve a registry version with plain uvicorn (no Ray).")
     p.add_argument("--host", help="default: serve.http.host")
     p.add_argument("--port", type=int, help="default: serve.http.port")
-    args = p.parse_args(argv)
+    p.add_argument("--workers", type=int, default=1,
+                   help="uvicorn worker processes sharing the port (default 1), as `uvicorn --workers N` runs them")
+    return p
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's factory for ``--workers N``: each worker process builds the app from the same arguments."""
+    args = _parser().parse_args(json.loads(os.environ[ARGV_ENV]))
+    return create_app(config_sources.load(config_sources.from_args(args)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    if args.workers < 1:
+        print(f"error: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+        return 2
     try:
         cfg = config_sources.load(config_sources.from_args(args))
-        app = create_app(cfg)
+        app = create_app(cfg)  # also when --workers > 1: a version that cannot load fails here, once
     except FoundryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     import uvicorn
 
-    uvicorn.run(app, host=args.host or cfg.serve.http.host, port=args.port or cfg.serve.http.port,
-                log_level="warning", access_log=cfg.serve.access_log)
+    where = {"host": args.host or cfg.serve.http.host, "port": args.port or cfg.serve.http.port,
+             "log_level": "warning", "access_log": cfg.serve.access_log}
+    if args.workers == 1:
+        uvicorn.run(app, **where)
+    else:
+        os.environ[ARGV_ENV] = json.dumps(argv)
+        uvicorn.run("foundry.serving.standalone:app_from_env", factory=True, workers=args.workers, **where)
     return 0
 
 

@@ -88,10 +88,15 @@ def test_every_listener_is_on_loopback_or_documented(ray_cluster, workloads):
     # worker's (the probe actor) and a Serve replica's.
     names = {lst.process for lst in found}
     expected = {"gcs_server", "raylet", "dashboard", "ray::DashboardAgent", "ray::RuntimeEnvAgent",
-                "ray_client_server", "ray::ListenerProbe", "ray::ServeReplica"}
+                "ray_client_server", "ray::ListenerProbe", "ray::ServeReplica",
+                # The default ingress (cluster.ingress.kind=haproxy): its client frontend and its stats and
+                # Prometheus listeners, which foundry-haproxy binds to loopback (Ray's template: every interface).
+                "haproxy"}
     assert expected <= names, f"missing {sorted(expected - names)} among the listeners:\n{_table(found)}"
     ports = {lst.port for lst in found}
     assert {ray_cluster.config.gcs_port, ray_cluster.config.dashboard_port} <= ports, _table(found)
+    haproxy = {(lst.ip, lst.port) for lst in found if lst.process == "haproxy"}
+    assert {("127.0.0.1", 8404), ("127.0.0.1", 9101)} <= haproxy, _table(found)
 
     bad = listeners.undocumented(found)
     assert not bad, (
