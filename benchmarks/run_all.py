@@ -4,8 +4,7 @@
     make bench ARGS="--quick --only data,train"
 
 Each benchmark runs as its own process (``python benchmarks/<name>_bench.py --out ...``), with ``--quick``
-passed on where the script has that option (serve_bench and heal_bench have none: they run at full size
-even with ``--quick``; leave them out with ``--only``). Its output is shown and kept in
+passed on (every benchmark has one). Its output is shown and kept in
 ``benchmarks/results/tmp/logs/<name>.log``. A benchmark that fails or runs past ``--timeout`` is recorded
 and the next one runs. Then every result file is read, whether or not it ran this time, and
 ``summary.md`` / ``summary.json`` are written next to the results: per benchmark its status in this run,
@@ -35,7 +34,8 @@ from serve_bench import PY, say  # noqa: E402 -- benchmarks/ is the script's own
 RESULTS = REPO / "benchmarks" / "results"
 TMP = RESULTS / "tmp"
 BENCHMARKS = {  # name -> (script, what it compares); run in this order
-    "serve": ("serve_bench.py", "Ray Serve vs a plain uvicorn server, 1-row requests"),
+    "serve": ("serve_bench.py", "Ray Serve as shipped (HAProxy ingress) vs plain uvicorn with 1 and 2 processes, 1- and "
+              "32-row requests"),
     "drift": ("drift_bench.py", "drift alarms through replay: false episodes, detection delays, benign shifts"),
     "heal": ("heal_bench.py", "monitoring tax; healing every drift scenario and a real data set, vs an oracle"),
     "soak": ("soak_bench.py", "30 minutes of load on /predict, monitor on, a model swap every 5 minutes; memory of every "
@@ -137,14 +137,17 @@ def _num(value, fmt: str = ",.0f") -> str:
 
 
 def serve_table(r: dict) -> tuple[list[str], list[list[str]]]:
-    head = ["setting", "req/s (best with p99 <= SLO)", "concurrency", "p99 ms", "x uvicorn"]
-    u = r.get("best_uvicorn") or {}
-    rows = [["plain uvicorn (baseline)", _num(u.get("rps"), ",.1f"), _num(u.get("concurrency")),
-             _num(u.get("p99_ms"), ".1f"), "1.00" if u else "-"]]
+    head = ["setting", "req/s (best with p99 <= SLO)", "concurrency", "p99 ms", "x uvicorn 1 proc", "x uvicorn 2 proc"]
+    rows = []
+    for rows_per_request, best in (("1 row", r.get("best") or {}), ("32 rows", r.get("best_32rows") or {})):
+        for name, label in (("uvicorn_1proc", "plain uvicorn, 1 process"), ("uvicorn_2proc", "plain uvicorn, 2 processes")):
+            u = best.get(name) or {}
+            rows.append([f"{label}, {rows_per_request}", _num(u.get("rps"), ",.1f"), _num(u.get("concurrency")),
+                         _num(u.get("p99_ms"), ".1f"), "-", "-"])
     for setting, p in (r.get("per_setting") or {}).items():
         p = p or {}
         rows.append([f"Serve {setting}", _num(p.get("rps"), ",.1f"), _num(p.get("concurrency")),
-                     _num(p.get("p99_ms"), ".1f"), _num(p.get("vs_uvicorn"), ".2f")])
+                     _num(p.get("p99_ms"), ".1f"), _num(p.get("vs_uvicorn"), ".2f"), _num(p.get("vs_uvicorn_2proc"), ".2f")])
     return head, rows
 
 

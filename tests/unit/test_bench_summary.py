@@ -20,16 +20,19 @@ MACHINE = {"cpu": "AMD EPYC", "cores": 2, "memory_gib": 23.5, "python": "3.11.7"
 
 
 def serve_result() -> dict:
-    best = {"server": "serve", "variant": "tp_opt=1+haproxy", "batching": True, "concurrency": 64, "rps": 3198.1,
-            "p50_ms": 19.06, "p99_ms": 38.59, "valid": True}
-    return {"ratio_vs_uvicorn": 4.641, "best_serve": best,
-            "best_uvicorn": {"server": "uvicorn", "variant": "before", "batching": False, "concurrency": 4,
-                             "rps": 689.1, "p50_ms": 5.78, "p99_ms": 10.12, "valid": True},
-            "per_setting": {"tp_opt=0, batching=on": {"rps": 213.7, "concurrency": 4, "p99_ms": 35.36,
-                                                      "vs_uvicorn": 0.31},
-                            "tp_opt=1+haproxy, batching=on": {"rps": 3198.1, "concurrency": 64, "p99_ms": 38.59,
-                                                              "vs_uvicorn": 4.641},
-                            "tp_opt=1, batching=off": None},
+    def uv(workers, rps, conc, p99):
+        return {"server": "uvicorn", "variant": f"{workers}proc-before", "app": "standalone", "rows": 1,
+                "workers": workers, "concurrency": conc, "rps": rps, "p50_ms": 5.0, "p99_ms": p99, "valid": True}
+
+    shipped = {"server": "serve", "variant": "haproxy", "app": "shipped", "rows": 1, "concurrency": 32,
+               "rps": 1681.1, "p50_ms": 17.9, "p99_ms": 37.64, "valid": True}
+    return {"ratio_vs_uvicorn_shipped": 4.59, "ratio_vs_uvicorn_2proc": 2.32, "ratio_vs_uvicorn": 4.59,
+            "best": {"uvicorn_1proc": uv(1, 366.2, 16, 43.1), "uvicorn_2proc": uv(2, 723.7, 16, 40.76),
+                     "serve_shipped": shipped, "serve_python_proxy": None},
+            "best_32rows": {"uvicorn_1proc": None, "uvicorn_2proc": uv(2, 592.6, 4, 10.63)},
+            "per_setting": {"haproxy, shipped, 1 row": {"rps": 1681.1, "rows_per_s": 1681, "concurrency": 32,
+                                                        "p99_ms": 37.64, "vs_uvicorn": 4.59, "vs_uvicorn_2proc": 2.32},
+                            "python-proxy, shipped, 1 row": None},
             "slo_p99_ms": 50.0, "generated_at": "2026-11-24T21:22:31+00:00", "elapsed_s": 367, "machine": MACHINE,
             "points": []}
 
@@ -140,10 +143,11 @@ def test_every_benchmark_gets_its_headline_figures():
     runs = {name: ok_run(name) for name in run_all.BENCHMARKS}
     md, data = run_all.summarize(all_results(), runs, generated_at="2026-11-25T05:00:00+00:00")
 
-    assert cells(md, "Serve tp_opt=1+haproxy, batching=on") == [
-        "Serve tp_opt=1+haproxy, batching=on", "3,198.1", "64", "38.6", "4.64"]
-    assert cells(md, "plain uvicorn (baseline)")[1:] == ["689.1", "4", "10.1", "1.00"]
-    assert cells(md, "Serve tp_opt=1, batching=off")[1:] == ["-", "-", "-", "-"]  # no point within the SLO
+    assert cells(md, "Serve haproxy, shipped, 1 row") == [
+        "Serve haproxy, shipped, 1 row", "1,681.1", "32", "37.6", "4.59", "2.32"]
+    assert cells(md, "plain uvicorn, 2 processes, 1 row")[1:] == ["723.7", "16", "40.8", "-", "-"]
+    assert cells(md, "plain uvicorn, 1 process, 32 rows")[1:] == ["-", "-", "-", "-", "-"]  # none within the SLO
+    assert cells(md, "Serve python-proxy, shipped, 1 row")[1:] == ["-", "-", "-", "-", "-"]
     assert cells(md, "default") == ["default", "0 (0.999)", "12.6", "155; 0/20", "400; 20/20"]
     assert cells(md, "windows")[1:] == ["30 (61.2)", "87.2", "500; 20/20", "not detected; 20/20"]
     assert cells(md, "monitoring tax") == ["monitoring tax", "-2.2%"]
