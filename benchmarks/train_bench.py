@@ -1,30 +1,32 @@
-"""Training throughput: Ray Train's TorchTrainer with 1 and 2 workers vs a plain single-process PyTorch loop.
+"""Training throughput and overhead: Ray Train's TorchTrainer with 1 and 2 workers vs a plain PyTorch loop.
 
     python benchmarks/train_bench.py [--quick] [--rows 200000] [--epochs 3] [--workers 1,2]
-                                     [--out benchmarks/results/train.json]
+                                     [--scale-rows 1000000] [--out benchmarks/results/train.json]
 
 Setup: ``--rows`` baseline churn rows (one Parquet file, written by data_bench's ``write_source``),
 prepared once by ``foundry.data.pipeline.prepare`` (``conf/data/churn.yaml``: 80/10/10 split; the
 encoded train and val splits materialized in the object store) on a private Ray instance of 2 CPUs
-(``ray.init(address="local", num_cpus=2)``, no dashboard, token auth on). The default model
-(``conf/model/mlp.yaml``, ``foundry.models.build_model(model_spec(...))``) and the trainer settings of
-``conf/trainer/cpu.yaml`` (AdamW, lr, weight decay, batch size) for every run; ``--epochs`` epochs, early
-stopping effectively off (patience > epochs) so every run does the same number of epochs.
+with its dashboard (``train_session``: as on every Foundry cluster; see there why it matters). The
+default model (``conf/model/mlp.yaml``) and the trainer settings of ``conf/trainer/cpu.yaml`` (AdamW,
+lr, weight decay, batch size, checkpoint cadence, in-memory budget, controller poll) for every run;
+``--epochs`` epochs, early stopping effectively off so every run does the same work.
 
 What runs:
 - **Ray Train**: ``foundry.train.trainer.build_trainer`` + ``foundry.train.loop.train_loop_per_worker``,
-  exactly as the training job runs them, with ``trainer.num_workers`` 1 and 2, ``cpus_per_worker=1``
-  (Ray gives such a worker one torch/OpenMP thread; the JSON records what a 1-CPU task sees).
+  exactly as the training job runs them, with ``trainer.num_workers`` 1 and 2, ``cpus_per_worker=1``.
   Per epoch the loop reports ``rows_per_s``: training rows of all workers over rank 0's wall time of the
-  epoch's training pass plus its validation pass (checkpointing excluded). Also the wall time of the whole
-  ``fit()`` (worker start-up, process group, checkpoints).
+  epoch's training pass plus its validation pass. The whole ``fit()`` (call to result) is split by the
+  loop's timestamps into start-up, loop set-up, epochs, reports/checkpoints and tail (``fit_breakdown``).
 - **plain PyTorch**: the same materialized arrays pulled into this process, the same model, optimizer
-  (the loop's ``_optimizer``), forward and loss (the loop's ``_forward``), batch size and epochs; a full
-  shuffle per epoch (``torch.randperm``) where the Ray loop uses a local shuffle buffer of 4 batches;
-  a validation pass each epoch, timed like the loop's. Run after Ray is shut down, with 1 torch thread
-  (what one Ray worker gets) and with one thread per core (torch's default on this machine).
-Headline figures: the median rows/s and seconds per epoch over epochs 2..N (epoch 1 apart: it carries
-the warm-up), and the ratio of each Ray Train run to the plain loop.
+  (the loop's ``_optimizer``), forward and loss (the loop's ``_forward``), batch size and epochs, a full
+  ``torch.randperm`` shuffle per epoch (as the loop's in-memory path), a validation pass each epoch.
+  Run after Ray is shut down, with 1 torch thread (what one Ray worker gets) and one per core; its fit
+  wall time runs from the arrays to the trained model (tensors, model, optimizer, every epoch).
+- **scaling** (benchmarks/train_scaling.py): ``--scale-rows`` rows, 1 and 2 workers, at the shipped batch
+  size and at a large one; the 2/1 throughput ratio and the crossover (train rows x epochs from which 2
+  workers finish a fit() sooner).
+Headline keys: ``ratio_1worker_vs_plain`` (s/epoch, median of epochs 2..N), ``fit_wall_ratio_1worker_vs_plain``
+and ``scaling_2_vs_1`` (at the shipped batch size).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ os.environ["RAY_AUTH_MODE"] = "token"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
@@ -50,14 +53,18 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from data_bench import DATA_SEED, TMP, bench_config, ray_session, write_source  # noqa: E402
+import train_scaling  # noqa: E402
+from data_bench import DATA_SEED, TMP, bench_config, write_source  # noqa: E402
 from machine_info import host, result_header, write_result  # noqa: E402
 from serve_bench import say  # noqa: E402
 
 RAY_CPUS = 2
-FULL = {"rows": 200_000, "epochs": 3, "workers": "1,2"}
-QUICK = {"rows": 20_000, "epochs": 2, "workers": "1,2"}
+FULL = {"rows": 200_000, "epochs": 3, "workers": "1,2", "scale_rows": 1_000_000, "scale_epochs": 2}
+QUICK = {"rows": 20_000, "epochs": 2, "workers": "1,2", "scale_rows": 60_000, "scale_epochs": 2}
 STORAGE = TMP / "train-bench" / "storage"
+# Per-worker batch sizes the scaling set is also trained with: each DDP step ends in a gloo all-reduce that
+# costs ~1.3 ms here whatever the batch, so a second worker pays only when a step's compute is larger.
+SCALE_LARGE_BATCHES = [4096]
 
 
 def overrides(epochs: int, num_workers: int = 1) -> list[str]:
@@ -72,6 +79,44 @@ def epoch_figures(seconds: list[float], rows: int) -> dict:
     median = statistics.median(steady)
     return {"rows_per_s": round(rows / median), "s_per_epoch": round(median, 3),
             "first_epoch_s": round(seconds[0], 3), "epoch_s": [round(s, 3) for s in seconds]}
+
+
+@contextlib.contextmanager
+def train_session(num_cpus: int):
+    """A private Ray instance of ``num_cpus`` CPUs, with the dashboard, as every Foundry cluster has one.
+
+    Not data_bench's session (no dashboard): Ray Train's placement-group cleaner (a detached actor) asks the
+    dashboard's state API, every second, whether the controller lives, and ``fit()`` waits for its last
+    question to end. Without a dashboard, or when ``/tmp/ray/ray_current_cluster`` names another cluster
+    started later on this shared machine, each question hangs for 10 s and every ``fit()`` ends with a
+    12 s time-out ("Failed to stop PlacementGroupCleaner gracefully") that a real cluster does not pay.
+    So the dashboard runs on a free loopback port and ``RAY_API_SERVER_ADDRESS`` names it; set before
+    ``ray.init``, it reaches every worker process through the raylet this driver starts.
+    """
+    import logging
+    import socket
+
+    import ray
+    import ray.data
+
+    from foundry import config
+    from foundry.ray_runtime import apply_driver_env
+
+    apply_driver_env(config.load([]).cluster.driver_env)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+             dashboard_port=port, logging_level="WARNING", log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    try:
+        yield {"num_cpus": num_cpus, "dashboard": True,
+               "object_store_gib": round(ray.available_resources().get("object_store_memory", 0) / 2**30, 2)}
+    finally:
+        ray.shutdown()
+        os.environ.pop("RAY_API_SERVER_ADDRESS", None)
 
 
 # ---- data --------------------------------------------------------------------------------------------
@@ -97,25 +142,41 @@ def ray_threads() -> dict:
     return ray.get(probe.remote())
 
 
-def ray_train(cfg, prepared, spec: dict, num_workers: int) -> dict:
+def fit_breakdown(fit_started_at: float, fit_ended_at: float, state: dict, epoch_seconds: list[float]) -> dict:
+    """Where a ``fit()``'s wall seconds went, from the loop's own timestamps (foundry/train/loop.py):
+    start-up (controller, worker processes, process group) until the loop starts; the loop's set-up (data
+    pulled, model, optimizer); the epochs' train and validation passes; reports and checkpoints between
+    them; and the tail from the last report until ``fit()`` returns."""
+    run, history = state["runs"][0], state["history"]
+    epochs = sum(epoch_seconds)
+    loop_s = history[-1]["ended_at"] - run["started_at"]
+    return {"startup_s": round(run["started_at"] - fit_started_at, 2), "loop_setup_s": run["setup_s"],
+            "epochs_s": round(epochs, 2), "reports_and_checkpoints_s": round(loop_s - run["setup_s"] - epochs, 2),
+            "tail_s": round(fit_ended_at - history[-1]["ended_at"], 2)}
+
+
+def ray_train(cfg, prepared, spec: dict, num_workers: int, tag: str = "") -> dict:
     from foundry.train.loop import STATE_FILE
     from foundry.train.trainer import build_trainer
 
-    run_name = f"train-bench-{num_workers}w-{datetime.now(timezone.utc):%H%M%S}"
+    run_name = f"train-bench-{num_workers}w-{datetime.now(timezone.utc):%H%M%S%f}"
+    started_at = time.time()
     trainer = build_trainer(cfg, {"train": prepared.train, "val": prepared.val}, spec, run_name)
-    started = time.perf_counter()
     result = trainer.fit()
-    fit_s = time.perf_counter() - started
+    ended_at = time.time()
     with result.checkpoint.as_directory() as d:
-        history = json.loads(Path(d, STATE_FILE).read_text())["history"]
+        state = json.loads(Path(d, STATE_FILE).read_text())
+    history = state["history"]
     rows = prepared.split_rows["train"]
     seconds = [rows / h["rows_per_s"] for h in history]
     point = {"runner": "ray_train", "workers": num_workers, "threads_per_worker": None,
-             **epoch_figures(seconds, rows), "fit_wall_s": round(fit_s, 2),
+             **epoch_figures(seconds, rows), "fit_wall_s": round(ended_at - started_at, 2),
+             "fit_breakdown": fit_breakdown(started_at, ended_at, state, seconds), "data_path": state["data_path"],
              "loop_rows_per_s": [round(h["rows_per_s"]) for h in history],
              "val_loss": [round(h["val_loss"], 5) for h in history]}
-    say(f"  Ray Train, {num_workers} worker(s): {point['rows_per_s']:>8,} rows/s  {point['s_per_epoch']:.2f} s/epoch  "
-        f"(epochs {point['epoch_s']} s; fit() {fit_s:.1f} s)")
+    say(f"  {tag}Ray Train, {num_workers} worker(s): {point['rows_per_s']:>8,} rows/s  {point['s_per_epoch']:.2f} s/epoch  "
+        f"(epochs {point['epoch_s']} s; fit() {point['fit_wall_s']:.1f} s: {point['fit_breakdown']}; "
+        f"{state['data_path']['train']})")
     return point
 
 
@@ -156,6 +217,8 @@ def plain_train(cfg, arrays: dict, spec: dict, threads: int) -> dict:
 
     t, task = cfg.trainer, cfg.data.task
     torch.set_num_threads(threads)
+    dynamo_loaded = "torch._dynamo" in sys.modules  # AdamW's constructor imports it (~1 s) where it is not
+    started = time.perf_counter()  # "call to result": tensors, model and optimizer built, every epoch run
     torch.manual_seed(t.seed)
     train, val = ({k: torch.from_numpy(v) for k, v in arrays[which].items()} for which in ("train", "val"))
     model = build_model(spec)
@@ -166,9 +229,10 @@ def plain_train(cfg, arrays: dict, spec: dict, threads: int) -> dict:
         s, loss = plain_epoch(model, optimizer, criterion, task, train, val, t.batch_size, t.seed + epoch)
         seconds.append(s)
         val_loss.append(round(loss, 5))
+    fit_s = time.perf_counter() - started
     rows = len(train["y"])
     point = {"runner": "plain_torch", "workers": 1, "threads_per_worker": threads, **epoch_figures(seconds, rows),
-             "fit_wall_s": round(sum(seconds), 2), "val_loss": val_loss}
+             "fit_wall_s": round(fit_s, 2), "torch_dynamo_imported_before": dynamo_loaded, "val_loss": val_loss}
     say(f"  plain PyTorch, {threads} thread(s): {point['rows_per_s']:>8,} rows/s  {point['s_per_epoch']:.2f} s/epoch  "
         f"(epochs {point['epoch_s']} s)")
     return point
@@ -214,7 +278,7 @@ def ray_part(cfg_for, workers: list[int]) -> tuple[list[dict], dict, dict, dict]
     from foundry.data.pipeline import prepare
     from foundry.models import model_spec
 
-    with ray_session(RAY_CPUS) as session:
+    with train_session(RAY_CPUS) as session:
         say("preparing the data (Ray Data, materialized) ...")
         started = time.perf_counter()
         prepared = prepare(cfg_for(1).data)
@@ -233,10 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, help=f"rows generated (default {FULL['rows']:,}; quick {QUICK['rows']:,})")
     p.add_argument("--epochs", type=int, help=f"epochs per run (default {FULL['epochs']}; quick {QUICK['epochs']})")
     p.add_argument("--workers", help="Ray Train worker counts (default 1,2)")
+    p.add_argument("--scale-rows", type=int, help=f"rows of the scaling set (default {FULL['scale_rows']:,}; "
+                                                  f"quick {QUICK['scale_rows']:,}; 0: skip)")
     p.add_argument("--out", help="result file (default benchmarks/results/train.json; quick: results/tmp/)")
     args = p.parse_args(argv)
     s = dict(QUICK if args.quick else FULL)
     s.update({k: v for k, v in {"rows": args.rows, "epochs": args.epochs, "workers": args.workers}.items() if v})
+    if args.scale_rows is not None:
+        s["scale_rows"] = args.scale_rows
     workers = [int(w) for w in s["workers"].split(",") if w]
     out = Path(args.out or (TMP / "train-quick.json" if args.quick else REPO / "benchmarks" / "results" / "train.json"))
     started = time.time()
@@ -255,11 +323,44 @@ def main(argv: list[str] | None = None) -> int:
     for threads in sorted({1, os.cpu_count()}):
         points.append(plain_train(cfg_for(1), arrays, spec, threads))
     ratios(points)
+    scaling = None
+    if s["scale_rows"]:
+        say(f"scaling: {s['scale_rows']:,} rows, {s['scale_epochs']} epochs, 1 and 2 workers ...")
+        scale_source = write_source(s["scale_rows"], 1)
+
+        def scale_cfg(num_workers: int, batch: int | None = None):
+            extra = [f"trainer.batch_size={batch}"] if batch else []
+            return bench_config(scale_source, STORAGE, overrides(s["scale_epochs"], num_workers) + extra)
+
+        batches = [scale_cfg(1).trainer.batch_size, *SCALE_LARGE_BATCHES]
+        scaling = train_scaling.run(ray_train, scale_cfg(1), scale_cfg, lambda: train_session(RAY_CPUS), say,
+                                    batches)
+        scaling["settings"] = {"rows": s["scale_rows"], "epochs": s["scale_epochs"], "cpus_per_worker": 1,
+                               "batch_sizes_per_worker": batches, "ray_cpus": RAY_CPUS,
+                               "headline": f"batch {batches[0]} per worker (the shipped trainer.batch_size)"}
     cfg = cfg_for(1)
     setup = {"rows": s["rows"], "train_rows": split_rows["train"], "val_rows": split_rows["val"],
              "epochs": s["epochs"], "batch_size": cfg.trainer.batch_size, "cores": os.cpu_count()}
+    by = {(p["runner"], p["workers"], p["threads_per_worker"]): p for p in points}
+    ray1, plain1 = by.get(("ray_train", 1, None)), by.get(("plain_torch", 1, 1))
+    headline = {}
+    if ray1 and plain1:
+        headline = {"ratio_1worker_vs_plain": round(ray1["s_per_epoch"] / plain1["s_per_epoch"], 3),
+                    "fit_wall_ratio_1worker_vs_plain": round(ray1["fit_wall_s"] / plain1["fit_wall_s"], 2)}
+    if scaling:
+        headline["scaling_2_vs_1"] = scaling["scaling_2_vs_1"]
+    say(f"headline: {headline}")
     result = {
         **result_header("train", started, args.quick, load_before, machine()),
+        **headline,
+        "headline_settings": {
+            "ratio_1worker_vs_plain": "Ray Train 1 worker s/epoch (train + validation pass, median of epochs 2..N) "
+                                      "/ plain PyTorch 1 thread s/epoch, same rows and settings",
+            "fit_wall_ratio_1worker_vs_plain": "Ray Train 1 worker fit() call to result / plain PyTorch call to "
+                                               "result (tensors, model, optimizer, all epochs), same rows and epochs",
+            "scaling_2_vs_1": "scaling.points: 2-worker / 1-worker steady rows/s on the scaling set "
+                              "(scaling.settings, scaling.split_rows)"},
+        "scaling": scaling,
         "settings": {**setup, "workers": workers, "cpus_per_worker": 1, "ray_cpus": RAY_CPUS, "data_seed": DATA_SEED,
                      "model_spec": spec, "optimizer": cfg.trainer.optimizer, "lr": cfg.trainer.lr,
                      "weight_decay": cfg.trainer.weight_decay, **info,

@@ -129,7 +129,8 @@ class ModelConfig:
 
 @dataclass
 class TrainerConfig:
-    num_workers: int = 2
+    # 1: on CPU a second worker pays only past a crossover (benchmarks/README.md, "Training"); set it per job.
+    num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 1.0
@@ -142,6 +143,15 @@ class TrainerConfig:
     early_stopping_min_delta: float = 1e-4
     max_failures: int = 2
     checkpoints_to_keep: int = 2
+    # A checkpoint at the end of an epoch once this many seconds have passed since the last one, and always
+    # after the last epoch (0: every epoch). What a worker failure can cost; see foundry/train/loop.py.
+    checkpoint_every_s: float = 10.0
+    # A split whose share per worker is at most this many MiB (of the object store's bytes) is held by each
+    # worker as tensors, not streamed through Ray Data (0: always stream); see foundry/train/shards.py.
+    in_memory_max_mb: float = 512.0
+    # How often Ray Train's controller polls its workers (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, Ray's default 2 s):
+    # it takes each report then, and notices the end of the run then; see foundry/train/trainer.py.
+    controller_poll_s: float = 0.2
     amp: bool = True
     seed: int = 0
     # Start from a registered version's preprocessor and weights ("MODEL@VERSION" or "MODEL@ALIAS"):
@@ -925,6 +935,9 @@ def _check_trainer(t: TrainerConfig) -> None:
     _require(t.early_stopping_patience >= 1, "trainer.early_stopping_patience", "must be >= 1")
     _require(t.max_failures >= -1, "trainer.max_failures", "must be >= 0 (or -1 for unlimited)")
     _require(t.checkpoints_to_keep >= 1, "trainer.checkpoints_to_keep", "must be >= 1")
+    _require(t.checkpoint_every_s >= 0, "trainer.checkpoint_every_s", f"must be >= 0, got {t.checkpoint_every_s}")
+    _require(t.in_memory_max_mb >= 0, "trainer.in_memory_max_mb", f"must be >= 0, got {t.in_memory_max_mb}")
+    _require(t.controller_poll_s > 0, "trainer.controller_poll_s", f"must be > 0, got {t.controller_poll_s}")
 
 
 def _check_cluster(c: ClusterConfig) -> None:
@@ -1269,7 +1282,7 @@ def _check_drift(d: DriftConfig, task: Task) -> None:
 TUNABLE_SECTIONS = {"model": ModelConfig, "trainer": TrainerConfig}
 # Trainer keys that are not hyperparameters of the search.
 _UNTUNABLE_TRAINER_KEYS = {"num_workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_failures",
-                           "checkpoints_to_keep"}
+                           "checkpoints_to_keep", "checkpoint_every_s", "in_memory_max_mb", "controller_poll_s"}
 _TUNE_METRICS = ("best_val_loss", "val_loss", "train_loss")
 
 

@@ -1,10 +1,15 @@
 """The per-worker training loop that Ray Train runs on every worker (and Ray Tune reuses per trial).
 
 Design points:
-- every epoch ends with one checkpoint holding the current weights, the optimizer, the loop state
-  and the best weights so far, so a restarted worker group resumes from the last finished epoch
-  (at most one epoch lost; each resume is listed in the state's ``resumes``) and the final model
-  is the best one without ranking checkpoints;
+- a checkpoint holds the current weights, the optimizer, the loop state and the best weights so far,
+  so a restarted worker group resumes from the last checkpointed epoch (each resume is listed in the
+  state's ``resumes``) and the final model is the best one without ranking checkpoints. It is
+  written at the end of an epoch when ``trainer.checkpoint_every_s`` seconds have passed since the
+  last one (0: every epoch), and always after the last epoch (or the early stop): a failure loses at
+  most that many seconds plus the epoch in progress, and short epochs do not pay for a checkpoint
+  each (``checkpoint_due``);
+- a split that fits in memory is pulled once into tensors and shuffled per epoch with a seeded
+  ``torch.randperm`` (foundry/train/shards.py); a bigger one streams through Ray Data;
 - validation loss is all-reduced, so every worker takes the same early-stopping decision (a
   worker that stops alone would leave the others blocked in a collective);
 - weights are written with safetensors and the optimizer is read back with
@@ -27,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from foundry.config import Task, TrainerConfig
 from foundry.models import build_model
 from foundry.tasks import loss_fn, loss_target
+from foundry.train.shards import worker_shard
 
 WEIGHTS_FILE = "model.safetensors"
 BEST_WEIGHTS_FILE = "best_model.safetensors"
@@ -79,6 +85,12 @@ def state_digest(value) -> str:
     return h.hexdigest()
 
 
+def checkpoint_due(now: float, last: float, every_s: float, final: bool) -> bool:
+    """Whether this epoch ends with a checkpoint: the last epoch always does, others once ``every_s``
+    seconds have passed since the last checkpoint (or the loop's start); ``every_s <= 0``: every epoch."""
+    return final or every_s <= 0 or now - last >= every_s
+
+
 def _state_dict_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
@@ -96,7 +108,7 @@ def _validation_loss(model, val_shard, t: TrainerConfig, task: Task, criterion, 
     model.eval()
     val_total, val_rows = 0.0, 0
     with torch.inference_mode():
-        for batch in val_shard.iter_torch_batches(batch_size=4 * t.batch_size, device=device):
+        for batch in val_shard.iter_batches(4 * t.batch_size, device):
             n = len(batch["y"])
             val_total += float(_forward(model, batch, task, criterion, use_amp, device)) * n
             val_rows += n
@@ -108,11 +120,12 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
+    loop_started, loop_started_at = time.perf_counter(), time.time()
     t: TrainerConfig = config["trainer"]
     task = Task(config["task"])
-    torch.manual_seed(t.seed + ray.train.get_context().get_world_rank())
+    rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
+    torch.manual_seed(t.seed + rank)
     device = ray.train.torch.get_device()
-    rank = ray.train.get_context().get_world_rank()
     use_amp = bool(t.amp and device.type == "cuda")
 
     net = build_model(config["spec"])
@@ -147,21 +160,26 @@ def train_loop_per_worker(config: dict) -> None:
                               "optimizer": state_digest(optimizer.state_dict())}
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     criterion = loss_fn(task)
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val")
+    in_memory = config.get("in_memory") or {}
+    train_shard = worker_shard("train", in_memory, rank, world)
+    val_shard = worker_shard("val", in_memory, rank, world)
+    state["data_path"] = {"train": type(train_shard).__name__, "val": type(val_shard).__name__}
     if init is not None:
         # The starting weights compete with every epoch: training that does not lower the validation loss
         # hands back the version it started from (which the promotion gate then does not promote).
         state["best_val_loss"] = _validation_loss(model, val_shard, t, task, criterion, use_amp, device)
         state["initial_val_loss"] = state["best_val_loss"]
 
+    # Per start of the loop (a resume adds one): when it started (wall clock, to set against the caller's
+    # fit() call) and its seconds to the first epoch (data pulled, model and optimizer built).
+    state.setdefault("runs", []).append({"started_at": loop_started_at,
+                                         "setup_s": round(time.perf_counter() - loop_started, 3)})
+    last_checkpoint = time.perf_counter()
     for epoch in range(state["epoch"], t.epochs):
         started = time.perf_counter()
         model.train()
         total, rows = 0.0, 0
-        for batch in train_shard.iter_torch_batches(batch_size=t.batch_size, device=device,
-                                                    local_shuffle_buffer_size=4 * t.batch_size,
-                                                    local_shuffle_seed=t.seed + epoch):
+        for batch in train_shard.iter_batches(t.batch_size, device, shuffle_seed=t.seed + epoch):
             loss = _forward(model, batch, task, criterion, use_amp, device)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -184,8 +202,14 @@ def train_loop_per_worker(config: dict) -> None:
         metrics = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                    "best_val_loss": state["best_val_loss"], "best_epoch": state["best_epoch"],
                    "rows_per_s": rows / max(time.perf_counter() - started, 1e-9),
-                   "early_stopped": bool(stop)}
+                   "early_stopped": bool(stop), "ended_at": time.time()}
         state["history"].append(metrics)
+        # Every rank reports once per epoch either way (report is a barrier); only rank 0 attaches the
+        # checkpoint, so only its clock decides, and ranks whose clocks disagree still stay in step.
+        if not checkpoint_due(time.perf_counter(), last_checkpoint, t.checkpoint_every_s,
+                              final=stop or epoch + 1 >= t.epochs):
+            ray.train.report(metrics)
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
@@ -196,5 +220,6 @@ def train_loop_per_worker(config: dict) -> None:
                     json.dump(state, f)
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=ckpt)
+        last_checkpoint = time.perf_counter()
         if stop:
             break

@@ -1,10 +1,25 @@
-"""Assemble a Ray Train ``TorchTrainer`` from the typed config."""
+"""Assemble a Ray Train ``TorchTrainer`` from the typed config.
+
+Two start-up and tail costs are decided here, not in the loop:
+- splits that fit a worker's memory budget travel as block references in the loop's config
+  (foundry/train/shards.py) and are not handed to Ray Train as datasets, so no streaming split
+  coordinator is started for them;
+- the controller's poll interval (``trainer.controller_poll_s``): Ray Train's controller takes each
+  worker report, and notices that the workers finished, only when it polls them (2 s by default); a
+  worker's second report within one interval blocks until then, and every run ends up to one interval
+  late. Ray reads it from the driver's environment when ``fit()`` starts the controller.
+"""
 
 from __future__ import annotations
 
+import os
+
 from foundry import storage
 from foundry.config import FoundryConfig
+from foundry.train import shards
 from foundry.train.loop import train_loop_per_worker
+
+POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 
 
 def scaling_config(cfg: FoundryConfig):
@@ -23,19 +38,22 @@ def build_trainer(cfg: FoundryConfig, datasets: dict, spec: dict, run_name: str,
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
+    t = cfg.trainer
+    os.environ[POLL_ENV] = str(t.controller_poll_s)
+    in_memory = shards.plan(datasets, t.num_workers, t.in_memory_max_mb)
     run_config = RunConfig(
         name=run_name,
         storage_path=storage.normalize(cfg.storage.checkpoints),
         # The newest checkpoint holds the best weights too (see loop.py), so keep by recency.
-        checkpoint_config=CheckpointConfig(num_to_keep=cfg.trainer.checkpoints_to_keep),
-        failure_config=FailureConfig(max_failures=cfg.trainer.max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=t.checkpoints_to_keep),
+        failure_config=FailureConfig(max_failures=t.max_failures),
         callbacks=callbacks,
     )
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"trainer": cfg.trainer, "task": cfg.data.task.value, "spec": spec,
-                           "init_weights": init_weights},
+        train_loop_config={"trainer": t, "task": cfg.data.task.value, "spec": spec,
+                           "init_weights": init_weights, "in_memory": in_memory},
         scaling_config=scaling_config(cfg),
         run_config=run_config,
-        datasets=datasets,
+        datasets={name: ds for name, ds in datasets.items() if name not in in_memory},
     )

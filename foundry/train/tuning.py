@@ -95,6 +95,8 @@ def _trial(sampled: dict, *, cfg: FoundryConfig, datasets: dict, preprocessor, r
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_cfg = apply_trial(cfg, sampled)
+    # Every epoch checkpointed: ASHA may stop a trial after any epoch, and a trial ranks only with a checkpoint.
+    trial_cfg = dataclasses.replace(trial_cfg, trainer=dataclasses.replace(trial_cfg.trainer, checkpoint_every_s=0.0))
     spec = model_spec(trial_cfg.model, preprocessor)
     name = f"{run_name}-{tune.get_context().get_trial_id()}"
     build_trainer(trial_cfg, datasets, spec, name, callbacks=[TuneReportCallback()]).fit()

@@ -112,7 +112,7 @@ EPOCHS = 4
 TRAIN_ROWS = 38400  # 80% of the 48,000 rows
 RESUME = ["+experiment=quick", f"data.source.synthetic.rows={TRAIN_ROWS * 5 // 4}", "trainer.num_workers=2",
           f"trainer.epochs={EPOCHS}", "trainer.batch_size=16", "trainer.early_stopping_patience=100",
-          "drift.enabled=false"]
+          "trainer.checkpoint_every_s=0", "drift.enabled=false"]
 
 
 def _epochs_done(checkpoints: Path, model_name: str) -> tuple[int, int] | None:
