@@ -1,7 +1,8 @@
 """Schema validation: find every way a data set breaks its schema, in one streaming pass.
 
-The check is split in two so it can run on Ray Data without collecting the data: ``profile_batch``
-counts problems in one pandas batch (run inside ``map_batches`` on the workers), and
+The check is split in two so it can run on Ray Data without collecting the data: the counts of one
+block (``numeric_profile``, ``categorical_profile``, ``label_profile``; the pipeline's Arrow blocks call
+them from foundry/data/blocks.py, ``profile_batch`` from a pandas batch), and
 ``ValidationReport.build`` merges the small per-batch counts on the driver and turns them into
 problems that name the column, the problem and how many rows have it.
 """
@@ -83,19 +84,17 @@ def check_columns(schema: pa.Schema, data: DataConfig) -> list[Problem]:
     return problems
 
 
-def _profile_numeric(col: pd.Series, f: FeatureSpec) -> dict:
-    nulls = col.isna().to_numpy(dtype=bool)
-    # Through float64 with NaN for both NA and unparseable text: nullable dtypes keep NaN and NA
-    # apart, which would let unparseable values slip through as "not null".
-    values = pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+def numeric_profile(values: np.ndarray, nulls: np.ndarray, not_numeric: np.ndarray | None, examples: list[str],
+                    f: FeatureSpec) -> dict:
+    """The profile of a numeric column from its float64 values (NaN for null or unparseable), the nulls and
+    the unparseable cells (None: the column's type is numeric). Shared by the pandas and Arrow paths."""
     nan = np.isnan(values)
-    not_numeric = nan & ~nulls
     finite = np.isfinite(values)
     vals = values[finite]
     return {
         "nulls": int(nulls.sum()),
-        "not_numeric": int(not_numeric.sum()),
-        "not_numeric_examples": [str(v) for v in col[not_numeric].head(MAX_EXAMPLES)],
+        "not_numeric": int(not_numeric.sum()) if not_numeric is not None else 0,
+        "not_numeric_examples": examples[:MAX_EXAMPLES],
         "not_finite": int((~nan & ~finite).sum()),
         "below_min": int((vals < f.min).sum()) if f.min is not None else 0,
         "above_max": int((vals > f.max).sum()) if f.max is not None else 0,
@@ -104,27 +103,42 @@ def _profile_numeric(col: pd.Series, f: FeatureSpec) -> dict:
     }
 
 
+def categorical_profile(nulls: int, counts: dict[str, int], f: FeatureSpec) -> dict:
+    """The profile of a categorical column from its null count and its rows per category string."""
+    unknown = {} if f.values is None else {k: v for k, v in counts.items() if k not in set(f.values)}
+    return {"nulls": int(nulls), "unknown": unknown}
+
+
+def label_profile(nulls: int, counts: dict[str, int] | None, not_finite: int, data: DataConfig) -> dict:
+    """The label's profile: classes outside ``data.classes`` (classification) or values that are no
+    finite number (regression, ``counts`` None)."""
+    unknown = {} if counts is None else {k: v for k, v in counts.items() if k not in set(data.classes)}
+    return {"nulls": int(nulls), "unknown": unknown, "not_numeric": int(not_finite)}
+
+
+def _profile_numeric(col: pd.Series, f: FeatureSpec) -> dict:
+    nulls = col.isna().to_numpy(dtype=bool)
+    # Through float64 with NaN for both NA and unparseable text: nullable dtypes keep NaN and NA
+    # apart, which would let unparseable values slip through as "not null".
+    values = pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    not_numeric = np.isnan(values) & ~nulls
+    return numeric_profile(values, nulls, not_numeric, [str(v) for v in col[not_numeric].head(MAX_EXAMPLES)], f)
+
+
 def _profile_categorical(col: pd.Series, f: FeatureSpec) -> dict:
-    nulls = col.isna()
-    stats = {"nulls": int(nulls.sum()), "unknown": {}}
-    if f.values is not None:
-        as_str = category_strings(col[~nulls])
-        unknown = as_str[~as_str.isin(list(f.values))]
-        stats["unknown"] = {str(k): int(v) for k, v in unknown.value_counts().items()}
-    return stats
+    present = col[~col.isna()]
+    counts = {} if f.values is None else category_strings(present).value_counts().to_dict()
+    return categorical_profile(len(col) - len(present), {str(k): int(v) for k, v in counts.items()}, f)
 
 
 def _profile_label(col: pd.Series, data: DataConfig) -> dict:
     nulls = col.isna()
-    stats = {"nulls": int(nulls.sum()), "unknown": {}, "not_numeric": 0}
     if data.task is Task.regression:
         as_num = pd.to_numeric(col[~nulls], errors="coerce")
-        stats["not_numeric"] = int((as_num.isna() | ~np.isfinite(as_num.fillna(0).to_numpy(float))).sum())
-    else:
-        as_str = category_strings(col[~nulls])
-        unknown = as_str[~as_str.isin(list(data.classes))]
-        stats["unknown"] = {str(k): int(v) for k, v in unknown.value_counts().items()}
-    return stats
+        bad = int((as_num.isna() | ~np.isfinite(as_num.fillna(0).to_numpy(float))).sum())
+        return label_profile(int(nulls.sum()), None, bad, data)
+    counts = category_strings(col[~nulls]).value_counts().to_dict()
+    return label_profile(int(nulls.sum()), {str(k): int(v) for k, v in counts.items()}, 0, data)
 
 
 def profile_batch(df: pd.DataFrame, data: DataConfig) -> dict:

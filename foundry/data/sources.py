@@ -33,6 +33,10 @@ KEY = "data.source.path"
 GLOB_CHARS = "*?["
 MAX_LISTED = 10  # names shown from a folder when nothing matched
 EXCERPT_CHARS = 80
+# Bytes on disk a read block should hold at least: 12 MiB of Parquet is ~500,000 churn rows (it compresses
+# ~6x), 32 MiB of CSV ~300,000. Measured on the 2,000,000-row benchmark set with 1 CPU: 16 blocks 4.0 s,
+# 8 blocks 3.3 s, 4 blocks 3.0 s (Ray Data's fixed cost is ~20 ms a task, and there are 3 passes).
+BLOCK_BYTES = {"parquet": 12 * 2**20, "csv": 32 * 2**20}
 
 
 @dataclass(frozen=True)
@@ -193,14 +197,6 @@ def resolve(source: SourceConfig) -> SourceFiles:
     return SourceFiles(filesystem, ordered, [uris[p] for p in ordered])
 
 
-def _suffixes(paths: list[str]) -> list[str] | None:
-    """Each file's own extension (``.pq``, ``.parquet``, ``.snappy``), or None if one has none."""
-    names = [p.rsplit("/", 1)[-1] for p in paths]
-    if not all("." in n.lstrip(".") for n in names):
-        return None
-    return sorted({"." + n.rsplit(".", 1)[-1] for n in names})
-
-
 @contextmanager
 def _datasource_v1():
     """Ray Data's V1 file readers for the reads started inside (each Dataset keeps a copy of the context)."""
@@ -215,21 +211,20 @@ def _datasource_v1():
         ctx.use_datasource_v2 = saved
 
 
-def _read_parquet(files: SourceFiles):
-    """Every file in ``files`` read as Parquet, whatever its name.
+def _read_parquet(files: SourceFiles, num_blocks: int | None = None):
+    """Every file in ``files`` read as Parquet, whatever its name, in ``num_blocks`` read tasks.
 
-    Ray 2.60's default (V2) Parquet reader drops every path, even one passed explicitly, whose name
-    does not end in one of ``file_extensions``, and turns ``file_extensions=None`` back into
-    ``["parquet"]``. So it is given the files' own extensions; only a file without any (Hadoop's
-    ``part-00000``) needs the V1 reader, which honours ``None``.
+    Ray 2.60's V1 Parquet reader: it plans one read task per group of files on the driver and honours
+    both ``file_extensions=None`` and ``override_num_blocks``. The default (V2) reader drops every path
+    whose name does not end in one of ``file_extensions`` (even one passed explicitly), lists the
+    files in a task of its own (0.8 s on this 2-core machine) and then read all 16 files of the
+    2,000,000-row benchmark set in one task, whatever ``override_num_blocks`` said: one CPU busy.
     """
     import ray.data
 
-    extensions = _suffixes(files.paths)
-    if extensions is not None:
-        return ray.data.read_parquet(files.paths, filesystem=files.filesystem, file_extensions=extensions)
     with _datasource_v1():
-        return ray.data.read_parquet(files.paths, filesystem=files.filesystem, file_extensions=None)
+        return ray.data.read_parquet(files.paths, filesystem=files.filesystem, file_extensions=None,
+                                     override_num_blocks=num_blocks)
 
 
 def csv_options(source: SourceConfig) -> dict:
@@ -240,15 +235,29 @@ def csv_options(source: SourceConfig) -> dict:
             "convert_options": pacsv.ConvertOptions(null_values=list(source.null_values), strings_can_be_null=True)}
 
 
+def num_blocks(files: SourceFiles, source: SourceConfig) -> int:
+    """How many blocks to read the files into, from their size: one per ``BLOCK_BYTES`` on disk, at most
+    one per file (Ray reads a file in one task). Big enough for a task's fixed cost to vanish, small
+    enough to spread over the CPUs; the benchmark set (45 MB in 16 files) is read in 4 blocks.
+    Ray's V2 default read all 16 files in one task: one CPU busy."""
+    try:
+        sizes = [i.size or 0 for i in files.filesystem.get_file_info(files.paths)]
+    except OSError:  # unlistable now: the read will say why
+        return len(files.paths)
+    target = BLOCK_BYTES[source.format.value]
+    return max(1, min(len(files.paths), -(-sum(sizes) // target)))
+
+
 def open_dataset(source: SourceConfig, files: SourceFiles):
-    """A lazy Ray Dataset over exactly ``files``, whatever their extensions."""
+    """A lazy Ray Dataset over exactly ``files``, whatever their extensions, in ``num_blocks`` blocks."""
     import ray.data
 
     try:
+        blocks = num_blocks(files, source)
         if source.format is SourceFormat.parquet:
-            return _read_parquet(files)
+            return _read_parquet(files, blocks)
         return ray.data.read_csv(files.paths, filesystem=files.filesystem, file_extensions=None,
-                                 **csv_options(source))
+                                 override_num_blocks=blocks, **csv_options(source))
     except Exception as exc:  # pyarrow raises many types for a corrupt or unreadable file
         raise read_error(source, files, exc) from exc
 

@@ -63,30 +63,58 @@ def key_columns(data: DataConfig) -> list[str]:
 
 def assign(df: pd.DataFrame, data: DataConfig) -> np.ndarray:
     """The split name of every row: rows with the same key always land in the same split."""
-    u = _uniform(row_hashes(df, key_columns(data)), "split", data.split.seed)
+    return np.asarray(SPLITS, dtype=object)[split_codes(row_hashes(df, key_columns(data)), data)]
+
+
+def split_codes(key_hashes: np.ndarray, data: DataConfig) -> np.ndarray:
+    """The split of every row as an index into ``SPLITS`` (uint8), from the rows' key hashes: the form the
+    block functions keep (one byte a row), and what ``assign`` names."""
+    u = _uniform(key_hashes, "split", data.split.seed)
     bounds = np.array([data.split.train, data.split.train + data.split.val])
-    return np.asarray(SPLITS, dtype=object)[np.searchsorted(bounds, u, side="right")]
+    return np.searchsorted(bounds, u, side="right").astype(np.uint8)
+
+
+POOL_CODES = np.array([SPLITS.index(s) for s in REFERENCE_SPLITS], dtype=np.uint8)
 
 
 def reference_draw(df: pd.DataFrame, data: DataConfig) -> np.ndarray:
-    """Independent uniform per row used to draw the drift reference sample (from ``REFERENCE_SPLITS``).
+    """Independent uniform per row used to draw the drift reference sample (from ``REFERENCE_SPLITS``):
+    ``draws`` of the rows' content hashes (key, features and label, as in the fingerprint)."""
+    return draws(row_hashes(df, content_columns(data)), data.split.seed)
+
+
+def occurrence(hashed: np.ndarray) -> np.ndarray:
+    """For each row, how many rows before it have the same hash (0 for the first), as uint64."""
+    out = np.zeros(len(hashed), dtype=np.uint64)
+    if len(hashed) < 2:
+        return out
+    order = np.argsort(hashed, kind="stable")
+    ordered = hashed[order]
+    index = np.arange(len(hashed))
+    starts = np.maximum.accumulate(np.where(np.r_[True, ordered[1:] != ordered[:-1]], index, 0))
+    out[order] = (index - starts).astype(np.uint64)
+    return out
+
+
+def draws(content_hashes: np.ndarray, seed: int) -> np.ndarray:
+    """The reference draw of rows given their content hashes: a pure function of the row's content and
+    its occurrence number among equal rows of the same block.
 
     Unlike the split, the draw must be independent for every *row*, not every key: rows that share a
-    key (exact duplicates when there is no key, or several rows of one customer) would otherwise be
-    drawn all together or not at all, a cluster sample whose proportions wander far from the
-    population's (a category at 29.3% against 33.1%: a false alarm after 1,720 clean rows). So the
-    row's hash is combined with its occurrence number among equal rows of the batch and with the
-    batch's own fingerprint (order-independent): the same file and block layout gives the same
-    sample, and every row is its own draw."""
-    hashed = row_hashes(df, list(df.columns.intersection(_content_columns(data), sort=False)))
-    occurrence = pd.Series(hashed).groupby(hashed).cumcount().to_numpy(dtype=np.uint64)
+    key (several rows of one customer) would otherwise be drawn all together or not at all, a cluster
+    sample whose proportions wander far from the population's (a category at 29.3% against 33.1%: a
+    false alarm after 1,720 clean rows). Hashing the whole content separates rows of one key; the
+    occurrence number separates exact copies within a block. A row's draw does not depend on which
+    other rows share its block, so the sample is the same for any block order and any block sizes
+    (what lets the pipeline keep only each block's k lowest draws, and pandas on one frame agree
+    with it). The one exception: exact copies of a row that land in different blocks share a draw."""
     with np.errstate(over="ignore"):
-        batch = hashed.sum(dtype=np.uint64)
-        combined = _mix64(hashed ^ _mix64(occurrence * _GOLDEN + batch))
-    return _uniform(combined, "reference", data.split.seed)
+        combined = _mix64(content_hashes ^ _mix64(occurrence(content_hashes) * _GOLDEN))
+    return _uniform(combined, "reference", seed)
 
 
-def _content_columns(data: DataConfig) -> list[str]:
+def content_columns(data: DataConfig) -> list[str]:
+    """What a row *is*: the key, the features and the label (the fingerprint and the draw hash these)."""
     return list(dict.fromkeys(key_columns(data) + [f.name for f in data.features] + [data.label]))
 
 

@@ -135,17 +135,27 @@ def test_reference_draw_is_deterministic_uniform_and_independent_of_split(frame,
     assert lowest["train"] == pytest.approx(split_data.split.train, abs=0.03)
 
 
-def test_the_reference_sample_holds_only_rows_the_model_never_trained_on(frame, cfg):
-    """Fitted training rows make the model's error rate and outputs look better than live traffic's."""
-    from foundry.data.pipeline import DRAW_COLUMN, _reference_rows
+def _reference(df: pd.DataFrame, data, chunks: int = 1) -> pd.DataFrame:
+    """The reference sample as the pipeline draws it: each block's lowest draws, merged."""
+    import pyarrow as pa
 
-    splits = split.assign(frame, cfg.data)
-    drawn = _reference_rows(frame, cfg.data, fraction=0.5)
-    assert set(splits[drawn.index]) == set(split.REFERENCE_SPLITS) and "train" not in set(splits[drawn.index])
-    held_out = int(split.in_reference_pool(splits).sum())
-    assert len(drawn) == pytest.approx(held_out * 0.5, rel=0.1)
-    assert (drawn[DRAW_COLUMN] < 0.5).all()
-    assert list(drawn.columns) == [f.name for f in cfg.data.features] + [cfg.data.label, DRAW_COLUMN]
+    from foundry.data import blocks
+
+    staged = [blocks.stage_block(pa.Table.from_pandas(c, preserve_index=False), data) for c in _chunks(df, chunks)]
+    merged = blocks.merge_profiles([p for s in staged for p in blocks.block_profiles(s)])
+    return blocks.reference_sample(merged["reference"], data)
+
+
+def test_the_reference_sample_holds_only_rows_the_model_never_trained_on(frame, root):
+    """Fitted training rows make the model's error rate and outputs look better than live traffic's."""
+    data = config.load([f"storage.root={root}", "data.reference_rows=1000"]).data
+    splits = split.assign(frame, data)
+    pool = np.flatnonzero(split.in_reference_pool(splits))
+    lowest = pool[np.argsort(split.reference_draw(frame, data)[pool], kind="stable")[:1000]]
+    assert set(splits[lowest]) == set(split.REFERENCE_SPLITS)
+    drawn = _reference(frame, data, chunks=3)
+    assert list(drawn.columns) == [f.name for f in data.features] + [data.label]
+    assert drawn.equals(frame.iloc[lowest][list(drawn.columns)].reset_index(drop=True))
 
 
 def test_reference_draw_changes_with_seed(frame, root):
@@ -180,17 +190,13 @@ def _integer_keyed(rows: int, duplicate_fraction: float = 0.0, seed: int = 0) ->
 def test_an_integer_key_follows_the_seed_and_leaves_a_full_reference_pool(root):
     """pandas' hash_key salts only strings: with an integer key the seed did nothing, and the reference
     draw equalled the split draw, so a held-out pool of more than ~7,500 rows gave a reference of 0 rows."""
-    from foundry.data.pipeline import _reference_rows
-
     df = _integer_keyed(60_000)
     a, b = (config.load([f"storage.root={root}", "data.split.key=account", f"data.split.seed={s}"]).data
             for s in (0, 1))
     assert (split.assign(df, a) != split.assign(df, b)).mean() > 0.2  # the seed moves rows
     pool = int(split.in_reference_pool(split.assign(df, a)).sum())
     assert pool > 10_000
-    fraction = 1.2 * a.reference_rows / pool
-    drawn = _reference_rows(df, a, fraction=fraction)
-    assert len(drawn) == pytest.approx(1.2 * a.reference_rows, rel=0.1)
+    assert len(_reference(df, a, chunks=4)) == a.reference_rows
     assert abs(np.corrcoef(split.reference_draw(df, a), split._uniform(split.row_hashes(df, ["account"]),
                                                                         "split", 0))[0, 1]) < 0.02
 
@@ -207,10 +213,8 @@ def test_the_reference_sample_matches_the_held_out_population_even_with_duplicat
     """Half the rows have an exact copy and there is no key: duplicates share a split (no leakage), but
     must be drawn into the reference sample independently, or the sample is a cluster sample whose
     category shares wander off the population's (a false alarm after 1,720 clean rows)."""
-    from foundry.data.pipeline import _reference_rows
-
-    data = config.load([f"storage.root={root}", "data.split.key=null"]).data
     df = _integer_keyed(12_000, duplicate_fraction=1.0).drop(columns=["account"])
+    data = config.load([f"storage.root={root}", "data.split.key=null"]).data
     splits = split.assign(df, data)
     held_out = df[split.in_reference_pool(splits)]
     draw = split.reference_draw(df, data)
@@ -219,7 +223,10 @@ def test_the_reference_sample_matches_the_held_out_population_even_with_duplicat
     both = pd.DataFrame({"h": content, "low": draw < 0.3}).groupby("h")["low"].agg(["size", "sum"])
     pairs = both[both["size"] == 2]
     assert ((pairs["sum"] == 1).mean()) == pytest.approx(2 * 0.3 * 0.7, abs=0.03)
-    drawn = _reference_rows(df, data, fraction=0.5)
+    half = config.load([f"storage.root={root}", "data.split.key=null",
+                        f"data.reference_rows={len(held_out) // 2}"]).data
+    drawn = _reference(df, half)
+    assert len(drawn) == len(held_out) // 2
     for column in ("plan", "contract", "region"):
         population = held_out[column].value_counts(normalize=True)
         sample = drawn[column].value_counts(normalize=True)
