@@ -1,6 +1,6 @@
 """Serving throughput and latency: the Ray Serve application vs plain uvicorn servers of the same model.
 
-    python benchmarks/serve_bench.py [--quick] [--duration 8] [--concurrency 1,4,16,64]
+    python benchmarks/serve_bench.py [--quick] [--duration 8] [--concurrency 4,16,32,64]
                                      [--out benchmarks/results/serve.json]
 
 What runs, all over loopback with wrk (Debian's ``wrk``; the script checks for it):
@@ -62,7 +62,8 @@ APPS = {  # application -> serve overrides on top of conf/serve/default.yaml
     "no-access-log": ["serve.access_log=false"],
     "1-replica": ["serve.autoscaling.max_replicas=1"],
 }
-APPS_OF = {"haproxy": list(APPS), "python-proxy": ["shipped"]}
+# 1-replica: measured once (benchmarks/README.md); not part of the default run.
+APPS_OF = {"haproxy": ["shipped", "no-batching", "wait-5ms", "no-access-log"], "python-proxy": ["shipped"]}
 PAYLOADS = (1, 32)
 QUICK = {"duration": 3, "concurrency": "4,64", "variants": "haproxy", "apps": ["shipped"]}
 TRAIN = ["trainer.num_workers=1", "trainer.epochs=2", "data.source.synthetic.rows=20000"]
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"a smoke run: {QUICK['duration']} s points at c={QUICK['concurrency']}, the shipped cluster "
                         "and app only, uvicorn once (results/tmp/)")
     p.add_argument("--duration", type=int, help="seconds per point (default 8)")
-    p.add_argument("--concurrency", help="comma-separated connection counts (default 1,4,16,64)")
+    p.add_argument("--concurrency", help="comma-separated connection counts (default 4,16,32,64)")
     p.add_argument("--variants", help=f"subset of {list(VARIANTS)}")
     p.add_argument("--apps", help=f"Serve applications to measure (default: all of {list(APPS)} on the haproxy "
                                   "cluster, shipped on the others)")
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     wrk = need_wrk()
     duration = args.duration or (QUICK["duration"] if args.quick else 8)
-    concurrencies = [int(c) for c in (args.concurrency or (QUICK["concurrency"] if args.quick else "1,4,16,64"))
+    concurrencies = [int(c) for c in (args.concurrency or (QUICK["concurrency"] if args.quick else "4,16,32,64"))
                      .split(",")]
     variants = [v for v in (args.variants or (QUICK["variants"] if args.quick else ",".join(VARIANTS))).split(",")
                 if v]
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         points += baseline(wrk, scripts, concurrencies, duration, version, env, "before", workers)
     for name in variants:
         extra = VARIANTS[name]
-        apps = [a for a in args.apps.split(",") if a in APPS_OF[name]] if args.apps else \
+        apps = [a for a in args.apps.split(",") if a in APPS] if args.apps else \
             QUICK["apps"] if args.quick else APPS_OF[name]
         say(f"Ray Serve, {name}: python -m cluster up ... {' '.join(extra)}; applications {apps}")
         cluster("up", extra)
