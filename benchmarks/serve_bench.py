@@ -183,7 +183,26 @@ def baseline(wrk, scripts, concurrencies, duration, version, env, label: str, wo
         proc.wait(timeout=30)
 
 
+def ports_free(ports: tuple[int, ...], timeout: float = 90) -> None:
+    """Wait until the last cluster's GCS and dashboard ports are closed: its dashboard can still answer a
+    few seconds after ``cluster down``, and ``cluster up`` then refuses to start on its port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = []
+        for port in ports:
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    busy.append(port)
+        if not busy:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"ports {busy} still in use {timeout:.0f} s after `cluster down`")
+
+
 def cluster(command: str, variant: list[str]) -> None:
+    if command == "up":
+        ports_free((GCS_PORT, DASHBOARD_PORT))
     run([PY, "-m", "cluster", command, *CLUSTER, f"storage.root={STORAGE}", *variant], timeout=300)
 
 
