@@ -41,7 +41,7 @@ with traffic breaches it: at ~100,000 requests a leak of ~500 bytes per request 
 is printed and recorded (``memory.verdict``); like the other benchmarks, the script exits 0 whenever it
 measured (a failure to measure exits non-zero).
 
-The JSON (``benchmarks/results/soak.json``; ``--quick``: a 60 s smoke run into results/tmp/) keeps the
+The JSON (``benchmarks/results/soak.json``; ``--quick``: a 30 s smoke run into results/tmp/) keeps the
 machine, the settings, every slice, the swap, the monitor's figures and every process's memory.
 """
 
@@ -80,7 +80,7 @@ MONITOR = ["drift.enabled=true", "drift.retrain.enabled=false"]
 POOL_ROWS, POOL_SEED = 2000, 4242
 WRK_TIMEOUT_S = 10
 FULL = {"duration": 1800, "slice": 10, "warmup": 15, "swap_every": 300}
-QUICK = {"duration": 60, "slice": 10, "warmup": 5, "swap_every": 30}
+QUICK = {"duration": 30, "slice": 5, "warmup": 5, "swap_every": 15}
 BOUND_MIB, BOUND_FRACTION = 50.0, 0.20
 MIB = 2**20
 
@@ -590,9 +590,9 @@ def cluster_left() -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="a 60 s smoke run (results/tmp/)")
-    p.add_argument("--duration", type=int, help="seconds of load (default 1800; quick 60)")
-    p.add_argument("--swap-every", type=int, help="seconds between swaps (default 300; quick 30)")
+    p.add_argument("--quick", action="store_true", help="a 30 s smoke run (results/tmp/)")
+    p.add_argument("--duration", type=int, help="seconds of load (default 1800; quick 30)")
+    p.add_argument("--swap-every", type=int, help="seconds between swaps (default 300; quick 15)")
     p.add_argument("--slice", type=int, help="seconds per reported slice (default 10)")
     p.add_argument("--concurrency", type=int, default=16, help="wrk connections, closed loop (default 16)")
     p.add_argument("--out", help="result file (default benchmarks/results/soak.json; quick: results/tmp/)")
