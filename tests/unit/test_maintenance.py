@@ -62,14 +62,19 @@ def test_checkpoints_and_retrain_sets_of_this_model_only_are_collected_after_the
     assert report["retrain_sets"] == ["churn-v1-e1-d1.parquet"] and not list(retrain.iterdir())
 
 
+def _write_live_rows(live: LiveStore, now: datetime, days: tuple[int, ...], per_day: int) -> None:
+    """``per_day`` one-row files ``<days_ago>-<k>``, 10 minutes apart, ``days_ago`` days before ``now``."""
+    for days_ago in days:
+        for k in range(per_day):
+            at = now - timedelta(days=days_ago, minutes=10 * k)
+            live.write(pd.DataFrame({"request_id": [f"{days_ago}-{k}"], "received_at": [pd.Timestamp(at)]}), at)
+
+
 def test_live_rows_and_events_are_compacted_and_expired(tmp_path):
     cfg = config.load([f"storage.root={tmp_path}", "model_name=churn", "storage.retention.events_days=30"])
     live = LiveStore(cfg.storage.root, "churn")
     now = datetime.now(timezone.utc).replace(minute=30)
-    for days_ago in (40, 2):
-        for k in range(4):
-            at = now - timedelta(days=days_ago, minutes=10 * k)
-            live.write(pd.DataFrame({"request_id": [f"{days_ago}-{k}"], "received_at": [pd.Timestamp(at)]}), at)
+    _write_live_rows(live, now, days=(40, 2), per_day=4)
     clock = iter([now - timedelta(days=40), now - timedelta(days=2, minutes=5), now - timedelta(days=2)])
     events = EventLog(cfg.storage.root, "churn", clock=lambda: next(clock))
     for kind in ("a", "b", "c"):
@@ -84,10 +89,7 @@ def test_live_rows_and_events_are_compacted_and_expired(tmp_path):
 def test_a_routine_pass_compacts_only_recent_hours_and_a_full_pass_all(cfg):
     live = LiveStore(cfg.storage.root, "churn")
     now = datetime.now(timezone.utc).replace(minute=30)
-    for days_ago in (5, 1):
-        for k in range(3):
-            at = now - timedelta(days=days_ago, minutes=10 * k)
-            live.write(pd.DataFrame({"request_id": [f"{days_ago}-{k}"], "received_at": [pd.Timestamp(at)]}), at)
+    _write_live_rows(live, now, days=(5, 1), per_day=3)
     routine = maintain(cfg, now=now.timestamp(), full=False)["live"]["files_merged"]
     assert 0 < routine < 6  # the day-old hour(s) only
     assert maintain(cfg, now=now.timestamp(), full=True)["live"]["files_merged"] >= 3  # the 5-day-old hour now
