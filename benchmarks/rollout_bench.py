@@ -103,7 +103,8 @@ def events_since(at: float) -> list[dict]:
 
 
 # ---- 2. shadow overhead ------------------------------------------------------------------------------------
-def shadow_overhead(wrk: str, env, port: int, champion: str, duration: int) -> dict:
+def shadow_overhead(wrk: str, env, port: int, champion: str, duration: int, quick: bool = False) -> dict:
+    """p99 with and without a shadow challenger, ABBA-ordered; ``quick``: c=2 only (the key), one ABBA, short warm-ups."""
     from foundry import ray_runtime
     from foundry.serving import control
 
@@ -117,13 +118,14 @@ def shadow_overhead(wrk: str, env, port: int, champion: str, duration: int) -> d
     script = wrk_script(STORAGE / "post.lua", env["FOUNDRY_API_KEY"])
     url = f"http://127.0.0.1:{port}/{APP}"
     out = {"replica_rss_mb": {}}
-    time.sleep(20)  # the training job's workers wind down: the machine's speed settles first
-    for concurrency in (2, 16):
+    time.sleep(5 if quick else 20)  # the training job's workers wind down: the machine's speed settles first
+    order = (False, True, True, False) if quick else (False, True, True, False, False, True, True, False)
+    for concurrency in (2,) if quick else (2, 16):
         points = []
-        # ABBA twice: a drift in the machine's speed falls on both settings alike
-        for shadow in (False, True, True, False, False, True, True, False):
+        # ABBA (twice in full runs): a drift in the machine's speed falls on both settings alike
+        for shadow in order:
             control.set_rollout(APP, champion, twin if shadow else None, "shadow" if shadow else None, 0.0)
-            load(wrk, f"{url}/predict", script, concurrency, 3)
+            load(wrk, f"{url}/predict", script, concurrency, 1 if quick else 3)
             point = {"shadow": shadow, **load(wrk, f"{url}/predict", script, concurrency, duration)}
             out["replica_rss_mb"].setdefault("with_challenger" if shadow else "champion_only", []).append(
                 replica_rss_mb())
@@ -306,8 +308,8 @@ class _Null:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="a smoke run: the bad challenger only, 3 replay seeds, 3 s "
-                                                         "shadow points (results/tmp/rollout-quick.json)")
+    p.add_argument("--quick", action="store_true", help="a smoke run: the bad challenger only, 3 replay seeds, shadow "
+                                                         "overhead at c=2 in 4 points of 3 s (results/tmp/rollout-quick.json)")
     p.add_argument("--rate", type=float, default=150.0, help="live rows per second (with labels)")
     p.add_argument("--seeds", type=int, help="seeds for the false-rollback replay (default 20; quick 3)")
     p.add_argument("--wrk-duration", type=int, help="seconds per shadow-overhead point (default 10; quick 3)")
@@ -336,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         run([PY, "-m", "jobs.monitor", *common(port)], env=env, timeout=600)
         wait_http(f"http://127.0.0.1:{port}/{APP}/healthz")
         say("shadow overhead (wrk, 1-row requests) ...")
-        result["shadow"] = shadow_overhead(wrk, env, port, v1, args.wrk_duration)
+        result["shadow"] = shadow_overhead(wrk, env, port, v1, args.wrk_duration, args.quick)
         say(f"bad challenger: labels inverted for region={BUGGY_REGION} ...")
         result["bad"] = canary(env, port, write_data("buggy", "baseline", 95_000, buggy=True), "baseline", args.rate,
                                DECISIONS)

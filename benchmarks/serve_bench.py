@@ -207,14 +207,19 @@ def cluster(command: str, variant: list[str]) -> None:
 
 
 def ensure_model(env) -> str:
-    """The production version in the bench storage; trained once on the running bench cluster."""
+    """The production version in the bench storage; trained once, on a bench cluster started only for that."""
     from foundry.registry import Registry
 
     reg = Registry(STORAGE / "registry")
     if "churn" not in reg.models() or reg.alias("churn", "production") is None:
-        say("training the benchmark model (default MLP, 2 epochs, 20,000 rows) ...")
-        run([PY, "-m", "jobs.train", *CLUSTER, f"storage.root={STORAGE}", f"ray.address=127.0.0.1:{GCS_PORT}",
-             *TRAIN], env=env, timeout=1200)
+        say(f"cluster for model training: python -m cluster up {' '.join(CLUSTER)}")
+        cluster("up", [])
+        try:
+            say("training the benchmark model (default MLP, 2 epochs, 20,000 rows) ...")
+            run([PY, "-m", "jobs.train", *CLUSTER, f"storage.root={STORAGE}", f"ray.address=127.0.0.1:{GCS_PORT}",
+                 *TRAIN], env=env, timeout=1200)
+        finally:
+            cluster("down", [])
     return reg.alias("churn", "production")
 
 
@@ -327,12 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     points: list[dict] = []
 
-    say(f"cluster for model training: python -m cluster up {' '.join(CLUSTER)}")
-    cluster("up", [])
-    try:
-        version = ensure_model(env)
-    finally:
-        cluster("down", [])
+    version = ensure_model(env)
     say(f"model churn {version}")
 
     rounds = ["before"] if args.quick else ["before", "after"]

@@ -454,6 +454,21 @@ def folder_size(path: Path) -> dict:
 
 # ---- the soak ------------------------------------------------------------------------------------------
 
+def register_twin() -> str:
+    """Production's files registered again (not promoted): a second version to swap to without training one."""
+    from foundry import storage
+    from foundry.registry import Registry
+
+    reg = Registry(storage.normalize(str(STORAGE / "registry")))
+    v1 = reg.alias(MODEL, "production")
+    src, where = reg.fetch(MODEL, v1), STORAGE / "twin"
+    where.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():  # the manifest is the registry's own
+        if f.is_file() and f.name != "manifest.json":
+            shutil.copy(f, where / f.name)
+    return reg.register(MODEL, where, {"variant_of": v1}).version
+
+
 def registry_versions() -> tuple[str, str]:
     """(v1: production, v2: the other, unpromoted version)."""
     from foundry import storage
@@ -590,7 +605,7 @@ def cluster_left() -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="a 30 s smoke run (results/tmp/)")
+    p.add_argument("--quick", action="store_true", help="a 30 s smoke run; v2 is v1's files under a second id (results/tmp/)")
     p.add_argument("--duration", type=int, help="seconds of load (default 1800; quick 30)")
     p.add_argument("--swap-every", type=int, help="seconds between swaps (default 300; quick 15)")
     p.add_argument("--slice", type=int, help="seconds per reported slice (default 10)")
@@ -616,9 +631,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         say("training v1 (+experiment=quick, 20,000 rows; promoted to production) ...")
         run([PY, "-m", "jobs.train", *common(port), *TRAIN], env=env, timeout=1200)
-        say("training v2 (same, trainer.seed=1, promotion.policy=never: registered only) ...")
-        run([PY, "-m", "jobs.train", *common(port), *TRAIN, "trainer.seed=1", "promotion.policy=never"], env=env,
-            timeout=1200)
+        if args.quick:  # a swap reloads whatever version it is given: v1's files under a second version id do
+            say("v2: v1's files registered as a second version (--quick) ...")
+            register_twin()
+        else:
+            say("training v2 (same, trainer.seed=1, promotion.policy=never: registered only) ...")
+            run([PY, "-m", "jobs.train", *common(port), *TRAIN, "trainer.seed=1", "promotion.policy=never"], env=env,
+                timeout=1200)
         v1, v2 = registry_versions()
         say(f"deploying {v1} ({REPLICAS} replicas, drift on) and starting the monitor ...")
         run([PY, "-m", "serve_apps.deploy", *common(port), f"serve.model_ref={v1}"], env=env, timeout=600)
