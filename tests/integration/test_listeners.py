@@ -1,5 +1,5 @@
 """What the shared test cluster listens on: loopback only, except what ``cluster.listeners.ALLOWED``
-documents (README, "What listens where").
+documents (docs/operations.md, "What listens where").
 
 The cluster's processes are found the way ``python -m cluster down`` finds them
 (``cluster.processes.find_head``: the head's session directory and node id, and everything those
@@ -101,7 +101,7 @@ def test_every_listener_is_on_loopback_or_documented(ray_cluster, workloads):
     bad = listeners.undocumented(found)
     assert not bad, (
         "listeners beyond loopback that cluster.listeners.ALLOWED does not document (bind them to "
-        f"127.0.0.1, or document them there and in README 'What listens where'):\n{_table(bad)}\n"
+        f"127.0.0.1, or document them there and in docs/operations.md 'What listens where'):\n{_table(bad)}\n"
         f"all listeners of the cluster:\n{_table(found)}")
 
 

@@ -14,7 +14,7 @@ from cluster.listeners import ANY_PORT, Allowed, Listener
 from cluster.local import head_env
 from foundry import config, ray_runtime
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 ALLOWED = {
     "ray::ServeReplica": Allowed(ANY_PORT, "[::]:0", "replica.py", "token auth", "none"),
@@ -72,18 +72,18 @@ def test_process_names(cmdline, name):
     assert listeners.process_name(cmdline) == name
 
 
-def test_the_readme_documents_every_allowed_listener():
-    """README's "What listens where" and ``ALLOWED`` are one list: each entry is named there."""
-    text = README.read_text()
-    # A bold-labelled part of the Reliability section's security notes, up to the next label or heading.
+def test_the_docs_document_every_allowed_listener():
+    """docs/operations.md's "What listens where" and ``ALLOWED`` are one list: each entry is named there."""
+    text = OPERATIONS.read_text()
+    # A bold-labelled part of the Security section, up to the next label or heading.
     match = re.search(r"^\*\*What listens where\*\*(.*?)(?=^\*\*|^#|\Z)", text, re.S | re.M)
-    assert match, "README.md has no 'What listens where' section"
+    assert match, "docs/operations.md has no 'What listens where' section"
     section = match.group(1)
     for name, entry in listeners.ALLOWED.items():
-        assert f"`{name}`" in section, f"README's 'What listens where' does not name {name}"
+        assert f"`{name}`" in section, f"docs/operations.md's 'What listens where' does not name {name}"
         if entry.ports != ANY_PORT:
             for port in entry.ports:
-                assert str(port) in section, f"README's 'What listens where' does not give {name}'s port {port}"
+                assert str(port) in section, f"docs/operations.md's 'What listens where' does not give {name}'s port {port}"
 
 
 def test_a_loopback_head_starts_loopback_only():
