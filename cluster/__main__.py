@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from foundry import config_sources
 from foundry.errors import FoundryError
@@ -33,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(default: only the cluster on the configured GCS port)")
     p.add_argument("--out", metavar="FILE_OR_DIR",
                    help="render: a directory (default: outputs/cluster/<kind>/) or one .yaml/.json file")
+    p.add_argument("--strict", action="store_true",
+                   help="render: exit 2 instead of warning when a value is still a placeholder (example account "
+                        "ids, images, projects, buckets); the same as cluster.placeholders=fail")
     return p
 
 
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         full = config_sources.load(config_sources.from_args(args))
         if args.command == "render":
-            return _render(full, args.out)
+            return _render(full, args.out, strict=args.strict or None)
         cfg = full.cluster
         if cfg.kind.value != "local":
             print(f"error: `python -m cluster {args.command}` runs the local cluster; cluster={cfg.kind.value} is "
@@ -62,11 +66,22 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
 
 
-def _render(cfg, out: str | None) -> int:
-    from cluster import render
+def _render(cfg, out: str | None, strict: bool | None = None) -> int:
+    from cluster import placeholders, render
     from foundry import ray_runtime
 
-    written = render.write(cfg, out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", placeholders.PlaceholderWarning)
+        written = render.write(cfg, out, strict)
+    left = [w for w in caught if issubclass(w.category, placeholders.PlaceholderWarning)]
+    for w in caught:
+        if w in left:
+            print(f"warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if left:
+        print(f"  the cluster cannot start with placeholder values: set them (conf/cluster/{cfg.cluster.kind.value}"
+              ".yaml or overrides); --strict makes them an error", file=sys.stderr)
     kind = cfg.cluster.kind.value
     print(f"Rendered cluster={kind} ({cfg.cluster.name}):")
     for path in written:

@@ -2,8 +2,11 @@
 
 A pure function of the typed config: node types from ``cluster.head`` and
 ``cluster.autoscaling.worker_types``, Ray in the configured containers (GPU worker types in the GPU
-image), setup commands that install this project, token auth and the cluster's environment on every
-node. The result validates against ``ray/autoscaler/ray-schema.json`` (the tests check it).
+image), token auth and the cluster's environment on every node. With ``cluster.install.source=image``
+(the default) the images hold the project and the cloud SDKs (the Dockerfile), so a node added at
+scale-up only writes its environment and token before Ray starts; git/upload pip-install the project
+(with torch) on every node instead. The result validates against ``ray/autoscaler/ray-schema.json``
+(the tests check it).
 
 The auth token never appears in the file: with ``cluster.auth.token_source=file`` the launcher
 copies the local token file to the nodes (``file_mounts``); with ``secret`` every node reads it from
@@ -175,11 +178,14 @@ def _home_path(path: str) -> str:
 
 
 def setup_commands(cfg: FoundryConfig) -> list[str]:
-    """Run on every node (inside its container): the environment file, the token, this project."""
+    """Run on every node (inside its container): the environment file, the token, and (unless the image
+    holds it) this project."""
     c = cfg.cluster
     cmds = [env_file_command(cfg),
             f"grep -qxF 'source {ENV_FILE}' ~/.bashrc || echo 'source {ENV_FILE}' >> ~/.bashrc"]
     cmds += _token_commands(cfg)
+    if c.install.source is InstallSource.image:
+        return cmds
     d = _home_path(c.install.dir)
     if c.install.source is InstallSource.git:
         url, ref = shlex.quote(c.install.git_url or ""), shlex.quote(c.install.git_ref)
@@ -210,8 +216,10 @@ def _token_commands(cfg: FoundryConfig) -> list[str]:
         read = ("import sys; from google.cloud import secretmanager; "
                 "sys.stdout.write(secretmanager.SecretManagerServiceClient().access_secret_version("
                 f"name={json.dumps(name)}).payload.data.decode().strip())")
+    # The project's image carries the SDK (the `cloud` extra); a stock Ray image gets it here.
+    install = [] if c.install.source is InstallSource.image else [f"pip install --quiet {client}"]
     return [
-        f"pip install --quiet {client}",
+        *install,
         # umask first: the file is never readable by others, not even while it is written.
         f"mkdir -p ~/.ray && chmod 700 ~/.ray && (umask 077 && python -c {shlex.quote(read)} > {REMOTE_TOKEN})",
         f"test -s {REMOTE_TOKEN}",
@@ -219,7 +227,10 @@ def _token_commands(cfg: FoundryConfig) -> list[str]:
 
 
 def _head_setup_commands(cfg: FoundryConfig) -> list[str]:
-    """The autoscaler on the head drives the cloud's API (the launcher's own requirement)."""
+    """The autoscaler on the head drives the cloud's API (the launcher's own requirement; the project's
+    image has the clients already)."""
+    if cfg.cluster.install.source is InstallSource.image:
+        return []
     if cfg.cluster.kind is ClusterKind.aws:
         return ["pip install --quiet 'boto3>=1.4.8'"]
     return ["pip install --quiet google-api-python-client"]

@@ -8,29 +8,35 @@
   (``cluster/kuberay.py``).
 
 ``render`` is pure (config in, documents out) and checks the config first, so a wrong value fails
-here with a ConfigError naming the key, before any file is written. No rendered file contains the
-auth token: nodes get it from a file copied by the launcher, a cloud secret manager, or a
-Kubernetes Secret.
+here with a ConfigError naming the key, before any file is written. Values that only stand in for
+the user's own (example account ids, images, projects, buckets; ``cluster/placeholders.py``) render
+with a PlaceholderWarning per key, or fail like a wrong value with ``strict`` (``--strict``,
+``cluster.placeholders=fail``). No rendered file contains the auth token: nodes get it from a file
+copied by the launcher, a cloud secret manager, or a Kubernetes Secret.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from cluster import autoscaling, kuberay, launcher, nodes
+from cluster import autoscaling, kuberay, launcher, nodes, placeholders
 from foundry import ray_runtime
-from foundry.config import ClusterKind, FoundryConfig, validate
+from foundry.config import ClusterKind, FoundryConfig, PlaceholderPolicy, validate
 from foundry.errors import ConfigError
 
 DEFAULT_OUT_DIR = nodes.REPO_ROOT / "outputs" / "cluster"
 FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def render(cfg: FoundryConfig) -> dict[str, dict[str, Any]]:
-    """File name -> document for this config's cluster kind. Raises ConfigError naming the key."""
+def render(cfg: FoundryConfig, strict: bool | None = None) -> dict[str, dict[str, Any]]:
+    """File name -> document for this config's cluster kind. Raises ConfigError naming the key.
+
+    ``strict``: placeholder values fail instead of warning (None: ``cluster.placeholders`` decides).
+    """
     validate(cfg)
     c = cfg.cluster
     if c.kind is ClusterKind.local:
@@ -39,6 +45,7 @@ def render(cfg: FoundryConfig) -> dict[str, dict[str, Any]]:
                               "autoscaler config to render (`python -m cluster up` starts a plain head)")
         return {"autoscaling.yaml": autoscaling.fake_multinode_config(c, ray_runtime.gcs_address(c))}
     nodes.check_shared_storage(cfg)
+    check_placeholders(cfg, strict)
     if c.kind in (ClusterKind.aws, ClusterKind.gcp):
         return {"cluster.yaml": launcher.launcher_config(cfg)}
     k = c.kuberay
@@ -52,6 +59,19 @@ def render(cfg: FoundryConfig) -> dict[str, dict[str, Any]]:
         "rayservice.yaml": kuberay.ray_service(cfg),
         "rayjob.yaml": kuberay.ray_job(cfg),
     }
+
+
+def check_placeholders(cfg: FoundryConfig, strict: bool | None = None) -> list[placeholders.Placeholder]:
+    """Warn about (or, strict, fail on) every placeholder value the rendered files would carry."""
+    found = placeholders.find(cfg)
+    if strict is None:
+        strict = cfg.cluster.placeholders is PlaceholderPolicy.fail
+    if found and strict:
+        also = "".join(f"; also {p}" for p in found[1:])
+        raise ConfigError(f"{found[0]} (placeholders fail with --strict / cluster.placeholders=fail){also}")
+    for p in found:
+        warnings.warn(str(p), placeholders.PlaceholderWarning, stacklevel=3)
+    return found
 
 
 class _Dumper(yaml.SafeDumper):
@@ -80,10 +100,10 @@ def default_out(cfg: FoundryConfig) -> Path:
     return DEFAULT_OUT_DIR / cfg.cluster.kind.value
 
 
-def write(cfg: FoundryConfig, out: str | Path | None = None) -> list[Path]:
+def write(cfg: FoundryConfig, out: str | Path | None = None, strict: bool | None = None) -> list[Path]:
     """Render and write. ``out``: a directory (one file per document; default ``outputs/cluster/<kind>``)
     or a file ending in .yaml/.yml (all documents in it, ``---``-separated) or .json (one document)."""
-    docs = render(cfg)
+    docs = render(cfg, strict)
     target = Path(out).expanduser() if out is not None else default_out(cfg)
     if target.suffix in FILE_SUFFIXES and not target.is_dir():
         if target.suffix == ".json":

@@ -4,6 +4,8 @@ No Ray cluster needed. The rendered files are checked against the schemas of the
 them: Ray's own cluster-launcher schema (``ray/autoscaler/ray-schema.json``) for aws/gcp, and KubeRay
 v1.7.0's CRD schemas (``../shared/schemas/kuberay-v1.7.0/``) for the RayCluster, RayService and
 RayJob, made strict (an unknown field is an error, where the API server would silently drop it).
+The shipped configs hold placeholder values (example images, accounts, buckets): rendering them warns,
+which the tests about their shape ignore; the placeholder tests at the end check the warnings.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import jsonschema
 import pytest
 import yaml
 
-from cluster import autoscaling, kuberay, launcher, render
+from cluster import autoscaling, kuberay, launcher, placeholders, render
 from foundry import config, ray_runtime
 from foundry.errors import ConfigError
+
+pytestmark = pytest.mark.filterwarnings("ignore::cluster.placeholders.PlaceholderWarning")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KUBERAY_SCHEMAS = REPO_ROOT.parent / "shared" / "schemas" / "kuberay-v1.7.0"
@@ -145,12 +149,16 @@ def test_launcher_yaml_describes_the_configured_cluster(kind):
 
 
 @pytest.mark.parametrize("kind", ["aws", "gcp"])
-def test_launcher_nodes_install_the_project_and_run_token_auth(kind):
+def test_launcher_nodes_run_the_image_with_token_auth(kind):
     cfg = _load(kind)
+    assert cfg.cluster.install.source is config.InstallSource.image
     doc = launcher.launcher_config(cfg)
     setup = "\n".join(doc["setup_commands"])
-    assert f"git clone --quiet {cfg.cluster.install.git_url}" in setup
-    assert 'pip install --quiet --upgrade-strategy only-if-needed -e "$HOME/foundry"' in setup
+    # The image holds the project and the cloud SDKs: a node added at scale-up installs nothing.
+    assert "pip install" not in setup and "git clone" not in setup
+    assert doc["head_setup_commands"] == [] and doc["worker_setup_commands"] == []
+    assert len(doc["setup_commands"]) == 4  # env file, .bashrc line, token from the secret, token check
+    assert doc["docker"]["image"] == cfg.cluster.image == "ghcr.io/example-org/foundry:0.1.0"
     # Every node's Ray runs with the environment file: token auth, the bucket, cluster.env.
     env_line = launcher.env_file_command(cfg)
     assert env_line in doc["setup_commands"]
@@ -170,6 +178,19 @@ def test_launcher_token_from_a_file_is_copied_not_inlined(_token_everywhere):
     doc = launcher.launcher_config(_load("aws", "cluster.auth.token_source=file"))
     assert doc["file_mounts"] == {"~/.ray/auth_token": str(_token_everywhere)}
     assert SENTINEL not in render.to_yaml(doc)
+
+
+@pytest.mark.parametrize("kind", ["aws", "gcp"])
+def test_launcher_can_install_from_git_on_rays_own_images(kind):
+    """install.source=git: a branch on stock rayproject/ray images, pip-installed on every node at setup."""
+    cfg = _load(kind, "cluster.install.source=git", "cluster.install.git_url=https://github.com/acme/foundry.git",
+                "cluster.image=rayproject/ray:2.60.0-py311-cpu", "cluster.gpu_image=rayproject/ray:2.60.0-py311-gpu")
+    doc = launcher.launcher_config(cfg)
+    setup = "\n".join(doc["setup_commands"])
+    assert "git clone --quiet https://github.com/acme/foundry.git" in setup
+    assert 'pip install --quiet --upgrade-strategy only-if-needed -e "$HOME/foundry"' in setup
+    assert "pip install --quiet " + ("boto3" if kind == "aws" else "google-cloud-secret-manager") in setup
+    assert doc["head_setup_commands"] and doc["docker"]["image"] == "rayproject/ray:2.60.0-py311-cpu"
 
 
 def test_launcher_can_upload_this_working_tree():
@@ -311,7 +332,13 @@ def test_rayjob_runs_training_with_job_metadata():
     ("gcp", ["cluster.cloud.project=null"], "cluster.cloud.project", "project"),
     ("aws", ["cluster.autoscaling.worker_types.cpu_worker.cpus=2.5"],
      "cluster.autoscaling.worker_types.cpu_worker.cpus", "whole"),
-    ("aws", ["cluster.install.git_url=null"], "cluster.install.git_url", "URL"),
+    ("aws", ["cluster.install.source=git", "cluster.install.git_url=null"], "cluster.install.git_url", "URL"),
+    # Nodes that install nothing need this project's image, not Ray's own.
+    ("aws", ["cluster.image=rayproject/ray:2.60.0-py311-cpu"], "cluster.image", "Ray's own image"),
+    ("gcp", ["cluster.autoscaling.worker_types.cpu_worker.image=docker.io/rayproject/ray:2.60.0"],
+     "cluster.autoscaling.worker_types.cpu_worker.image", "install.source=git|upload"),
+    ("kuberay", ["cluster.gpu_image=rayproject/ray:2.60.0-py311-gpu"], "cluster.gpu_image", "Dockerfile"),
+    ("kuberay", ["cluster.head.image=rayproject/ray:2.60.0-py311"], "cluster.head.image", "without Foundry"),
     ("aws", ["+cluster.env.RAY_AUTH_TOKEN=abc"], "cluster.env.RAY_AUTH_TOKEN", "token"),
     ("kuberay", ["cluster.dashboard_host=127.0.0.1"], "cluster.dashboard_host", "0.0.0.0"),
     ("kuberay", ["cluster.auth.token_source=file"], "cluster.auth.token_source", "Kubernetes Secret"),
@@ -403,6 +430,7 @@ def test_cli_render_writes_the_files(tmp_path):
     proc = _cli("render", "cluster=aws", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert str(out) in proc.stdout and "ray up" in proc.stdout
+    assert "warning: cluster.cloud.iam_instance_profile: 'arn:aws:iam::123456789012:" in proc.stderr
     assert _errors(_ray_schema(), yaml.safe_load(out.read_text())) == []
 
     proc = _cli("render", "cluster=kuberay", "--out", str(tmp_path / "k8s"))
@@ -424,3 +452,84 @@ def test_cli_render_bad_value_exits_2_naming_the_key(tmp_path):
 def test_cli_up_refuses_a_remote_cluster():
     proc = _cli("up", "cluster=aws")
     assert proc.returncode == 2 and "python -m cluster render cluster=aws" in proc.stderr
+
+
+# ----- placeholders: warn by default, fail with --strict / cluster.placeholders=fail
+
+SHIPPED_PLACEHOLDERS = {
+    "aws": {"storage.root", "cluster.image", "cluster.gpu_image", "cluster.cloud.iam_instance_profile"},
+    "gcp": {"storage.root", "cluster.image", "cluster.gpu_image", "cluster.cloud.project",
+            "cluster.cloud.service_account"},
+    "kuberay": {"storage.root", "cluster.image", "cluster.gpu_image"},
+}
+OWN_VALUES = {
+    "aws": ["storage.root=s3://acme-ml/foundry", "cluster.image=123.dkr.ecr.us-west-2.amazonaws.com/foundry:0.1.0",
+            "cluster.gpu_image=123.dkr.ecr.us-west-2.amazonaws.com/foundry:0.1.0-gpu",
+            "cluster.cloud.iam_instance_profile=arn:aws:iam::210987654321:instance-profile/foundry-ray-worker"],
+    "gcp": ["storage.root=gs://acme-ml/foundry", "cluster.image=europe-docker.pkg.dev/acme-ml/foundry/foundry:0.1.0",
+            "cluster.gpu_image=europe-docker.pkg.dev/acme-ml/foundry/foundry:0.1.0-gpu", "cluster.cloud.project=acme-ml",
+            "cluster.cloud.service_account=foundry-ray-worker@acme-ml.iam.gserviceaccount.com"],
+    "kuberay": ["storage.root=gs://acme-ml/foundry", "cluster.image=ghcr.io/acme/foundry:0.1.0",
+                "cluster.gpu_image=ghcr.io/acme/foundry:0.1.0-gpu"],
+}
+
+
+@pytest.mark.parametrize("kind", ["aws", "gcp", "kuberay"])
+def test_shipped_placeholders_render_with_a_warning_per_key(kind):
+    with pytest.warns(placeholders.PlaceholderWarning) as record:
+        docs = render.render(_load(kind))
+    assert docs  # rendered all the same, for a look
+    keys = {str(w.message).split(":", 1)[0] for w in record if w.category is placeholders.PlaceholderWarning}
+    # Exactly the keys the rendered files use: aws's example git_url is not cloned (install.source=image),
+    # kuberay has no cloud section, and the default storage root is not a placeholder.
+    assert keys == SHIPPED_PLACEHOLDERS[kind]
+
+
+@pytest.mark.parametrize("kind", ["aws", "gcp", "kuberay"])
+def test_placeholders_fail_when_strict(kind, tmp_path):
+    msg = _config_error(lambda: render.render(_load(kind), strict=True))
+    assert msg.startswith("storage.root: ") and "--strict" in msg
+    assert all(key in msg for key in SHIPPED_PLACEHOLDERS[kind])
+    # The config field does the same, and nothing is written.
+    strict_cfg = _load(kind, "cluster.placeholders=fail")
+    assert msg == _config_error(lambda: render.write(strict_cfg, tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    # strict=False overrides the field: a look at the files is always possible.
+    with pytest.warns(placeholders.PlaceholderWarning):
+        assert render.render(strict_cfg, strict=False)
+
+
+@pytest.mark.parametrize("kind", ["aws", "gcp", "kuberay"])
+def test_own_values_render_quietly_even_when_strict(kind, recwarn):
+    docs = render.render(_load(kind, *OWN_VALUES[kind]), strict=True)
+    assert docs and not [w for w in recwarn if w.category is placeholders.PlaceholderWarning]
+
+
+def test_only_used_keys_are_scanned():
+    cfg = _load("aws", *OWN_VALUES["aws"], "cluster.install.source=git")
+    assert [p.key for p in placeholders.find(cfg)] == ["cluster.install.git_url"]  # cloned now
+    cfg = _load("kuberay", *OWN_VALUES["kuberay"], "cluster.cloud.project=example-project")
+    assert placeholders.find(cfg) == []  # kuberay renders nothing from cluster.cloud
+    assert placeholders.find(config.load([])) == []  # cluster=local renders no cloud resources
+
+
+@pytest.mark.parametrize(("value", "placeholder"), [
+    ("arn:aws:iam::123456789012:role/x", True), ("ghcr.io/example-org/foundry:1", True),
+    ("s3://<your-bucket>/foundry", True), ("gs://changeme/foundry", True), ("gs://your-bucket/x", True),
+    ("https://example.com/foundry.git", True), ("gs://acme-examples/foundry", False),
+    ("counterexample", False), ("arn:aws:iam::1234567890123:role/x", False), ("us-west-2", False),
+])
+def test_placeholder_patterns(value, placeholder):
+    assert any(p.search(value) for p, _ in placeholders.PATTERNS) is placeholder
+
+
+def test_a_wrong_placeholder_policy_names_the_key():
+    msg = _config_error(lambda: _load("aws", "cluster.placeholders=maybe"))
+    assert "cluster.placeholders" in msg and "warn, fail" in msg
+
+
+def test_cli_render_strict_exits_2_on_placeholders(tmp_path):
+    proc = _cli("render", "cluster=kuberay", "--strict", "--out", str(tmp_path / "k8s"))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: storage.root: ") and "cluster.image" in proc.stderr
+    assert not (tmp_path / "k8s").exists()

@@ -58,3 +58,11 @@ def test_an_installed_entry_point_runs_from_another_directory(installed, tmp_pat
     bad = _run(installed, tmp_path, "-m", "jobs.train", "data=californa")
     assert bad.returncode == 2 and "churn_ltv" in bad.stderr  # the options listed come from the wheel
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_wheel_declares_its_license(installed):
+    """PyPI, pip-licenses and SBOM tools read the licence from the metadata; the text ships with it."""
+    (dist_info,) = installed.glob("foundry-*.dist-info")
+    metadata = (dist_info / "METADATA").read_text()
+    assert "License-Expression: Apache-2.0" in metadata.splitlines()
+    assert "Apache License" in (dist_info / "licenses" / "LICENSE").read_text()
