@@ -25,7 +25,7 @@ def node_env(cfg: FoundryConfig) -> dict[str, str]:
     ing = cfg.cluster.ingress
     # wrapper null: the launcher's env file looks foundry-haproxy up on the node's PATH (launcher.py)
     env.update(haproxy_ingress.ingress_env(ing.kind.value, ing.admin_host, ing.wrapper))
-    env[STORAGE_ENV] = storage.normalize(cfg.storage.root)
+    env[STORAGE_ENV] = cfg.storage.layout.root
     env[ray_runtime.AUTH_MODE_ENV] = "token"
     return env
 

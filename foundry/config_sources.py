@@ -180,11 +180,10 @@ def _storage_root(sources: ConfigSources) -> str:
 def read_stored_config(storage_root: str, model: str, ref: str) -> tuple[str, str]:
     """(version id, config.yaml text) of a registered version, checked against its manifest."""
     from foundry import storage
-    from foundry.config import StorageConfig
     from foundry.errors import RegistryError
-    from foundry.registry import Registry
+    from foundry.layout import StorageLayout
 
-    registry = Registry(storage.normalize(StorageConfig(root=storage_root).registry))
+    registry = StorageLayout(storage_root).open_registry()
     try:
         mv = registry.get(model, ref)
     except RegistryError as exc:

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.last:
         events = events[-args.last:]
     if not events:
-        print(f"no events for {cfg.model_name} under {cfg.storage.monitoring} (is `python -m jobs.monitor` running?)")
+        print(f"no events for {cfg.model_name} under {cfg.storage.layout.monitoring} (is `python -m jobs.monitor` running?)")
         return 0
     for e in events:
         print(json.dumps(e, default=str) if args.json else format_event(e))

@@ -72,12 +72,10 @@ def _collect(fs: pafs.FileSystem, base: str, prefix: str, cutoff_s: float) -> li
 
 def collect_rejected_versions(storage_cfg: StorageConfig, model: str, now: float) -> list[str]:
     """Versions that lost the gate, older than ``rejected_versions_days``, that no alias points or pointed at."""
-    from foundry.registry import Registry
-
     days = storage_cfg.retention.rejected_versions_days
     if not days:
         return []
-    registry = Registry(storage.normalize(storage_cfg.registry))
+    registry = storage_cfg.layout.open_registry()
     if model not in registry.models():
         return []
     versions = registry.versions(model)
@@ -117,12 +115,11 @@ def maintain(cfg: FoundryConfig, now: float | None = None, full: bool = True) ->
         compacted = table.compact(min_age, at, since=None if full else at - RECENT)
         report[name] = {"files_merged": compacted.files_merged, "partitions_compacted": compacted.partitions,
                         "hours_expired": expired}
-    fs, monitoring = storage.resolve(st.monitoring)
     if st.retention.retrain_sets_days:
-        report["retrain_sets"] = _collect(fs, storage.join(monitoring, model, "retrain"), "",
-                                          now - st.retention.retrain_sets_days * DAY_S)
+        fs, retrain_sets = storage.resolve(st.layout.retrain_sets(model))
+        report["retrain_sets"] = _collect(fs, retrain_sets, "", now - st.retention.retrain_sets_days * DAY_S)
     if st.retention.checkpoints_days:
-        cfs, checkpoints = storage.resolve(st.checkpoints)
+        cfs, checkpoints = storage.resolve(st.layout.checkpoints)
         report["checkpoints"] = _collect(cfs, checkpoints, f"{model}-", now - st.retention.checkpoints_days * DAY_S)
     report["versions"] = collect_rejected_versions(st, model, now)
     return report

@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from foundry import config_sources, storage
+from foundry import config_sources
 from foundry.cli import run_or_exit
 from foundry.config import FoundryConfig
 
@@ -75,9 +75,7 @@ def _jobs(cfg: FoundryConfig) -> None:
 
 
 def _registry(cfg: FoundryConfig) -> None:
-    from foundry.registry import Registry
-
-    registry = Registry(storage.normalize(cfg.storage.registry))
+    registry = cfg.storage.layout.open_registry()
     models = registry.models()
     if not models:
         print(f"no models in {registry.root}")

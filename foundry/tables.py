@@ -95,17 +95,10 @@ class HourlyTable:
         return storage.join(self.base, f"date={at:%Y-%m-%d}", f"hour={at:%H}")
 
     def _write(self, folder: str, name: str, table: pa.Table) -> None:
-        """Atomically: on a local disk under a dot-name, then renamed; on an object store in one PUT (an
-        object appears whole or not at all, and a move there would be a copy plus a delete)."""
-        self.fs.create_dir(folder, recursive=True)
-        if not isinstance(self.fs, pafs.LocalFileSystem):
-            with self.fs.open_output_stream(storage.join(folder, name)) as out:
-                pq.write_table(table, out)
-            return
-        tmp = storage.join(folder, f".tmp-{name}")
-        with self.fs.open_output_stream(tmp) as out:
-            pq.write_table(table, out)
-        self.fs.move(tmp, storage.join(folder, name))
+        """Atomically (``storage.write_table_atomic``): readers list whole files only. On an object store
+        that costs a copy per batch, accepted: a PUT cut off half-way must not land under a data name,
+        where every reader of the hour would fail on it."""
+        storage.write_table_atomic(self.fs, storage.join(folder, name), table)
 
     # ---- listing ----------------------------------------------------------------------------------
     def partitions(self, since: datetime | None = None, until: datetime | None = None) -> list[Partition]:

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(ray.get(handle.status.remote(), timeout=args.timeout), indent=2, default=str))
         else:
             ray.kill(handle, no_restart=True)
-            print(f"stopped monitor {name!r} (its state stays in {cfg.storage.monitoring}/{cfg.model_name})")
+            print(f"stopped monitor {name!r} (its state stays in {cfg.storage.layout.monitoring}/{cfg.model_name})")
         return 0
     _, status = start(cfg, args.timeout)
     c = status["controller"]

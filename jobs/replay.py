@@ -98,11 +98,8 @@ def _version(args: argparse.Namespace, cfg) -> tuple[str, str]:
     """(version folder, version name)."""
     if args.version_dir:
         return args.version_dir, args.version or "local"
-    from foundry import storage
-    from foundry.registry import Registry
-
     model, _, ref = (args.version or f"{cfg.model_name}@{cfg.promotion.alias}").partition("@")
-    registry = Registry(storage.normalize(cfg.storage.registry))
+    registry = cfg.storage.layout.open_registry()
     version = registry.get(model, ref or cfg.promotion.alias).version
     return str(registry.fetch(model, version)), version
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from foundry import config, storage
+from foundry import config
 from foundry.drift.events import read_events
 from foundry.registry import Registry
 from foundry.traffic import TrafficGenerator
@@ -79,7 +79,7 @@ def watched_model(ray_cluster, serve_port: int, workdir: Path, model: str, api_k
                  *SERVE, f"model_name={model}", f"serve.app_name={model}", f"serve.route_prefix=/{model}",
                  *MONITOR, *monitor_overrides]
     cfg = config.load(overrides)
-    registry = Registry(storage.normalize(cfg.storage.registry))
+    registry = cfg.storage.layout.open_registry()
     v1 = register_version(registry, cfg, workdir)
     env = {**os.environ, "FOUNDRY_API_KEY": api_key}
     run_module("serve_apps.deploy", overrides, env)

@@ -91,8 +91,9 @@ def fresh_start(cfg: config.FoundryConfig) -> None:
     with contextlib.suppress(ValueError):  # ValueError: not running
         ray.kill(ray.get_actor(monitor_name(cfg.drift.monitor.name_prefix, cfg.model_name),
                                namespace=cfg.drift.monitor.namespace), no_restart=True)
-    for base in (cfg.storage.registry, cfg.storage.monitoring):
-        fs, path = storage.resolve(storage.join(storage.normalize(base), cfg.model_name))
+    layout = cfg.storage.layout
+    for base in (layout.registry, layout.monitoring):
+        fs, path = storage.resolve(storage.join(base, cfg.model_name))
         fs.delete_dir_contents(path, missing_dir_ok=True)
 
 
@@ -214,7 +215,6 @@ def main(overrides: list[str]) -> int:
     from foundry.drift.timeline import JobTimes, first
     from foundry.job_submission import follow, metadata, submit
     from foundry.ray_runtime import connect, dashboard_url, gcs_address, job_client
-    from foundry.registry import Registry
     from foundry.serving.control import url_of
 
     logging.getLogger("ray").setLevel(logging.WARNING)  # the client's upload chatter, not the job's
@@ -243,7 +243,7 @@ def main(overrides: list[str]) -> int:
     if status != "SUCCEEDED":
         raise FoundryError(f"the pipeline job ended {status}; its full log: ray job logs {job.submission_id} "
                            f"(or the dashboard's Jobs page)")
-    registry = Registry(storage.normalize(cfg.storage.registry))
+    registry = cfg.storage.layout.open_registry()
     initial = registry.alias(cfg.model_name, cfg.promotion.alias)
     url = url_of({"host": cfg.serve.http.host, "port": cfg.serve.http.port}, cfg.serve.route_prefix)
     monitor = ray.get_actor(monitor_name(cfg.drift.monitor.name_prefix, cfg.model_name),

@@ -25,8 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foundry import storage
-from foundry.config import StorageConfig
+from foundry.layout import StorageLayout
 from foundry.tables import HourlyTable
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ _EPISODE_NUMBER = re.compile(r"-e(\d+)$")
 
 
 def events_uri(storage_root: str, model: str) -> str:
-    return storage.join(storage.normalize(StorageConfig(root=storage_root).monitoring), model, "events")
+    return StorageLayout(storage_root).events(model)
 
 
 def events_table(storage_root: str, model: str) -> HourlyTable:

@@ -23,15 +23,14 @@ from datetime import datetime
 import pandas as pd
 import pyarrow as pa
 
-from foundry import storage
-from foundry.config import StorageConfig
+from foundry.layout import StorageLayout
 from foundry.tables import HourlyTable
 
 log = logging.getLogger(__name__)
 
 
 def live_uri(storage_root: str, model: str) -> str:
-    return storage.join(storage.normalize(StorageConfig(root=storage_root).monitoring), model, "live")
+    return StorageLayout(storage_root).live_rows(model)
 
 
 class LiveStore:

@@ -63,7 +63,6 @@ from typing import Any
 import numpy as np
 
 from foundry import config as foundry_config
-from foundry import storage
 from foundry.config import AlarmMethod, FoundryConfig, Task
 from foundry.drift import onset, reference
 from foundry.drift.batch import LiveBatch
@@ -124,10 +123,8 @@ class DriftMonitor:
                                             ControllerState.from_dict(saved.get("controller", {})))
         # Episode numbers never go back, even when the state file was lost: the events and the registry's
         # lineage remember them (foundry/drift/identity.py); the Jobs API is asked in the first round.
-        from foundry.registry import Registry
-
         self.controller.state.episode = max(self.controller.state.episode, episode_floor(
-            self.cfg.storage.root, self.model, Registry(storage.normalize(self.cfg.storage.registry)), None))
+            self.cfg.storage.root, self.model, self.cfg.storage.layout.open_registry(), None))
         self._jobs_floor_checked = False
         self.counters.update(saved.get("counters", {}))
         self.onset_at: float | None = saved.get("onset_at")

@@ -24,16 +24,16 @@ from pathlib import Path
 import pandas as pd
 
 from foundry import storage
-from foundry.config import FoundryConfig, StorageConfig
+from foundry.config import FoundryConfig
 from foundry.drift import retrain
 from foundry.drift.detectors import DETECTOR_FILES, DetectorSuite, build_suite
+from foundry.layout import StorageLayout
 from foundry.predictor import REFERENCE_FILE
 from foundry.registry import MANIFEST
 
 
 def reference_uri(storage_root: str, model: str, name: str) -> str:
-    return storage.join(storage.normalize(StorageConfig(root=storage_root).monitoring), model, "new_normal",
-                        f"{name}.parquet")
+    return StorageLayout(storage_root).new_normal(model, name)
 
 
 def min_rows(cfg: FoundryConfig) -> int:
@@ -52,9 +52,7 @@ def recent_rows(cfg: FoundryConfig, since: float | None) -> pd.DataFrame:
 def write_reference(cfg: FoundryConfig, name: str, frame: pd.DataFrame) -> str:
     uri = reference_uri(cfg.storage.root, cfg.model_name, name)
     fs, path = storage.resolve(uri)
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    storage.write_bytes_atomic(fs, path, buf.getvalue())
+    storage.write_table_atomic(fs, path, frame)
     return uri
 
 

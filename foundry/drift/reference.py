@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 
-from foundry import storage
 from foundry.config import AlarmMethod, FoundryConfig
 from foundry.drift import new_normal, retrain
 from foundry.drift.detectors import DetectorSuite, load_or_build
@@ -37,9 +36,7 @@ class Reference:
 
 
 def registry(cfg: FoundryConfig):
-    from foundry.registry import Registry
-
-    return Registry(storage.normalize(cfg.storage.registry))
+    return cfg.storage.layout.open_registry()
 
 
 def served_version(cfg: FoundryConfig) -> str:

@@ -31,8 +31,9 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from foundry import storage
-from foundry.config import FoundryConfig, RetrainDataPolicy, StorageConfig, Task
+from foundry.config import FoundryConfig, RetrainDataPolicy, Task
 from foundry.drift.live_store import LiveStore
+from foundry.layout import StorageLayout
 from foundry.rollout import target_alias
 from foundry.serving.feedback import read_feedback
 
@@ -52,8 +53,7 @@ class RetrainData:
 
 
 def dataset_uri(storage_root: str, model: str, episode: str, generation: int = 1) -> str:
-    return storage.join(storage.normalize(StorageConfig(root=storage_root).monitoring), model, "retrain",
-                        f"{episode}-d{generation}.parquet")
+    return StorageLayout(storage_root).retrain_set(model, episode, generation)
 
 
 def _request_ids(uri: str) -> set[str]:
@@ -134,9 +134,7 @@ def prepare_dataset(cfg: FoundryConfig, episode: str, reference: pd.DataFrame | 
             frame[f.name] = pd.to_numeric(frame[f.name], errors="coerce").astype("float64")
         else:
             frame[f.name] = frame[f.name].astype("string").astype(object).where(frame[f.name].notna(), None)
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    storage.write_bytes_atomic(fs, path, buf.getvalue())
+    storage.write_table_atomic(fs, path, frame)
     return RetrainData(uri, len(frame), len(recent), ref_rows, new_rows)
 
 
@@ -150,7 +148,7 @@ def job_arguments(cfg: FoundryConfig, reference_version: str, data: RetrainData,
     """
     return ["--from-version", f"{cfg.model_name}@{reference_version}",
             f"model_name={cfg.model_name}",
-            f"storage.root={storage.normalize(cfg.storage.root)}",
+            f"storage.root={cfg.storage.layout.root}",
             # Inside a job RAY_ADDRESS names the cluster; an address stored with the version may not.
             "ray.address=null",
             "data.source.synthetic=null",
@@ -197,9 +195,7 @@ def read_outcome(cfg: FoundryConfig, episode: str, job_status: str, submission_i
     failed after registering (or after moving the alias) did what the registry shows. "promoted" only
     when the alias history shows the move (a compare-and-set that lost leaves the metadata's intent
     behind, not the alias)."""
-    from foundry.registry import Registry
-
-    registry = Registry(storage.normalize(cfg.storage.registry))
+    registry = cfg.storage.layout.open_registry()
     for mv in reversed(registry.versions(cfg.model_name)):
         meta = mv.metadata or {}
         if not _made_by(meta.get("lineage") or {}, episode, submission_id):

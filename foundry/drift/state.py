@@ -20,11 +20,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from foundry import storage
-from foundry.config import StorageConfig
+from foundry.layout import MONITOR_STATE_FILE, StorageLayout
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.json"
+STATE_FILE = MONITOR_STATE_FILE
 
 
 class StateLock:
@@ -61,7 +61,7 @@ class StateLock:
 
 
 def state_uri(storage_root: str, model: str) -> str:
-    return storage.join(storage.normalize(StorageConfig(root=storage_root).monitoring), model, STATE_FILE)
+    return StorageLayout(storage_root).monitor_state(model)
 
 
 class StateFile:

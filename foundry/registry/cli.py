@@ -83,7 +83,7 @@ def _registry(args: argparse.Namespace, overrides: list[str]):
 
     root = args.root
     if root is None:
-        root = config_sources.load(config_sources.from_args(args, overrides)).storage.registry
+        root = config_sources.load(config_sources.from_args(args, overrides)).storage.layout.registry
     return Registry(root)
 
 

@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from foundry import storage
-from foundry.config import FoundryConfig, StorageConfig
+from foundry.config import FoundryConfig
 from foundry.errors import FoundryError
+from foundry.layout import StorageLayout
 from foundry.serving.deploy_config import DEPLOYMENT_NAME, app_config, build_serve_config, with_user_config
 from foundry.serving.holder import ModelSpec, load_version, user_config_for
 
@@ -49,9 +49,7 @@ class Deployed:
 
 def resolve_version(storage_root: str, model: str, ref: str) -> str:
     """The version id ``ref`` names now (raises RegistryError naming the known versions/aliases)."""
-    from foundry.registry import Registry
-
-    return Registry(storage.normalize(StorageConfig(root=storage_root).registry)).get(model, ref).version
+    return StorageLayout(storage_root).open_registry().get(model, ref).version
 
 
 def preflight(storage_root: str, model: str, version: str, cfg: FoundryConfig) -> None:

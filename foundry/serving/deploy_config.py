@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from foundry import storage
 from foundry.config import FoundryConfig, to_container
 from foundry.serving.holder import user_config_for
 
@@ -48,7 +47,7 @@ def deployment_options(cfg: FoundryConfig, version: str | None) -> dict[str, Any
         "max_ongoing_requests": s.max_ongoing_requests,
         "autoscaling_config": autoscaling,
         "ray_actor_options": actor,
-        "user_config": user_config_for(storage.normalize(cfg.storage.root), cfg.model_name, s.model_ref, version),
+        "user_config": user_config_for(cfg.storage.layout.root, cfg.model_name, s.model_ref, version),
     }
 
 

@@ -27,15 +27,15 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from foundry import storage
-from foundry.config import StorageConfig, Task
+from foundry.config import Task
+from foundry.layout import StorageLayout
 from foundry.tables import HourlyTable
 
 COLUMNS = ["request_id", "label", "received_at", "served_version", "correction"]
 
 
 def feedback_uri(storage_root: str, model: str) -> str:
-    return storage.join(storage.normalize(StorageConfig(root=storage_root).feedback), model)
+    return StorageLayout(storage_root).model_feedback(model)
 
 
 def feedback_table(storage_root: str, model: str) -> HourlyTable:

@@ -19,9 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from foundry import storage
-from foundry.config import DataConfig, StorageConfig
+from foundry.config import DataConfig
 from foundry.errors import ConfigError, FoundryError
+from foundry.layout import StorageLayout
 
 _USER_CONFIG_KEYS = ("model", "ref", "version", "storage_root", "challenger", "mode", "fraction")
 ROLLOUT_MODES = ("shadow", "canary")
@@ -161,10 +161,9 @@ def warm_up_frame(predictor: Any) -> pd.DataFrame:
 def load_version(spec: ModelSpec, data: DataConfig, device: str = "cpu") -> LoadedModel:
     """Resolve, fetch (checksums verified), build, check and warm up one version; raise on any problem."""
     from foundry.predictor import Predictor
-    from foundry.registry import Registry
 
     started = time.perf_counter()
-    registry = Registry(storage.normalize(StorageConfig(root=spec.storage_root).registry))
+    registry = StorageLayout(spec.storage_root).open_registry()
     mv = registry.get(spec.model, spec.target)
     path = registry.fetch(spec.model, mv.version)
     predictor = Predictor.from_dir(path, device=device)

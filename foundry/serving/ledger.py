@@ -39,8 +39,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from foundry import storage
-from foundry.config import StorageConfig
+from foundry.layout import StorageLayout
 from foundry.tables import HourlyTable
 
 log = logging.getLogger(__name__)
@@ -55,12 +54,12 @@ def digests(request_ids: Iterable[str]) -> np.ndarray:
 
 
 def ledger_uri(storage_root: str, model: str) -> str:
-    return storage.join(storage.normalize(StorageConfig(root=storage_root).monitoring), model, "ledger")
+    return StorageLayout(storage_root).ledger(model)
 
 
 def ledger_actor_name(model: str, storage_root: str) -> str:
     """One ledger per model and storage root (two test runs of one model name never share one)."""
-    root = hashlib.sha256(storage.normalize(storage_root).encode()).hexdigest()[:8]
+    root = hashlib.sha256(StorageLayout(storage_root).root.encode()).hexdigest()[:8]
     return f"foundry-ledger-{model}-{root}"
 
 

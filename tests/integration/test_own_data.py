@@ -23,9 +23,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from foundry import storage
 from foundry.drift.events import read_events
-from foundry.registry import Registry
+from foundry.layout import StorageLayout
 from foundry.traffic import TrafficGenerator, accuracy
 from tests.healing import MONITOR, SERVE
 from tests.own_data import DATA_YAML, KEY, LABEL, parcels
@@ -64,7 +63,7 @@ def own(ray_cluster, serve_port, tmp_path_factory):
                   *MONITOR, *RETRAIN, cwd=workdir, env=env)
     run("serve_apps.deploy", "--from-version", MODEL, *root, cwd=workdir, env=env)
     run("jobs.monitor", "--from-version", MODEL, *root, cwd=workdir, env=env)
-    registry = Registry(storage.normalize(f"{ray_cluster.storage_root}/registry"))
+    registry = StorageLayout(ray_cluster.storage_root).open_registry()
     traffic = TrafficGenerator(f"http://127.0.0.1:{serve_port}/{MODEL}", API_KEY, rows_per_request=25, concurrency=2)
     try:
         yield {"home": home, "workdir": workdir, "env": env, "root": root, "registry": registry, "traffic": traffic,

@@ -22,12 +22,11 @@ import ray
 import yaml
 from ray.job_submission import JobStatus
 
-from foundry import config, storage
+from foundry import config
 from foundry.datasets import generate
 from foundry.drift.events import read_events
 from foundry.job_submission import metadata, submit
 from foundry.predictor import Predictor
-from foundry.registry import Registry
 from foundry.serving.keys import key_digest
 from foundry.traffic import LABEL_COLUMNS
 from tests import secrets_scan
@@ -57,7 +56,7 @@ def pipeline(ray_cluster, job_client, serve_port):
     try:
         yield {"cfg": cfg, "submission_id": job.submission_id, "status": status,
                "logs": job_client.get_job_logs(job.submission_id),
-               "registry": Registry(storage.normalize(cfg.storage.registry)),
+               "registry": cfg.storage.layout.open_registry(),
                "url": f"http://127.0.0.1:{serve_port}/{MODEL}"}
     finally:
         from foundry.serving import control

@@ -13,8 +13,7 @@ import pytest
 import yaml
 from sklearn.datasets import load_breast_cancer
 
-from foundry import storage
-from foundry.registry import Registry
+from foundry.layout import StorageLayout
 
 MODEL = "cancer"
 
@@ -49,7 +48,7 @@ def test_a_real_data_set_trains_from_a_users_folder_and_retrains_from_the_regist
     first = _train(ray_cluster, home, "--config-dir", str(home / "conf"), f"data={MODEL}", "model=mlp_small",
                    "trainer.num_workers=1", "trainer.epochs=20", "trainer.batch_size=32", "trainer.lr=0.01")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    registry = Registry(storage.normalize(f"{ray_cluster.storage_root}/registry"))
+    registry = StorageLayout(ray_cluster.storage_root).open_registry()
     v1 = registry.alias(MODEL, "production")
     meta = registry.get(MODEL, v1).metadata
     assert meta["metrics"]["roc_auc"] > 0.95, meta["metrics"]  # a real signal, learnt through the platform

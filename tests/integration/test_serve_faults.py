@@ -26,8 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import httpx
 import pytest
 
-from foundry import config, storage
-from foundry.registry import Registry
+from foundry import config
 from foundry.serving import control
 from foundry.serving.app import PROTECTED_PATHS
 from foundry.traffic import TrafficGenerator
@@ -53,7 +52,7 @@ def served(ray_cluster, serve_port, tmp_path_factory):
                  f"serve.autoscaling.min_replicas={REPLICAS}", f"serve.autoscaling.initial_replicas={REPLICAS}",
                  f"serve.autoscaling.max_replicas={REPLICAS}", "serve.num_cpus=0.5", "serve.access_log=false"]
     cfg = config.load(overrides)
-    registry = Registry(storage.normalize(cfg.storage.registry))
+    registry = cfg.storage.layout.open_registry()
     v1 = register_version(registry, cfg, tmp_path_factory.mktemp("faults-v1"))
     env = {**os.environ, "FOUNDRY_API_KEY": KEY}
     proc = subprocess.run([sys.executable, "-m", "serve_apps.deploy", *overrides], cwd=REPO_ROOT, env=env,

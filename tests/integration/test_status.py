@@ -6,8 +6,7 @@ import subprocess
 import sys
 import uuid
 
-from foundry import config, storage
-from foundry.registry import Registry
+from foundry import config
 from tests.conftest import REPO_ROOT
 
 
@@ -16,7 +15,7 @@ def test_status_shows_nodes_and_registered_models(ray_cluster, tmp_path):
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
     (artifacts / "weights.bin").write_bytes(b"\x00" * 16)
-    registry = Registry(storage.normalize(config.load(ray_cluster.overrides).storage.registry))
+    registry = config.load(ray_cluster.overrides).storage.layout.open_registry()
     version = registry.register(model, artifacts, {"metrics": {"roc_auc": 0.8125}, "primary_metric": "roc_auc"})
     registry.set_alias(model, "production", version.version)
 

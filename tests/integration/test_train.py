@@ -17,9 +17,8 @@ import time
 import uuid
 from pathlib import Path
 
-from foundry import config, storage
+from foundry import config
 from foundry.datasets import generate
-from foundry.registry import Registry
 from foundry.train.loop import STATE_FILE
 from foundry.train.workflow import HISTORY_FILE
 from tests.conftest import REPO_ROOT
@@ -49,7 +48,7 @@ def test_bad_data_fails_the_job_and_writes_nothing(ray_cluster, tmp_path):
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "monthly_charges" in proc.stderr and "not numeric" in proc.stderr
     assert "age" in proc.stderr and "above the allowed maximum" in proc.stderr
-    registry = Registry(storage.normalize(config.load(ray_cluster.overrides).storage.registry))
+    registry = config.load(ray_cluster.overrides).storage.layout.open_registry()
     assert model_name not in registry.models()
 
 
@@ -97,7 +96,7 @@ def test_every_malformed_parquet_file_fails_the_job_naming_the_problem(ray_clust
                 "data.source.synthetic=null", "data.validation.min_rows=100", *EXTRA.get(name, [])]
         proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         jobs[name] = (proc, model_name, words)
-    registry = Registry(storage.normalize(config.load(ray_cluster.overrides).storage.registry))
+    registry = config.load(ray_cluster.overrides).storage.layout.open_registry()
     for name, (proc, model_name, words) in jobs.items():
         _, stderr = proc.communicate(timeout=300)
         assert proc.returncode == 3, f"{name}: exit {proc.returncode}\n{stderr[-3000:]}"
@@ -146,7 +145,7 @@ def test_a_killed_training_worker_resumes_from_the_last_checkpoint(ray_cluster, 
     the work lost is the killed epoch's unfinished part, never a finished epoch."""
     model_name = f"resume-{uuid.uuid4().hex[:6]}"
     cfg = config.load(ray_cluster.overrides)
-    checkpoints = Path(storage.normalize(cfg.storage.checkpoints))
+    checkpoints = Path(cfg.storage.layout.checkpoints)
     job = subprocess.Popen(
         [sys.executable, "-m", "jobs.train", *ray_cluster.overrides, f"model_name={model_name}", *RESUME,
          f"ray.address={ray_cluster.address}"],
@@ -173,7 +172,7 @@ def test_a_killed_training_worker_resumes_from_the_last_checkpoint(ray_cluster, 
     assert killed is not None, "no training worker to kill (did an epoch finish?)"
     assert killed["epochs_done"] < EPOCHS, f"killed after the last epoch: {killed}"
     assert job.returncode == 0, output[-4000:]
-    registry = Registry(storage.normalize(cfg.storage.registry))
+    registry = cfg.storage.layout.open_registry()
     (version,) = registry.versions(model_name)
     training = version.metadata["training"]
     # One restart, from the checkpoint committed at the time of the kill (or the next one, if the epoch in

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from foundry import config, storage
+from foundry import config
 from foundry.datasets import generate
 from foundry.train import shards
 from foundry.train.loop import STATE_FILE
@@ -43,7 +43,7 @@ def _fit(ray_cluster, prepared_churn, extra: list[str], name: str | None = None)
     result = build_trainer(cfg, {"train": prepared.train, "val": prepared.val}, spec, name).fit()
     with result.checkpoint.as_directory() as d:
         state = json.loads(Path(d, STATE_FILE).read_text())
-    run_dir = Path(storage.normalize(cfg.storage.checkpoints)) / name
+    run_dir = Path(cfg.storage.layout.checkpoints) / name
     return state, sorted(p.name for p in run_dir.glob("checkpoint_*") if p.is_dir()), name
 
 

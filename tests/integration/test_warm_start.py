@@ -15,9 +15,8 @@ import subprocess
 import sys
 import uuid
 
-from foundry import config, datasets, storage
+from foundry import config, datasets
 from foundry.predictor import WEIGHTS_FILE
-from foundry.registry import Registry
 from tests.conftest import REPO_ROOT
 from tests.versions import register_version
 
@@ -30,7 +29,7 @@ def test_warm_start_begins_at_the_champion_and_the_gate_refuses_a_tie(ray_cluste
     model = f"warm-{uuid.uuid4().hex[:6]}"
     base = [*ray_cluster.overrides, f"model_name={model}", "+experiment=quick"]
     cfg = config.load(base)
-    registry = Registry(storage.normalize(cfg.storage.registry))
+    registry = cfg.storage.layout.open_registry()
     v1 = register_version(registry, cfg, tmp_path / "v1")
     data = tmp_path / "rows.parquet"
     datasets.generate("churn", "baseline", 4000, seed=21).to_parquet(data, index=False)
@@ -66,7 +65,7 @@ def test_warm_start_begins_at_the_champion_and_the_gate_refuses_a_tie(ray_cluste
 def test_warm_start_from_another_schema_is_a_config_error(ray_cluster, tmp_path):
     model = f"warm-{uuid.uuid4().hex[:6]}"
     base = [*ray_cluster.overrides, f"model_name={model}", "+experiment=quick"]
-    registry = Registry(storage.normalize(config.load(base).storage.registry))
+    registry = config.load(base).storage.layout.open_registry()
     register_version(registry, config.load(base), tmp_path / "v1")
     proc = subprocess.run(
         [sys.executable, "-m", "jobs.train", *base, f"ray.address={ray_cluster.address}", "data=churn_segment",

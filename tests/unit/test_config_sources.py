@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from foundry import config, storage
+from foundry import config
 from foundry.config_sources import ConfigSources, compose, load
 from foundry.errors import ConfigError
-from foundry.registry import Registry
 from tests.conftest import REPO_ROOT
 from tests.own_data import DATA_YAML
 from tests.versions import register_version
@@ -44,7 +43,7 @@ def stored(tmp_path_factory):
     root = tmp_path_factory.mktemp("stored-root")
     cfg = config.load([f"storage.root={root}", "model_name=stored", "trainer.lr=0.0123", "data.split.key=[customer_id]",
                        "drift.window.size=700"])
-    registry = Registry(storage.normalize(cfg.storage.registry))
+    registry = cfg.storage.layout.open_registry()
     version = register_version(registry, cfg, root / "work")
     return {"root": str(root), "cfg": cfg, "version": version, "registry": registry}
 

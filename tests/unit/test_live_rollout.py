@@ -15,11 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from foundry import config, storage
+from foundry import config
 from foundry.config import Task
 from foundry.datasets import generate
 from foundry.predictor import Predictor
-from foundry.registry import Registry
 from foundry.rollout import routing
 from foundry.rollout.judge import Judge, row_losses
 from foundry.rollout.manager import Rollouts
@@ -215,7 +214,7 @@ def managed(tmp_path: Path, two_versions):
         overrides = [f"storage.root={tmp_path}", f"promotion.rollout={rollout}", "promotion.live.poll_s=0.01",
                      "promotion.live.min_rows_per_step=50", *(f"promotion.live.{k}={v}" for k, v in live.items())]
         cfg = config.load(overrides)
-        reg = Registry(storage.normalize(cfg.storage.registry))
+        reg = cfg.storage.layout.open_registry()
         src = tmp_path / "src"
         if not src.exists():
             build_version_dir(cfg, src, rows=1200, steps=5)

@@ -31,7 +31,7 @@ def _version(reg: Registry, tmp_path, name: str, promoted: bool) -> str:
 
 
 def test_versions_that_lost_the_gate_are_collected_but_never_an_aliased_one(cfg, tmp_path):
-    reg = Registry(cfg.storage.registry)
+    reg = cfg.storage.layout.open_registry()
     champion = _version(reg, tmp_path, "a", True)
     reg.set_alias("churn", "production", champion)
     lost = _version(reg, tmp_path, "b", False)

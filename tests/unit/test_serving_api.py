@@ -22,7 +22,6 @@ from foundry.datasets import generate
 from foundry.errors import RegistryError
 from foundry.models import build_model, model_spec
 from foundry.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE
-from foundry.registry import Registry
 from foundry.serving.app import build_app
 from foundry.serving.auth import ApiKeyChecker
 from foundry.serving.feedback import read_feedback
@@ -52,7 +51,7 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     cfg = config.load([f"storage.root={root}"])
     frame = generate("churn", "baseline", 2000, 0)
-    reg = Registry(cfg.storage.registry)
+    reg = cfg.storage.layout.open_registry()
     v1 = reg.register("churn", _stage_model(cfg, frame, root / "stage1", 1), {"metrics": {"roc_auc": 0.5}}).version
     v2 = reg.register("churn", _stage_model(cfg, frame, root / "stage2", 2), {}).version
     broken_dir = _stage_model(cfg, frame, root / "stage3", 3)
