@@ -1,7 +1,11 @@
 """The monitor's and the sink's metrics (``ray.util.metrics``: Prometheus via the Ray dashboard).
 
 Names are listed in ``cluster/grafana/foundry_dashboard.json`` where they are charted; a test keeps
-that dashboard and this module in step.
+that dashboard and this module in step, labels included (tests/unit/test_grafana_dashboard.py). Names
+follow Prometheus' conventions as Ray exports them: a ``Counter("foundry_x")`` is scraped as
+``ray_foundry_x_total`` (Ray's exporter adds the ``ray_`` prefix and the ``_total`` suffix, so the code
+names carry neither); a share in [0, 1] ends in ``_ratio``. The monitor is a long-lived actor, so its
+figures are scraped for as long as it watches the model.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ class MonitorMetrics:
         self.alarms = Counter("foundry_drift_alarms", "Sequential alarms by kind: harm, drift (start an episode), "
                               "input (input drift watched for harm), benign (a shift the model handles: no retrain)",
                               tag_keys=("model", "kind", "family"))
-        self.rollout_share = Gauge("foundry_rollout_fraction", "The canary's share of requests (0 outside a canary)",
+        self.rollout_share = Gauge("foundry_rollout_canary_ratio", "The canary's share of requests (0 outside a canary)",
                                    tag_keys=("model",))
         self.rollout_decisions = Counter("foundry_rollout_decisions", "Roll-out steps and decisions: rollout_started, "
                                          "rollout_step, promoted, rolled_back, rollout_expired, rollout_failed, "

@@ -170,6 +170,10 @@ class PredictionService:
     def swap(self, spec: ModelSpec) -> SwapOutcome:
         """Blocking (registry I/O and model build): hosts call it off their event loop."""
         outcome = self.holder.swap(spec)
+        try:  # the served versions and their training figures; a metrics fault never fails a swap
+            self.metrics.serving(self.holder.serving)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not publish the served versions' metrics: %s", exc)
         loaded = self.holder.current
         if loaded is not None and loaded.storage_root != self._feedback_root:
             self._feedback = FeedbackWriter(FeedbackStore(loaded.storage_root, loaded.model, self.cfg.data.task),

@@ -12,6 +12,7 @@ Design points:
   ``torch.randperm`` (foundry/train/shards.py); a bigger one streams through Ray Data;
 - validation loss is all-reduced, so every worker takes the same early-stopping decision (a
   worker that stops alone would leave the others blocked in a collective);
+- rank 0 prints each epoch's line as it ends (``epoch_line``: live progress in the job's log);
 - weights are written with safetensors and the optimizer is read back with
   ``torch.load(weights_only=True)``: a checkpoint can never execute code when loaded.
 """
@@ -91,6 +92,17 @@ def checkpoint_due(now: float, last: float, every_s: float, final: bool) -> bool
     return final or every_s <= 0 or now - last >= every_s
 
 
+def epoch_line(run_name: str, metrics: dict) -> str:
+    """The live progress line rank 0 prints as each epoch ends. Printed in the worker because the driver
+    only sees the history once ``fit()`` returns; Ray streams a worker's stdout to the job's driver log
+    (prefixed with the worker's actor name and pid), so a job shows each epoch as it happens, and each
+    Tune trial's epochs carry the trial's run name."""
+    note = "  (best)" if metrics["best_epoch"] == metrics["epoch"] else ""
+    stop = "  early stop" if metrics["early_stopped"] else ""
+    return (f"[{run_name}] epoch {int(metrics['epoch']):>3}  train_loss {metrics['train_loss']:.4f}  "
+            f"val_loss {metrics['val_loss']:.4f}  {metrics['rows_per_s']:,.0f} rows/s{note}{stop}")
+
+
 def _state_dict_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
@@ -123,7 +135,8 @@ def train_loop_per_worker(config: dict) -> None:
     loop_started, loop_started_at = time.perf_counter(), time.time()
     t: TrainerConfig = config["trainer"]
     task = Task(config["task"])
-    rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
+    context = ray.train.get_context()
+    rank, world, run_name = context.get_world_rank(), context.get_world_size(), context.get_experiment_name()
     torch.manual_seed(t.seed + rank)
     device = ray.train.torch.get_device()
     use_amp = bool(t.amp and device.type == "cuda")
@@ -204,6 +217,8 @@ def train_loop_per_worker(config: dict) -> None:
                    "rows_per_s": rows / max(time.perf_counter() - started, 1e-9),
                    "early_stopped": bool(stop), "ended_at": time.time()}
         state["history"].append(metrics)
+        if rank == 0:
+            print(epoch_line(run_name, metrics), flush=True)
         # Every rank reports once per epoch either way (report is a barrier); only rank 0 attaches the
         # checkpoint, so only its clock decides, and ranks whose clocks disagree still stay in step.
         if not checkpoint_due(time.perf_counter(), last_checkpoint, t.checkpoint_every_s,

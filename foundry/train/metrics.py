@@ -1,34 +1,27 @@
-"""Training metrics exported through Ray's metrics agent (Prometheus names get Ray's ``ray_`` prefix).
+"""A version's training figures as Prometheus publishes them: its test metrics and stage seconds.
 
-Names are stable: the Grafana dashboard in ``cluster/grafana/`` and any alert rules refer to them.
-Emitted by the training job's driver once per run, so the dashboard shows each new version's test
-metrics and how long each stage took next to Ray Train's own worker metrics.
+Why they are not exported by the training job: its driver is short-lived. Ray's metrics agent keeps a
+gauge only while the process that set it keeps re-reporting it (about two report intervals), and a
+driver that exits seconds after ``record`` may never be scraped at all. So the job only writes the
+figures into the version's registry metadata (``metrics``, ``timings_s``), and the long-lived process
+that loads the version, the Serve replica, publishes them as gauges for as long as it serves it
+(``foundry.serving.metrics.RayServeMetrics.serving``). The registry stays the source of truth; the
+dashboard shows the figures of every version a live replica serves or served. Retrain runs and their
+outcomes are counted by the other long-lived process, the drift monitor (``foundry_retrains``).
 """
 
 from __future__ import annotations
 
-import logging
-
-log = logging.getLogger(__name__)
+import math
 
 
-def record_run(model: str, version: str, metrics: dict, timings_s: dict, promoted: bool) -> None:
-    """Best effort: a metrics agent that is down must never fail a training job that succeeded."""
-    try:
-        from ray.util import metrics as ray_metrics
+def version_figures(metadata: dict) -> tuple[dict[str, float], dict[str, float]]:
+    """``(test metrics, stage seconds)`` of a version from its registry metadata: finite numbers only
+    (a row count or a missing figure is not a gauge)."""
+    def numbers(section) -> dict[str, float]:
+        if not isinstance(section, dict):
+            return {}
+        return {str(k): float(v) for k, v in section.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and k != "rows"}
 
-        ray_metrics.Counter("foundry_training_runs", description="Training runs that registered a version.",
-                            tag_keys=("model", "promoted")).inc(tags={"model": model, "promoted": str(promoted)})
-        test_metric = ray_metrics.Gauge("foundry_model_test_metric",
-                                        description="Test-split metrics of each registered version.",
-                                        tag_keys=("model", "model_version", "metric"))
-        for name, value in metrics.items():
-            if isinstance(value, float):
-                test_metric.set(value, tags={"model": model, "model_version": version, "metric": name})
-        stage = ray_metrics.Gauge("foundry_training_stage_seconds",
-                                  description="Wall time of each training stage of the last run.",
-                                  tag_keys=("model", "stage"))
-        for name, seconds in timings_s.items():
-            stage.set(float(seconds), tags={"model": model, "stage": name})
-    except Exception as exc:
-        log.warning("could not export training metrics: %s", exc)
+    return numbers(metadata.get("metrics")), numbers(metadata.get("timings_s"))

@@ -33,7 +33,7 @@ KEY = "retrain-faults-key-" + "qNO-23s8x5kyO-5bSAkNG3aS"
 FAILING = "heal-fail"
 REJECTED = "heal-reject"
 BACKOFF_S, BACKOFF_FACTOR, MAX_RETRIES = 2, 2, 2
-RETRAINS_METRIC = "ray_foundry_retrains"
+RETRAINS_METRIC = "ray_foundry_retrains_total"  # a Counter: Ray exports it with _total
 
 
 @pytest.fixture(scope="module")

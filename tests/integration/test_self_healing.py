@@ -211,7 +211,7 @@ def test_a_rollback_by_hand_is_followed_not_reported_as_drift(loop):
     counted = status["counters"]["other_version_rows"] - before["counters"]["other_version_rows"]
     assert counted >= test_every
     # ...and exported (the restarted actor's counter holds only what it counted since the restart).
-    assert wait_for_metric("ray_foundry_monitor_rows", counted, timeout_s=30, model=MODEL,
+    assert wait_for_metric("ray_foundry_monitor_rows_total", counted, timeout_s=30, model=MODEL,
                            kind="other_version") >= counted
     new_events = loop.events()[events_before:]
     rebased = [e for e in new_events if e["kind"] == "rebased"]

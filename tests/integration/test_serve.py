@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ import httpx
 import pytest
 from safetensors.torch import load_file, save_file
 
-from foundry import config, storage
+from foundry import config
 from foundry.datasets import generate
 from foundry.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE
 from foundry.registry import Registry
@@ -66,7 +67,7 @@ def served(ray_cluster, serve_port, tmp_path_factory):
                  "serve.autoscaling.min_replicas=2", "serve.autoscaling.initial_replicas=2",
                  "serve.autoscaling.max_replicas=2", "serve.num_cpus=0.5", "serve.access_log=false"]
     cfg = config.load(overrides)
-    registry = Registry(storage.normalize(cfg.storage.registry))
+    registry = cfg.storage.layout.open_registry()
     v1 = register_version(registry, cfg, tmp_path_factory.mktemp("serve-v1"))
 
     env = {**os.environ, "FOUNDRY_API_KEY": KEY}
@@ -294,27 +295,42 @@ def test_redeploy_with_another_model_ref_swaps_in_place(served):
 
 
 def test_custom_metrics_are_exported(served, ray_cluster):
-    """Predictions by version, rejections by reason and batch sizes reach the nodes' metrics endpoints."""
+    """Predictions by version, rejections by reason, batch sizes and the served version with its test
+    metrics reach the nodes' metrics endpoints, under the exact names and with only the labels the
+    Grafana dashboard's test assumes (tests/unit/test_grafana_dashboard.py: declared tags plus Ray's)."""
     import ray
 
+    from tests.unit.test_grafana_dashboard import exported_series
+
     ports = {n["MetricsExportPort"] for n in ray.nodes() if n.get("Alive") and n.get("MetricsExportPort")}
-    wanted = ("ray_foundry_predictions", "ray_foundry_rejected_requests", "ray_foundry_batch_requests")
+    wanted = ("ray_foundry_predictions_total", "ray_foundry_rejected_requests_total",
+              "ray_foundry_batch_requests_bucket", "ray_foundry_served_version", "ray_foundry_model_test_metric")
     deadline = time.monotonic() + 60
     text = ""
     while time.monotonic() < deadline:
         _predict(served, served["rows"][:1])
+        assert _predict(served, served["rows"][:1], headers={}).status_code == 401  # a rejection to count
         text = ""
         for port in ports:
             try:
                 text += httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
             except httpx.HTTPError:
                 continue
-        if all(w in text for w in wanted):
+        if all(f"\n{w}{{" in text for w in wanted):
             break
         time.sleep(2)
     for w in wanted:
-        assert w in text, f"{w} not exported yet"
+        assert f"\n{w}{{" in text, f"{w} not exported yet"
     assert 'reason="unauthorized"' in text and f'model_version="{served["v1"]}"' in text
+    assert 'role="champion"' in text
+    declared = exported_series()
+    for line in text.splitlines():
+        if not line.startswith("ray_foundry_"):
+            continue
+        name, labels = line.split("{", 1)
+        assert name in declared, f"scraped {name}, which the dashboard test does not know"
+        keys = set(re.findall(r'(\w+)="', labels.rsplit("}", 1)[0]))
+        assert keys <= declared[name], f"{name} carries labels the dashboard test does not know: {keys - declared[name]}"
 
 
 def test_written_config_matches_what_is_deployed(served):
