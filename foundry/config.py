@@ -14,13 +14,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from foundry.config_sources import bundled_conf_dir
 from foundry.errors import ConfigError
+
+if TYPE_CHECKING:
+    from foundry.layout import StorageLayout
 
 CONF_DIR = bundled_conf_dir()
 
@@ -189,24 +192,11 @@ class StorageConfig:
     retention: StorageRetentionConfig = field(default_factory=StorageRetentionConfig)
 
     @property
-    def registry(self) -> str:
-        return f"{self.root.rstrip('/')}/registry"
+    def layout(self) -> StorageLayout:
+        """Every path under ``root`` (``foundry.layout.StorageLayout``, normalized)."""
+        from foundry.layout import StorageLayout
 
-    @property
-    def checkpoints(self) -> str:
-        return f"{self.root.rstrip('/')}/checkpoints"
-
-    @property
-    def datasets(self) -> str:
-        return f"{self.root.rstrip('/')}/datasets"
-
-    @property
-    def feedback(self) -> str:
-        return f"{self.root.rstrip('/')}/feedback"
-
-    @property
-    def monitoring(self) -> str:
-        return f"{self.root.rstrip('/')}/monitoring"
+        return StorageLayout(self.root)
 
 
 class RolloutMode(str, Enum):
@@ -398,8 +388,11 @@ class TokenSource(str, Enum):
 
 
 class InstallSource(str, Enum):
-    """How the nodes of a cloud cluster get this project (`pip install -e`)."""
+    """How the nodes of a cloud cluster get this project. ``image``: built into the container image
+    (the Dockerfile), so a node added at scale-up starts Ray at once; git/upload `pip install -e` it
+    (with torch) on every node at setup, for trying a branch on stock Ray images."""
 
+    image = "image"  # cluster.image / gpu_image hold the project already: nothing is installed at setup
     git = "git"  # clone cluster.install.git_url at git_ref
     upload = "upload"  # `ray up` uploads this working tree (file_mounts)
 
@@ -492,9 +485,9 @@ class ClusterAuthConfig:
 
 @dataclass
 class InstallConfig:
-    """How aws/gcp nodes install this project; on kuberay the images must contain it already."""
+    """How aws/gcp nodes get this project; on kuberay the images must contain it already."""
 
-    source: InstallSource = InstallSource.git
+    source: InstallSource = InstallSource.image
     git_url: str | None = None
     git_ref: str = "main"
     dir: str = "~/foundry"  # where the project lives on every node
@@ -541,6 +534,14 @@ class IngressConfig:
     wrapper: str | None = None
 
 
+class PlaceholderPolicy(str, Enum):
+    """What rendering does with a value that only stands in for the user's own (an example account id,
+    image, project or bucket; cluster/placeholders.py): such a cluster cannot start."""
+
+    warn = "warn"  # render, with a warning naming each key (the shipped configs render for a look)
+    fail = "fail"  # ConfigError naming the first key; nothing is written (`python -m cluster render --strict`)
+
+
 @dataclass
 class KubeRayConfig:
     namespace: str = "default"
@@ -573,6 +574,7 @@ class ClusterConfig:
     install: InstallConfig = field(default_factory=InstallConfig)
     kuberay: KubeRayConfig = field(default_factory=KubeRayConfig)
     ingress: IngressConfig = field(default_factory=IngressConfig)
+    placeholders: PlaceholderPolicy = PlaceholderPolicy.warn
 
 
 class MultivariateMethod(str, Enum):
@@ -811,6 +813,22 @@ class TuneConfig:
 
 
 @dataclass
+class MlflowTrackingConfig:
+    """Training runs and Tune trials logged to MLflow (foundry/train/tracking.py): parameters, metrics and
+    tags only, never a model. The registry stays the record of what was trained and what serves."""
+
+    enabled: bool = False
+    # A local folder, file://, http(s):// (a tracking server) or any MLflow tracking URI; null: <storage.root>/mlruns.
+    uri: str | None = None
+    experiment: str | None = None  # null: model_name
+
+
+@dataclass
+class TrackingConfig:
+    mlflow: MlflowTrackingConfig = field(default_factory=MlflowTrackingConfig)
+
+
+@dataclass
 class DemoTrafficConfig:
     rows_per_request: int = 20
     concurrency: int = 4
@@ -846,6 +864,7 @@ class FoundryConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     trigger: str = "manual"
     drift_episode: str | None = None
 
@@ -1006,6 +1025,8 @@ def _check_remote_cluster(c: ClusterConfig) -> None:
                      f"a GPU worker type needs a GPU (CUDA) image: set cluster.gpu_image or {key}.image")
         else:
             _require(bool(w.image or c.image), f"{key}.image", "no image: set cluster.image or this key")
+    if c.kind is ClusterKind.kuberay or c.install.source is InstallSource.image:
+        _check_project_images(c)
     _require(bool(c.auth.secret_name) or c.auth.token_source is TokenSource.file, "cluster.auth.secret_name",
              "token_source=secret needs the secret's name")
     for secret in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
@@ -1041,6 +1062,22 @@ def _check_remote_cluster(c: ClusterConfig) -> None:
             if w.gpus > 0:
                 _require(bool(w.accelerator), f"{key}.accelerator",
                          "a GPU worker type on gcp needs the accelerator type, e.g. nvidia-tesla-t4")
+
+
+def _check_project_images(c: ClusterConfig) -> None:
+    """Nodes that install nothing (kuberay pods, install.source=image) need images with Foundry in them:
+    Ray's own images would start Ray and then fail every job and Serve replica on `import foundry`."""
+    used = [("cluster.head.image" if c.head.image else "cluster.image", c.head.image or c.image)]
+    for name, w in c.autoscaling.worker_types.items():
+        fallback = "cluster.gpu_image" if w.gpus > 0 else "cluster.image"
+        used.append((f"cluster.autoscaling.worker_types.{name}.image" if w.image else fallback,
+                     w.image or (c.gpu_image if w.gpus > 0 else c.image)))
+    instead = ("" if c.kind is ClusterKind.kuberay
+               else ", or set cluster.install.source=git|upload to pip-install the project at node setup")
+    for key, image in used:
+        _require(not _STOCK_RAY_IMAGE.match(image or ""), key,
+                 f"{image} is Ray's own image, without Foundry: build this project's image (the Dockerfile at "
+                 f"the repository root), push it and name it here{instead}")
 
 
 def _check_kuberay(c: ClusterConfig) -> None:
@@ -1104,6 +1141,8 @@ _K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _K8S_LABEL = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 _K8S_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 _INSTALL_DIR = re.compile(r"(~/)?[A-Za-z0-9._/-]+")
+# Ray's published images (any tag): Ray and its dependencies, no Foundry.
+_STOCK_RAY_IMAGE = re.compile(r"(docker\.io/)?(rayproject|anyscale)/ray(-ml)?([:@]|$)")
 _K8S_QUANTITY = re.compile(r"(\d+(\.\d+)?|\.\d+)([eE][-+]?\d+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
 
 
@@ -1319,6 +1358,28 @@ def _check_tune(t: TuneConfig, trainer: TrainerConfig) -> None:
                 _require(dim.kind is not SearchKind.loguniform or dim.low > 0, name, "loguniform needs low > 0")
 
 
+# Object stores hold MLflow's artifacts, never its tracking store (runs, params, metrics).
+_NOT_TRACKING_STORES = ("s3", "gs", "gcs", "abfs", "abfss", "az", "wasb", "wasbs", "hdfs", "viewfs")
+
+
+def _check_tracking(m: MlflowTrackingConfig, storage_root: str) -> None:
+    if not m.enabled:
+        return
+    _require(m.experiment is None or bool(m.experiment.strip()), "tracking.mlflow.experiment",
+             "must be a non-empty name, or null for model_name")
+    uri = m.uri if m.uri is not None else storage_root
+    key = "tracking.mlflow.uri"
+    _require(bool(uri.strip()), key, "must not be empty (null: <storage.root>/mlruns)")
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if m.uri is None:
+        _require(scheme in ("", "file"), key,
+                 f"is null, so runs would go under storage.root ({storage_root}), which MLflow cannot track "
+                 "into: set a tracking server (http(s)://...) or a local folder")
+    _require(scheme not in _NOT_TRACKING_STORES, key,
+             f"{uri!r} is an object store, which MLflow cannot track into: set a tracking server "
+             "(http(s)://...), a database URI or a local folder")
+
+
 def _check_demo(d: DemoConfig) -> None:
     t = d.traffic
     for key in ("rows_per_request", "concurrency", "baseline_rows", "after_rows"):
@@ -1346,6 +1407,7 @@ def validate(cfg: FoundryConfig) -> FoundryConfig:
     _check_drift(cfg.drift, cfg.data.task)
     _check_tune(cfg.tune, cfg.trainer)
     _check_demo(cfg.demo)
+    _check_tracking(cfg.tracking.mlflow, cfg.storage.root)
     return cfg
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 
-from foundry import storage
 from foundry.config import FoundryConfig
 from foundry.train import shards
 from foundry.train.loop import train_loop_per_worker
@@ -43,7 +42,7 @@ def build_trainer(cfg: FoundryConfig, datasets: dict, spec: dict, run_name: str,
     in_memory = shards.plan(datasets, t.num_workers, t.in_memory_max_mb)
     run_config = RunConfig(
         name=run_name,
-        storage_path=storage.normalize(cfg.storage.checkpoints),
+        storage_path=cfg.storage.layout.checkpoints,
         # The newest checkpoint holds the best weights too (see loop.py), so keep by recency.
         checkpoint_config=CheckpointConfig(num_to_keep=t.checkpoints_to_keep),
         failure_config=FailureConfig(max_failures=t.max_failures),

@@ -25,6 +25,9 @@ from foundry.train.trainer import build_trainer
 log = logging.getLogger(__name__)
 
 TUNE_RESULTS_FILE = "tune_results.json"
+# Tune's own output: 1 prints the trial table (status, sampled values, last metrics) as trials run and at
+# the end, in the job's log; each trial's epoch lines come from its rank-0 worker (foundry/train/loop.py).
+TUNE_VERBOSITY = 1
 SECTIONS = ("model", "trainer")
 
 
@@ -89,14 +92,19 @@ def apply_trial(cfg: FoundryConfig, sampled: dict) -> FoundryConfig:
         raise ConfigError(f"tune.space produced an invalid trial {sampled}: {exc}") from exc
 
 
+def trial_config(cfg: FoundryConfig, sampled: dict) -> FoundryConfig:
+    """What one trial trains with: ``apply_trial``, checkpointing every epoch (ASHA may stop a trial after
+    any epoch, and a trial ranks only with a checkpoint)."""
+    trial_cfg = apply_trial(cfg, sampled)
+    return dataclasses.replace(trial_cfg, trainer=dataclasses.replace(trial_cfg.trainer, checkpoint_every_s=0.0))
+
+
 def _trial(sampled: dict, *, cfg: FoundryConfig, datasets: dict, preprocessor, run_name: str) -> None:
     """One trial: a Ray Train run of the shared training loop whose every epoch is reported to Tune."""
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    trial_cfg = apply_trial(cfg, sampled)
-    # Every epoch checkpointed: ASHA may stop a trial after any epoch, and a trial ranks only with a checkpoint.
-    trial_cfg = dataclasses.replace(trial_cfg, trainer=dataclasses.replace(trial_cfg.trainer, checkpoint_every_s=0.0))
+    trial_cfg = trial_config(cfg, sampled)
     spec = model_spec(trial_cfg.model, preprocessor)
     name = f"{run_name}-{tune.get_context().get_trial_id()}"
     build_trainer(trial_cfg, datasets, spec, name, callbacks=[TuneReportCallback()]).fit()
@@ -120,8 +128,9 @@ def _best_value(result, metric: str, mode: str):
     return float(frame[metric].min() if mode == "min" else frame[metric].max())
 
 
-def tune_fit(cfg: FoundryConfig, prepared, run_name: str, say=print) -> TuneOutcome:
-    """Run the search on the prepared datasets; the best trial's checkpoint and config come back."""
+def tune_fit(cfg: FoundryConfig, prepared, run_name: str, say=print, callbacks: list | None = None) -> TuneOutcome:
+    """Run the search on the prepared datasets; the best trial's checkpoint and config come back.
+    ``callbacks``: Ray Tune callbacks (MLflow's trial runs, foundry/train/tracking.py)."""
     import ray.train
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -147,8 +156,8 @@ def tune_fit(cfg: FoundryConfig, prepared, run_name: str, say=print) -> TuneOutc
             # (with a warning) when the search algorithm is a SearchGenerator like this one.
             search_alg=BasicVariantGenerator(random_state=t.seed, max_concurrent=t.max_concurrent_trials),
         ),
-        run_config=tune.RunConfig(name=f"{run_name}-tune", storage_path=storage.normalize(cfg.storage.checkpoints),
-                                  verbose=0),
+        run_config=tune.RunConfig(name=f"{run_name}-tune", storage_path=cfg.storage.layout.checkpoints,
+                                  verbose=TUNE_VERBOSITY, callbacks=callbacks or None),
     )
     started = time.perf_counter()
     grid = tuner.fit()
@@ -177,7 +186,7 @@ def tune_fit(cfg: FoundryConfig, prepared, run_name: str, say=print) -> TuneOutc
         say(f"      trial {tr['trial_id']}: {t.metric} {value} after {tr['epochs']} epoch(s), {tr['status']}  "
             f"{json.dumps(tr['config'])}")
     best = ranked[0]
-    fs, _ = storage.resolve(cfg.storage.checkpoints)
+    fs, _ = storage.resolve(cfg.storage.layout.checkpoints)
     checkpoint = ray.train.Checkpoint(path=best["checkpoint_path"], filesystem=fs)
     best_cfg = apply_trial(cfg, best["config"])
     spec = model_spec(best_cfg.model, prepared.preprocessor)

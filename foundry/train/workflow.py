@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from foundry import storage
 from foundry.config import FoundryConfig, PromotionPolicy
 from foundry.config_sources import STORED_CONFIG_FILE
 from foundry.data.pipeline import prepare
@@ -36,7 +35,6 @@ from foundry.tasks import PRIMARY_METRIC
 from foundry.train import gate, warm_start
 from foundry.train.calibration import calibrate
 from foundry.train.loop import BEST_WEIGHTS_FILE, STATE_FILE
-from foundry.train.metrics import record_run
 from foundry.train.trainer import build_trainer
 from foundry.train.tuning import TUNE_RESULTS_FILE
 from foundry.workdir import stable_cwd
@@ -159,13 +157,31 @@ def _forgetting(rivals: list[Predictor], champion_dir: Path) -> float | None:
 
 
 def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> TrainOutcome:
+    """With ``tracking.mlflow.enabled`` the job is an MLflow run too (foundry/train/tracking.py), ended as
+    FAILED if the job fails."""
+    from foundry.train import tracking
+
+    run_name = f"{cfg.model_name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    commit = code_version() if cfg.tracking.mlflow.enabled else "unknown"
+    tracker = tracking.start(cfg.tracking.mlflow, cfg.storage.root, cfg.model_name, run_name,
+                             {"foundry.trigger": cfg.trigger, "foundry.drift_episode": cfg.drift_episode,
+                              "mlflow.source.git.commit": None if commit == "unknown" else commit}, say)
+    try:
+        outcome = _train_and_register(cfg, resolved_yaml, say, run_name, tracker)
+    except BaseException:
+        tracker.end(failed=True)
+        raise
+    tracker.end()
+    return outcome
+
+
+def _train_and_register(cfg: FoundryConfig, resolved_yaml: str, say, run_name: str, tracker) -> TrainOutcome:
     from foundry.datasets import ensure_source
-    from foundry.registry import Registry
     from foundry.registry.store import ANY
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    registry = Registry(storage.normalize(cfg.storage.registry))
+    registry = cfg.storage.layout.open_registry()
     path = ensure_source(cfg.data.source)
     say(f"[1/4] validating and preparing {path}")
     retries = cfg.data.execution_retries
@@ -180,7 +196,7 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
     timings["prepare"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    run_name = f"{cfg.model_name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    tracker.set_tags({"foundry.data_fingerprint": prepared.fingerprint})
     tuned = None
     if cfg.tune.enabled:
         from foundry.train.tuning import tune_fit
@@ -190,14 +206,18 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
                               "set one of them to null")
         say(f"[2/4] tuning {cfg.model.arch} with Ray Tune (run {run_name})")
         with stable_cwd():  # the driver's working_dir can vanish during a long Tuner.fit (foundry/workdir.py)
-            tuned = tune_fit(cfg, prepared, run_name, say=say)
+            tuned = tune_fit(cfg, prepared, run_name, say=say, callbacks=tracker.tune_callbacks(cfg))
         cfg, spec, checkpoint = tuned.cfg, tuned.spec, tuned.checkpoint
         resolved_yaml = _with_tuned_values(resolved_yaml, tuned.best["config"])
+        tracker.log_params(cfg.model, cfg.trainer)  # the best trial's config
+        tracker.mark_best_trial(tuned.best["trial_id"])
     else:
         spec = warm.spec if warm is not None else model_spec(cfg.model, prepared.preprocessor)
         say(f"[2/4] training {cfg.model.arch} {list(cfg.model.hidden_sizes)} with {cfg.trainer.num_workers} "
             f"worker(s), gpu={cfg.trainer.use_gpu}, up to {cfg.trainer.epochs} epochs (run {run_name})")
+        tracker.log_params(cfg.model, cfg.trainer)
         trainer = build_trainer(cfg, {"train": prepared.train, "val": prepared.val}, spec, run_name,
+                                callbacks=tracker.train_callbacks() or None,
                                 init_weights=warm.weights if warm is not None else None)
         if cfg.drift.enabled:
             prefetch_imports(DETECTOR_MODULES)
@@ -205,10 +225,15 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
     with checkpoint.as_directory() as checkpoint_dir:
         final_state = json.loads(Path(checkpoint_dir, STATE_FILE).read_text())
     history, resumes = final_state["history"], final_state.get("resumes", [])
+    if tuned is not None:  # the trials' epochs went to their own runs; the job's run gets the best one's
+        tracker.log_history(history)
     for resume in resumes:
         say(f"      resumed from the checkpoint of epoch {resume['at_epoch'] - 1} after a worker failure")
-    for row in history:
-        say(f"      epoch {int(row['epoch']):>3}  train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}")
+    if history:  # each epoch's line was printed live by rank 0 (foundry/train/loop.py): a summary here
+        last = history[-1]
+        best = int(last["best_epoch"])
+        say(f"      {len(history)} epoch(s) run; best: " + (f"epoch {best}" if best >= 0 else "the starting weights")
+            + f" (val_loss {last['best_val_loss']:.4f})")
     timings["train"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
@@ -225,6 +250,7 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
         verdict = _evaluate_and_decide(cfg, registry, staging, prepared, say)
         metrics, promote, decision, champion = verdict.metrics, verdict.promote, verdict.decision, verdict.champion
         champion_metrics = verdict.champion_metrics
+        tracker.log_test_metrics(metrics)
         timings["evaluate"] = time.perf_counter() - t2
         t3 = time.perf_counter()
         drift_detectors = _build_detectors(cfg, staging, run_name, say)
@@ -259,6 +285,7 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
         }
         say(f"[4/4] registering {cfg.model_name} in {registry.root}")
         version = registry.register(cfg.model_name, staging, metadata)
+    tracker.set_tags({"foundry.version": version.version})
     # With a champion and promotion.rollout=shadow|canary the version becomes the candidate: the drift
     # monitor's live roll-out decides whether it takes production (foundry/rollout/).
     alias = target_alias(cfg.promotion) if champion else cfg.promotion.alias
@@ -273,9 +300,9 @@ def train_and_register(cfg: FoundryConfig, resolved_yaml: str, say=print) -> Tra
                                expected=champion if alias == cfg.promotion.alias else ANY)
         except AliasConflictError as exc:
             promote, decision = False, f"not promoted: {exc}"
-    record_run(cfg.model_name, version.version, metrics, timings, promote)
     say(f"      version {version.version} registered; {alias}: "
         f"{'moved to it' if promote else 'unchanged'} ({decision})")
+    tracker.set_tags({"foundry.promoted": str(promote).lower(), "foundry.decision": decision})
     return TrainOutcome(cfg.model_name, version.version, metrics, promote, decision, champion, champion_metrics,
                         timings)
 

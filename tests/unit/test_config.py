@@ -137,7 +137,7 @@ def test_quick_experiment_overrides_model_group(hermetic_env):
 def test_storage_root_comes_from_env(hermetic_env):
     typed = config.to_typed(config.compose([]))
     assert typed.storage.root == str(hermetic_env)
-    assert typed.storage.registry == f"{hermetic_env}/registry"
+    assert typed.storage.layout.registry == str(hermetic_env.resolve() / "registry")
     assert typed.data.source.path.startswith(str(hermetic_env))
 
 

@@ -28,5 +28,5 @@ def test_the_training_path_prefetches_before_fit():
     """Removing the call from train_and_register puts ~3 s of imports back on every retrain's critical path."""
     import inspect
 
-    source = inspect.getsource(workflow.train_and_register)
+    source = inspect.getsource(workflow._train_and_register)
     assert source.index("prefetch_imports(DETECTOR_MODULES)") < source.index("trainer.fit()")
