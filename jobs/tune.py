@@ -27,5 +27,10 @@ def with_default_search(argv: list[str]) -> list[str]:
     return argv if picks else [*argv, DEFAULT_SEARCH]
 
 
+def main(argv: list[str] | None = None, prog: str = "python -m jobs.tune") -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return train_main(with_default_search([prog, *argv])[1:], prog=prog, doc=__doc__)
+
+
 if __name__ == "__main__":
-    sys.exit(train_main(with_default_search(sys.argv)[1:], prog="python -m jobs.tune", doc=__doc__))
+    sys.exit(main())
