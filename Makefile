@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo demo-down test lint bench cluster-up cluster-down cluster-status clean
+.PHONY: venv demo demo-down test lint docs bench cluster-up cluster-down cluster-status clean
 
 venv: $(STAMP)
 
@@ -26,10 +26,14 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# The documentation site (mkdocs, material theme) into site/; --strict fails on any broken link or anchor.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 # Every benchmark one after another, then benchmarks/results/summary.md (ARGS="--quick", "--only data,train").
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
-	$(PY) benchmarks/run_all.py $(ARGS)
+	$(PY) -m benchmarks.run_all $(ARGS)
 
 cluster-up: $(STAMP)
 	$(PY) -m cluster up

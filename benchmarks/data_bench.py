@@ -1,6 +1,6 @@
 """Data preprocessing throughput: the Ray Data pipeline vs the same steps in one process.
 
-    python benchmarks/data_bench.py [--quick] [--rows 2000000] [--files 16] [--cpus 1,2] [--repeats 3]
+    python -m benchmarks.data_bench [--quick] [--rows 2000000] [--files 16] [--cpus 1,2] [--repeats 3]
                                     [--out benchmarks/results/data.json]
 
 Setup: ``--rows`` baseline churn rows (``foundry.datasets.generate("churn", "baseline", rows, seed=0)``,
@@ -49,12 +49,10 @@ import pandas as pd  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-from machine_info import host, result_header, write_result  # noqa: E402 -- benchmarks/ is the script's own directory
-from serve_bench import say  # noqa: E402
+from benchmarks.harness import TMP, say  # noqa: E402
+from benchmarks.machine_info import host, result_header, write_result  # noqa: E402
 
-TMP = REPO / "benchmarks" / "results" / "tmp"
 DATA_SEED = 0
 FULL = {"rows": 2_000_000, "files": 16, "repeats": 3, "cpus": "1,2"}
 QUICK = {"rows": 50_000, "files": 4, "repeats": 1, "cpus": "2"}  # one Ray start, not two

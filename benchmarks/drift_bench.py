@@ -1,6 +1,6 @@
 """Drift alarms offline, through replay: false episodes on clean traffic, detection delays, benign shifts.
 
-    python benchmarks/drift_bench.py [--seeds 20] [--clean-rows 3000000] [--configs default,online,windows]
+    python -m benchmarks.drift_bench [--seeds 20] [--clean-rows 3000000] [--configs default,online,windows]
                                      [--quick] [--out benchmarks/results/drift.json]
 
 Everything runs through ``foundry.drift.replay.Replay``, the monitor's own decision path (detectors, the
@@ -53,9 +53,9 @@ import numpy as np  # noqa: E402 -- after OMP_NUM_THREADS
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from machine_info import host, write_result  # noqa: E402 -- benchmarks/ is the script's own directory
+from benchmarks.harness import TMP  # noqa: E402
+from benchmarks.machine_info import host, write_result  # noqa: E402
 
-TMP = REPO / "benchmarks" / "results" / "tmp"
 VERSION_DIR = TMP / "drift-version"
 SCENARIOS = ("covariate_shift", "new_category", "concept_shift", "label_shift", "benign_shift", "harmful_covariate")
 BENIGN = ("benign_shift",)  # the model handles it (true error within harm_tolerance): a retrain is a false episode

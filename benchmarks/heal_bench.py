@@ -1,7 +1,7 @@
 """Does the loop heal, how well and how fast: every drift scenario and a real data set, on a private
 local cluster, over real HTTP and the Jobs API; and the monitoring tax.
 
-    python benchmarks/heal_bench.py [--scenarios concept_shift,covariate_shift,new_category,label_shift,real]
+    python -m benchmarks.heal_bench [--scenarios concept_shift,covariate_shift,new_category,label_shift,real]
         [--seeds 3] [--rate 250] [--timeout 600] [--label-delay-rows 0] [--skip-tax] [--tax-duration 15]
         [--out benchmarks/results/heal.json]
 
@@ -54,11 +54,22 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-import real_drift  # noqa: E402
-from machine_info import host, write_result  # noqa: E402
-from serve_bench import PY, free_port, load, machine, need_wrk, run, say, wait_http, wrk_script  # noqa: E402
+from benchmarks import real_drift  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    PY,
+    free_port,
+    load,
+    machine,
+    need_wrk,
+    open_registry,
+    private_cluster,
+    run,
+    say,
+    wait_http,
+    wrk_script,
+)
+from benchmarks.machine_info import host, write_result  # noqa: E402
 
 GCS_PORT, DASHBOARD_PORT = 6620, 8620
 STORAGE = REPO / "benchmarks" / "results" / "tmp" / "heal-storage"
@@ -148,10 +159,7 @@ def monitoring_tax(wrk: str, env, port: int, duration: int) -> dict:
 # ---- models, oracles, held-out accuracy ----------------------------------------------------------------
 
 def registry():
-    from foundry import storage
-    from foundry.registry import Registry
-
-    return Registry(storage.normalize(str(STORAGE / "registry")))
+    return open_registry(STORAGE)
 
 
 def train(env, port: int, case: Case, model: str, *extra: str) -> str:
@@ -459,9 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         result["machine"]["load_average"] = os.getloadavg()
         write_result(args.out, result)
 
-    say("starting the private cluster ...")
-    run([PY, "-m", "cluster", "up", *CLUSTER, f"storage.root={STORAGE}"], env=env, timeout=300)
-    try:
+    with private_cluster(CLUSTER, STORAGE, env):
         first_versions: dict[str, str] = {}
         for case in todo.values():  # one first version per model (the four churn scenarios share one)
             if case.model not in first_versions:
@@ -478,8 +484,6 @@ def main(argv: list[str] | None = None) -> int:
             runs = run_case(env, port, case, args, retry)
             result["scenarios"][name], result["details"][name] = aggregate(case, runs)
             save()
-    finally:
-        run([PY, "-m", "cluster", "down", *CLUSTER], env=env, timeout=300, check=False)
     save()
     tax = result["monitoring_tax"]
     if not tax.get("skipped"):

@@ -1,6 +1,6 @@
 """A real data set with real drift over time, for ``heal_bench.py``'s ``real`` scenario.
 
-    python benchmarks/real_drift.py OUTDIR [--label monthly|fixed]
+    python -m benchmarks.real_drift OUTDIR [--label monthly|fixed]
 
 ggplot2's Texas housing table as the ``plotnine`` wheel ships it (``plotnine/data/txhousing.csv``;
 ``pip install -e '.[bench]'``): 8,602 city-months of 46 Texas cities, 2000-2015, from the TAMU Real

@@ -1,6 +1,6 @@
 """Do new models earn their traffic: canary and shadow roll-outs decided by live model quality.
 
-    python benchmarks/rollout_bench.py [--rate 150] [--seeds 20] [--wrk-duration 10] [--out benchmarks/results/heal.json]
+    python -m benchmarks.rollout_bench [--rate 150] [--seeds 20] [--wrk-duration 10] [--out benchmarks/results/heal.json]
 
 What runs, on a private local cluster (its own ports), over real HTTP, with the real ``DriftMonitor``:
 1. the churn model ``v1`` trained by ``python -m jobs.train +experiment=quick`` on the baseline, served (one
@@ -46,10 +46,21 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-from machine_info import host, write_result  # noqa: E402
-from serve_bench import PY, free_port, load, need_wrk, run, say, wait_http, wrk_script  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    PY,
+    free_port,
+    load,
+    need_wrk,
+    open_registry,
+    private_cluster,
+    register_twin,
+    run,
+    say,
+    wait_http,
+    wrk_script,
+)
+from benchmarks.machine_info import host, write_result  # noqa: E402
 
 GCS_PORT, DASHBOARD_PORT = 6630, 8630
 STORAGE = REPO / "benchmarks" / "results" / "tmp" / "rollout-storage"
@@ -69,10 +80,7 @@ def common(port: int) -> list[str]:
 
 
 def registry():
-    from foundry import storage
-    from foundry.registry import Registry
-
-    return Registry(storage.normalize(str(STORAGE / "registry")))
+    return open_registry(STORAGE)
 
 
 def train(env, port: int, data: Path | None = None) -> dict:
@@ -109,12 +117,7 @@ def shadow_overhead(wrk: str, env, port: int, champion: str, duration: int, quic
     from foundry.serving import control
 
     ray_runtime.connect(f"127.0.0.1:{GCS_PORT}")
-    src, where = registry().fetch(MODEL, champion), STORAGE / "twin"
-    where.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():  # the same files under another version id (the manifest is the registry's)
-        if f.is_file() and f.name != "manifest.json":
-            shutil.copy(f, where / f.name)
-    twin = registry().register(MODEL, where, {"variant_of": champion}).version
+    twin = register_twin(registry(), MODEL, champion, STORAGE / "twin")  # the same files, another version id
     script = wrk_script(STORAGE / "post.lua", env["FOUNDRY_API_KEY"])
     url = f"http://127.0.0.1:{port}/{APP}"
     out = {"replica_rss_mb": {}}
@@ -326,39 +329,36 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     result: dict = {"benchmark": "rollout", "machine": host(), "settings": {"rate_rows_per_s": args.rate,
                     "seeds": args.seeds, "live": None}}
-    say("starting the private cluster ...")
-    run([PY, "-m", "cluster", "up", *CLUSTER, f"storage.root={STORAGE}"], env=env, timeout=300)
-    try:
-        from foundry import config
+    with private_cluster(CLUSTER, STORAGE, env):
+        try:
+            from foundry import config
 
-        result["settings"]["live"] = config.to_container(config.load(common(port)))["promotion"]
-        say("training v1 (baseline) ...")
-        v1 = train(env, port)["version"]
-        run([PY, "-m", "serve_apps.deploy", *common(port)], env=env, timeout=600)
-        run([PY, "-m", "jobs.monitor", *common(port)], env=env, timeout=600)
-        wait_http(f"http://127.0.0.1:{port}/{APP}/healthz")
-        say("shadow overhead (wrk, 1-row requests) ...")
-        result["shadow"] = shadow_overhead(wrk, env, port, v1, args.wrk_duration, args.quick)
-        say(f"bad challenger: labels inverted for region={BUGGY_REGION} ...")
-        result["bad"] = canary(env, port, write_data("buggy", "baseline", 95_000, buggy=True), "baseline", args.rate,
-                               DECISIONS)
-        say(f"  {result['bad']['decision']}: share {result['bad']['challenger_share']}, evidence "
-            f"{json.dumps(result['bad']['evidence'])[:300]}")
-        if args.quick:  # the good challenger's roll-out is most of the run; the replay pits v1 against itself
-            result["good"] = {"decision": "skipped (--quick)", "evidence": None, "failed_requests": 0,
-                              "challenger": v1}
-        else:
-            say("good challenger: trained on concept_shift ...")
-            result["good"] = canary(env, port, write_data("concept", "concept_shift", 96_000), "concept_shift",
-                                    args.rate, {"guard_passed", "rolled_back", "rollout_expired", "rollout_failed"})
-            say(f"  {result['good']['decision']}: evidence {json.dumps(result['good']['evidence'])[:300]}")
-        say(f"false rollbacks over {args.seeds} seeds (replay) ...")
-        result["false_rollbacks"] = false_rollbacks(v1, result["good"]["challenger"], args.seeds)
-    except Exception:  # printed before the cluster goes down: a driver that loses the GCS is terminated
-        traceback.print_exc()
-        raise
-    finally:
-        run([PY, "-m", "cluster", "down", *CLUSTER], env=env, timeout=300, check=False)
+            result["settings"]["live"] = config.to_container(config.load(common(port)))["promotion"]
+            say("training v1 (baseline) ...")
+            v1 = train(env, port)["version"]
+            run([PY, "-m", "serve_apps.deploy", *common(port)], env=env, timeout=600)
+            run([PY, "-m", "jobs.monitor", *common(port)], env=env, timeout=600)
+            wait_http(f"http://127.0.0.1:{port}/{APP}/healthz")
+            say("shadow overhead (wrk, 1-row requests) ...")
+            result["shadow"] = shadow_overhead(wrk, env, port, v1, args.wrk_duration, args.quick)
+            say(f"bad challenger: labels inverted for region={BUGGY_REGION} ...")
+            result["bad"] = canary(env, port, write_data("buggy", "baseline", 95_000, buggy=True), "baseline", args.rate,
+                                   DECISIONS)
+            say(f"  {result['bad']['decision']}: share {result['bad']['challenger_share']}, evidence "
+                f"{json.dumps(result['bad']['evidence'])[:300]}")
+            if args.quick:  # the good challenger's roll-out is most of the run; the replay pits v1 against itself
+                result["good"] = {"decision": "skipped (--quick)", "evidence": None, "failed_requests": 0,
+                                  "challenger": v1}
+            else:
+                say("good challenger: trained on concept_shift ...")
+                result["good"] = canary(env, port, write_data("concept", "concept_shift", 96_000), "concept_shift",
+                                        args.rate, {"guard_passed", "rolled_back", "rollout_expired", "rollout_failed"})
+                say(f"  {result['good']['decision']}: evidence {json.dumps(result['good']['evidence'])[:300]}")
+            say(f"false rollbacks over {args.seeds} seeds (replay) ...")
+            result["false_rollbacks"] = false_rollbacks(v1, result["good"]["challenger"], args.seeds)
+        except Exception:  # printed before the cluster goes down: a driver that loses the GCS is terminated
+            traceback.print_exc()
+            raise
     result["when"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     bad, good, shadow = result["bad"], result["good"], result["shadow"]
     keys = {"canary_bad_challenger_traffic_share": bad["challenger_share"],

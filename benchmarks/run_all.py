@@ -1,9 +1,9 @@
 """Every benchmark, one after another, then one summary of their headline figures.
 
-    python benchmarks/run_all.py [--quick] [--only serve,drift,heal,soak,data,train] [--timeout 3600] [--summary-only]
+    python -m benchmarks.run_all [--quick] [--only serve,drift,heal,soak,data,train] [--timeout 3600] [--summary-only]
     make bench ARGS="--quick --only data,train"
 
-Each benchmark runs as its own process (``python benchmarks/<name>_bench.py --out ...``), with ``--quick``
+Each benchmark runs as its own process (``python -m benchmarks.<name>_bench --out ...``), with ``--quick``
 passed on (every benchmark has one). Its output is shown and kept in
 ``benchmarks/results/tmp/logs/<name>.log``. A benchmark that fails or runs past ``--timeout`` is recorded
 and the next one runs. Then every result file is read, whether or not it ran this time, and
@@ -27,9 +27,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO))  # `python -m benchmarks.run_all` as well as `python -m benchmarks.run_all`
 
-from serve_bench import PY, say  # noqa: E402 -- benchmarks/ is the script's own directory
+from benchmarks.harness import PY, say  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 TMP = RESULTS / "tmp"
@@ -85,7 +85,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def run_one(name: str, quick: bool, timeout: float) -> dict:
     script = REPO / "benchmarks" / BENCHMARKS[name][0]
-    argv = [PY, str(script), "--out", str(result_path(name, quick))]
+    argv = [PY, "-m", f"benchmarks.{script.stem}", "--out", str(result_path(name, quick))]
     quick_passed = quick and supports_quick(script)
     if quick_passed:
         argv.append("--quick")

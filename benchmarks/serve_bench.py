@@ -1,6 +1,6 @@
 """Serving throughput and latency: the Ray Serve application vs plain uvicorn servers of the same model.
 
-    python benchmarks/serve_bench.py [--quick] [--duration 8] [--concurrency 4,16,32,64]
+    python -m benchmarks.serve_bench [--quick] [--duration 8] [--concurrency 4,16,32,64]
                                      [--out benchmarks/results/serve.json]
 
 What runs, all over loopback with wrk (Debian's ``wrk``; the script checks for it):
@@ -27,12 +27,8 @@ the default MLP, 2 epochs) into ``benchmarks/results/tmp/`` and reused by later 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -40,11 +36,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # `python -m benchmarks.serve_bench` as well as `python -m benchmarks.serve_bench`
 
-from machine_info import host, write_result  # noqa: E402 -- benchmarks/ is the script's own directory
+from benchmarks.harness import (  # noqa: E402
+    PY,
+    free_port,
+    load,
+    machine,
+    need_wrk,
+    open_registry,
+    ports_free,
+    run,
+    say,
+    wait_http,
+    wrk_script,
+)
+from benchmarks.machine_info import write_result  # noqa: E402
 
-PY = sys.executable
 SLO_P99_MS = 50.0
 GCS_PORT, DASHBOARD_PORT = 6580, 8580  # a private cluster: never the developer's (6379) or the tests' (6390)
 STORAGE = REPO / "benchmarks" / "results" / "tmp" / "serve-storage"
@@ -67,70 +75,9 @@ APPS_OF = {"haproxy": ["shipped", "no-batching", "wait-5ms", "no-access-log"], "
 PAYLOADS = (1, 32)
 QUICK = {"duration": 3, "concurrency": "4,64", "variants": "haproxy", "apps": ["shipped"]}
 TRAIN = ["trainer.num_workers=1", "trainer.epochs=2", "data.source.synthetic.rows=20000"]
-ROW = {"age": 48, "tenure_months": 9, "monthly_charges": 115.32, "data_usage_gb": 74.72, "support_calls": 1,
-       "num_products": 3, "late_payments": 0, "satisfaction": 7.0, "plan": "premium", "contract": "monthly",
-       "payment_method": "bank_transfer", "region": "east"}
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
-def need_wrk() -> str:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        sys.exit("wrk is not installed. On Debian/Ubuntu: `sudo apt-get install -y wrk` "
-                 "(as root: `apt-get update && apt-get install -y wrk`), then run this again.")
-    return wrk
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(argv: list[str], env: dict | None = None, timeout: float = 900, check: bool = True) -> str:
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:4])} ... failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                           f"{proc.stderr[-3000:]}")
-    return proc.stdout + proc.stderr
 
 
 # ---- wrk -------------------------------------------------------------------------------------------
-
-def wrk_script(path: Path, key: str, rows: int = 1) -> Path:
-    body = json.dumps({"rows": [ROW] * rows})
-    path.write_text(f"wrk.method = \"POST\"\nwrk.body = '{body}'\n"
-                    f"wrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"X-API-Key\"] = \"{key}\"\n")
-    return path
-
-
-def _ms(value: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
-    number, unit = float(m.group(1)), m.group(2)
-    return number * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
-
-
-def parse_wrk(text: str) -> dict:
-    out = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))}
-    for pct in ("50", "99"):
-        out[f"p{pct}_ms"] = round(_ms(re.search(rf"^\s+{pct}%\s+(\S+)", text, re.M).group(1)), 3)
-    out["requests"] = int(re.search(r"(\d+) requests in", text).group(1))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    out["non_2xx"] = int(non2xx.group(1)) if non2xx else 0
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    out["socket_errors"] = sum(int(g) for g in errors.groups()) if errors else 0
-    out["rps"] = round(out["rps"], 1)
-    return out
-
-
-def load(wrk: str, url: str, script: Path, concurrency: int, duration: int) -> dict:
-    text = run([wrk, "-t1", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", str(script), url],
-               timeout=duration + 60)
-    return parse_wrk(text)
-
 
 def sweep(wrk, url, script, concurrencies, duration, label: dict) -> list[dict]:
     load(wrk, url, script, 4, 2)  # warm-up: connections, JIT-free but caches and allocators
@@ -143,20 +90,6 @@ def sweep(wrk, url, script, concurrencies, duration, label: dict) -> list[dict]:
             f"{point['rps']:>8.1f} req/s  p50 {point['p50_ms']:>7.2f} ms  p99 {point['p99_ms']:>7.2f} ms"
             + ("" if point["valid"] else f"  INVALID ({point['non_2xx']} non-2xx, {point['socket_errors']} errors)"))
     return points
-
-
-def wait_http(url: str, timeout: float = 120) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
 # ---- the two servers ---------------------------------------------------------------------------------
@@ -183,23 +116,6 @@ def baseline(wrk, scripts, concurrencies, duration, version, env, label: str, wo
         proc.wait(timeout=30)
 
 
-def ports_free(ports: tuple[int, ...], timeout: float = 90) -> None:
-    """Wait until the last cluster's GCS and dashboard ports are closed: its dashboard can still answer a
-    few seconds after ``cluster down``, and ``cluster up`` then refuses to start on its port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        busy = []
-        for port in ports:
-            with socket.socket() as s:
-                s.settimeout(0.5)
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    busy.append(port)
-        if not busy:
-            return
-        time.sleep(1)
-    raise RuntimeError(f"ports {busy} still in use {timeout:.0f} s after `cluster down`")
-
-
 def cluster(command: str, variant: list[str]) -> None:
     if command == "up":
         ports_free((GCS_PORT, DASHBOARD_PORT))
@@ -208,9 +124,7 @@ def cluster(command: str, variant: list[str]) -> None:
 
 def ensure_model(env) -> str:
     """The production version in the bench storage; trained once, on a bench cluster started only for that."""
-    from foundry.registry import Registry
-
-    reg = Registry(STORAGE / "registry")
+    reg = open_registry(STORAGE)
     if "churn" not in reg.models() or reg.alias("churn", "production") is None:
         say(f"cluster for model training: python -m cluster up {' '.join(CLUSTER)}")
         cluster("up", [])
@@ -244,17 +158,6 @@ def serve_variant(wrk, scripts, concurrencies, duration, version, env, name, ext
 def best(points: list[dict]) -> dict | None:
     ok = [p for p in points if p["valid"] and p["p99_ms"] <= SLO_P99_MS]
     return max(ok, key=lambda p: p["rps"]) if ok else None
-
-
-def machine() -> dict:
-    import fastapi
-    import ray
-    import torch
-    import uvicorn
-
-    return {**host(), "ray": ray.__version__,
-            "torch": torch.__version__, "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__,
-            "wrk": run(["wrk", "--version"], check=False).splitlines()[0].strip()}
 
 
 def table(points: list[dict]) -> str:

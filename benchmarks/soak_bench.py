@@ -1,6 +1,6 @@
 """Soak: 30 minutes of sustained load on /predict, drift monitor on, a model swap every 5 minutes; memory of every Ray process.
 
-    python benchmarks/soak_bench.py [--quick] [--duration 1800] [--swap-every 300] [--slice 10] [--concurrency 16] [--out ...]
+    python -m benchmarks.soak_bench [--quick] [--duration 1800] [--swap-every 300] [--slice 10] [--concurrency 16] [--out ...]
 
 What runs (needs ``wrk``, like serve_bench.py and heal_bench.py):
 1. a private cluster (its own ports, head with 8 logical CPUs, autoscaler on, as heal_bench) and two
@@ -62,13 +62,23 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-from machine_info import result_header, write_result  # noqa: E402
-from serve_bench import PY, free_port, machine, need_wrk, run, say, wait_http  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    PY,
+    TMP,
+    free_port,
+    machine,
+    need_wrk,
+    open_registry,
+    private_cluster,
+    register_twin,
+    run,
+    say,
+    wait_http,
+)
+from benchmarks.machine_info import result_header, write_result  # noqa: E402
 
 GCS_PORT, DASHBOARD_PORT = 6630, 8630
-TMP = REPO / "benchmarks" / "results" / "tmp"
 STORAGE = TMP / "soak-storage"
 CLUSTER = ["cluster.name=soak-bench", f"cluster.gcs_port={GCS_PORT}", f"cluster.dashboard_port={DASHBOARD_PORT}",
            "cluster.head_num_cpus=8"]
@@ -454,27 +464,9 @@ def folder_size(path: Path) -> dict:
 
 # ---- the soak ------------------------------------------------------------------------------------------
 
-def register_twin() -> str:
-    """Production's files registered again (not promoted): a second version to swap to without training one."""
-    from foundry import storage
-    from foundry.registry import Registry
-
-    reg = Registry(storage.normalize(str(STORAGE / "registry")))
-    v1 = reg.alias(MODEL, "production")
-    src, where = reg.fetch(MODEL, v1), STORAGE / "twin"
-    where.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():  # the manifest is the registry's own
-        if f.is_file() and f.name != "manifest.json":
-            shutil.copy(f, where / f.name)
-    return reg.register(MODEL, where, {"variant_of": v1}).version
-
-
 def registry_versions() -> tuple[str, str]:
     """(v1: production, v2: the other, unpromoted version)."""
-    from foundry import storage
-    from foundry.registry import Registry
-
-    reg = Registry(storage.normalize(str(STORAGE / "registry")))
+    reg = open_registry(STORAGE)
     v1 = reg.alias(MODEL, "production")
     others = [v.version for v in reg.versions(MODEL) if v.version != v1]
     if v1 is None or len(others) != 1:
@@ -625,36 +617,35 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     say(f"soak: {s['duration']} s of wrk c={args.concurrency} on POST /predict (1 row), {REPLICAS} replicas, "
         f"drift monitor on (retrain off), a model swap every {s['swap_every']} s")
-    say("starting the private cluster ...")
-    run([PY, "-m", "cluster", "up", *CLUSTER, f"storage.root={STORAGE}"], env=env, timeout=300)
-    monitor = sink = None
-    try:
-        say("training v1 (+experiment=quick, 20,000 rows; promoted to production) ...")
-        run([PY, "-m", "jobs.train", *common(port), *TRAIN], env=env, timeout=1200)
-        if args.quick:  # a swap reloads whatever version it is given: v1's files under a second version id do
-            say("v2: v1's files registered as a second version (--quick) ...")
-            register_twin()
-        else:
-            say("training v2 (same, trainer.seed=1, promotion.policy=never: registered only) ...")
-            run([PY, "-m", "jobs.train", *common(port), *TRAIN, "trainer.seed=1", "promotion.policy=never"], env=env,
-                timeout=1200)
-        v1, v2 = registry_versions()
-        say(f"deploying {v1} ({REPLICAS} replicas, drift on) and starting the monitor ...")
-        run([PY, "-m", "serve_apps.deploy", *common(port), f"serve.model_ref={v1}"], env=env, timeout=600)
-        run([PY, "-m", "jobs.monitor", *common(port)], env=env, timeout=600)
-        say(f"soak ({s['duration']} s in {s['slice']} s slices; a swap every {s['swap_every']} s) ...")
-        raw = soak(wrk, env, port, s, args.concurrency, v1, v2)
-        say("monitor and sink figures ...")
-        # Replicas report their metrics every few seconds (Ray's metrics_report_interval_ms, 10 s by default).
-        time.sleep(max(0.0, raw["load_ended_at"] + 15 - time.time()))
+    with private_cluster(CLUSTER, STORAGE, env):
+        monitor = sink = None
         try:
-            monitor = monitor_figures(env)
-            sink = sink_counters(monitor.pop("metrics_ports"))
-        except Exception as exc:  # keep the load and memory figures
-            monitor = {"error": f"{type(exc).__name__}: {exc}"}
-    finally:
-        run([PY, "-m", "jobs.monitor", *common(port), "--stop"], env=env, timeout=120, check=False)
-        run([PY, "-m", "cluster", "down", *CLUSTER], env=env, timeout=300, check=False)
+            say("training v1 (+experiment=quick, 20,000 rows; promoted to production) ...")
+            run([PY, "-m", "jobs.train", *common(port), *TRAIN], env=env, timeout=1200)
+            if args.quick:  # a swap reloads whatever version it is given: v1's files under a second version id do
+                say("v2: v1's files registered as a second version (--quick) ...")
+                registry = open_registry(STORAGE)
+                register_twin(registry, MODEL, registry.alias(MODEL, "production"), STORAGE / "twin")
+            else:
+                say("training v2 (same, trainer.seed=1, promotion.policy=never: registered only) ...")
+                run([PY, "-m", "jobs.train", *common(port), *TRAIN, "trainer.seed=1", "promotion.policy=never"], env=env,
+                    timeout=1200)
+            v1, v2 = registry_versions()
+            say(f"deploying {v1} ({REPLICAS} replicas, drift on) and starting the monitor ...")
+            run([PY, "-m", "serve_apps.deploy", *common(port), f"serve.model_ref={v1}"], env=env, timeout=600)
+            run([PY, "-m", "jobs.monitor", *common(port)], env=env, timeout=600)
+            say(f"soak ({s['duration']} s in {s['slice']} s slices; a swap every {s['swap_every']} s) ...")
+            raw = soak(wrk, env, port, s, args.concurrency, v1, v2)
+            say("monitor and sink figures ...")
+            # Replicas report their metrics every few seconds (Ray's metrics_report_interval_ms, 10 s by default).
+            time.sleep(max(0.0, raw["load_ended_at"] + 15 - time.time()))
+            try:
+                monitor = monitor_figures(env)
+                sink = sink_counters(monitor.pop("metrics_ports"))
+            except Exception as exc:  # keep the load and memory figures
+                monitor = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            run([PY, "-m", "jobs.monitor", *common(port), "--stop"], env=env, timeout=120, check=False)
     left = cluster_left()
     if left:
         say(f"WARNING: {len(left)} processes of the soak cluster are still running: {left}")

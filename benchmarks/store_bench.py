@@ -1,6 +1,6 @@
 """Stores that run for weeks: files per hour, range reads against history, label provenance, a flooded monitor.
 
-    python benchmarks/store_bench.py [--quick] [--out benchmarks/results/store.json]
+    python -m benchmarks.store_bench [--quick] [--out benchmarks/results/store.json]
 
 No Ray cluster: each part drives the real components (``foundry.tables.HourlyTable`` through
 ``LiveStore``/``FeedbackStore``, ``foundry.maintenance.maintain``, ``LabelLedger``, ``DriftMonitor``)
@@ -43,10 +43,8 @@ import pyarrow as pa
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-from machine_info import host, result_header, write_result  # noqa: E402
-
+from benchmarks.machine_info import host, result_header, write_result  # noqa: E402
 from foundry import config  # noqa: E402
 from foundry.config import Task  # noqa: E402
 from foundry.drift.live_store import LiveStore  # noqa: E402
@@ -171,7 +169,6 @@ def flood(tmp: Path, seconds: int, warmup_s: int, rate: int) -> dict:
     from foundry.drift.detectors import build_suite
     from foundry.drift.monitor import DriftMonitor
     from foundry.predictor import Predictor
-    from foundry.registry import Registry
     from foundry.serving.inference import live_columns
     from tests.versions import build_version_dir
 
@@ -179,7 +176,7 @@ def flood(tmp: Path, seconds: int, warmup_s: int, rate: int) -> dict:
     root = tmp / "flood"
     cfg = config.load([f"storage.root={root}", "model_name=churn", "drift=online", "drift.retrain.enabled=false"])
     say("  building a model version and its drift detectors (drift=online)")
-    registry = Registry(cfg.storage.registry)
+    registry = cfg.storage.layout.open_registry()
     out = build_version_dir(cfg, tmp / "flood-version")  # no evaluation: that is Ray Data, and no Ray runs here
     build_suite(cfg.drift.detectors, out, "churn", say=lambda _: None).save(out)
     version = registry.register("churn", out, {"task": cfg.data.task.value}).version

@@ -1,6 +1,6 @@
 """Training throughput and overhead: Ray Train's TorchTrainer with 1 and 2 workers vs a plain PyTorch loop.
 
-    python benchmarks/train_bench.py [--quick] [--rows 200000] [--epochs 3] [--workers 1,2]
+    python -m benchmarks.train_bench [--quick] [--rows 200000] [--epochs 3] [--workers 1,2]
                                      [--scale-rows 1000000] [--out benchmarks/results/train.json]
 
 Setup: ``--rows`` baseline churn rows (one Parquet file, written by data_bench's ``write_source``),
@@ -51,12 +51,11 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-import train_scaling  # noqa: E402
-from data_bench import DATA_SEED, TMP, bench_config, write_source  # noqa: E402
-from machine_info import host, result_header, write_result  # noqa: E402
-from serve_bench import say  # noqa: E402
+from benchmarks import train_scaling  # noqa: E402
+from benchmarks.data_bench import DATA_SEED, TMP, bench_config, write_source  # noqa: E402
+from benchmarks.harness import say  # noqa: E402
+from benchmarks.machine_info import host, result_header, write_result  # noqa: E402
 
 RAY_CPUS = 2
 FULL = {"rows": 200_000, "epochs": 3, "workers": "1,2", "scale_rows": 1_000_000, "scale_epochs": 2}
@@ -65,7 +64,7 @@ QUICK = {"rows": 20_000, "epochs": 2, "workers": "1", "scale_rows": 60_000, "sca
 STORAGE = TMP / "train-bench" / "storage"
 # Per-worker batch sizes the scaling set is also trained with: each DDP step ends in a gloo all-reduce that
 # costs ~1.3 ms here whatever the batch, so a second worker pays only when a step's compute is larger.
-SCALE_LARGE_BATCHES = [4096]
+SCALE_LARGE_BATCHES = [4096, 16384]
 
 
 def overrides(epochs: int, num_workers: int = 1) -> list[str]:
@@ -333,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             extra = [f"trainer.batch_size={batch}"] if batch else []
             return bench_config(scale_source, STORAGE, overrides(s["scale_epochs"], num_workers) + extra)
 
-        batches = [scale_cfg(1).trainer.batch_size, *SCALE_LARGE_BATCHES]
+        batches = [scale_cfg(1).trainer.batch_size, *([] if args.quick else SCALE_LARGE_BATCHES)]
         scaling = train_scaling.run(ray_train, scale_cfg(1), scale_cfg, lambda: train_session(RAY_CPUS), say,
                                     batches)
         scaling["settings"] = {"rows": s["scale_rows"], "epochs": s["scale_epochs"], "cpus_per_worker": 1,

@@ -6,14 +6,10 @@ The result dicts are small hand-made copies of the shapes the benchmarks write (
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-import run_all  # noqa: E402
+from benchmarks import run_all
 
 MACHINE = {"cpu": "AMD EPYC", "cores": 2, "memory_gib": 23.5, "python": "3.11.7", "ray": "2.60.0",
            "torch": "2.13.0+cpu", "load_average_before": [1.95, 1.5, 1.2], "load_average_after": [1.13, 1.1, 1.0]}

@@ -1,0 +1,155 @@
+"""What every benchmark shares: running commands, free ports, wrk load and its parsing, waiting for HTTP,
+the private clusters, the machine record. One module, so benchmarks import it as a package
+(``python -m benchmarks.<name>``) instead of importing each other."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from benchmarks.machine_info import host
+
+REPO = Path(__file__).resolve().parent.parent
+TMP = REPO / "benchmarks" / "results" / "tmp"
+PY = sys.executable
+ROW = {"age": 48, "tenure_months": 9, "monthly_charges": 115.32, "data_usage_gb": 74.72, "support_calls": 1,
+       "num_products": 3, "late_payments": 0, "satisfaction": 7.0, "plan": "premium", "contract": "monthly",
+       "payment_method": "bank_transfer", "region": "east"}
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def need_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        sys.exit("wrk is not installed. On Debian/Ubuntu: `sudo apt-get install -y wrk` "
+                 "(as root: `apt-get update && apt-get install -y wrk`), then run this again.")
+    return wrk
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(argv: list[str], env: dict | None = None, timeout: float = 900, check: bool = True) -> str:
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])} ... failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
+                           f"{proc.stderr[-3000:]}")
+    return proc.stdout + proc.stderr
+
+
+def wrk_script(path: Path, key: str, rows: int = 1) -> Path:
+    body = json.dumps({"rows": [ROW] * rows})
+    path.write_text(f"wrk.method = \"POST\"\nwrk.body = '{body}'\n"
+                    f"wrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"X-API-Key\"] = \"{key}\"\n")
+    return path
+
+
+def _ms(value: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    number, unit = float(m.group(1)), m.group(2)
+    return number * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def parse_wrk(text: str) -> dict:
+    out = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))}
+    for pct in ("50", "99"):
+        out[f"p{pct}_ms"] = round(_ms(re.search(rf"^\s+{pct}%\s+(\S+)", text, re.M).group(1)), 3)
+    out["requests"] = int(re.search(r"(\d+) requests in", text).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    out["non_2xx"] = int(non2xx.group(1)) if non2xx else 0
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    out["socket_errors"] = sum(int(g) for g in errors.groups()) if errors else 0
+    out["rps"] = round(out["rps"], 1)
+    return out
+
+
+def load(wrk: str, url: str, script: Path, concurrency: int, duration: int) -> dict:
+    text = run([wrk, "-t1", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", str(script), url],
+               timeout=duration + 60)
+    return parse_wrk(text)
+
+
+def wait_http(url: str, timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def ports_free(ports: tuple[int, ...], timeout: float = 90) -> None:
+    """Wait until the last cluster's GCS and dashboard ports are closed: its dashboard can still answer a
+    few seconds after ``cluster down``, and ``cluster up`` then refuses to start on its port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = []
+        for port in ports:
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    busy.append(port)
+        if not busy:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"ports {busy} still in use {timeout:.0f} s after `cluster down`")
+
+
+def machine() -> dict:
+    import fastapi
+    import ray
+    import torch
+    import uvicorn
+
+    return {**host(), "ray": ray.__version__,
+            "torch": torch.__version__, "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__,
+            "wrk": run(["wrk", "--version"], check=False).splitlines()[0].strip()}
+
+
+@contextlib.contextmanager
+def private_cluster(cluster: list[str], storage: Path, env: dict) -> Iterator[None]:
+    """``python -m cluster up`` with the benchmark's own name and ports, and ``down`` whatever happens: a
+    benchmark never touches the developer's cluster (6379) or the tests' (6390)."""
+    say("starting the private cluster ...")
+    run([PY, "-m", "cluster", "up", *cluster, f"storage.root={storage}"], env=env, timeout=300)
+    try:
+        yield
+    finally:
+        run([PY, "-m", "cluster", "down", *cluster], env=env, timeout=300, check=False)
+
+
+def open_registry(storage: Path):
+    """The registry under a benchmark's storage root (the platform's own layout)."""
+    from foundry.layout import StorageLayout
+
+    return StorageLayout(str(storage)).open_registry()
+
+
+def register_twin(registry, model: str, version: str, where: Path) -> str:
+    """``version``'s files registered again under a new id (not promoted): a second version to swap or shadow
+    to without training one. The manifest is the registry's own, so it is not copied."""
+    src = registry.fetch(model, version)
+    where.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file() and f.name != "manifest.json":
+            shutil.copy(f, where / f.name)
+    return registry.register(model, where, {"variant_of": version}).version
