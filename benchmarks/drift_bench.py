@@ -142,8 +142,7 @@ def stage_version(cfg, df, out: Path, epochs: int) -> dict:
 def real_data() -> dict:
     """The Texas housing version (2000-2006) replayed: its 2000-2006 held-out rows (clean), then 2009-2015 in
     time order (real drift), labels at once and, again, with no label in time (10,000 rows late)."""
-    import real_drift
-
+    from benchmarks import real_drift
     from foundry import config_sources
     from foundry.drift.replay import Replay, replay_frames
 

@@ -48,7 +48,6 @@ import statistics
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -69,56 +68,29 @@ from benchmarks.harness import (  # noqa: E402
     wait_http,
     wrk_script,
 )
+from benchmarks.heal_cases import (  # noqa: E402
+    APP,
+    BENIGN_GRACE_S,
+    CHURN_TRAIN,
+    CLUSTER,
+    DASHBOARD_PORT,
+    GCS_PORT,
+    HEALED_POINTS,
+    HOLDOUT_ROWS,
+    HOLDOUT_SEED,
+    MODEL,
+    MONITOR,
+    ORACLE_ROWS,
+    ORACLE_SEED,
+    ROLLOUT_KEYS,
+    SCENARIOS,
+    STORAGE,
+    Case,
+    cases,
+    episode_over,
+)
+from benchmarks.heal_stats import aggregate, table  # noqa: E402
 from benchmarks.machine_info import host, write_result  # noqa: E402
-
-GCS_PORT, DASHBOARD_PORT = 6620, 8620
-STORAGE = REPO / "benchmarks" / "results" / "tmp" / "heal-storage"
-CONF = REPO / "benchmarks" / "conf"
-CLUSTER = ["cluster.name=heal-bench", f"cluster.gcs_port={GCS_PORT}", f"cluster.dashboard_port={DASHBOARD_PORT}",
-           "cluster.head_num_cpus=8"]
-MODEL = "churn"
-APP = "heal"
-MONITOR = ["drift.window.size=1000", "drift.window.test_every_rows=500",
-           "drift.retrain.min_labelled_rows=2000", "drift.retrain.max_rows=10000",
-           'drift.retrain.overrides=["+experiment=quick","trainer.num_workers=1"]']
-SCENARIOS = ("concept_shift", "covariate_shift", "new_category", "label_shift", "benign_shift", "harmful_covariate",
-             "real")
-ROLLOUT_KEYS = ("canary_bad_challenger_traffic_share", "canary_rows_to_rollback", "canary_rows_to_full",
-                "shadow_p99_overhead", "false_rollbacks", "false_rollbacks_long_horizon", "failed_requests", "rollouts")
-HOLDOUT_ROWS, HOLDOUT_SEED = 5000, 90_000  # the churn scenarios' held-out set: a seed used nowhere else
-ORACLE_ROWS, ORACLE_SEED = 20_000, 91_000
-CHURN_TRAIN = ["+experiment=quick", "trainer.num_workers=1"]
-# The first Texas housing version, its retrains and its oracle: one trainer config (a few thousand rows
-# need small batches and more epochs than the churn model's 20,000).
-REAL_TRAINER = ["trainer.num_workers=1", "trainer.epochs=20", "trainer.batch_size=32", "trainer.lr=0.01"]
-REAL_MONITOR = ["drift.retrain.overrides=[" + ",".join(f'"{o}"' for o in REAL_TRAINER) + "]"]
-HEALED_POINTS = 0.02  # an episode that ends without a swap "heals" only if what serves is this close to the oracle
-END_KINDS = {"rolled_out", "gave_up"}  # with TERMINAL_KINDS: the episode is over
-# A benign_shift (the alarm saw the shift and no harm) ends a run once this long has passed with no episode:
-# harm evidence from labels may still come after an input alarm's watch.
-BENIGN_GRACE_S = 60.0
-
-
-def episode_over(kinds: set[str], retry_after_rejection: bool) -> bool:
-    """Rolled out, given up or otherwise terminal. A rejection ends it only where the monitor does not try
-    again (a config without ``drift.retrain.max_attempts``: then the cooldown follows, nothing more)."""
-    from foundry.drift.timeline import TERMINAL_KINDS
-
-    terminal = (TERMINAL_KINDS - {"rejected"}) if retry_after_rejection else TERMINAL_KINDS
-    return bool(kinds & (terminal | END_KINDS))
-
-
-@dataclass
-class Case:
-    """One scenario's model, how its commands find its config, and its held-out set of the new distribution."""
-    scenario: str
-    model: str
-    sources: list[str]  # config sources before the overrides (``--config-dir`` and the data group for real)
-    train: list[str]
-    monitor: list[str]
-    holdout: object  # pandas.DataFrame
-    v1: str = ""
-    oracle: dict = field(default_factory=dict)
 
 
 def common(port: int, model: str = MODEL) -> list[str]:
@@ -173,22 +145,6 @@ def accuracy_on(model: str, version: str, frame) -> float:
     from foundry.predictor import Predictor
 
     return evaluate_predictor(Predictor.from_dir(registry().fetch(model, version)), [frame])["accuracy"]
-
-
-def cases(scenarios: list[str], real_label: str) -> dict[str, Case]:
-    from foundry.datasets import generate
-
-    out = {}
-    for s in scenarios:
-        if s == "real":
-            parts = real_drift.write(STORAGE / "datasets" / "txhousing", real_label)
-            import pandas as pd
-
-            out[s] = Case(s, "txhousing", ["--config-dir", str(CONF), "data=txhousing"],
-                          ["model=mlp_small", *REAL_TRAINER], REAL_MONITOR, pd.read_parquet(parts["holdout"]))
-        else:
-            out[s] = Case(s, MODEL, [], CHURN_TRAIN, [], generate("churn", s, HOLDOUT_ROWS, seed=HOLDOUT_SEED))
-    return out
 
 
 def train_oracle(env, port: int, case: Case) -> dict:
@@ -322,62 +278,6 @@ def heal_run(env, port: int, case: Case, seed: int, rate: float, timeout_s: floa
         out["stages_s"] = heal_stages(events, onset, JobTimes(info.start_time / 1000, info.end_time / 1000), timings)
         out["retrain_rows"] = sub.get("rows")
     return out
-
-
-# ---- aggregation and the table ---------------------------------------------------------------------------
-
-def interval(values: list) -> dict:
-    """Mean and a 95% Student-t interval over the runs (none from one run)."""
-    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    out = {"mean": statistics.fmean(vals) if vals else None, "ci95": None, "n": len(vals), "values": vals}
-    if len(vals) >= 2:
-        from scipy import stats
-
-        half = stats.t.ppf(0.975, len(vals) - 1) * statistics.stdev(vals) / math.sqrt(len(vals))
-        out["ci95"] = [out["mean"] - half, out["mean"] + half]
-    return out
-
-
-def wilson(p: float, n: int, z: float = 1.96) -> dict:
-    """An accuracy measured on ``n`` held-out rows, with its 95% Wilson interval."""
-    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (
-        1 + z * z / n)
-    return {"mean": p, "ci95": [centre - half, centre + half], "n": n, "values": [p]}
-
-
-def aggregate(case: Case, runs: list[dict]) -> tuple[dict, dict]:
-    healed = [r for r in runs if r.get("healed")]
-    summary = {"healed": {"count": len(healed), "runs": len(runs),
-                          "outcomes": {o: sum(r.get("outcome") == o for r in runs)
-                                       for o in sorted({r.get("outcome", "error") for r in runs})}},
-               "accuracy_after": interval([r.get("accuracy_after") for r in runs]),
-               "accuracy_oracle": wilson(case.oracle["accuracy"], len(case.holdout)) if "accuracy" in case.oracle
-               else None,
-               "retrains": interval([r.get("retrains") for r in runs]),
-               "time_to_heal_s": interval([r["time_to_heal_s"] for r in healed])}
-    details = {"accuracy_before": interval([r.get("accuracy_before") for r in runs]),
-               "live_accuracy_after_heal": interval([r.get("accuracy_after_heal") for r in healed]),
-               "failed_requests": sum(r.get("failed_requests", 0) for r in runs), "first_version": case.v1,
-               "holdout_rows": len(case.holdout), "oracle": case.oracle, "runs": runs}
-    return summary, details
-
-
-def fmt(s: dict | None, spec: str = ".3f") -> str:
-    if not s or s["mean"] is None:
-        return "-"
-    ci = f" [{s['ci95'][0]:{spec}}, {s['ci95'][1]:{spec}}]" if s.get("ci95") else ""
-    return f"{s['mean']:{spec}}{ci}"
-
-
-def table(scenarios: dict, details: dict) -> str:
-    lines = ["| scenario | healed | accuracy before | accuracy after (95% CI) | oracle | retrains | time to heal s "
-             "| failed requests |", "|---|---|---|---|---|---|---|---|"]
-    for name, s in scenarios.items():
-        d = details[name]
-        lines.append(f"| {name} | {s['healed']['count']}/{s['healed']['runs']} | {fmt(d['accuracy_before'])} | "
-                     f"{fmt(s['accuracy_after'])} | {fmt(s['accuracy_oracle'])} | {fmt(s['retrains'], '.1f')} | "
-                     f"{fmt(s['time_to_heal_s'], '.0f')} | {d['failed_requests']} |")
-    return "\n".join(lines)
 
 
 def run_case(env, port: int, case: Case, args, retry: bool) -> list[dict]:

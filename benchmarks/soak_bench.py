@@ -48,16 +48,11 @@ machine, the settings, every slice, the swap, the monitor's figures and every pr
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import secrets
 import shutil
-import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,6 +72,18 @@ from benchmarks.harness import (  # noqa: E402
     wait_http,
 )
 from benchmarks.machine_info import result_header, write_result  # noqa: E402
+from benchmarks.soak_load import (  # noqa: E402
+    POOL_ROWS,
+    POOL_SEED,
+    WRK_TIMEOUT_S,
+    errors_of,
+    percentile,
+    write_lua,
+    wrk_slice,
+)
+from benchmarks.soak_memory import memory_report, memory_snapshot, memory_table, rss_by_process  # noqa: E402
+from benchmarks.soak_monitor import folder_size, monitor_figures, sink_counters  # noqa: E402
+from benchmarks.soak_swap import Swaps  # noqa: E402
 
 GCS_PORT, DASHBOARD_PORT = 6630, 8630
 STORAGE = TMP / "soak-storage"
@@ -87,12 +94,8 @@ APP = "soak"
 REPLICAS = 2
 TRAIN = ["+experiment=quick", "trainer.num_workers=1"]
 MONITOR = ["drift.enabled=true", "drift.retrain.enabled=false"]
-POOL_ROWS, POOL_SEED = 2000, 4242
-WRK_TIMEOUT_S = 10
 FULL = {"duration": 1800, "slice": 10, "warmup": 15, "swap_every": 300}
 QUICK = {"duration": 30, "slice": 5, "warmup": 5, "swap_every": 15}
-BOUND_MIB, BOUND_FRACTION = 50.0, 0.20
-MIB = 2**20
 
 
 def common(port: int) -> list[str]:
@@ -100,366 +103,6 @@ def common(port: int) -> list[str]:
             f"serve.app_name={APP}", f"serve.route_prefix=/{APP}", f"serve.http.port={port}",
             f"serve.autoscaling.min_replicas={REPLICAS}", f"serve.autoscaling.initial_replicas={REPLICAS}",
             f"serve.autoscaling.max_replicas={REPLICAS}", "serve.access_log=false", *MONITOR]
-
-
-# ---- load: wrk slices --------------------------------------------------------------------------------
-
-LUA = r"""-- written by benchmarks/soak_bench.py: cycle through in-distribution rows, count answers per version
-local bodies = {
-%(bodies)s
-}
-local headers = {["Content-Type"] = "application/json", ["X-API-Key"] = "%(key)s"}
-local reqs = {}
-local n = 0
-local threads = {}
-counts = {}
-
-function setup(thread)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  for i, b in ipairs(bodies) do reqs[i] = wrk.format("POST", nil, headers, b) end
-  n = math.random(#reqs) - 1
-end
-
-function request()
-  n = n %% #reqs + 1
-  return reqs[n]
-end
-
-function response(status, hdrs, body)
-  local key
-  if status == 200 then
-    key = string.match(body, '"model_version"%%s*:%%s*"([^"]+)"') or "?"
-  else
-    key = "status_" .. status
-  end
-  counts[key] = (counts[key] or 0) + 1
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("SOAK summary %%d %%d %%d %%d %%d %%d %%d\n", summary.duration, summary.requests,
-    e.connect, e.read, e.write, e.status, e.timeout))
-  for _, t in ipairs(threads) do
-    for k, v in pairs(t:get("counts")) do io.write(string.format("SOAK count %%s %%d\n", k, v)) end
-  end
-  if summary.requests > 0 then
-    local parts = {}
-    for i = 1, #latency do  -- wrk 4: #latency distinct values; latency(i) -> the i-th value (us), its count
-      local us, c = latency(i)
-      parts[#parts + 1] = string.format("%%d:%%d", us, c)
-    end
-    io.write("SOAK hist " .. table.concat(parts, ",") .. "\n")
-    io.write(string.format("SOAK p %%d %%d %%d %%d\n", latency:percentile(50), latency:percentile(90),
-      latency:percentile(99), latency.max))
-  end
-end
-"""
-
-
-def write_lua(path: Path, key: str) -> Path:
-    """The wrk script: POST /predict with one of POOL_ROWS baseline rows per request, cycled."""
-    from foundry.datasets import generate
-    from foundry.traffic import LABEL_COLUMNS
-
-    frame = generate("churn", "baseline", POOL_ROWS, seed=POOL_SEED).drop(columns=list(LABEL_COLUMNS))
-    rows = json.loads(frame.to_json(orient="records"))
-    bodies = ",\n".join("[==[" + json.dumps({"rows": [row]}) + "]==]" for row in rows)
-    path.write_text(LUA % {"bodies": bodies, "key": key})
-    return path
-
-
-def parse_slice(text: str) -> dict:
-    """wrk's output of one slice -> counts, errors, per-version answers and the latency histogram (us -> n)."""
-    out: dict = {"versions": {}, "hist": {}}
-    for line in text.splitlines():
-        if not line.startswith("SOAK "):
-            continue
-        kind, _, rest = line[5:].partition(" ")
-        if kind == "summary":
-            dur, reqs, connect, read, write, status, timeout = (int(x) for x in rest.split())
-            out.update(duration_s=dur / 1e6, requests=reqs,
-                       errors={"non_2xx": status, "connect": connect, "read": read, "write": write,
-                               "timeout": timeout})
-        elif kind == "count":
-            key, _, n = rest.rpartition(" ")
-            out["versions"][key] = out["versions"].get(key, 0) + int(n)
-        elif kind == "hist" and rest:
-            for pair in rest.split(","):
-                us, n = pair.split(":")
-                out["hist"][int(us)] = int(n)
-        elif kind == "p":
-            p50, p90, p99, mx = (int(x) for x in rest.split())
-            out["wrk_percentiles_us"] = {"p50": p50, "p90": p90, "p99": p99, "max": mx}
-    if "requests" not in out:
-        raise RuntimeError(f"wrk gave no summary:\n{text[-2000:]}")
-    return out
-
-
-def percentile(hist: dict[int, int], p: float) -> float | None:
-    """The p-th percentile (ms) of a latency histogram in microseconds (the smallest value with >= p% at or below)."""
-    total = sum(hist.values())
-    if total == 0:
-        return None
-    need = total * p / 100
-    seen = 0
-    for us in sorted(hist):
-        seen += hist[us]
-        if seen >= need:
-            return us / 1000
-    return max(hist) / 1000
-
-
-def wrk_slice(wrk: str, url: str, script: Path, concurrency: int, seconds: int) -> dict:
-    proc = subprocess.run([wrk, "-t1", f"-c{concurrency}", f"-d{seconds}s", f"--timeout={WRK_TIMEOUT_S}s",
-                           "-s", str(script), url], cwd=REPO, capture_output=True, text=True, timeout=seconds + 120)
-    if proc.returncode != 0:
-        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    return parse_slice(proc.stdout)
-
-
-def errors_of(s: dict) -> int:
-    return sum(s["errors"].values())
-
-
-# ---- memory of the cluster's processes ---------------------------------------------------------------
-
-def _psutil():
-    from cluster.processes import _psutil as vendored
-
-    return vendored()
-
-
-def process_name(cmd: list[str]) -> str:
-    """A readable, stable name for one Ray process, from its command line."""
-    if not cmd:
-        return "?"
-    first = cmd[0]
-    base = os.path.basename(first.split()[0])
-    if base in ("gcs_server", "raylet"):
-        return base
-    m = re.match(r"(ray::[^.\s(]+)", first)
-    if m:  # workers and actors: ray::ServeReplica:<app>:<deployment>, ray::DriftMonitor, ray::IDLE, ...
-        return m.group(1)
-    if first.startswith("ray-dashboard-"):  # dashboard head modules run as their own processes
-        return first.split()[0]
-    joined = " ".join(cmd)
-    for marker, name in (("dashboard/agent.py", "dashboard_agent"), ("runtime_env/agent/main.py", "runtime_env_agent"),
-                         ("dashboard/dashboard.py", "dashboard"), ("log_monitor.py", "log_monitor"),
-                         ("autoscaler/_private/monitor.py", "autoscaler_monitor"),
-                         ("ray.util.client.server", "ray_client_server"),
-                         # the dashboard's module processes (ray-dashboard-*) come from a multiprocessing forkserver
-                         ("multiprocessing.forkserver", "multiprocessing forkserver"),
-                         ("multiprocessing.resource_tracker", "multiprocessing resource_tracker")):
-        if marker in joined:
-            return name
-    script = next((a for a in cmd[1:] if a.endswith(".py")), first)
-    return os.path.basename(script)
-
-
-def memory_snapshot(full: bool) -> dict[int, dict]:
-    """pid -> name, RSS (and USS, PSS when ``full``) of every process of the soak cluster."""
-    from cluster.processes import find_head
-
-    psutil = _psutil()
-    head = find_head(GCS_PORT)
-    out: dict[int, dict] = {}
-    for pid in head.pids if head else []:
-        try:
-            p = psutil.Process(pid)
-            with p.oneshot():
-                cmd = p.cmdline()
-                info = {"name": process_name(cmd), "created": p.create_time(), "cmdline": " ".join(cmd)[:300]}
-                if full:
-                    m = p.memory_full_info()
-                    info.update(rss_mib=m.rss / MIB, uss_mib=m.uss / MIB, pss_mib=getattr(m, "pss", 0) / MIB)
-                else:
-                    info["rss_mib"] = p.memory_info().rss / MIB
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-        out[pid] = info
-    return out
-
-
-def rss_by_process(snapshot: dict[int, dict]) -> dict[str, float]:
-    """name (with the pid where the name is not unique) -> RSS MiB, for the per-slice record."""
-    names = [v["name"] for v in snapshot.values()]
-    return {(f"{v['name']} (pid {pid})" if names.count(v["name"]) > 1 else v["name"]): round(v["rss_mib"], 1)
-            for pid, v in sorted(snapshot.items(), key=lambda kv: (kv[1]["name"], kv[0]))}
-
-
-def allowed_growth(start_mib: float) -> float:
-    return max(BOUND_MIB, BOUND_FRACTION * start_mib)
-
-
-def memory_report(start: dict[int, dict], end: dict[int, dict]) -> dict:
-    """Per process start/end/growth, new and exited processes, totals, and the verdict against the bound."""
-    # A process is its pid and start time (a pid reused by another process is another process).
-    start = {(pid, round(v["created"])): v for pid, v in start.items()}
-    end = {(pid, round(v["created"])): v for pid, v in end.items()}
-    every = {**start, **end}
-    names = [v["name"] for v in every.values()]
-    dup = {n for n in names if names.count(n) > 1}
-    rows = []
-    for key in sorted(every, key=lambda k: (every[k]["name"], k)):
-        s, e = start.get(key), end.get(key)
-        name = every[key]["name"]
-        row = {"process": f"{name} (pid {key[0]})" if name in dup else name, "name": name, "pid": key[0],
-               "state": "both" if s and e else ("new" if e else "exited"), "cmdline": every[key]["cmdline"]}
-        for field in ("rss_mib", "uss_mib", "pss_mib"):
-            row[f"start_{field}"] = round(s[field], 1) if s else None
-            row[f"end_{field}"] = round(e[field], 1) if e else None
-        if s and e:
-            growth = e["rss_mib"] - s["rss_mib"]
-            row.update(growth_rss_mib=round(growth, 1), growth_uss_mib=round(e["uss_mib"] - s["uss_mib"], 1),
-                       growth_pct=round(100 * growth / s["rss_mib"], 1) if s["rss_mib"] else None,
-                       allowed_mib=round(allowed_growth(s["rss_mib"]), 1),
-                       within_bound=growth <= allowed_growth(s["rss_mib"]))
-        rows.append(row)
-    both = [r for r in rows if r["state"] == "both"]
-    worst = max(both, key=lambda r: r["growth_rss_mib"] / r["allowed_mib"], default=None)
-    breaches = [r["process"] for r in both if not r["within_bound"]]
-
-    def total(snapshot: dict, field: str) -> float:
-        return round(sum(v[field] for v in snapshot.values()), 1)
-
-    return {"bound": f"every process present at start and end grows by at most max({BOUND_MIB:.0f} MiB, "
-                     f"{100 * BOUND_FRACTION:.0f}% of its start RSS)",
-            "bound_mib": BOUND_MIB, "bound_fraction": BOUND_FRACTION,
-            "verdict": "pass" if both and not breaches else "fail", "breaches": breaches,
-            "processes": rows, "processes_start": len(start), "processes_end": len(end),
-            "new": [r["process"] for r in rows if r["state"] == "new"],
-            "exited": [r["process"] for r in rows if r["state"] == "exited"],
-            "total_start_rss_mib": total(start, "rss_mib"), "total_end_rss_mib": total(end, "rss_mib"),
-            "total_growth_rss_mib": round(total(end, "rss_mib") - total(start, "rss_mib"), 1),
-            "total_start_uss_mib": total(start, "uss_mib"), "total_end_uss_mib": total(end, "uss_mib"),
-            "growth_of_processes_in_both_mib": round(sum(r["growth_rss_mib"] for r in both), 1),
-            "worst": {k: worst[k] for k in ("process", "start_rss_mib", "end_rss_mib", "growth_rss_mib",
-                                             "growth_pct", "allowed_mib")} if worst else None}
-
-
-# ---- the swap ------------------------------------------------------------------------------------------
-
-def _post_one(url: str, key: str, body: bytes) -> tuple[int, str | None]:
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/json", "X-API-Key": key})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read()).get("model_version")
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-    except OSError:
-        return 0, None
-
-
-class Swaps(threading.Thread):
-    """Every ``every`` seconds from ``t0`` until ``until``: a swap to the other version (v1 -> v2 -> v1 ...)."""
-
-    def __init__(self, t0: float, every: float, until: float, env: dict, port: int, v1: str, v2: str):
-        super().__init__(daemon=True, name="soak-swaps")
-        self.t0, self.every, self.until, self.env, self.port, self.v1, self.v2 = t0, every, until, env, port, v1, v2
-        self.swaps: list[Swap] = []
-
-    def run(self) -> None:
-        k, current, other = 1, self.v1, self.v2
-        while self.t0 + k * self.every < self.until - 20:  # a swap needs slices after it to be judged
-            swap = Swap(self.t0 + k * self.every, self.env, self.port, current, other)
-            self.swaps.append(swap)
-            swap.run()
-            current, other, k = other, current, k + 1
-
-
-class Swap:
-    """At ``at`` (epoch s): redeploy with serve.model_ref=<v2>; probe /predict every 0.2 s meanwhile."""
-
-    def __init__(self, at: float, env: dict, port: int, v1: str, v2: str):
-        self.at, self.env, self.port, self.v1, self.v2 = at, env, port, v1, v2
-        self.result: dict = {"from": v1, "to": v2}
-
-    def run(self) -> None:
-        from serve_bench import ROW
-
-        time.sleep(max(0.0, self.at - time.time()))
-        url = f"http://127.0.0.1:{self.port}/{APP}/predict"
-        body = json.dumps({"rows": [ROW]}).encode()
-        probes: list[tuple[float, int, str | None]] = []
-        started = time.time()
-        proc = subprocess.Popen([PY, "-m", "serve_apps.deploy", *common(self.port), f"serve.model_ref={self.v2}"],
-                                cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        while proc.poll() is None:
-            probes.append((time.time(), *_post_one(url, self.env["FOUNDRY_API_KEY"], body)))
-            time.sleep(0.2)
-        returned = time.time()
-        while time.time() < returned + 5:
-            probes.append((time.time(), *_post_one(url, self.env["FOUNDRY_API_KEY"], body)))
-            time.sleep(0.2)
-        output = proc.stdout.read()
-        first_v2 = next((t for t, _, v in probes if v == self.v2), None)
-        last_v1 = max((t for t, _, v in probes if v == self.v1), default=None)
-        self.result.update(started_at=started, returned_at=returned, returncode=proc.returncode,
-                           cli_s=round(returned - started, 2), output=output.strip().splitlines()[-3:],
-                           probes=len(probes), probe_errors=sum(1 for _, s, _ in probes if s != 200),
-                           first_v2_at=first_v2, last_v1_at=last_v1)
-
-
-# ---- the monitor's figures -----------------------------------------------------------------------------
-
-PROBE = """
-import json, sys
-import ray
-from foundry import ray_runtime
-ray_runtime.connect(sys.argv[1], logging_level="ERROR", log_to_driver=False)
-h = ray.get_actor(sys.argv[2], namespace="foundry")
-st = ray.get(h.flush.remote(), timeout=120)
-rounds = ray.get(h.rounds.remote(0), timeout=120)
-ports = [n.get("MetricsExportPort") for n in ray.nodes() if n.get("Alive")]
-print("SOAKJSON " + json.dumps({"status": st, "metrics_ports": ports, "rounds": [{k: r.get(k) for k in ("round", "at", "rows", "drifted",
-      "votes", "reference_version")} for r in rounds]}, default=str))
-"""
-
-
-def monitor_figures(env: dict) -> dict:
-    """Counters and test rounds of the monitor, from a short-lived driver (this process never joins the
-    cluster: Ray kills a connected driver when the cluster goes down, before it could write results)."""
-    text = run([PY, "-c", PROBE, f"127.0.0.1:{GCS_PORT}", f"foundry-monitor-{MODEL}"], env=env, timeout=300)
-    line = next(x for x in text.splitlines() if x.startswith("SOAKJSON "))
-    data = json.loads(line[len("SOAKJSON "):])
-    st, rounds = data["status"], data["rounds"]
-    return {"counters": st["counters"], "window_rows": st["window_rows"], "queued_rows": st.get("queued_rows"),
-            "phase": st["controller"].get("phase"), "reference_version": st["reference_version"],
-            "rounds": len(rounds), "rounds_drifted": sum(1 for r in rounds if r["drifted"]),
-            "drift_votes": sorted({v for r in rounds for v in r["votes"] or []}),
-            "metrics_ports": data["metrics_ports"]}
-
-
-def sink_counters(ports: list[int]) -> dict:
-    """The replicas' ``foundry_monitor_sink_rows`` counters (sent / dropped / failed), summed over the nodes'
-    Prometheus endpoints (``ports``: each node's MetricsExportPort); {"error": ...} when none can be read."""
-    out: dict[str, float] = {}
-    problems = []
-    for port in ports:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-                text = r.read().decode()
-        except OSError as exc:
-            problems.append(f":{port}: {exc}")
-            continue
-        for line in text.splitlines():
-            if line.startswith("#") or "foundry_monitor_sink_rows" not in line:
-                continue
-            m = re.search(r'outcome="([^"]+)"', line)
-            if m:
-                out[m.group(1)] = out.get(m.group(1), 0) + float(line.rsplit(" ", 1)[1])
-    if not out:
-        return {"error": f"no foundry_monitor_sink_rows on the metrics ports {ports} {problems}"}
-    return {k: int(v) for k, v in out.items()}
-
-
-def folder_size(path: Path) -> dict:
-    files = [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
-    return {"files": len(files), "mib": round(sum(p.stat().st_size for p in files) / MIB, 1)}
 
 
 # ---- the soak ------------------------------------------------------------------------------------------
@@ -481,11 +124,11 @@ def soak(wrk: str, env: dict, port: int, s: dict, concurrency: int, v1: str, v2:
     say(f"  warm-up ({s['warmup']} s) ...")
     warm = wrk_slice(wrk, f"{url}/predict", script, concurrency, s["warmup"])
     time.sleep(3)  # the sinks flush and the monitor drains before the first snapshot
-    mem_start = memory_snapshot(full=True)
+    mem_start = memory_snapshot(GCS_PORT, full=True)
     say(f"  memory at start: {len(mem_start)} processes, {sum(v['rss_mib'] for v in mem_start.values()):,.0f} MiB RSS")
     n_slices = max(1, s["duration"] // s["slice"])
     t0 = time.time()
-    swaps = Swaps(t0, s["swap_every"], t0 + n_slices * s["slice"], env, port, v1, v2)
+    swaps = Swaps(t0, s["swap_every"], t0 + n_slices * s["slice"], env, port, v1, v2, common(port), APP)
     swaps.start()
     slices = []
     say(f"  {'slice':>5} {'t s':>5} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6} "
@@ -494,7 +137,7 @@ def soak(wrk: str, env: dict, port: int, s: dict, concurrency: int, v1: str, v2:
         started = time.time()
         r = wrk_slice(wrk, f"{url}/predict", script, concurrency, s["slice"])
         ended = time.time()
-        mem = memory_snapshot(full=False)
+        mem = memory_snapshot(GCS_PORT, full=False)
         rss = sum(v["rss_mib"] for v in mem.values())
         by_name = rss_by_process(mem)
         mon = sum(v for k, v in by_name.items() if k.startswith("ray::DriftMonitor"))
@@ -512,7 +155,7 @@ def soak(wrk: str, env: dict, port: int, s: dict, concurrency: int, v1: str, v2:
             f"{row['max_ms'] or 0:>7.1f} {row['error_count']:>6} {rss:>12,.0f} {mon:>7.0f} {rep:>8.0f}  {short}")
     swaps.join(timeout=600)
     time.sleep(3)
-    mem_end = memory_snapshot(full=True)
+    mem_end = memory_snapshot(GCS_PORT, full=True)
     return {"warmup": {k: warm[k] for k in ("requests", "errors", "versions")}, "slices": slices, "t0": t0,
             "load_ended_at": ended,
             "swaps": [sw.result for sw in swaps.swaps], "mem_start": mem_start, "mem_end": mem_end}
@@ -572,22 +215,6 @@ def analyse(raw: dict, v1: str, v2: str) -> dict:
     return {"totals": totals, "swaps": swaps}
 
 
-def memory_table(mem: dict) -> str:
-    lines = [f"{'process':<48} {'RSS start':>9} {'RSS end':>8} {'growth':>7} {'USS start':>9} {'USS end':>8}  bound",
-             "-" * 100]
-    for r in mem["processes"]:
-        def f(v, fmt=">9.1f"):
-            return format(v, fmt) if v is not None else format("-", ">9")
-        verdict = ("ok" if r["within_bound"] else f"BREACH (> {r['allowed_mib']:.0f} MiB)") if r["state"] == "both" \
-            else r["state"]
-        lines.append(f"{r['process'][:48]:<48} {f(r['start_rss_mib'])} {f(r['end_rss_mib'], '>8.1f')} "
-                     f"{f(r.get('growth_rss_mib'), '>+7.1f') if r['state'] == 'both' else format('-', '>7')} "
-                     f"{f(r['start_uss_mib'])} {f(r['end_uss_mib'], '>8.1f')}  {verdict}")
-    lines.append(f"{'total':<48} {mem['total_start_rss_mib']:>9.1f} {mem['total_end_rss_mib']:>8.1f} "
-                 f"{mem['total_growth_rss_mib']:>+7.1f} {mem['total_start_uss_mib']:>9.1f} {mem['total_end_uss_mib']:>8.1f}")
-    return "\n".join(lines)
-
-
 def cluster_left() -> list[int]:
     from cluster.processes import find_head
 
@@ -640,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             # Replicas report their metrics every few seconds (Ray's metrics_report_interval_ms, 10 s by default).
             time.sleep(max(0.0, raw["load_ended_at"] + 15 - time.time()))
             try:
-                monitor = monitor_figures(env)
+                monitor = monitor_figures(env, GCS_PORT, MODEL)
                 sink = sink_counters(monitor.pop("metrics_ports"))
             except Exception as exc:  # keep the load and memory figures
                 monitor = {"error": f"{type(exc).__name__}: {exc}"}
