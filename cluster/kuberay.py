@@ -29,7 +29,14 @@ import yaml
 
 from cluster import nodes
 from foundry import job_submission
-from foundry.config import ClusterKind, FoundryConfig, HeadNodeConfig, K8sResourcesConfig, WorkerTypeConfig
+from foundry.config import (
+    ClusterConfig,
+    ClusterKind,
+    FoundryConfig,
+    HeadNodeConfig,
+    K8sResourcesConfig,
+    WorkerTypeConfig,
+)
 
 API_VERSION = "ray.io/v1"
 TOKEN_SECRET_KEY = "auth_token"  # the key KubeRay expects in authOptions.secretName's Secret
@@ -42,13 +49,13 @@ def _k8s_name(name: str) -> str:
     return name.replace("_", "-").lower()
 
 
-def _labels(cfg: FoundryConfig, component: str) -> dict[str, str]:
+def _labels(c: ClusterConfig, component: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": "foundry", "app.kubernetes.io/component": component,
-            "app.kubernetes.io/part-of": cfg.cluster.name}
+            "app.kubernetes.io/part-of": c.name}
 
 
-def _metadata(cfg: FoundryConfig, name: str, component: str) -> dict[str, Any]:
-    return {"name": name, "namespace": cfg.cluster.kuberay.namespace, "labels": _labels(cfg, component)}
+def _metadata(c: ClusterConfig, name: str, component: str) -> dict[str, Any]:
+    return {"name": name, "namespace": c.kuberay.namespace, "labels": _labels(c, component)}
 
 
 def _env(cfg: FoundryConfig, serve: bool) -> list[dict[str, Any]]:
@@ -115,7 +122,7 @@ def _head_group(cfg: FoundryConfig, serve: bool) -> dict[str, Any]:
     return {
         "serviceType": c.kuberay.service_type,
         "rayStartParams": params,
-        "template": {"metadata": {"labels": _labels(cfg, "ray-head")}, "spec": pod},
+        "template": {"metadata": {"labels": _labels(c, "ray-head")}, "spec": pod},
     }
 
 
@@ -137,7 +144,7 @@ def _worker_group(cfg: FoundryConfig, name: str, w: WorkerTypeConfig, serve: boo
         "minReplicas": w.min_workers,
         "maxReplicas": w.max_workers,
         "rayStartParams": params,
-        "template": {"metadata": {"labels": {**_labels(cfg, "ray-worker"), "foundry/worker-type": _k8s_name(name)}},
+        "template": {"metadata": {"labels": {**_labels(c, "ray-worker"), "foundry/worker-type": _k8s_name(name)}},
                      "spec": pod},
     }
 
@@ -164,7 +171,7 @@ def ray_cluster_spec(cfg: FoundryConfig, worker_types: list[str] | None = None, 
 def ray_cluster(cfg: FoundryConfig) -> dict[str, Any]:
     """A long-lived RayCluster for interactive use and ``ray job submit`` (all worker types)."""
     return {"apiVersion": API_VERSION, "kind": "RayCluster",
-            "metadata": _metadata(cfg, cfg.cluster.name, "ray-cluster"),
+            "metadata": _metadata(cfg.cluster, cfg.cluster.name, "ray-cluster"),
             "spec": ray_cluster_spec(cfg)}
 
 
@@ -189,7 +196,7 @@ def ray_service(cfg: FoundryConfig) -> dict[str, Any]:
     serve_config = serve_config_for_kubernetes(cfg)
     return {
         "apiVersion": API_VERSION, "kind": "RayService",
-        "metadata": _metadata(cfg, k.service.name, "ray-service"),
+        "metadata": _metadata(cfg.cluster, k.service.name, "ray-service"),
         "spec": {
             "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=False),
             "rayClusterConfig": ray_cluster_spec(cfg, k.service.worker_types, serve=True),
@@ -197,15 +204,15 @@ def ray_service(cfg: FoundryConfig) -> dict[str, Any]:
     }
 
 
-def train_entrypoint(cfg: FoundryConfig) -> str:
-    return " ".join(["python", "-m", "jobs.train", *(shlex.quote(o) for o in cfg.cluster.kuberay.job.overrides)])
+def train_entrypoint(c: ClusterConfig) -> str:
+    return " ".join(["python", "-m", "jobs.train", *(shlex.quote(o) for o in c.kuberay.job.overrides)])
 
 
 def ray_job(cfg: FoundryConfig) -> dict[str, Any]:
     """The training job, on a cluster KubeRay creates for it (and deletes when it is done)."""
     j = cfg.cluster.kuberay.job
     spec: dict[str, Any] = {
-        "entrypoint": train_entrypoint(cfg),
+        "entrypoint": train_entrypoint(cfg.cluster),
         "metadata": job_submission.metadata("train", cfg.model_name, cfg.trigger),
         "submissionMode": "K8sJobMode",
         "shutdownAfterJobFinishes": j.shutdown_after_job_finishes,
@@ -215,4 +222,4 @@ def ray_job(cfg: FoundryConfig) -> dict[str, Any]:
     }
     if j.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = j.active_deadline_seconds
-    return {"apiVersion": API_VERSION, "kind": "RayJob", "metadata": _metadata(cfg, j.name, "ray-job"), "spec": spec}
+    return {"apiVersion": API_VERSION, "kind": "RayJob", "metadata": _metadata(cfg.cluster, j.name, "ray-job"), "spec": spec}

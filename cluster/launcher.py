@@ -22,7 +22,14 @@ from typing import Any
 
 from cluster import nodes
 from foundry import ray_runtime
-from foundry.config import ClusterKind, FoundryConfig, InstallSource, TokenSource, WorkerTypeConfig
+from foundry.config import (
+    ClusterConfig,
+    ClusterKind,
+    FoundryConfig,
+    InstallSource,
+    TokenSource,
+    WorkerTypeConfig,
+)
 from foundry.serving import haproxy_ingress
 
 HEAD_NODE_TYPE = "ray_head"
@@ -42,15 +49,15 @@ def launcher_config(cfg: FoundryConfig) -> dict[str, Any]:
     if c.kind not in (ClusterKind.aws, ClusterKind.gcp):
         raise ValueError(f"launcher_config renders cluster=aws|gcp, not {c.kind.value}")
     a = c.autoscaling
-    node_types: dict[str, Any] = {HEAD_NODE_TYPE: _head_type(cfg)}
+    node_types: dict[str, Any] = {HEAD_NODE_TYPE: _head_type(c)}
     for name, w in a.worker_types.items():
-        node_types[name] = _worker_type(cfg, w)
+        node_types[name] = _worker_type(c, w)
     return {
         "cluster_name": c.name,
         "max_workers": a.max_workers,
         "upscaling_speed": a.upscaling_speed,
         "idle_timeout_minutes": a.idle_timeout_minutes,
-        "provider": _provider(cfg),
+        "provider": _provider(c),
         "auth": {"ssh_user": c.cloud.ssh_user},
         "docker": {
             "image": c.image or c.head.image,
@@ -62,24 +69,23 @@ def launcher_config(cfg: FoundryConfig) -> dict[str, Any]:
         },
         "available_node_types": node_types,
         "head_node_type": HEAD_NODE_TYPE,
-        "file_mounts": _file_mounts(cfg),
+        "file_mounts": _file_mounts(c),
         "cluster_synced_files": [],
         "file_mounts_sync_continuously": False,
         "rsync_exclude": list(UPLOAD_EXCLUDES),
         "rsync_filter": [".gitignore"],
         "initialization_commands": [],
         "setup_commands": setup_commands(cfg),
-        "head_setup_commands": _head_setup_commands(cfg),
+        "head_setup_commands": _head_setup_commands(c),
         "worker_setup_commands": [],
-        "head_start_ray_commands": ["ray stop", head_start_command(cfg)],
-        "worker_start_ray_commands": ["ray stop", worker_start_command(cfg)],
+        "head_start_ray_commands": ["ray stop", head_start_command(c)],
+        "worker_start_ray_commands": ["ray stop", worker_start_command(c)],
         "metadata": {"rendered_by": "python -m cluster render", "model": cfg.model_name,
                      "storage_root": cfg.storage.root},
     }
 
 
-def _provider(cfg: FoundryConfig) -> dict[str, Any]:
-    c = cfg.cluster
+def _provider(c: ClusterConfig) -> dict[str, Any]:
     cl = c.cloud
     provider: dict[str, Any] = {"type": c.kind.value, "region": cl.region}
     if c.kind is ClusterKind.aws:
@@ -92,20 +98,18 @@ def _provider(cfg: FoundryConfig) -> dict[str, Any]:
     return provider
 
 
-def _head_type(cfg: FoundryConfig) -> dict[str, Any]:
-    c = cfg.cluster
+def _head_type(c: ClusterConfig) -> dict[str, Any]:
     h = c.head
     resources = {} if c.head_num_cpus is None else {"CPU": int(c.head_num_cpus)}
     if c.kind is ClusterKind.aws:
         node_config = _aws_node(h.instance_type, h.vm_image, h.disk_gb, spot=False, profile=None)
     else:
-        node_config = _gcp_node(cfg, h.machine_type, h.vm_image, h.disk_gb, accelerator=None, gpus=0, spot=False,
+        node_config = _gcp_node(c, h.machine_type, h.vm_image, h.disk_gb, accelerator=None, gpus=0, spot=False,
                                 service_account=None)
     return {"resources": resources, "node_config": node_config, "min_workers": 0, "max_workers": 0}
 
 
-def _worker_type(cfg: FoundryConfig, w: WorkerTypeConfig) -> dict[str, Any]:
-    c = cfg.cluster
+def _worker_type(c: ClusterConfig, w: WorkerTypeConfig) -> dict[str, Any]:
     resources: dict[str, int] = {"CPU": int(w.cpus), "object_store_memory": int(w.object_store_gb * GIB)}
     if w.gpus:
         resources["GPU"] = int(w.gpus)
@@ -113,7 +117,7 @@ def _worker_type(cfg: FoundryConfig, w: WorkerTypeConfig) -> dict[str, Any]:
         node_config = _aws_node(w.instance_type, w.vm_image, w.disk_gb, spot=w.spot,
                                 profile=c.cloud.iam_instance_profile)
     else:
-        node_config = _gcp_node(cfg, w.machine_type, w.vm_image, w.disk_gb, accelerator=w.accelerator,
+        node_config = _gcp_node(c, w.machine_type, w.vm_image, w.disk_gb, accelerator=w.accelerator,
                                 gpus=w.gpus, spot=w.spot, service_account=c.cloud.service_account)
     out: dict[str, Any] = {"resources": resources, "node_config": node_config,
                            "min_workers": w.min_workers, "max_workers": w.max_workers}
@@ -138,13 +142,13 @@ def _aws_node(instance_type: str | None, ami: str | None, disk_gb: int, spot: bo
     return node
 
 
-def _gcp_node(cfg: FoundryConfig, machine_type: str | None, image: str | None, disk_gb: int,
+def _gcp_node(c: ClusterConfig, machine_type: str | None, image: str | None, disk_gb: int,
               accelerator: str | None, gpus: int, spot: bool, service_account: str | None) -> dict[str, Any]:
     node: dict[str, Any] = {
         "machineType": machine_type,
         "disks": [{"boot": True, "autoDelete": True, "type": "PERSISTENT",
                    "initializeParams": {"diskSizeGb": disk_gb, "sourceImage": image}}],
-        "labels": {"app": "foundry", "foundry-cluster": cfg.cluster.name},
+        "labels": {"app": "foundry", "foundry-cluster": c.name},
     }
     scheduling: dict[str, Any] = {}
     if gpus:
@@ -161,8 +165,7 @@ def _gcp_node(cfg: FoundryConfig, machine_type: str | None, image: str | None, d
     return node
 
 
-def _file_mounts(cfg: FoundryConfig) -> dict[str, str]:
-    c = cfg.cluster
+def _file_mounts(c: ClusterConfig) -> dict[str, str]:
     mounts: dict[str, str] = {}
     if c.install.source is InstallSource.upload:
         mounts[c.install.dir] = str(nodes.REPO_ROOT)
@@ -183,7 +186,7 @@ def setup_commands(cfg: FoundryConfig) -> list[str]:
     c = cfg.cluster
     cmds = [env_file_command(cfg),
             f"grep -qxF 'source {ENV_FILE}' ~/.bashrc || echo 'source {ENV_FILE}' >> ~/.bashrc"]
-    cmds += _token_commands(cfg)
+    cmds += _token_commands(c)
     if c.install.source is InstallSource.image:
         return cmds
     d = _home_path(c.install.dir)
@@ -200,8 +203,7 @@ def setup_commands(cfg: FoundryConfig) -> list[str]:
     return cmds
 
 
-def _token_commands(cfg: FoundryConfig) -> list[str]:
-    c = cfg.cluster
+def _token_commands(c: ClusterConfig) -> list[str]:
     if c.auth.token_source is TokenSource.file:
         return [f"chmod 700 ~/.ray && chmod 600 {REMOTE_TOKEN}"]
     # Python string literals in double quotes (json.dumps), so the command needs no nested single quotes.
@@ -226,12 +228,12 @@ def _token_commands(cfg: FoundryConfig) -> list[str]:
     ]
 
 
-def _head_setup_commands(cfg: FoundryConfig) -> list[str]:
+def _head_setup_commands(c: ClusterConfig) -> list[str]:
     """The autoscaler on the head drives the cloud's API (the launcher's own requirement; the project's
     image has the clients already)."""
-    if cfg.cluster.install.source is InstallSource.image:
+    if c.install.source is InstallSource.image:
         return []
-    if cfg.cluster.kind is ClusterKind.aws:
+    if c.kind is ClusterKind.aws:
         return ["pip install --quiet 'boto3>=1.4.8'"]
     return ["pip install --quiet google-api-python-client"]
 
@@ -248,8 +250,7 @@ def env_file_command(cfg: FoundryConfig) -> str:
     return "printf '%s\\n' " + " ".join(shlex.quote(line) for line in lines) + f" > {ENV_FILE}"
 
 
-def head_start_command(cfg: FoundryConfig) -> str:
-    c = cfg.cluster
+def head_start_command(c: ClusterConfig) -> str:
     args = [
         "ray start --head",
         f"--port={c.gcs_port}",
@@ -265,7 +266,6 @@ def head_start_command(cfg: FoundryConfig) -> str:
     return f"ulimit -n 65536; source {ENV_FILE}; " + " ".join(args)
 
 
-def worker_start_command(cfg: FoundryConfig) -> str:
-    c = cfg.cluster
+def worker_start_command(c: ClusterConfig) -> str:
     return (f"ulimit -n 65536; source {ENV_FILE}; ray start --address=$RAY_HEAD_IP:{c.gcs_port} "
             f"--object-manager-port={OBJECT_MANAGER_PORT} --disable-usage-stats")

@@ -47,9 +47,9 @@ def check_shared_storage(cfg: FoundryConfig) -> None:
             "FOUNDRY_STORAGE or storage.root=... may have replaced it")
 
 
-def check_gpu_workers(cfg: FoundryConfig, key: str, names: list[str]) -> None:
+def check_gpu_workers(c: ClusterConfig, key: str, names: list[str]) -> None:
     """A GPU trainer or GPU Serve replicas need a GPU worker type among ``names``."""
-    workers = cfg.cluster.autoscaling.worker_types
+    workers = c.autoscaling.worker_types
     if not any(workers[n].gpus > 0 for n in names):
         raise ConfigError(f"{key}: none of the worker types {names} has GPUs, but "
                           + ("trainer.use_gpu" if "job" in key else "serve.use_gpu") + " is true")

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from enum import Enum
 from typing import Any, NamedTuple
 
-from foundry.config import ClusterKind, FoundryConfig, InstallSource
+from foundry.config import ClusterConfig, ClusterKind, FoundryConfig, InstallSource
 
 PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?<![0-9])(123456789012|000000000000)(?![0-9])"), "an example AWS account id"),
@@ -62,9 +62,8 @@ def _strings(key: str, value: Any) -> Iterator[tuple[str, str]]:
             yield from _strings(f"{key}[{i}]", v)
 
 
-def _skipped(cfg: FoundryConfig) -> tuple[str, ...]:
+def _skipped(c: ClusterConfig) -> tuple[str, ...]:
     """Key prefixes the rendered files of this cluster kind do not use."""
-    c = cfg.cluster
     if c.kind is ClusterKind.kuberay:
         return ("cluster.cloud.", "cluster.install.")
     skipped = ("cluster.kuberay.",)
@@ -77,7 +76,7 @@ def find(cfg: FoundryConfig) -> list[Placeholder]:
     """Every used key of a rendered (aws/gcp/kuberay) cluster whose value looks like a placeholder."""
     if cfg.cluster.kind is ClusterKind.local:
         return []
-    skipped = _skipped(cfg)
+    skipped = _skipped(cfg.cluster)
     found = []
     for key, value in [("storage.root", cfg.storage.root), *_strings("cluster", cfg.cluster)]:
         if key.startswith(skipped):

@@ -25,7 +25,7 @@ import yaml
 
 from cluster import autoscaling, kuberay, launcher, nodes, placeholders
 from foundry import ray_runtime
-from foundry.config import ClusterKind, FoundryConfig, PlaceholderPolicy, validate
+from foundry.config import ClusterConfig, ClusterKind, FoundryConfig, PlaceholderPolicy, validate
 from foundry.errors import ConfigError
 
 DEFAULT_OUT_DIR = nodes.REPO_ROOT / "outputs" / "cluster"
@@ -51,9 +51,9 @@ def render(cfg: FoundryConfig, strict: bool | None = None) -> dict[str, dict[str
     k = c.kuberay
     all_types = list(c.autoscaling.worker_types)
     if cfg.trainer.use_gpu:
-        nodes.check_gpu_workers(cfg, "cluster.kuberay.job.worker_types", k.job.worker_types or all_types)
+        nodes.check_gpu_workers(c, "cluster.kuberay.job.worker_types", k.job.worker_types or all_types)
     if cfg.serve.use_gpu:
-        nodes.check_gpu_workers(cfg, "cluster.kuberay.service.worker_types", k.service.worker_types or all_types)
+        nodes.check_gpu_workers(c, "cluster.kuberay.service.worker_types", k.service.worker_types or all_types)
     return {
         "raycluster.yaml": kuberay.ray_cluster(cfg),
         "rayservice.yaml": kuberay.ray_service(cfg),
@@ -90,21 +90,21 @@ def to_yaml(doc: dict[str, Any]) -> str:
     return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096)
 
 
-def header(cfg: FoundryConfig) -> str:
-    kind = cfg.cluster.kind.value
+def header(c: ClusterConfig) -> str:
+    kind = c.kind.value
     return (f"# Rendered by `python -m cluster render cluster={kind}` from conf/cluster/{kind}.yaml (Foundry).\n"
             "# Edit the config and render again rather than editing this file. It holds no auth token.\n")
 
 
-def default_out(cfg: FoundryConfig) -> Path:
-    return DEFAULT_OUT_DIR / cfg.cluster.kind.value
+def default_out(c: ClusterConfig) -> Path:
+    return DEFAULT_OUT_DIR / c.kind.value
 
 
 def write(cfg: FoundryConfig, out: str | Path | None = None, strict: bool | None = None) -> list[Path]:
     """Render and write. ``out``: a directory (one file per document; default ``outputs/cluster/<kind>``)
     or a file ending in .yaml/.yml (all documents in it, ``---``-separated) or .json (one document)."""
     docs = render(cfg, strict)
-    target = Path(out).expanduser() if out is not None else default_out(cfg)
+    target = Path(out).expanduser() if out is not None else default_out(cfg.cluster)
     if target.suffix in FILE_SUFFIXES and not target.is_dir():
         if target.suffix == ".json":
             if len(docs) != 1:
@@ -114,7 +114,7 @@ def write(cfg: FoundryConfig, out: str | Path | None = None, strict: bool | None
 
             text = json.dumps(next(iter(docs.values())), indent=2) + "\n"
         else:
-            text = header(cfg) + "---\n".join(to_yaml(d) for d in docs.values())
+            text = header(cfg.cluster) + "---\n".join(to_yaml(d) for d in docs.values())
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
         return [target]
@@ -122,6 +122,6 @@ def write(cfg: FoundryConfig, out: str | Path | None = None, strict: bool | None
     written = []
     for name, doc in docs.items():
         path = target / name
-        path.write_text(header(cfg) + to_yaml(doc))
+        path.write_text(header(cfg.cluster) + to_yaml(doc))
         written.append(path)
     return written

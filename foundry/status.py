@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 from foundry import config_sources
 from foundry.cli import run_or_exit
-from foundry.config import FoundryConfig
+from foundry.config import ClusterConfig, FoundryConfig, StorageConfig
 
 RECENT_JOBS = 8
 
@@ -61,11 +61,11 @@ def _actors() -> None:
         print(f"  {a.name:<32} {a.class_name:<28} namespace={a.ray_namespace}")
 
 
-def _jobs(cfg: FoundryConfig) -> None:
+def _jobs(cluster: ClusterConfig) -> None:
     from foundry.ray_runtime import job_client
 
     # Submitted jobs only: every `ray.init` client (this command included) also shows up as a driver job.
-    jobs = sorted((j for j in job_client(cfg.cluster).list_jobs() if j.submission_id),
+    jobs = sorted((j for j in job_client(cluster).list_jobs() if j.submission_id),
                   key=lambda j: j.start_time or 0, reverse=True)
     if not jobs:
         print("no jobs yet")
@@ -74,8 +74,8 @@ def _jobs(cfg: FoundryConfig) -> None:
         print(f"  {j.submission_id:<36} {j.status.value:<10} {meta}")
 
 
-def _registry(cfg: FoundryConfig) -> None:
-    registry = cfg.storage.layout.open_registry()
+def _registry(storage: StorageConfig) -> None:
+    registry = storage.layout.open_registry()
     models = registry.models()
     if not models:
         print(f"no models in {registry.root}")
@@ -145,7 +145,7 @@ def main(argv: list[str]) -> int:
     print(f"Foundry on cluster '{cfg.cluster.name}'  dashboard {dashboard_url(cfg.cluster)}  storage {cfg.storage.root}")
     connect(cfg.ray.address or gcs_address(cfg.cluster), log_to_driver=False, logging_level="ERROR")
     for title, show in (("cluster", _cluster), ("serve", _serve), ("named actors", _actors),
-                        ("recent jobs", lambda: _jobs(cfg)), ("registry", lambda: _registry(cfg)),
+                        ("recent jobs", lambda: _jobs(cfg.cluster)), ("registry", lambda: _registry(cfg.storage)),
                         (f"drift monitor of {cfg.model_name} and its latest events", lambda: _monitor(cfg))):
         _section(title)
         try:

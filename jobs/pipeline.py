@@ -45,7 +45,7 @@ def pipeline(sources: config_sources.ConfigSources) -> dict:
 
     raw = config_sources.compose(sources)
     cfg = foundry_config.to_typed(raw)  # every value checked before any Ray work
-    runtime_env = api_key_runtime_env(cfg)  # a missing API key fails here, before an hour of training
+    runtime_env = api_key_runtime_env(cfg.serve)  # a missing API key fails here, before an hour of training
     connect(cfg.ray.address, driver_env=cfg.cluster.driver_env)
     configure_data(cfg.ray.data_progress_bars)
     t0 = time.perf_counter()
@@ -103,7 +103,7 @@ def _unserve(control, cfg, before: str | None) -> None:
     """Put Serve back as it was: the previous version in place, or no application at all."""
     try:
         if before:
-            control.set_model_version(cfg.serve.app_name, before, cfg)
+            control.set_model_version(cfg.serve.app_name, before, cfg.data)
         else:
             control.delete_app(cfg.serve.app_name)
     except Exception as exc:  # said, and the job still fails with the monitor's error

@@ -42,7 +42,7 @@ class FoundryPredictor:
         s = self.cfg.serve
         configure_torch(s.torch_threads)
         self.auth = replica_checker(s.auth, logger)  # no key fails the replica, never opens it
-        self.service = PredictionService(self.cfg, RayServeMetrics(), sink=_monitor_sink(self.cfg),
+        self.service = PredictionService(self.cfg.data, s, RayServeMetrics(), sink=_monitor_sink(self.cfg),
                                          label_ledger=_label_ledger(self.cfg))
         self.batching = s.batching.enabled
         self._predict_batched.set_max_batch_size(s.batching.max_batch_size)

@@ -30,7 +30,7 @@ import yaml
 
 from foundry import config_sources
 from foundry.cli import run_or_exit
-from foundry.config import FoundryConfig
+from foundry.config import FoundryConfig, ServeConfig
 from foundry.serving.deploy_config import build_serve_config
 from foundry.serving.keys import carried_digests
 
@@ -55,14 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def api_key_runtime_env(cfg: FoundryConfig, deployed_env_vars: dict[str, str] | None = None) -> dict | None:
+def api_key_runtime_env(serve: ServeConfig, deployed_env_vars: dict[str, str] | None = None) -> dict | None:
     """Pass the keys' salted digests (predict and, if configured, feedback) from this process's
     environment to the replicas (checked here, so a missing or weak key fails the deploy instead of
     every replica). A key file is read by the replicas themselves: it may exist only on the cluster's
     nodes (a mounted secret), so it is not looked for here. ``deployed_env_vars``: the running
     application's; digests there that stand for exactly the same keys are kept (a fresh salt would
     change the runtime_env and so restart every replica)."""
-    env_vars = carried_digests(cfg.serve.auth, previous=deployed_env_vars)
+    env_vars = carried_digests(serve.auth, previous=deployed_env_vars)
     return {"env_vars": env_vars} if env_vars else None
 
 
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from foundry import ray_runtime
     from foundry.serving import control
 
-    runtime_env = None if args.delete else api_key_runtime_env(cfg)
+    runtime_env = None if args.delete else api_key_runtime_env(cfg.serve)
     ray_runtime.connect(_address(cfg), logging_level="ERROR", log_to_driver=False)
     if args.delete:
         control.delete_app(cfg.serve.app_name)
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     deployed_env_vars = _deployed_env_vars(cfg.serve.app_name) if runtime_env else None
     if deployed_env_vars:
-        runtime_env = api_key_runtime_env(cfg, deployed_env_vars)
+        runtime_env = api_key_runtime_env(cfg.serve, deployed_env_vars)
     deployed = control.deploy(cfg, runtime_env=runtime_env, pin=not args.no_pin, check=not args.no_check,
                               timeout_s=args.timeout)
     print(f"Serve application {deployed.app_name!r} is RUNNING at {deployed.url}: "

@@ -43,7 +43,7 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def _key_env(cfg: config.FoundryConfig, key: str) -> dict | None:
+def _key_env(serve: config.ServeConfig, key: str) -> dict | None:
     """The pipeline job's environment: the key's salted digest only (Ray logs a job's runtime_env in full).
     The running application's digest is reused when it is this key's, so a rerun swaps in place instead of
     restarting the replicas for a new salt."""
@@ -52,12 +52,12 @@ def _key_env(cfg: config.FoundryConfig, key: str) -> dict | None:
     from foundry.serving import control
     from foundry.serving.keys import check_key_strength, digest_list
 
-    auth = cfg.serve.auth
+    auth = serve.auth
     if not (auth.enabled and auth.api_key_sha256_env):
         return None
     check_key_strength(key, f"the demo's API key (${auth.api_key_env} or {KEY_FILE} in demo.report_dir)")
     try:
-        running = control.deployed_apps().get(cfg.serve.app_name) or {}
+        running = control.deployed_apps().get(serve.app_name) or {}
     except RayServeException:  # Serve not started yet
         running = {}
     previous = ((running.get("runtime_env") or {}).get("env_vars") or {}).get(auth.api_key_sha256_env)
@@ -100,10 +100,10 @@ def fresh_start(cfg: config.FoundryConfig) -> None:
 class Traffic:
     """Baseline rows, then drifted rows until told to stop; runs in a thread so the demo can watch."""
 
-    def __init__(self, cfg: config.FoundryConfig, url: str, key: str):
+    def __init__(self, demo: config.DemoConfig, url: str, key: str):
         from foundry.traffic import TrafficGenerator
 
-        self.t = cfg.demo.traffic
+        self.t = demo.traffic
         self.gen = TrafficGenerator(url, key, rows_per_request=self.t.rows_per_request,
                                     concurrency=self.t.concurrency)
         self.onset: float | None = None
@@ -235,7 +235,7 @@ def main(overrides: list[str]) -> int:
         f"({cfg.trainer.num_workers} workers), register, deploy Serve, start the drift monitor")
     client = job_client(cfg.cluster)
     job = submit(client, "jobs.pipeline", overrides, metadata("pipeline", cfg.model_name),
-                 env_vars=_key_env(cfg, key))
+                 env_vars=_key_env(cfg.serve, key))
     say(f"   submitted {job.submission_id}: python -m jobs.pipeline {' '.join(overrides)}")
     if cfg.cluster.autoscaling.enabled:
         say("   (the autoscaler adds worker nodes for it: `python -m cluster status` shows them)")
@@ -252,7 +252,7 @@ def main(overrides: list[str]) -> int:
     traffic_cfg = cfg.demo.traffic
     say(f"== 3/5 live traffic to {url}/predict: {traffic_cfg.baseline_rows:,} in-distribution rows at "
         f"{traffic_cfg.rate_rows_per_s:.0f} rows/s, labels sent to /feedback")
-    traffic = Traffic(cfg, url, key)
+    traffic = Traffic(cfg.demo, url, key)
     traffic_t0 = time.time()
     traffic.thread.start()
     try:

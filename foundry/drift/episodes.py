@@ -239,9 +239,9 @@ class Episodes:
         episode = self.controller.current_episode_id
         try:
             rows = new_normal.recent_rows(self.cfg, since=self._monitor.onset())
-            if len(rows) < new_normal.min_rows(self.cfg):
+            if len(rows) < new_normal.min_rows(self.cfg.drift):
                 raise ValueError(f"{len(rows)} labelled live rows since the drift began; it needs "
-                                 f"{new_normal.min_rows(self.cfg)}")
+                                 f"{new_normal.min_rows(self.cfg.drift)}")
             at = time.time()  # live rows are stamped with wall time: those after this are tested against it
             uri = new_normal.write_reference(self.cfg, f"{episode}-{int(at)}", rows)
             baseline = {"uri": uri, "version": version, "at": at, "episode": episode, "rows": len(rows)}

@@ -145,7 +145,7 @@ class DriftMonitor:
             log.error("cannot load the new-normal reference %s (%s); using %s's own", self.new_normal, exc, version)
             self.new_normal = None
             ref = reference.load(self.cfg, version)
-        self.windows = LiveWindows(self.cfg, ref.suite, ref.alarm)
+        self.windows = LiveWindows(self.cfg.drift, ref.suite, ref.alarm)
         self._use(ref)
         self.rollouts = Rollouts(self.cfg, locked=self._locked, say=self._say,
                                  champion=lambda: self.controller.state.reference_version, reference=lambda: self.ref,

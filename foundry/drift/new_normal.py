@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from foundry import storage
-from foundry.config import FoundryConfig
+from foundry.config import DriftConfig, FoundryConfig
 from foundry.drift import retrain
 from foundry.drift.detectors import DETECTOR_FILES, DetectorSuite, build_suite
 from foundry.layout import StorageLayout
@@ -36,9 +36,9 @@ def reference_uri(storage_root: str, model: str, name: str) -> str:
     return StorageLayout(storage_root).new_normal(model, name)
 
 
-def min_rows(cfg: FoundryConfig) -> int:
+def min_rows(drift: DriftConfig) -> int:
     """Rows a new-normal reference needs: a window's worth (capped by what a retrain needs)."""
-    return max(50, min(cfg.drift.window.size, cfg.drift.retrain.min_labelled_rows))
+    return max(50, min(drift.window.size, drift.retrain.min_labelled_rows))
 
 
 def recent_rows(cfg: FoundryConfig, since: float | None) -> pd.DataFrame:
@@ -61,7 +61,7 @@ def read_reference(uri: str) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(storage.read_bytes(fs, path)))
 
 
-def build(cfg: FoundryConfig, version_dir: str | Path, version: str, uri: str, say) -> DetectorSuite:
+def build(drift: DriftConfig, version_dir: str | Path, version: str, uri: str, say) -> DetectorSuite:
     """The detector suite of ``version``'s model (``version_dir``, verified by the registry) on the
     new-normal reference at ``uri``."""
     reference = read_reference(uri)
@@ -73,7 +73,7 @@ def build(cfg: FoundryConfig, version_dir: str | Path, version: str, uri: str, s
                 except OSError:
                     shutil.copy2(f, Path(tmp) / f.name)
         reference.to_parquet(Path(tmp) / REFERENCE_FILE, index=False)
-        return build_suite(cfg.drift.detectors, tmp, version, say)
+        return build_suite(drift.detectors, tmp, version, say)
 
 
 __all__ = ["build", "min_rows", "read_reference", "recent_rows", "reference_uri", "write_reference"]

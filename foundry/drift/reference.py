@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from foundry.config import AlarmMethod, FoundryConfig
+from foundry.config import AlarmMethod, FoundryConfig, StorageConfig
 from foundry.drift import new_normal, retrain
 from foundry.drift.detectors import DetectorSuite, load_or_build
 from foundry.drift.live_store import LiveStore
@@ -35,8 +35,8 @@ class Reference:
     alarm: Any = None  # foundry.drift.alarm.SequentialAlarm (drift.alarm.method=sequential), fitted on the same rows
 
 
-def registry(cfg: FoundryConfig):
-    return cfg.storage.layout.open_registry()
+def registry(storage: StorageConfig):
+    return storage.layout.open_registry()
 
 
 def served_version(cfg: FoundryConfig) -> str:
@@ -50,7 +50,7 @@ def served_version(cfg: FoundryConfig) -> str:
     except Exception as exc:  # Serve not running, or the app not deployed yet
         log.info("no deployed Serve application %s (%s); using the %s alias", cfg.serve.app_name, exc,
                  cfg.promotion.alias)
-    return registry(cfg).get(cfg.model_name, cfg.promotion.alias).version
+    return registry(cfg.storage).get(cfg.model_name, cfg.promotion.alias).version
 
 
 def load(cfg: FoundryConfig, version: str, baseline: dict[str, Any] | None = None) -> Reference:
@@ -58,9 +58,9 @@ def load(cfg: FoundryConfig, version: str, baseline: dict[str, Any] | None = Non
     anything missing or failing its checksum."""
     from foundry.predictor import Predictor
 
-    path = registry(cfg).fetch(cfg.model_name, version)  # every file checked against the manifest
+    path = registry(cfg.storage).fetch(cfg.model_name, version)  # every file checked against the manifest
     if baseline is not None:
-        suite = new_normal.build(cfg, path, version, baseline["uri"], say=log.info)
+        suite = new_normal.build(cfg.drift, path, version, baseline["uri"], say=log.info)
     else:
         suite = load_or_build(cfg.drift.detectors, path, version, say=log.info)
     predictor = Predictor.from_dir(path)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from foundry.config import AlarmMethod, FoundryConfig
+from foundry.config import AlarmMethod, DriftConfig, FoundryConfig
 from foundry.drift.controller import Action, ControllerState, Phase, RetrainController
 from foundry.drift.detectors import build_suite, load_or_build
 from foundry.drift.windows import LiveWindows
@@ -65,10 +65,10 @@ class Replay:
         reference = pd.read_parquet(f"{version_dir}/reference.parquet")
         suite = (load_or_build(cfg.drift.detectors, version_dir, version, say=lambda _: None)
                  if cfg.drift.alarm.method is AlarmMethod.windows or cfg.drift.alarm.diagnose
-                 else build_suite(_no_detectors(cfg), version_dir, version, say=lambda _: None))
+                 else build_suite(_no_detectors(cfg.drift), version_dir, version, say=lambda _: None))
         alarm = (SequentialAlarm.fit(cfg.drift.alarm, self.predictor, reference)
                  if cfg.drift.alarm.method is AlarmMethod.sequential else None)
-        self.windows = LiveWindows(cfg, suite, alarm)
+        self.windows = LiveWindows(cfg.drift, suite, alarm)
         consecutive = 1 if alarm is not None else cfg.drift.window.consecutive
         self.controller = RetrainController(cfg.drift.retrain, cfg.model_name, consecutive,
                                             ControllerState(reference_version=version))
@@ -173,11 +173,11 @@ class Replay:
         return s
 
 
-def _no_detectors(cfg: FoundryConfig):
+def _no_detectors(drift: DriftConfig):
     """A detector config with nothing enabled (the sequential alarm without diagnosis needs no suite)."""
     import copy
 
-    det = copy.deepcopy(cfg.drift.detectors)
+    det = copy.deepcopy(drift.detectors)
     for name in ("tabular", "multivariate", "prediction", "concept", "online"):
         getattr(det, name).enabled = False
     return det

@@ -45,7 +45,7 @@ def roll_out(cfg: FoundryConfig, version: str,
 
     started = time.perf_counter()
     try:
-        control.set_model_version(cfg.serve.app_name, version, cfg)
+        control.set_model_version(cfg.serve.app_name, version, cfg.data)
     except Exception as exc:
         return Rollout(version, done=False, error=str(exc))
     seconds = round(time.perf_counter() - started, 2)

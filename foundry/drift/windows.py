@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from foundry.config import FoundryConfig
+from foundry.config import DriftConfig
 from foundry.drift.alarm import LABELLED, Alarm, SequentialAlarm
 from foundry.drift.batch import LiveBatch
 from foundry.drift.detectors import DetectorResult, DetectorSuite
@@ -85,10 +85,10 @@ def encode(frame: pd.DataFrame, predictor) -> Encoded:
 class LiveWindows:
     """The rows and labels of the current reference (see the module docstring)."""
 
-    def __init__(self, cfg: FoundryConfig, suite: DetectorSuite, alarm: SequentialAlarm | None = None):
-        self.keep = cfg.drift.monitor.retain_rows
-        self.diagnose = cfg.drift.alarm.diagnose
-        self.concept_rows = max(cfg.drift.detectors.concept.window_rows, 1)
+    def __init__(self, drift: DriftConfig, suite: DetectorSuite, alarm: SequentialAlarm | None = None):
+        self.keep = drift.monitor.retain_rows
+        self.diagnose = drift.alarm.diagnose
+        self.concept_rows = max(drift.detectors.concept.window_rows, 1)
         self.online_results: list[DetectorResult] = []  # online detectors' verdicts since the last round
         self.restored_ids: set[str] = set()  # request ids the windows were last reloaded with
         self.reset(suite, alarm)

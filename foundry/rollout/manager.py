@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from foundry.config import FoundryConfig, RolloutMode, Task
+from foundry.config import FoundryConfig, RolloutMode, ServeConfig, Task
 from foundry.drift.events import iso
 from foundry.rollout.decision import decide
 from foundry.rollout.judge import Judge
@@ -51,17 +51,17 @@ DECIDED_KEPT = 50
 ABANDON_AFTER_ROWS = 20
 
 
-def apply_to_serve(cfg: FoundryConfig, version: str, challenger: str | None, mode: str | None,
+def apply_to_serve(serve: ServeConfig, version: str, challenger: str | None, mode: str | None,
                    fraction: float) -> None:
     from foundry.serving import control
 
-    control.set_rollout(cfg.serve.app_name, version, challenger, mode, fraction)
+    control.set_rollout(serve.app_name, version, challenger, mode, fraction)
 
 
 def preflight(cfg: FoundryConfig, version: str) -> None:
     from foundry.serving import control
 
-    control.preflight(cfg.storage.root, cfg.model_name, version, cfg)
+    control.preflight(cfg.storage.root, cfg.model_name, version, cfg.data)
 
 
 class Rollouts:
@@ -82,7 +82,7 @@ class Rollouts:
         self._reference = reference  # its Reference (classes, label scale)
         self._rebase_to = rebase_to  # the monitor re-bases on a version (I/O: call without the lock)
         self._fresh_evidence = fresh_evidence  # the drift alarm starts afresh (under the lock)
-        self._serve_apply = apply or (lambda *a: apply_to_serve(cfg, *a))
+        self._serve_apply = apply or (lambda *a: apply_to_serve(cfg.serve, *a))
         self._applied_at = time.time()  # rows answered after this show what Serve does now
         self._unexpected = 0  # rows since then answered by a version this roll-out did not put there
         self._abandon: str | None = None
@@ -409,7 +409,7 @@ class Rollouts:
         if self._registry is None:
             from foundry.drift import reference
 
-            self._registry = reference.registry(self.cfg)
+            self._registry = reference.registry(self.cfg.storage)
         return self._registry
 
     def _gauge(self) -> None:

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from foundry.config import FoundryConfig
+from foundry.config import DataConfig, FoundryConfig
 from foundry.errors import FoundryError
 from foundry.layout import StorageLayout
 from foundry.serving.deploy_config import DEPLOYMENT_NAME, app_config, build_serve_config, with_user_config
@@ -52,9 +52,9 @@ def resolve_version(storage_root: str, model: str, ref: str) -> str:
     return StorageLayout(storage_root).open_registry().get(model, ref).version
 
 
-def preflight(storage_root: str, model: str, version: str, cfg: FoundryConfig) -> None:
+def preflight(storage_root: str, model: str, version: str, data: DataConfig) -> None:
     """Load the version here, exactly as a replica would, so a broken one never reaches Serve."""
-    load_version(ModelSpec(storage_root=storage_root, model=model, ref=version, version=version), cfg.data)
+    load_version(ModelSpec(storage_root=storage_root, model=model, ref=version, version=version), data)
 
 
 def with_version_schema(cfg: FoundryConfig, version: str) -> FoundryConfig:
@@ -153,7 +153,7 @@ def deploy(cfg: FoundryConfig, runtime_env: dict[str, Any] | None = None, pin: b
         version = resolve_version(cfg.storage.root, cfg.model_name, cfg.serve.model_ref)
         cfg = with_version_schema(cfg, version)
         if check:
-            preflight(cfg.storage.root, cfg.model_name, version, cfg)
+            preflight(cfg.storage.root, cfg.model_name, version, cfg.data)
     serve_config = build_serve_config(cfg, version=version, runtime_env=runtime_env)
     _start_serve(serve_config)
     started = _apply(serve_config, app_config(serve_config, cfg.serve.app_name))
@@ -186,17 +186,17 @@ def apply_user_config(app_name: str, user_config: dict[str, Any], timeout_s: flo
     wait_running(app_name, started, timeout_s)
 
 
-def set_model_version(app_name: str, ref: str, cfg: FoundryConfig | None = None, preflight_load: bool = True,
+def set_model_version(app_name: str, ref: str, data: DataConfig | None = None, preflight_load: bool = True,
                       timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
     """Point the running application at ``ref`` in place (no replica restart); returns the version id.
 
-    The model and storage root are the deployed application's own. ``cfg`` (for its data schema) is
-    needed only for the preflight load; without it the preflight is skipped.
+    The model and storage root are the deployed application's own. ``data`` (the schema the version is
+    loaded with) is needed only for the preflight load; without it the preflight is skipped.
     """
     current = ModelSpec.from_user_config(current_user_config(app_name))
     version = resolve_version(current.storage_root, current.model, ref)
-    if preflight_load and cfg is not None:
-        preflight(current.storage_root, current.model, version, cfg)
+    if preflight_load and data is not None:
+        preflight(current.storage_root, current.model, version, data)
     apply_user_config(app_name, user_config_for(current.storage_root, current.model, ref, version), timeout_s)
     return version
 

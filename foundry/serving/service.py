@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from foundry.config import FoundryConfig
+from foundry.config import DataConfig, ServeConfig
 from foundry.serving import errors, ledger
 from foundry.serving.feedback import FeedbackStore, FeedbackWriter
 from foundry.serving.holder import ModelHolder, ModelSpec, SwapOutcome
@@ -94,8 +94,8 @@ def configure_torch(threads: int) -> None:
 class LocalLedger:
     """A ``ledger.LabelLedger`` in this process (standalone server, tests), behind the actor's interface."""
 
-    def __init__(self, cfg: FoundryConfig, clock=time.time):
-        f = cfg.serve.feedback
+    def __init__(self, serve: ServeConfig, clock=time.time):
+        f = serve.feedback
         self.ledger = ledger.LabelLedger(f.window_s, f.max_ids, f.on_repeat.value, clock=clock)
 
     def answer_sink(self, flush_s: float):
@@ -147,23 +147,26 @@ def _refusal(ids: list[str], statuses: list[str], window_s: float) -> errors.Rej
 
 
 class PredictionService:
-    def __init__(self, cfg: FoundryConfig, metrics: ServingMetrics | None = None, sink=None, label_ledger=None):
-        """``sink``: a ``foundry.drift.sink.MonitorSink`` that hands live traffic to the drift monitor;
+    def __init__(self, data: DataConfig, serve: ServeConfig, metrics: ServingMetrics | None = None, sink=None,
+                 label_ledger=None):
+        """The two sections a replica serves with: ``data`` (the request schema) and ``serve``.
+        ``sink``: a ``foundry.drift.sink.MonitorSink`` that hands live traffic to the drift monitor;
         ``label_ledger``: where labels are checked (``RemoteLedger``; default: a ``LocalLedger`` when
         ``serve.feedback.provenance`` is on)."""
-        self.cfg = cfg
+        self.data = data
+        self.serve = serve
         self.sink = sink
-        self.models = build_models(cfg.data, cfg.serve)
+        self.models = build_models(data, serve)
         self.metrics = metrics or ServingMetrics()
-        self.device = "cuda" if cfg.serve.use_gpu else "cpu"
-        self.holder = ModelHolder(cfg.data, device=self.device)
+        self.device = "cuda" if serve.use_gpu else "cpu"
+        self.holder = ModelHolder(data, device=self.device)
         self._feedback: FeedbackWriter | None = None
         self._feedback_root: str | None = None
         self.background = Background(sink.offer_answers) if sink is not None else None
-        if label_ledger is None and cfg.serve.feedback.provenance:
-            label_ledger = LocalLedger(cfg)
+        if label_ledger is None and serve.feedback.provenance:
+            label_ledger = LocalLedger(serve)
         self.ledger = label_ledger
-        self.answered = (label_ledger.answer_sink(cfg.serve.feedback.handover_s)
+        self.answered = (label_ledger.answer_sink(serve.feedback.handover_s)
                          if label_ledger is not None else None)
 
     # ---- model swaps -----------------------------------------------------------------------------
@@ -176,8 +179,8 @@ class PredictionService:
             log.warning("could not publish the served versions' metrics: %s", exc)
         loaded = self.holder.current
         if loaded is not None and loaded.storage_root != self._feedback_root:
-            self._feedback = FeedbackWriter(FeedbackStore(loaded.storage_root, loaded.model, self.cfg.data.task),
-                                            self.cfg.serve.feedback.flush_s)
+            self._feedback = FeedbackWriter(FeedbackStore(loaded.storage_root, loaded.model, self.data.task),
+                                            self.serve.feedback.flush_s)
             self._feedback_root = loaded.storage_root
         return outcome
 
@@ -214,7 +217,7 @@ class PredictionService:
             ds = ledger.digests(ids)
             statuses = await self.ledger.claim(ds)
             if ledger.UNKNOWN in statuses or ledger.REPEAT in statuses:
-                raise errors.Refused(_refusal(ids, statuses, self.cfg.serve.feedback.window_s))
+                raise errors.Refused(_refusal(ids, statuses, self.serve.feedback.window_s))
             corrections = [st == ledger.CORRECTION for st in statuses]
         try:
             await self._feedback.write(labels, loaded.version, corrections)

@@ -27,7 +27,7 @@ def create_app(cfg: FoundryConfig) -> FastAPI:
     """Load ``serve.model_ref`` of ``model_name`` and build the app around it (raises if it cannot load)."""
     configure_torch(cfg.serve.torch_threads)
     auth = replica_checker(cfg.serve.auth, logging.getLogger(__name__))
-    service = PredictionService(cfg)
+    service = PredictionService(cfg.data, cfg.serve)
     service.swap(ModelSpec(storage_root=cfg.storage.root, model=cfg.model_name, ref=cfg.serve.model_ref))
     return build_app(service.models, service, auth, cfg.serve.limits.max_body_bytes,
                      title=f"Foundry: {cfg.model_name} (standalone)")

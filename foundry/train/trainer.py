@@ -14,21 +14,20 @@ from __future__ import annotations
 
 import os
 
-from foundry.config import FoundryConfig
+from foundry.config import FoundryConfig, TrainerConfig
 from foundry.train import shards
 from foundry.train.loop import train_loop_per_worker
 
 POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 
 
-def scaling_config(cfg: FoundryConfig):
+def scaling_config(trainer: TrainerConfig):
     from ray.train import ScalingConfig
 
-    t = cfg.trainer
-    resources = {"CPU": t.cpus_per_worker}
-    if t.use_gpu:
-        resources["GPU"] = t.gpus_per_worker
-    return ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources)
+    resources = {"CPU": trainer.cpus_per_worker}
+    if trainer.use_gpu:
+        resources["GPU"] = trainer.gpus_per_worker
+    return ScalingConfig(num_workers=trainer.num_workers, use_gpu=trainer.use_gpu, resources_per_worker=resources)
 
 
 def build_trainer(cfg: FoundryConfig, datasets: dict, spec: dict, run_name: str, callbacks: list | None = None,
@@ -52,7 +51,7 @@ def build_trainer(cfg: FoundryConfig, datasets: dict, spec: dict, run_name: str,
         train_loop_per_worker,
         train_loop_config={"trainer": t, "task": cfg.data.task.value, "spec": spec,
                            "init_weights": init_weights, "in_memory": in_memory},
-        scaling_config=scaling_config(cfg),
+        scaling_config=scaling_config(cfg.trainer),
         run_config=run_config,
         datasets={name: ds for name, ds in datasets.items() if name not in in_memory},
     )

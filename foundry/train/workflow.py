@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from foundry.config import FoundryConfig, PromotionPolicy
+from foundry.config import DriftConfig, FoundryConfig, PromotionPolicy
 from foundry.config_sources import STORED_CONFIG_FILE
 from foundry.data.pipeline import prepare
 from foundry.data.schema import Problem, ValidationReport
@@ -253,7 +253,7 @@ def _train_and_register(cfg: FoundryConfig, resolved_yaml: str, say, run_name: s
         tracker.log_test_metrics(metrics)
         timings["evaluate"] = time.perf_counter() - t2
         t3 = time.perf_counter()
-        drift_detectors = _build_detectors(cfg, staging, run_name, say)
+        drift_detectors = _build_detectors(cfg.drift, staging, run_name, say)
         timings["drift_detectors"] = time.perf_counter() - t3
         metadata = {
             "task": cfg.data.task.value,
@@ -342,19 +342,19 @@ def check_reference(cfg: FoundryConfig, reference) -> None:
             "fractions, or drift.enabled=false to train a model without monitoring")]))
 
 
-def _build_detectors(cfg: FoundryConfig, staging: Path, name: str, say) -> dict:
+def _build_detectors(drift: DriftConfig, staging: Path, name: str, say) -> dict:
     """Build and calibrate the drift detectors now (the job has the CPU budget), stored with the version.
 
     A failure fails the job before anything is registered: a version without detectors would be
     served with nothing watching it (set ``drift.enabled=false`` to train one on purpose).
     """
-    if not cfg.drift.enabled:
+    if not drift.enabled:
         return {"built": False, "reason": "drift.enabled=false"}
     from foundry.drift.detectors import build_suite
 
     say("      building drift detectors on the reference sample")
     try:
-        suite = build_suite(cfg.drift.detectors, staging, name, say=say)
+        suite = build_suite(drift.detectors, staging, name, say=say)
         suite.save(staging)  # DETECTOR_FILES: data only, never a pickle
     except Exception as exc:
         log.exception("building drift detectors failed")

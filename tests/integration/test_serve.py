@@ -233,7 +233,7 @@ def test_swap_under_concurrent_load_loses_no_request(served, tmp_path):
         futures = [pool.submit(_load, served, stop, results) for _ in range(6)]
         time.sleep(1.5)
         v2 = _register_variant(served["registry"], v1, tmp_path / "v2", bias=0.75)
-        version = control.set_model_version(APP, v2, served["cfg"])
+        version = control.set_model_version(APP, v2, served["cfg"].data)
         time.sleep(1.5)
         stop.set()
         for f in futures:
@@ -262,9 +262,9 @@ def test_swap_to_a_broken_or_missing_version_keeps_serving(served, tmp_path):
     broken = _register_variant(served["registry"], served["v1"], tmp_path / "broken", bias=None)
     # The preflight load refuses it before any replica is touched.
     with pytest.raises(Exception, match="safetensors|header|Error"):
-        control.set_model_version(APP, broken, served["cfg"])
+        control.set_model_version(APP, broken, served["cfg"].data)
     # Forced through, each replica fails to load it, keeps its model and reports why.
-    control.set_model_version(APP, broken, served["cfg"], preflight_load=False)
+    control.set_model_version(APP, broken, served["cfg"].data, preflight_load=False)
     replicas = serve_replicas.answers(APP)
     assert {r["version"] for r in replicas.values()} == {current}
     for info in replicas.values():

@@ -31,10 +31,10 @@ class FakeSuite:
 
 
 def windows(retain_rows: int = 10) -> LiveWindows:
-    cfg = SimpleNamespace(drift=SimpleNamespace(monitor=SimpleNamespace(retain_rows=retain_rows),
-                                                detectors=SimpleNamespace(concept=SimpleNamespace(window_rows=4)),
-                                                alarm=SimpleNamespace(diagnose=True)))
-    return LiveWindows(cfg, FakeSuite())
+    drift = SimpleNamespace(monitor=SimpleNamespace(retain_rows=retain_rows),
+                            detectors=SimpleNamespace(concept=SimpleNamespace(window_rows=4)),
+                            alarm=SimpleNamespace(diagnose=True))
+    return LiveWindows(drift, FakeSuite())
 
 
 def batch(ids: list[str], version: str = "v1", at: float = 100.0) -> tuple[LiveBatch, pd.DataFrame]:

@@ -27,7 +27,7 @@ def stage(monkeypatch, tmp_path):
     monkeypatch.setattr(control, "deploy", lambda cfg, **k: calls.append(("deploy",)) or control.Deployed(
         cfg.serve.app_name, "v2", "http://127.0.0.1:8000"))
     monkeypatch.setattr(control, "delete_app", lambda name, wait=True: calls.append(("delete", name)))
-    monkeypatch.setattr(control, "set_model_version", lambda app, ref, cfg=None: calls.append(("set", app, ref)))
+    monkeypatch.setattr(control, "set_model_version", lambda app, ref, data=None: calls.append(("set", app, ref)))
 
     def no_monitor(cfg, timeout_s=300.0):
         raise RuntimeError("the actor cannot be scheduled")

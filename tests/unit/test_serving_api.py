@@ -81,13 +81,13 @@ class Recorder(ServingMetrics):
 
 def _service(env, *overrides: str, metrics=None) -> PredictionService:
     cfg = config.load([f"storage.root={env['root']}", *overrides])
-    service = PredictionService(cfg, metrics)
+    service = PredictionService(cfg.data, cfg.serve, metrics)
     service.swap(ModelSpec(storage_root=env["root"], model="churn", ref="production"))
     return service
 
 
 def _app(service: PredictionService, key: str | None = KEY):
-    return build_app(service.models, service, ApiKeyChecker(key), service.cfg.serve.limits.max_body_bytes,
+    return build_app(service.models, service, ApiKeyChecker(key), service.serve.limits.max_body_bytes,
                      service.metrics)
 
 
@@ -310,7 +310,7 @@ FEEDBACK_KEY = "unit-test-feedback-key-" + "Zr4Wq8Ls1Nd6Kc3Vx0Hm"
 
 def test_a_feedback_key_has_feedback_alone_and_the_predict_key_everything_else(env, served):
     service = served["service"]
-    app = build_app(service.models, service, ApiKeyChecker(KEY, FEEDBACK_KEY), service.cfg.serve.limits.max_body_bytes,
+    app = build_app(service.models, service, ApiKeyChecker(KEY, FEEDBACK_KEY), service.serve.limits.max_body_bytes,
                     service.metrics)
     fb = {"X-API-Key": FEEDBACK_KEY}
     r = call(app, "POST", "/predict", json={"rows": env["rows"][:2]}, headers=AUTH)
@@ -334,7 +334,7 @@ def test_a_feedback_key_has_feedback_alone_and_the_predict_key_everything_else(e
 def test_a_flood_of_unknown_keys_gets_429_and_the_known_key_still_works(env, served):
     service = served["service"]
     checker = ApiKeyChecker(KEY, verify_burst=1, verify_rate=0.0)  # one slow verification, then none
-    app = build_app(service.models, service, checker, service.cfg.serve.limits.max_body_bytes, service.metrics)
+    app = build_app(service.models, service, checker, service.serve.limits.max_body_bytes, service.metrics)
     assert call(app, "GET", "/model", headers=AUTH).status_code == 200  # verified once, then cached
     for i in range(5):
         r = call(app, "GET", "/model", headers={"X-API-Key": f"an-unknown-but-plausible-key-{i:04d}-x7Qp"})
@@ -437,7 +437,7 @@ def test_bad_feedback_is_a_4xx_naming_the_field(served, labels, field, reason):
 
 def test_regression_feedback_takes_finite_numbers(env, tmp_path):
     cfg = config.load([f"storage.root={env['root']}", "data=churn_ltv"])
-    service = PredictionService(cfg)
+    service = PredictionService(cfg.data, cfg.serve)
     feedback_model = service.models.feedback_request
     ok = feedback_model.model_validate({"labels": [{"request_id": "a" * 32, "label": 12.5}]})
     assert ok.labels[0]["label"] == 12.5

@@ -90,7 +90,7 @@ def test_the_replicas_runtime_env_carries_only_the_keys_digest(cfg, monkeypatch)
     secret = "never-in-a-runtime-env-" + "Tq0Zk2Wv8yQh1XcB5nLd"
     monkeypatch.setenv("FOUNDRY_API_KEY", secret)
     monkeypatch.delenv("FOUNDRY_API_KEY_SHA256", raising=False)
-    env = deploy.api_key_runtime_env(cfg)
+    env = deploy.api_key_runtime_env(cfg.serve)
     assert set(env) == {"env_vars"} and set(env["env_vars"]) == {"FOUNDRY_API_KEY_SHA256"}
     carried = env["env_vars"]["FOUNDRY_API_KEY_SHA256"]
     assert secret not in carried and hashlib.sha256(secret.encode()).hexdigest() not in carried
@@ -98,7 +98,7 @@ def test_the_replicas_runtime_env_carries_only_the_keys_digest(cfg, monkeypatch)
     assert digest.matches(secret.encode())
     monkeypatch.delenv("FOUNDRY_API_KEY")  # a job given only the digest passes it on
     monkeypatch.setenv("FOUNDRY_API_KEY_SHA256", carried)
-    assert deploy.api_key_runtime_env(cfg) == env
+    assert deploy.api_key_runtime_env(cfg.serve) == env
 
 
 def test_a_redeploy_with_the_same_keys_keeps_the_runtime_env(cfg, monkeypatch):
@@ -107,15 +107,15 @@ def test_a_redeploy_with_the_same_keys_keeps_the_runtime_env(cfg, monkeypatch):
     old, new = "redeploy-old-" + "mI3lw9D1fP0sQ7aZkE2uYv", "redeploy-new-" + "Hq5nR8cT2xJ6vB0pLw4gZs"
     monkeypatch.delenv("FOUNDRY_API_KEY_SHA256", raising=False)
     monkeypatch.setenv("FOUNDRY_API_KEY", old)
-    running = deploy.api_key_runtime_env(cfg)["env_vars"]
-    assert deploy.api_key_runtime_env(cfg)["env_vars"] != running  # salted: a new digest each time
-    assert deploy.api_key_runtime_env(cfg, running)["env_vars"] == running
+    running = deploy.api_key_runtime_env(cfg.serve)["env_vars"]
+    assert deploy.api_key_runtime_env(cfg.serve)["env_vars"] != running  # salted: a new digest each time
+    assert deploy.api_key_runtime_env(cfg.serve, running)["env_vars"] == running
     monkeypatch.setenv("FOUNDRY_API_KEY", f"{new},{old}")  # rotation: both listed -> new digests for both
-    rotating = deploy.api_key_runtime_env(cfg, running)["env_vars"]["FOUNDRY_API_KEY_SHA256"]
+    rotating = deploy.api_key_runtime_env(cfg.serve, running)["env_vars"]["FOUNDRY_API_KEY_SHA256"]
     digests = parse_digests(rotating, "test")
     assert len(digests) == 2 and all(any(d.matches(k.encode()) for d in digests) for k in (old, new))
     monkeypatch.setenv("FOUNDRY_API_KEY", new)  # the old one removed: not kept from the running list
-    done = parse_digests(deploy.api_key_runtime_env(cfg, {"FOUNDRY_API_KEY_SHA256": rotating})["env_vars"]
+    done = parse_digests(deploy.api_key_runtime_env(cfg.serve, {"FOUNDRY_API_KEY_SHA256": rotating})["env_vars"]
                          ["FOUNDRY_API_KEY_SHA256"], "test")
     assert len(done) == 1 and done[0].matches(new.encode()) and not done[0].matches(old.encode())
 
@@ -128,9 +128,9 @@ def test_a_feedback_key_travels_as_its_own_digests(tmp_path, monkeypatch):
     monkeypatch.delenv("FOUNDRY_FEEDBACK_KEY_SHA256", raising=False)
     monkeypatch.delenv("MY_FEEDBACK_KEY", raising=False)
     with pytest.raises(ConfigError, match="MY_FEEDBACK_KEY"):  # configured but missing: the deploy fails
-        deploy.api_key_runtime_env(cfg)
+        deploy.api_key_runtime_env(cfg.serve)
     monkeypatch.setenv("MY_FEEDBACK_KEY", feedback)
-    env = deploy.api_key_runtime_env(cfg)["env_vars"]
+    env = deploy.api_key_runtime_env(cfg.serve)["env_vars"]
     assert set(env) == {"FOUNDRY_API_KEY_SHA256", "FOUNDRY_FEEDBACK_KEY_SHA256"}
     assert feedback not in repr(env) and predict not in repr(env)
     (fd,) = parse_digests(env["FOUNDRY_FEEDBACK_KEY_SHA256"], "test")

@@ -32,12 +32,12 @@ def test_an_unmonitored_training_needs_no_reference(cfg):
 
     off = dataclasses.replace(cfg, drift=dataclasses.replace(cfg.drift, enabled=False))
     check_reference(off, pd.DataFrame())
-    assert _build_detectors(off, None, "run", say=lambda _: None) == {"built": False, "reason": "drift.enabled=false"}
+    assert _build_detectors(off.drift, None, "run", say=lambda _: None) == {"built": False, "reason": "drift.enabled=false"}
 
 
 def test_detectors_that_cannot_be_built_fail_the_job(cfg, tmp_path):
     with pytest.raises(DriftSetupError, match="nothing was registered"):
-        _build_detectors(cfg, tmp_path, "run", say=lambda _: None)  # no reference sample in the staging dir
+        _build_detectors(cfg.drift, tmp_path, "run", say=lambda _: None)  # no reference sample in the staging dir
 
 
 # ---- the promotion decision's faults: a fault is not a verdict -------------------------------------------------

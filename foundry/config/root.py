@@ -1,0 +1,78 @@
+"""The root of the config tree (``conf/config.yaml``): ``FoundryConfig`` with one field per section, the
+schema Hydra checks every composed tree against, and the rules that cross sections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from foundry.config.cluster import ClusterConfig
+from foundry.config.common import require
+from foundry.config.data import DataConfig
+from foundry.config.demo import DemoConfig
+from foundry.config.drift import DriftConfig
+from foundry.config.model import ModelConfig
+from foundry.config.promotion import PromotionConfig
+from foundry.config.serve import ServeConfig
+from foundry.config.storage import StorageConfig
+from foundry.config.tracking import TrackingConfig
+from foundry.config.trainer import TrainerConfig
+from foundry.config.tune import TuneConfig
+
+
+@dataclass
+class RayConfig:
+    address: str | None = None
+    data_progress_bars: bool = False  # Ray Data's redrawn bars: megabytes in a job log; stages print one line each
+
+
+@dataclass
+class FoundryConfig:
+    model_name: str = MISSING
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    trigger: str = "manual"
+    drift_episode: str | None = None
+
+
+def register_schema() -> None:
+    """Make the schema known to Hydra; ``conf/config.yaml`` names it first in its defaults list."""
+    ConfigStore.instance().store(name="foundry_schema", node=FoundryConfig)
+
+
+register_schema()
+
+
+def validate(cfg: FoundryConfig) -> FoundryConfig:
+    """Check what types cannot: ranges, sums and cross-field rules. Raises ConfigError naming the key."""
+    require(bool(cfg.model_name) and "/" not in cfg.model_name, "model_name",
+            f"must be a non-empty name without '/', got {cfg.model_name!r}")
+    cfg.storage.validate()
+    cfg.data.validate()
+    cfg.model.validate()
+    cfg.trainer.validate()
+    cfg.serve.validate()
+    ledger_days = cfg.storage.retention.ledger_days
+    require(ledger_days == 0 or ledger_days * 86_400 >= cfg.serve.feedback.window_s, "storage.retention.ledger_days",
+             f"keeps answered ids {ledger_days} days, less than serve.feedback.window_s "
+             f"({cfg.serve.feedback.window_s:g} s): labels in between would be refused after a restart")
+    cfg.cluster.validate()
+    cfg.promotion.validate()
+    cfg.drift.validate(cfg.data.task)
+    cfg.tune.validate(cfg.trainer)
+    cfg.demo.validate()
+    cfg.tracking.validate(cfg.storage.root)
+    return cfg
+
