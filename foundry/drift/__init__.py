@@ -22,7 +22,9 @@ The pieces, each in its own module:
 - ``episodes``: a retrain episode's life once the controller decided (admit, submit, poll, the
   outcome, roll-out, giving up and the new normal), over ``runner``, ``rollout`` and ``new_normal``;
 - ``monitor``: the ``DriftMonitor`` Ray actor, a thin loop over the pieces above (no lock held
-  across network calls; errors in the loop are counted and shown).
+  across network calls; errors in the loop are counted and shown), its own steps in ``intake`` (the
+  ``ingest*`` methods, queues drained into the windows), ``rounds`` (a test round and its decision),
+  ``rebase`` (the reference and every change of it) and ``bookkeeping`` (``state.json``, metrics).
 """
 
 from __future__ import annotations

@@ -12,56 +12,42 @@ every file that readers trust (manifest, alias) appears in one atomic step (a re
 disk, a single PUT on an object store). So concurrent registrations need no coordination, a
 crashed writer leaves only an invisible directory, and a reader sees either the old alias or the
 new one. Concurrent moves of the same alias are last-writer-wins; the history keeps every move.
+
+This module registers, lists and resolves versions; aliases are ``aliases``, fetching ``fetch``,
+deleting ``retention``, and the file helpers ``files`` (``ANY`` and ``default_cache_dir`` are
+re-exported here).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
 from foundry import storage
-from foundry.errors import AliasConflictError, RegistryError, TamperedArtifactError
-from foundry.registry import alias_lock, integrity
-from foundry.registry.model_version import (
-    MANIFEST,
-    ModelVersion,
-    dumps,
-    is_safe_relpath,
-    normalize_metadata,
-    parse,
-)
-from foundry.registry.names import (
-    LATEST,
-    check_alias,
-    check_model,
-    check_version,
-    is_version_id,
-    new_version_id,
-    utc_now_iso,
-)
+from foundry.errors import RegistryError
+from foundry.registry import integrity
+from foundry.registry.aliases import ANY, AliasStore
+from foundry.registry.fetch import VersionFetch
+from foundry.registry.files import _base_name, _is_valid_model, _local_files, _rel, default_cache_dir
+from foundry.registry.model_version import MANIFEST, ModelVersion, dumps, normalize_metadata, parse
+from foundry.registry.names import LATEST, check_alias, check_model, is_version_id, new_version_id
+from foundry.registry.retention import Retention
 
-ANY = object()  # set_alias(expected=ANY): move the alias whatever it points at now
 _SHOWN_IN_ERRORS = 5  # how many versions/aliases an "unknown ref" message lists
 
 
-def default_cache_dir() -> Path:
-    """Where fetches from a remote root land when the caller names no directory."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "foundry" / "registry"
-
-
-class Registry:
+class Registry(AliasStore, VersionFetch, Retention):
     """Versions and aliases of models under one root.
 
     ``filesystem`` lets callers (and tests) hand in an already-built pyarrow filesystem, e.g. one
     with explicit S3 credentials; ``root`` is then a path inside it rather than a URI.
+
+    Registering, listing and resolving versions are here; aliases (``AliasStore``, ``aliases``), fetching
+    with verification (``VersionFetch``, ``fetch``) and deletes (``Retention``, ``retention``) are mixins
+    in their own modules, over the layout helpers below.
     """
 
     def __init__(self, root: str | os.PathLike, filesystem: pafs.FileSystem | None = None):
@@ -230,245 +216,5 @@ class Registry:
         return RegistryError(f"model {model!r} has no version or alias {ref!r}; versions{more}: {shown}; "
                              f"aliases: {aliases}")
 
-    # ---- fetch and verification -----------------------------------------------------------------
 
-    def fetch(self, model: str, ref: str, dest: str | os.PathLike | None = None) -> Path:
-        """A local directory holding the version's files, each checked against the manifest.
-
-        With a local root and no ``dest`` the stored directory itself is verified and returned (no
-        copy); otherwise the files are copied into ``dest`` (default: a per-version cache dir), and
-        files already there with the right checksum are not downloaded again.
-        """
-        mv = self.get(model, ref)
-        vpath = self._version_path(model, mv.version)
-        self._check_listing(mv, vpath)
-        if dest is None and self._local:
-            for rel, expected in mv.files.items():
-                _compare(mv, rel, expected, integrity.hash_stored(self._fs, storage.join(vpath, rel)))
-            return Path(vpath)
-        target = Path(dest).expanduser() if dest is not None else default_cache_dir() / model / mv.version
-        target.mkdir(parents=True, exist_ok=True)
-        for rel, expected in mv.files.items():
-            out = target / rel
-            if out.is_file() and out.stat().st_size == expected["size"] and \
-                    integrity.hash_local(out)["sha256"] == expected["sha256"]:
-                continue
-            bad = integrity.download(self._fs, storage.join(vpath, rel), out, expected)
-            if bad is not None:
-                _compare(mv, rel, expected, bad)
-        _write_local_atomic(target / MANIFEST, dumps(mv.manifest()))
-        return target
-
-    def _check_listing(self, mv: ModelVersion, vpath: str) -> None:
-        """One listing catches missing, truncated and planted files before any byte is hashed."""
-        stored = {_rel(vpath, i.path): i.size for i in self._list(vpath, recursive=True)
-                  if i.type == pafs.FileType.File}
-        for rel, expected in sorted(mv.files.items()):
-            if rel not in stored:
-                raise TamperedArtifactError(f"{mv.model}/{mv.version}: file {rel!r} listed in the manifest is "
-                                            f"missing from {mv.uri}")
-            if stored[rel] != expected["size"]:
-                raise TamperedArtifactError(f"{mv.model}/{mv.version}: file {rel!r} has {stored[rel]} bytes, "
-                                            f"the manifest recorded {expected['size']} ({mv.uri}/{rel})")
-        extra = sorted(rel for rel in stored if rel not in mv.files and rel != MANIFEST
-                       and not _is_atomic_write_leftover(rel))
-        if extra:
-            raise TamperedArtifactError(f"{mv.model}/{mv.version}: file {extra[0]!r} is not in the manifest "
-                                        f"({len(extra)} unexpected file(s) in {mv.uri})")
-
-    # ---- aliases --------------------------------------------------------------------------------
-
-    def set_alias(self, model: str, alias: str, version: str, reason: str = "",
-                  expected: str | None | object = ANY) -> None:
-        """Point ``alias`` at a complete version (any ref: id, another alias, ``latest``).
-
-        The alias file is replaced in one atomic step; ``previous`` is the version it pointed to
-        before, so a rollback knows where to go. Re-pointing to the same version keeps ``previous``.
-        ``expected`` (a version id, or None for "not set"): compare-and-set; the move happens only if
-        the alias still points there, else ``AliasConflictError`` (``alias_lock`` says how exact).
-        """
-        check_model(model)
-        check_alias(alias)
-        target = self.get(model, version)
-        path = self._alias_path(model, alias)
-        with alias_lock.locked(self._fs, path):
-            current = self._read_alias(model, alias)
-            now = None if current is None else current["version"]
-            if expected is not ANY and now != expected:
-                raise AliasConflictError(f"{model}:{alias} points at {now or '(unset)'}, not {expected or '(unset)'}: "
-                                         f"another writer moved it; {target.version} was not promoted")
-            if current is None:
-                previous = None
-            elif current["version"] == target.version:
-                previous = current.get("previous")
-            else:
-                previous = current["version"]
-            record = {"version": target.version, "previous": previous, "updated_at": utc_now_iso(),
-                      "reason": str(reason or "")}
-            storage.write_bytes_atomic(self._fs, path, dumps(record))
-            self._log_alias_move(model, alias, record)
-
-    def _log_alias_move(self, model: str, alias: str, record: dict) -> None:
-        """One new object per move instead of appending to a shared log: object stores cannot
-        append, and concurrent appenders could interleave. Names sort by time."""
-        stamp = datetime.now(timezone.utc)
-        name = f"{stamp:%Y%m%d-%H%M%S}-{stamp.microsecond:06d}-{secrets.token_hex(4)}.json"
-        event = {"alias": alias, **record}
-        storage.write_bytes_atomic(self._fs, self._path(model, "aliases", "history", name), dumps(event))
-
-    def alias(self, model: str, alias: str) -> str | None:
-        check_model(model)
-        check_alias(alias)
-        record = self._read_alias(model, alias)
-        return None if record is None else record["version"]
-
-    def aliases(self, model: str) -> dict[str, dict]:
-        """Every alias of ``model`` with its full record (version, previous, updated_at, reason)."""
-        check_model(model)
-        out = {}
-        for info in self._list(self._path(model, "aliases")):
-            name = _base_name(info.path)
-            if info.type != pafs.FileType.File or not name.endswith(".json"):
-                continue
-            alias = name[: -len(".json")]
-            if not _is_valid_alias(alias):
-                continue  # atomic-write temporaries (".tmp-...") and anything not written by us
-            record = self._read_alias(model, alias)
-            if record is not None:
-                out[alias] = record
-        return dict(sorted(out.items()))
-
-    def alias_history(self, model: str, alias: str | None = None) -> list[dict]:
-        """Every recorded alias move of ``model`` (optionally one alias), oldest first."""
-        check_model(model)
-        if alias is not None:
-            check_alias(alias)
-        events = []
-        for info in sorted(self._list(self._path(model, "aliases", "history")), key=lambda i: i.path):
-            name = _base_name(info.path)
-            if info.type != pafs.FileType.File or name.startswith(".") or not name.endswith(".json"):
-                continue
-            event = json.loads(storage.read_bytes(self._fs, info.path))
-            if alias is None or event.get("alias") == alias:
-                events.append(event)
-        return events
-
-    def _read_alias(self, model: str, alias: str) -> dict | None:
-        path = self._alias_path(model, alias)
-        try:
-            raw = storage.read_bytes(self._fs, path)
-        except FileNotFoundError:
-            return None
-        try:
-            record = json.loads(raw)
-            check_version(record["version"])
-        except (ValueError, KeyError, TypeError, RegistryError) as exc:
-            raise RegistryError(f"alias file {self._uri(model, 'aliases', alias + '.json')} is corrupt: {exc}") \
-                from exc
-        return record
-
-    # ---- maintenance ----------------------------------------------------------------------------
-
-    def delete_version(self, model: str, version: str) -> None:
-        """Remove a version (retention; ``foundry.maintenance`` decides which). The manifest goes first,
-        so a reader sees a complete version or none, never one with missing files."""
-        check_model(model)
-        if version in {r.get("version") for r in self.aliases(model).values()}:
-            raise RegistryError(f"{model}@{version} is the target of an alias; move the alias first")
-        manifest = self._manifest_path(model, version)
-        if storage.exists(self._fs, manifest):
-            self._fs.delete_file(manifest)
-        vpath = self._version_path(model, version)
-        if storage.exists(self._fs, vpath):
-            self._fs.delete_dir(vpath)
-
-    def gc_incomplete(self, model: str, older_than_s: float = 3600) -> list[str]:
-        """Delete version directories that never got a manifest (a crashed writer's leftovers).
-
-        Age is measured from the newest file inside, so a slow writer that is still copying is not
-        collected; the threshold must exceed the longest pause a live writer can have.
-        """
-        check_model(model)
-        if older_than_s < 0:
-            raise RegistryError(f"older_than_s must be >= 0, got {older_than_s}")
-        now_ns = time.time_ns()
-        removed = []
-        for version in self._version_ids(model):
-            manifest = self._manifest_path(model, version)
-            if storage.exists(self._fs, manifest):
-                continue
-            vpath = self._version_path(model, version)
-            stamps = [i.mtime_ns for i in [self._fs.get_file_info(vpath), *self._list(vpath, recursive=True)]
-                      if i.mtime_ns is not None]
-            if older_than_s > 0 and (not stamps or now_ns - max(stamps) < older_than_s * 1e9):
-                continue
-            if storage.exists(self._fs, manifest):  # finished while we looked
-                continue
-            self._fs.delete_dir(vpath)
-            removed.append(version)
-        return removed
-
-
-def _local_files(src: Path) -> list[tuple[str, Path]]:
-    """Regular files under ``src`` (symlinked files are copied as content; symlinked dirs are not
-    followed, so a link loop cannot make a version infinite)."""
-    if not src.is_dir():
-        raise RegistryError(f"artifacts dir {src} does not exist or is not a directory")
-    files = []
-    for dirpath, _dirs, names in os.walk(src, followlinks=False):
-        for name in names:
-            path = Path(dirpath) / name
-            if path.is_file():
-                files.append((path.relative_to(src).as_posix(), path))
-    if not files:
-        raise RegistryError(f"artifacts dir {src} contains no files; refusing to register an empty version")
-    bad = [rel for rel, _ in files if not is_safe_relpath(rel)]
-    if bad:
-        raise RegistryError(f"artifacts dir {src} has file names the registry cannot store: {bad[:5]} "
-                            f"('{MANIFEST}' at the top level is reserved; no backslashes)")
-    return sorted(files)
-
-
-def _compare(mv: ModelVersion, rel: str, expected: dict, actual: dict) -> None:
-    if actual["sha256"] != expected["sha256"] or actual["size"] != expected["size"]:
-        raise TamperedArtifactError(
-            f"{mv.model}/{mv.version}: file {rel!r} does not match its manifest (sha256 {actual['sha256'][:12]}.., "
-            f"{actual['size']} bytes; expected {expected['sha256'][:12]}.., {expected['size']} bytes) in {mv.uri}")
-
-
-def _write_local_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _base_name(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[-1]
-
-
-def _rel(base: str, path: str) -> str:
-    return path[len(base.rstrip("/")) + 1:]
-
-
-def _is_atomic_write_leftover(rel: str) -> bool:
-    """An object-store move is copy + delete; a failed delete can leave the manifest's temporary."""
-    return "/" not in rel and rel.startswith(".tmp-") and rel.endswith(f"-{MANIFEST}")
-
-
-def _is_valid_model(name: str) -> bool:
-    try:
-        check_model(name)
-    except RegistryError:
-        return False
-    return True
-
-
-def _is_valid_alias(name: str) -> bool:
-    try:
-        check_alias(name)
-    except RegistryError:
-        return False
-    return True
+__all__ = ["ANY", "Registry", "default_cache_dir"]

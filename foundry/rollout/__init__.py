@@ -5,7 +5,8 @@
 - ``paired``: the anytime-valid paired tests on labelled live rows;
 - ``decision``: what a roll-out does next from that evidence (promote, step up, roll back, expire);
 - ``judge``: both versions' answers and the labels met row by row, and the challenger's health;
-- ``manager``: the roll-out's life in the drift monitor (start, steps, promotion, rollback, guard).
+- ``manager``: the roll-out's life in the drift monitor (what is active, start, guard, state);
+- ``outcomes``: what each decision does (step up, promote, roll back, expire, give way to a hand-made change).
 """
 
 from foundry.config import PromotionConfig, RolloutMode

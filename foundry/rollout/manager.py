@@ -25,9 +25,10 @@ whose Serve arrangement was changed by someone else (a version it did not put th
 a swap or rollback by hand) is **abandoned**, never fought: Serve is left as it is and the monitor then
 follows the served version as it does for any hand-made swap.
 
-I/O (registry, Serve) runs without the monitor's lock; state changes happen under it (``locked``).
-The state (``to_dict``) is saved in the monitor's ``state.json``; answers waiting for their labels are
-not (a restarted monitor pairs the rows answered after it started).
+What each decision does is in ``foundry.rollout.outcomes``. I/O (registry, Serve) runs without the
+monitor's lock; state changes happen under it (``locked``). The state (``to_dict``) is saved in the
+monitor's ``state.json``; answers waiting for their labels are not (a restarted monitor pairs the rows
+answered after it started).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from foundry.config import FoundryConfig, RolloutMode, ServeConfig, Task
 from foundry.drift.events import iso
 from foundry.rollout.decision import decide
 from foundry.rollout.judge import Judge
+from foundry.rollout.outcomes import RolloutOutcomes
 from foundry.rollout.paired import PairedTests
 
 log = logging.getLogger(__name__)
@@ -64,9 +66,10 @@ def preflight(cfg: FoundryConfig, version: str) -> None:
     control.preflight(cfg.storage.root, cfg.model_name, version, cfg.data)
 
 
-class Rollouts:
+class Rollouts(RolloutOutcomes):
     """The monitor's roll-out state machine: at most one roll-out or guard at a time (``active``), the
-    candidates already decided (never tried again from the alias) and the last outcomes (``history``)."""
+    candidates already decided (never tried again from the alias) and the last outcomes (``history``).
+    What each decision does (promote, step up, roll back...) is ``RolloutOutcomes`` (``outcomes``)."""
 
     def __init__(self, cfg: FoundryConfig, *, locked: Callable[[], AbstractContextManager[None]],
                  say: Callable[..., None], champion: Callable[[], str], reference: Callable[[], Any],
@@ -236,127 +239,6 @@ class Rollouts:
                   version=new, previous=previous)
         self._count("guard_started")
         self._gauge()
-
-    # ---- decisions ---------------------------------------------------------------------------------------
-    def _step_up(self, reason: str, now: float) -> None:
-        a = self.active
-        step = a["step"] + 1
-        fraction = a["steps"][step]
-        started = time.perf_counter()
-        try:
-            self._apply(a["champion"], a["challenger"], a["mode"], fraction)
-        except Exception as exc:
-            log.warning("canary step to %s failed (%s); tried again next round", fraction, exc)
-            return
-        with self._locked():
-            a.update(step=step, fraction=fraction, step_rows=self.judge.tests.n, step_at=now)
-        self._say("rollout_step", f"canary of {a['challenger']} steps up to {fraction:.0%}: {reason}",
-                  challenger=a["challenger"], champion=a["champion"], fraction=fraction, step=step,
-                  evidence=self.judge.summary(), apply_s=round(time.perf_counter() - started, 2))
-        self._count("rollout_step")
-        self._gauge()
-
-    def _promote(self, reason: str, now: float) -> None:
-        a = self.active
-        new, old = a["challenger"], a["champion"]
-        evidence = self.judge.summary()
-        conflict = self._move_alias(new, old, f"won its {a['mode']} roll-out: {reason}")
-        if conflict:
-            self._end("rollout_failed", f"{new} won its roll-out but {self.cfg.promotion.alias} moved meanwhile "
-                      f"({conflict}); {old} keeps serving", new, old, evidence, back_to=old)
-            return
-        with self._locked():
-            self._finish("promoted", reason, evidence)
-        self._say("rollout_promoted", f"{new} is the new {self.cfg.promotion.alias} after its {a['mode']} roll-out: "
-                  f"{reason}", version=new, previous=old, mode=a["mode"], evidence=evidence)
-        self._count("promoted")
-        guard = self.live.guard
-        started = time.perf_counter()
-        try:  # with the guard, the old champion stays loaded and shadows: the replicas only swap roles
-            self._apply(new, old if guard else None, "shadow" if guard else None, 0.0)
-        except Exception as exc:
-            self._say("rollout_failed", f"could not point Serve at {new}: {exc}", version=new)
-            return
-        self._say("rolled_out", f"Serve app {self.cfg.serve.app_name!r} answers every request with {new} (in place)",
-                  version=new, seconds=round(time.perf_counter() - started, 2), mode=a["mode"])
-        self._rebase_to(new)
-        if guard:
-            self.start_guard(new, old, now, applied=True)
-
-    def _roll_back(self, reason: str, now: float) -> None:
-        a = self.active
-        if a["kind"] == "guard":
-            self._guard_rollback(reason, now)
-            return
-        self._end("rolled_back", f"{a['challenger']} rolled back, {a['champion']} keeps serving: {reason}",
-                  a["challenger"], a["champion"], self.judge.summary(), back_to=a["champion"])
-
-    def _expire(self, reason: str, now: float) -> None:
-        a = self.active
-        self._end("rollout_expired", f"{a['challenger']} not promoted, {a['champion']} stays: {reason}",
-                  a["challenger"], a["champion"], self.judge.summary(), back_to=a["champion"])
-
-    def _end(self, kind: str, message: str, challenger: str, champion: str, evidence: dict, back_to: str) -> None:
-        """A candidate's roll-out is over without promotion: Serve back to ``back_to`` alone."""
-        try:
-            self._apply(back_to, None, None, 0.0)
-        except Exception as exc:
-            log.warning("could not drop the challenger from Serve (%s); tried again next round", exc)
-            return
-        with self._locked():
-            self._finish(kind, message, evidence)
-            self._fresh_evidence()
-        self._say(kind, message, challenger=challenger, champion=champion, evidence=evidence)
-        self._count(kind)
-
-    def _guard_rollback(self, reason: str, now: float) -> None:
-        a = self.active
-        new, previous = a["challenger"], a["champion"]
-        evidence = self.judge.summary()
-        conflict = self._move_alias(previous, new, f"rolled back by the post-rollout guard: {reason}")
-        if conflict:
-            with self._locked():
-                self._finish("guard_ended", conflict, evidence)
-            self._say("guard_ended", f"guard of {new} ended: {self.cfg.promotion.alias} was moved by another "
-                      f"writer ({conflict})", version=new)
-            return
-        try:
-            self._apply(previous, None, None, 0.0)
-        except Exception as exc:
-            log.warning("guard rollback: Serve not yet pointed at %s (%s); alias moved", previous, exc)
-        with self._locked():
-            self._finish("rolled_back", reason, evidence)
-        self._rebase_to(previous)
-        with self._locked():
-            self._fresh_evidence()
-        self._say("rolled_back", f"{new} rolled back to {previous} by the post-rollout guard: {reason}; the drift "
-                  "alarm starts afresh (no new episode for this drift until new rows show it)",
-                  version=new, previous=previous, evidence=evidence, guard=True)
-        self._count("rolled_back")
-
-    def _guard_passed(self, reason: str, now: float) -> None:
-        a = self.active
-        new, previous = a["challenger"], a["champion"]
-        try:
-            self._apply(new, None, None, 0.0)
-        except Exception as exc:
-            log.warning("could not unload %s after the guard (%s); tried again next round", previous, exc)
-            return
-        evidence = self.judge.summary()
-        with self._locked():
-            self._finish("guard_passed", reason, evidence)
-        self._say("guard_passed", f"{new} passed its guard against {previous}: {reason}",
-                  version=new, previous=previous, evidence=evidence)
-        self._count("guard_passed")
-
-    def _give_up_to_hand(self) -> None:
-        a, reason = self.active, self._abandon
-        evidence = self.judge.summary()
-        with self._locked():
-            self._finish("rollout_abandoned", reason, evidence)
-        self._say("rollout_abandoned", f"the {a['kind']} of {a['challenger']} is abandoned: {reason}; Serve is left as "
-                  "it is", challenger=a["challenger"], champion=a["champion"], evidence=evidence)
-        self._count("rollout_abandoned")
 
     # ---- helpers -----------------------------------------------------------------------------------------
     def _move_alias(self, to: str, expected: str, reason: str) -> str | None:
