@@ -1,9 +1,11 @@
 """The Ray Serve application: a FastAPI ingress deployment over the registry's served version.
 
 Glue only: the HTTP app, validation, auth, model swaps and inference are ``foundry.serving``'s.
-Serve builds it from the import path ``serve_apps.app:build`` with ``args={"config": <resolved
-Hydra config>}`` (see ``foundry.serving.deploy_config``), and hands every replica the model to
-serve through ``user_config``, so a new version arrives by ``reconfigure()`` on live replicas.
+Serve builds it from the import path ``serve_apps.app:build`` with ``args={"config": <ReplicaConfig>}``
+(``foundry.serving.replica_config``: the data and serve sections and the few settings a replica reads,
+built by ``foundry.serving.deploy_config``, so an edit to another section restarts no replica), and
+hands every replica the model to serve through ``user_config``, so a new version arrives by
+``reconfigure()`` on live replicas.
 
 Why ``@serve.ingress()`` without an app and ``__serve_build_asgi_app__``: the request models are
 built from the data schema in the config the replica receives, so the FastAPI app cannot exist at
@@ -23,12 +25,12 @@ from typing import Any
 
 from ray import serve
 
-from foundry import config
 from foundry.serving.app import build_app
 from foundry.serving.auth import replica_checker
 from foundry.serving.deploy_config import DEPLOYMENT_NAME
 from foundry.serving.holder import ModelSpec
 from foundry.serving.metrics import RayServeMetrics
+from foundry.serving.replica_config import ReplicaConfig
 from foundry.serving.service import PredictionService, configure_torch
 
 logger = logging.getLogger("ray.serve")
@@ -38,7 +40,7 @@ logger = logging.getLogger("ray.serve")
 @serve.ingress()
 class FoundryPredictor:
     def __init__(self, config_data: dict[str, Any]):
-        self.cfg = config.from_container(config_data)
+        self.cfg = ReplicaConfig.from_container(config_data)
         s = self.cfg.serve
         configure_torch(s.torch_threads)
         self.auth = replica_checker(s.auth, logger)  # no key fails the replica, never opens it
@@ -62,8 +64,14 @@ class FoundryPredictor:
             logger.info("now serving %s %s (ref %s)", spec.model, outcome.version, spec.ref)
 
     def check_health(self) -> None:
-        """Serve's health probe: a replica without a model must be replaced, not routed to."""
+        """Serve's health probe: a replica without a model must be replaced, not routed to. Also refreshes the
+        served-version gauges (Ray drops a gauge not set again within two report intervals); a metrics fault
+        never fails the probe."""
         self.service.holder.require()
+        try:
+            self.service.metrics.serving(self.service.holder.serving)
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("could not refresh the served versions' metrics: %s", exc)
 
     # ---- foundry.serving.app.Backend -------------------------------------------------------------
     async def predict(self, rows: list[dict[str, Any]], request_id: str | None = None) -> dict[str, Any]:
@@ -89,20 +97,17 @@ class FoundryPredictor:
         return self.service.health()
 
 
-def _monitor_sink(cfg: config.FoundryConfig):
-    """The non-blocking hand-off of live traffic to the model's drift monitor (if drift.enabled)."""
-    if not cfg.drift.enabled:
+def _monitor_sink(cfg: ReplicaConfig):
+    """The non-blocking hand-off of live traffic to the model's drift monitor (None with drift off)."""
+    if cfg.sink is None:
         return None
-    from foundry.drift import monitor_name
     from foundry.drift.metrics import sink_counter
     from foundry.drift.sink import MonitorSink
 
-    m = cfg.drift.monitor
-    return MonitorSink(cfg.drift.sink, monitor_name(m.name_prefix, cfg.model_name), m.namespace,
-                       count=sink_counter(cfg.model_name)).start()
+    return MonitorSink(cfg.sink, cfg.monitor_name, cfg.monitor_namespace, count=sink_counter(cfg.model_name)).start()
 
 
-def _label_ledger(cfg: config.FoundryConfig):
+def _label_ledger(cfg: ReplicaConfig):
     """The model's label ledger (one detached async actor per model and storage root, shared by every
     replica and kept across deploys), or None with ``serve.feedback.provenance=false``."""
     if not cfg.serve.feedback.provenance:
@@ -115,25 +120,22 @@ def _label_ledger(cfg: config.FoundryConfig):
 
     f = cfg.serve.feedback
     handle = ray.remote(LedgerActor).options(
-        name=ledger_actor_name(cfg.model_name, cfg.storage.root), namespace=cfg.drift.monitor.namespace,
+        name=ledger_actor_name(cfg.model_name, cfg.storage_root), namespace=cfg.monitor_namespace,
         lifetime="detached", get_if_exists=True, num_cpus=0, max_restarts=-1, max_task_retries=3,
         # Every replica calls it 5 times a second: with task events on, the GCS keeps a record of each
         # call, and a 30-minute soak saw gcs_server grow by 2.5 MiB a minute.
         enable_task_events=False,
-    ).remote(cfg.storage.root, cfg.model_name, f.window_s, f.max_ids, f.on_repeat.value,
+    ).remote(cfg.storage_root, cfg.model_name, f.window_s, f.max_ids, f.on_repeat.value,
              f.grace_s)
     return RemoteLedger(handle)
 
 
-async def _rollout_evidence(cfg: config.FoundryConfig) -> dict[str, Any]:
+async def _rollout_evidence(cfg: ReplicaConfig) -> dict[str, Any]:
     """The live evidence so far, from the model's monitor (which holds the labels); a short wait only."""
     import ray
 
-    from foundry.drift import monitor_name
-
-    m = cfg.drift.monitor
     try:
-        actor = ray.get_actor(monitor_name(m.name_prefix, cfg.model_name), namespace=m.namespace)
+        actor = ray.get_actor(cfg.monitor_name, namespace=cfg.monitor_namespace)
         return await asyncio.wait_for(actor.rollout_status.remote(), timeout=2.0)
     except Exception as exc:  # no monitor, or it is busy: /model still answers
         return {"unavailable": f"{type(exc).__name__}: {exc}"[:300]}
@@ -142,6 +144,6 @@ async def _rollout_evidence(cfg: config.FoundryConfig) -> dict[str, Any]:
 def build(args: dict[str, Any]):
     """The application builder Serve calls with the config's ``args``."""
     if "config" not in args:
-        raise ValueError("serve_apps.app:build needs args={'config': <resolved Foundry config>}; "
+        raise ValueError("serve_apps.app:build needs args={'config': <ReplicaConfig as a container>}; "
                          "use python -m serve_apps.deploy, which builds it from Hydra")
     return FoundryPredictor.bind(args["config"])

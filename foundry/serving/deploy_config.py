@@ -12,23 +12,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from foundry.config import FoundryConfig, to_container
+from foundry.config import FoundryConfig
+from foundry.drift import monitor_name
 from foundry.serving.holder import user_config_for
+from foundry.serving.replica_config import ReplicaConfig
 
 DEPLOYMENT_NAME = "FoundryPredictor"
 IMPORT_PATH = "serve_apps.app:build"
 
 
-def replica_config(cfg: FoundryConfig) -> dict[str, Any]:
-    """The config replicas are built from, without ``serve.model_ref``.
+def replica_config(cfg: FoundryConfig) -> ReplicaConfig:
+    """What the replicas are built from: the ``data`` and ``serve`` sections and the few other settings
+    they read (``foundry.serving.replica_config``), so an edit to any other section leaves the
+    application's ``args`` unchanged and Serve does not restart the replicas.
 
-    Serve restarts replicas when an application's ``args`` change; the model to serve travels in
-    ``user_config`` instead, so leaving the ref out of ``args`` is what makes re-deploying with
-    another ``serve.model_ref`` an in-place swap rather than a restart.
+    Its ``to_container`` leaves ``serve.model_ref`` out: the model to serve travels in ``user_config``,
+    so re-deploying with another ``serve.model_ref`` is an in-place swap rather than a restart.
     """
-    data = to_container(cfg)
-    data["serve"].pop("model_ref", None)
-    return data
+    m = cfg.drift.monitor
+    return ReplicaConfig(
+        model_name=cfg.model_name, storage_root=cfg.storage.root,
+        monitor_name=monitor_name(m.name_prefix, cfg.model_name), monitor_namespace=m.namespace,
+        sink=cfg.drift.sink if cfg.drift.enabled else None, data=cfg.data, serve=cfg.serve,
+    )
 
 
 def deployment_options(cfg: FoundryConfig, version: str | None) -> dict[str, Any]:
@@ -65,7 +71,7 @@ def build_serve_config(cfg: FoundryConfig, version: str | None = None,
         "name": s.app_name,
         "route_prefix": s.route_prefix,
         "import_path": IMPORT_PATH,
-        "args": {"config": replica_config(cfg)},
+        "args": {"config": replica_config(cfg).to_container()},
         "logging_config": {"enable_access_log": s.access_log},
         "deployments": [deployment_options(cfg, version)],
     }

@@ -83,18 +83,18 @@ class RayServeMetrics(ServingMetrics):
             "foundry_training_stage_seconds", description="Wall time of each training stage of the versions this "
             "replica serves or served (from the registry).", tag_keys=("model", "model_version", "stage"))
         self._roles: dict[tuple[str, str], str] = {}  # (version, role) -> model, as last published
-        self._figures_published: set[tuple[str, str]] = set()  # (model, version)
 
     def serving(self, serving: Any) -> None:
+        """Set the served versions' gauges (1 per version and role, 0 once for what stopped being served) and
+        their training figures. Called after each swap and again on every health check: Ray's exporter drops
+        a gauge series that is not set again within two report intervals, so values set once would vanish
+        from /metrics while the replica still serves that version."""
         now = served_roles(serving)
         for (version, role), model in self._roles.items():
             if (version, role) not in now:
                 self._served.set(0, tags={"model": model, "model_version": version, "role": role})
         for (version, role), loaded in now.items():
             self._served.set(1, tags={"model": loaded.model, "model_version": version, "role": role})
-            if (loaded.model, version) in self._figures_published:
-                continue
-            self._figures_published.add((loaded.model, version))
             test_metrics, stage_seconds = version_figures(loaded.metadata or {})
             for name, value in test_metrics.items():
                 self._test_metric.set(value, tags={"model": loaded.model, "model_version": version, "metric": name})

@@ -3,6 +3,7 @@ Ray Serve's own schema, a model swap that is a user_config-only change, and valu
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import pytest
@@ -11,15 +12,18 @@ from ray.serve._private.deploy_utils import get_app_code_version
 from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema
 
 from foundry import config
+from foundry.drift import monitor_name
 from foundry.errors import ConfigError
 from foundry.serving.deploy_config import (
     DEPLOYMENT_NAME,
     IMPORT_PATH,
     app_config,
     build_serve_config,
+    replica_config,
     with_user_config,
 )
 from foundry.serving.keys import parse_digests
+from foundry.serving.replica_config import ReplicaConfig
 from serve_apps import deploy
 
 VERSION = "v20261124-203558-933-b9e579"
@@ -56,9 +60,63 @@ def test_default_config_is_a_valid_serve_config(cfg, tmp_path):
 def test_the_replicas_rebuild_the_same_config(cfg):
     args = _app(build_serve_config(cfg))["args"]["config"]
     assert "model_ref" not in args["serve"]  # the model travels in user_config only
-    rebuilt = config.from_container(args)
-    assert rebuilt.data == cfg.data and rebuilt.serve.limits == cfg.serve.limits
-    assert rebuilt.serve.batching == cfg.serve.batching
+    rebuilt = ReplicaConfig.from_container(args)
+    assert rebuilt.data == cfg.data
+    assert rebuilt.serve == dataclasses.replace(cfg.serve, model_ref=rebuilt.serve.model_ref)
+    assert rebuilt.model_name == cfg.model_name and rebuilt.storage_root == cfg.storage.root
+    assert rebuilt.monitor_name == monitor_name(cfg.drift.monitor.name_prefix, cfg.model_name)
+    assert rebuilt.monitor_namespace == cfg.drift.monitor.namespace
+    assert rebuilt.sink == cfg.drift.sink
+    assert rebuilt == replica_config(cfg)  # serve.model_ref is the default here, so nothing differs
+    assert ReplicaConfig.from_container(rebuilt.to_container()) == rebuilt
+
+
+def test_a_replicas_config_carries_no_other_section(cfg):
+    """A replica gets the data and serve sections and the few settings it reads, nothing else."""
+    args = _app(build_serve_config(cfg))["args"]["config"]
+    assert set(args) == {"model_name", "storage_root", "monitor_name", "monitor_namespace", "sink", "data", "serve"}
+    for section in ("model", "trainer", "storage", "cluster", "promotion", "ray", "drift", "tune", "demo",
+                    "tracking"):
+        assert section not in args
+    with pytest.raises(ConfigError, match="demo"):  # a replica refuses a whole tree instead of ignoring it
+        ReplicaConfig.from_container({**args, "demo": config.to_container(cfg)["demo"]})
+
+
+@pytest.mark.parametrize("override", ["demo.traffic.rate_rows_per_s=7", "trainer.epochs=3", "tune=quick",
+                                      "drift.window.size=300", "drift.retrain.enabled=false",
+                                      "promotion.min_improvement=0.5", "storage.retention.live_days=3"])
+def test_an_edit_to_another_section_leaves_the_application_args_unchanged(tmp_path, override):
+    """Serve restarts the replicas when an application's args change: edits to sections the replicas do
+    not read must leave them (and the whole application's code version) exactly as they were."""
+    base = config.load([f"storage.root={tmp_path}"])
+    edited = config.load([f"storage.root={tmp_path}", override])
+    assert edited != base  # the override did change the config
+    apps = [_app(build_serve_config(c, VERSION)) for c in (base, edited)]
+    assert apps[0]["args"] == apps[1]["args"]
+    a, b = (ServeApplicationSchema.model_validate(app) for app in apps)
+    assert get_app_code_version(a) == get_app_code_version(b)
+
+
+@pytest.mark.parametrize(("override", "changed"), [
+    ("serve.limits.max_rows=7", "serve"), ("drift.sink.buffer_rows=7", "sink"),
+    ("drift.monitor.namespace=elsewhere", "monitor_namespace"), ("drift.enabled=false", "sink"),
+])
+def test_an_edit_a_replica_reads_changes_its_args(tmp_path, override, changed):
+    base = replica_config(config.load([f"storage.root={tmp_path}"])).to_container()
+    edited = replica_config(config.load([f"storage.root={tmp_path}", override])).to_container()
+    assert {k for k in base if base[k] != edited[k]} == {changed}
+    if override == "drift.enabled=false":
+        assert edited["sink"] is None and ReplicaConfig.from_container(edited).sink is None
+
+
+def test_a_replica_checks_what_it_holds(cfg):
+    args = replica_config(cfg).to_container()
+    for key, value, named in [("serve", {**args["serve"], "torch_threads": 0}, "serve.torch_threads"),
+                              ("sink", {**args["sink"], "buffer_rows": 0}, "drift.sink.buffer_rows"),
+                              ("model_name", "a/b", "model_name"), ("storage_root", "", "storage.root"),
+                              ("serve", {**args["serve"], "unknown": 1}, "unknown")]:
+        with pytest.raises(ConfigError, match=named):
+            ReplicaConfig.from_container({**args, key: value})
 
 
 def test_a_new_model_ref_changes_only_user_config(tmp_path):
