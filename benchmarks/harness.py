@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -20,6 +21,14 @@ from benchmarks.machine_info import host
 REPO = Path(__file__).resolve().parent.parent
 TMP = REPO / "benchmarks" / "results" / "tmp"
 PY = sys.executable
+# ``run_all --quick`` starts one cluster for every benchmark that needs one and names it here
+# ("gcs_port:dashboard_port"): each then skips its own cluster's start and stop (seconds each, and
+# Serve's controller and proxy start again on every new cluster). Full runs keep private clusters.
+SHARED_CLUSTER_ENV = "FOUNDRY_BENCH_SHARED_CLUSTER"
+SHARED_PORTS = (6650, 8650)
+SHARED_CLUSTER = ["cluster.name=bench-shared", f"cluster.gcs_port={SHARED_PORTS[0]}",
+                  f"cluster.dashboard_port={SHARED_PORTS[1]}", "cluster.head_num_cpus=8",
+                  "cluster.autoscaling.enabled=false"]
 ROW = {"age": 48, "tenure_months": 9, "monthly_charges": 115.32, "data_usage_gb": 74.72, "support_calls": 1,
        "num_products": 3, "late_payments": 0, "satisfaction": 7.0, "plan": "premium", "contract": "monthly",
        "payment_method": "bank_transfer", "region": "east"}
@@ -125,10 +134,51 @@ def machine() -> dict:
             "wrk": run(["wrk", "--version"], check=False).splitlines()[0].strip()}
 
 
+def shared_cluster() -> bool:
+    return bool(os.environ.get(SHARED_CLUSTER_ENV))
+
+
+def cluster_settings(name: str, ports: tuple[int, int], *extra: str) -> tuple[int, int, list[str]]:
+    """(gcs port, dashboard port, the cluster overrides) of a benchmark: its own private cluster, or the
+    run's shared one when run_all --quick started it."""
+    if shared_cluster():
+        return SHARED_PORTS[0], SHARED_PORTS[1], list(SHARED_CLUSTER)
+    return ports[0], ports[1], [f"cluster.name={name}", f"cluster.gcs_port={ports[0]}",
+                                f"cluster.dashboard_port={ports[1]}", "cluster.head_num_cpus=8", *extra]
+
+
+RESET = """
+import sys
+import ray
+from ray import serve
+from foundry import ray_runtime
+ray_runtime.connect(sys.argv[1], logging_level="ERROR", log_to_driver=False)
+serve.shutdown()  # apps, controller and proxies: the next benchmark's deploy starts Serve on its own HTTP port
+for actor in ray.util.list_named_actors(all_namespaces=True):
+    if actor["namespace"] == "foundry":
+        ray.kill(ray.get_actor(actor["name"], namespace="foundry"))
+"""
+
+
+def reset_shared_cluster(env: dict | None = None) -> None:
+    """Shut Serve down and kill Foundry's named actors on the shared cluster: the next benchmark starts from
+    an empty cluster, as it would from its own (Serve's HTTP port is fixed when Serve starts, and each
+    benchmark serves on a port of its own)."""
+    env = {**(env or os.environ), "RAY_AUTH_MODE": "token"}
+    run([PY, "-c", RESET, f"127.0.0.1:{SHARED_PORTS[0]}"], env=env, timeout=300, check=False)
+
+
 @contextlib.contextmanager
 def private_cluster(cluster: list[str], storage: Path, env: dict) -> Iterator[None]:
     """``python -m cluster up`` with the benchmark's own name and ports, and ``down`` whatever happens: a
-    benchmark never touches the developer's cluster (6379) or the tests' (6390)."""
+    benchmark never touches the developer's cluster (6379) or the tests' (6390). On run_all's shared
+    cluster: nothing to start, and what the benchmark left (Serve apps, monitors) is removed after it."""
+    if shared_cluster():
+        try:
+            yield
+        finally:
+            reset_shared_cluster(env)
+        return
     say("starting the private cluster ...")
     run([PY, "-m", "cluster", "up", *cluster, f"storage.root={storage}"], env=env, timeout=300)
     try:

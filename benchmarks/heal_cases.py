@@ -6,13 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from benchmarks import real_drift
-from benchmarks.harness import REPO
+from benchmarks.harness import REPO, cluster_settings
 
-GCS_PORT, DASHBOARD_PORT = 6620, 8620
+GCS_PORT, DASHBOARD_PORT, CLUSTER = cluster_settings("heal-bench", (6620, 8620))
 STORAGE = REPO / "benchmarks" / "results" / "tmp" / "heal-storage"
 CONF = REPO / "benchmarks" / "conf"
-CLUSTER = ["cluster.name=heal-bench", f"cluster.gcs_port={GCS_PORT}", f"cluster.dashboard_port={DASHBOARD_PORT}",
-           "cluster.head_num_cpus=8"]
 MODEL = "churn"
 APP = "heal"
 MONITOR = ["drift.window.size=1000", "drift.window.test_every_rows=500",

@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.harness import (  # noqa: E402
     PY,
+    cluster_settings,
     free_port,
     load,
     need_wrk,
@@ -62,10 +63,8 @@ from benchmarks.harness import (  # noqa: E402
 )
 from benchmarks.machine_info import host, write_result  # noqa: E402
 
-GCS_PORT, DASHBOARD_PORT = 6630, 8630
+GCS_PORT, DASHBOARD_PORT, CLUSTER = cluster_settings("rollout-bench", (6630, 8630))
 STORAGE = REPO / "benchmarks" / "results" / "tmp" / "rollout-storage"
-CLUSTER = ["cluster.name=rollout-bench", f"cluster.gcs_port={GCS_PORT}", f"cluster.dashboard_port={DASHBOARD_PORT}",
-           "cluster.head_num_cpus=8"]
 MODEL, APP = "churn", "rollout"
 TRAIN = ["+experiment=quick", "trainer.num_workers=1"]
 BUGGY_REGION = "north"  # the labelling bug: churn labels inverted for this region's customers

@@ -29,7 +29,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # `python -m benchmarks.run_all` as well as `python -m benchmarks.run_all`
 
-from benchmarks.harness import PY, say  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    PY,
+    SHARED_CLUSTER,
+    SHARED_CLUSTER_ENV,
+    SHARED_PORTS,
+    ports_free,
+    run,
+    say,
+)
 from benchmarks.summary_tables import TABLES  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -51,6 +59,9 @@ BENCHMARKS = {  # name -> (script, what it compares); run in this order
 INTERRUPT_GRACE_S = 120  # a benchmark stops its private cluster in `finally` blocks after Ctrl-C
 
 
+# With --quick these run first, one after another, on one shared cluster (harness.SHARED_CLUSTER): each
+# would otherwise start and stop its own, and Serve its controller and proxy on each.
+CLUSTER_BENCHMARKS = ("serve", "heal", "soak", "rollout")
 RESULT_FILE = {"rollout": "heal"}  # rollout_bench adds its keys to heal.json (the issue's result file)
 
 
@@ -117,6 +128,20 @@ def run_one(name: str, quick: bool, timeout: float) -> dict:
         record["tail"] = log_path.read_text(errors="replace").splitlines()[-15:]
     say(f"== {name}: {status} in {record['seconds']:.0f} s (exit {proc.returncode})")
     return record
+
+
+def shared_cluster(command: str) -> None:
+    """Start (and name in the environment every benchmark inherits) or stop the quick run's one cluster."""
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    if command == "up":
+        ports_free(SHARED_PORTS)
+        say(f"\n== the quick run's shared cluster: python -m cluster up {' '.join(SHARED_CLUSTER)}")
+        run([PY, "-m", "cluster", "up", *SHARED_CLUSTER], env=env, timeout=300)
+        os.environ[SHARED_CLUSTER_ENV] = f"{SHARED_PORTS[0]}:{SHARED_PORTS[1]}"
+    else:
+        os.environ.pop(SHARED_CLUSTER_ENV, None)
+        run([PY, "-m", "cluster", "down", *SHARED_CLUSTER], env=env, timeout=300, check=False)
+        say("== the shared cluster is down")
 
 
 def load_results(quick: bool) -> dict[str, dict | None]:
@@ -244,8 +269,20 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"unknown benchmark(s) {unknown}; known: {list(BENCHMARKS)}")
     runs: dict[str, dict] = {}
     if not args.summary_only:
-        for name in [n for n in BENCHMARKS if n in names]:
-            runs[name] = run_one(name, args.quick, args.timeout)
+        order = [n for n in BENCHMARKS if n in names]
+        if args.quick:
+            order = sorted(order, key=lambda n: n not in CLUSTER_BENCHMARKS)  # stable: cluster benchmarks first
+        shared = args.quick and any(n in CLUSTER_BENCHMARKS for n in order)
+        try:
+            if shared:
+                shared_cluster("up")
+            for name in order:
+                if shared and name not in CLUSTER_BENCHMARKS and SHARED_CLUSTER_ENV in os.environ:
+                    shared_cluster("down")
+                runs[name] = run_one(name, args.quick, args.timeout)
+        finally:
+            if SHARED_CLUSTER_ENV in os.environ:
+                shared_cluster("down")
     path = write_summary(args.quick, runs)
     say(f"\n{path.read_text()}\n(written to {path} and {path.with_suffix('.json')})")
     return 1 if any(r["status"] != "ok" for r in runs.values()) else 0

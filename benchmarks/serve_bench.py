@@ -40,25 +40,27 @@ sys.path.insert(0, str(REPO))  # `python -m benchmarks.serve_bench` as well as `
 
 from benchmarks.harness import (  # noqa: E402
     PY,
+    cluster_settings,
     free_port,
     load,
     machine,
     need_wrk,
     open_registry,
     ports_free,
+    reset_shared_cluster,
     run,
     say,
+    shared_cluster,
     wait_http,
     wrk_script,
 )
 from benchmarks.machine_info import write_result  # noqa: E402
 
 SLO_P99_MS = 50.0
-GCS_PORT, DASHBOARD_PORT = 6580, 8580  # a private cluster: never the developer's (6379) or the tests' (6390)
+# A private cluster (never the developer's 6379 or the tests' 6390), or run_all --quick's shared one.
+GCS_PORT, DASHBOARD_PORT, CLUSTER = cluster_settings("bench", (6580, 8580), "cluster.autoscaling.enabled=false")
 STORAGE = REPO / "benchmarks" / "results" / "tmp" / "serve-storage"
 # Logical CPUs for up to 3 applications of up to 2 one-CPU replicas each (the machine has what it has).
-CLUSTER = ["cluster.name=bench", f"cluster.gcs_port={GCS_PORT}", f"cluster.dashboard_port={DASHBOARD_PORT}",
-           "cluster.head_num_cpus=8", "cluster.autoscaling.enabled=false"]
 VARIANTS = {  # cluster setting -> extra cluster overrides (env vars of every Ray process, read at start)
     "haproxy": [],  # the shipped cluster: conf/cluster/local.yaml (ingress haproxy, RAY_SERVE_THROUGHPUT_OPTIMIZED=1)
     "python-proxy": ["cluster.ingress.kind=python"],
@@ -117,6 +119,12 @@ def baseline(wrk, scripts, concurrencies, duration, version, env, label: str, wo
 
 
 def cluster(command: str, variant: list[str]) -> None:
+    """Start or stop the bench's cluster with a variant's settings; on run_all's shared cluster (quick runs:
+    the shipped variant only) nothing, and ``down`` removes the applications the benchmark deployed."""
+    if shared_cluster():
+        if command == "down":
+            reset_shared_cluster()
+        return
     if command == "up":
         ports_free((GCS_PORT, DASHBOARD_PORT))
     run([PY, "-m", "cluster", command, *CLUSTER, f"storage.root={STORAGE}", *variant], timeout=300)
@@ -224,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         sys.exit(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
+    if shared_cluster() and any(VARIANTS[v] for v in variants):
+        sys.exit(f"variants {[v for v in variants if VARIANTS[v]]} need a cluster of their own; run_all's shared "
+                 "cluster (--quick) has the shipped settings only")
     out = Path(args.out or (STORAGE.parent / "serve-quick.json" if args.quick
                             else REPO / "benchmarks" / "results" / "serve.json"))
     key = secrets.token_urlsafe(24)

@@ -61,6 +61,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.harness import (  # noqa: E402
     PY,
     TMP,
+    cluster_settings,
     free_port,
     machine,
     need_wrk,
@@ -85,10 +86,8 @@ from benchmarks.soak_memory import memory_report, memory_snapshot, memory_table,
 from benchmarks.soak_monitor import folder_size, monitor_figures, sink_counters  # noqa: E402
 from benchmarks.soak_swap import Swaps  # noqa: E402
 
-GCS_PORT, DASHBOARD_PORT = 6630, 8630
+GCS_PORT, DASHBOARD_PORT, CLUSTER = cluster_settings("soak-bench", (6630, 8630))
 STORAGE = TMP / "soak-storage"
-CLUSTER = ["cluster.name=soak-bench", f"cluster.gcs_port={GCS_PORT}", f"cluster.dashboard_port={DASHBOARD_PORT}",
-           "cluster.head_num_cpus=8"]
 MODEL = "churn"
 APP = "soak"
 REPLICAS = 2
