@@ -56,7 +56,9 @@ def test_in_distribution_traffic_raises_no_drift(loop):
     # Seed 110: every 300-row window of it (at any order two senders can give) stays above the concept
     # detector's p=0.01 (worst 0.035). Seed 100 held a run of rows 800-1100 with a 0.30 error rate (the
     # model's is 0.23): whether a window caught it depended on timing, and CI once flagged it twice.
-    loop.traffic.send("baseline", 2000, seed=110, phase="baseline")
+    # Paced (~8 s): sent at full speed, all 2,000 rows could reach a monitor that was busy with its first
+    # round in one drain and be tested once (CI saw 1 round of the 2 asked for); the rows are the same.
+    loop.traffic.send("baseline", 2000, seed=110, phase="baseline", rate_rows_per_s=250)
     status = _wait_rounds(loop, rounds=2, rows=2000)
     assert status["controller"]["phase"] == "idle" and status["controller"]["episode"] == 0
     kinds = loop.kinds()
