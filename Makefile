@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m foundry.demo $(ARGS)
+	$(PY) -m cluster.demo $(ARGS)
 
 demo-down: cluster-down
 

@@ -106,7 +106,7 @@ def ray_session(num_cpus: int):
     import ray.data
 
     from foundry import config
-    from foundry.ray_runtime import apply_driver_env
+    from foundry.runtime.connection import apply_driver_env
 
     apply_driver_env(config.load([]).cluster.driver_env)
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",

@@ -91,10 +91,10 @@ def stage_version(cfg, df, out: Path, epochs: int) -> dict:
 
     from foundry.data import preprocessor as pp
     from foundry.data import split
-    from foundry.evaluation import evaluate_predictor
     from foundry.models import build_model, model_spec
-    from foundry.predictor import Predictor, write_model_files
-    from foundry.tasks import loss_fn, loss_target
+    from foundry.models.evaluation import evaluate_predictor
+    from foundry.models.predictor import Predictor, write_model_files
+    from foundry.models.tasks import loss_fn, loss_target
     from foundry.train.calibration import CALIBRATION_FILE, fit_temperature
 
     data, trainer = cfg.data, cfg.trainer
@@ -143,7 +143,7 @@ def real_data() -> dict:
     """The Texas housing version (2000-2006) replayed: its 2000-2006 held-out rows (clean), then 2009-2015 in
     time order (real drift), labels at once and, again, with no label in time (10,000 rows late)."""
     from benchmarks import real_drift
-    from foundry import config_sources
+    from foundry.config import sources as config_sources
     from foundry.drift.replay import Replay, replay_frames
 
     parts = real_drift.split("monthly")

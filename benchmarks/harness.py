@@ -151,8 +151,8 @@ RESET = """
 import sys
 import ray
 from ray import serve
-from foundry import ray_runtime
-ray_runtime.connect(sys.argv[1], logging_level="ERROR", log_to_driver=False)
+from foundry.runtime import connection
+connection.connect(sys.argv[1], logging_level="ERROR", log_to_driver=False)
 serve.shutdown()  # apps, controller and proxies: the next benchmark's deploy starts Serve on its own HTTP port
 for actor in ray.util.list_named_actors(all_namespaces=True):
     if actor["namespace"] == "foundry":
@@ -189,7 +189,7 @@ def private_cluster(cluster: list[str], storage: Path, env: dict) -> Iterator[No
 
 def open_registry(storage: Path):
     """The registry under a benchmark's storage root (the platform's own layout)."""
-    from foundry.layout import StorageLayout
+    from foundry.storage.layout import StorageLayout
 
     return StorageLayout(str(storage)).open_registry()
 

@@ -141,8 +141,8 @@ def train(env, port: int, case: Case, model: str, *extra: str) -> str:
 
 
 def accuracy_on(model: str, version: str, frame) -> float:
-    from foundry.evaluation import evaluate_predictor
-    from foundry.predictor import Predictor
+    from foundry.models.evaluation import evaluate_predictor
+    from foundry.models.predictor import Predictor
 
     return evaluate_predictor(Predictor.from_dir(registry().fetch(model, version)), [frame])["accuracy"]
 
@@ -188,10 +188,10 @@ def send_drift(gen, case: Case, seed: int, rate: float, stop: threading.Event) -
 
 def heal_run(env, port: int, case: Case, seed: int, rate: float, timeout_s: float, retry: bool,
              label_delay_rows: int = 0) -> dict:
-    from foundry import ray_runtime
+    from foundry.demo.traffic import TrafficGenerator, accuracy
     from foundry.drift.events import read_events
     from foundry.drift.timeline import JobTimes, event_times, first, heal_stages, rows_before
-    from foundry.traffic import TrafficGenerator, accuracy
+    from foundry.runtime import connection
 
     fresh(env, port, case)
     url = f"http://127.0.0.1:{port}/{APP}"
@@ -273,7 +273,7 @@ def heal_run(env, port: int, case: Case, seed: int, rate: float, timeout_s: floa
     if promoted and rolled and sub:
         # The Jobs API only (no ray.init here: a driver connected to the cluster is killed by Ray when the
         # cluster goes down at the end, before this script could write its results).
-        info = ray_runtime.job_client(f"http://127.0.0.1:{DASHBOARD_PORT}").get_job_info(sub["submission_id"])
+        info = connection.job_client(f"http://127.0.0.1:{DASHBOARD_PORT}").get_job_info(sub["submission_id"])
         timings = registry().get(case.model, promoted["version"]).metadata.get("timings_s", {})
         out["stages_s"] = heal_stages(events, onset, JobTimes(info.start_time / 1000, info.end_time / 1000), timings)
         out["retrain_rows"] = sub.get("rows")

@@ -105,7 +105,7 @@ def live_order(live: pd.DataFrame, seed: int) -> pd.DataFrame:
 
 
 def send(gen, path: Path, phase: str, rate: float | None = None) -> None:
-    """Send a prepared file's rows as labelled traffic (``foundry.traffic.TrafficGenerator``)."""
+    """Send a prepared file's rows as labelled traffic (``foundry.demo.traffic.TrafficGenerator``)."""
     gen.send_frame(pd.read_parquet(path), LABEL, phase, features=FEATURES, rate_rows_per_s=rate)
 
 

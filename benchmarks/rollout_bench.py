@@ -112,10 +112,10 @@ def events_since(at: float) -> list[dict]:
 # ---- 2. shadow overhead ------------------------------------------------------------------------------------
 def shadow_overhead(wrk: str, env, port: int, champion: str, duration: int, quick: bool = False) -> dict:
     """p99 with and without a shadow challenger, ABBA-ordered; ``quick``: c=2 only (the key), one ABBA, short warm-ups."""
-    from foundry import ray_runtime
+    from foundry.runtime import connection
     from foundry.serving import control
 
-    ray_runtime.connect(f"127.0.0.1:{GCS_PORT}")
+    connection.connect(f"127.0.0.1:{GCS_PORT}")
     twin = register_twin(registry(), MODEL, champion, STORAGE / "twin")  # the same files, another version id
     script = wrk_script(STORAGE / "post.lua", env["FOUNDRY_API_KEY"])
     url = f"http://127.0.0.1:{port}/{APP}"
@@ -162,7 +162,7 @@ def replica_rss_mb() -> float:
 # ---- 3 and 4. live canaries ------------------------------------------------------------------------------------
 def canary(env, port: int, data: Path, scenario: str, rate: float, until: set[str], timeout_s: float = 900) -> dict:
     """Train a challenger on ``data`` (the gate decides), then live traffic with labels until ``until``."""
-    from foundry.traffic import TrafficGenerator
+    from foundry.demo.traffic import TrafficGenerator
 
     started = time.time()
     trained = train(env, port, data)
@@ -223,7 +223,7 @@ def false_rollbacks(champion: str, challenger: str, seeds: int) -> dict:
 
     from foundry import config
     from foundry.datasets import generate
-    from foundry.predictor import Predictor
+    from foundry.models.predictor import Predictor
     from foundry.rollout.judge import row_losses
 
     cfg = config.load([f"storage.root={STORAGE / 'replay'}", "promotion.rollout=canary", "promotion.live.poll_s=0.001"])

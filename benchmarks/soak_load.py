@@ -71,7 +71,7 @@ end
 def write_lua(path: Path, key: str) -> Path:
     """The wrk script: POST /predict with one of POOL_ROWS baseline rows per request, cycled."""
     from foundry.datasets import generate
-    from foundry.traffic import LABEL_COLUMNS
+    from foundry.demo.traffic import LABEL_COLUMNS
 
     frame = generate("churn", "baseline", POOL_ROWS, seed=POOL_SEED).drop(columns=list(LABEL_COLUMNS))
     rows = json.loads(frame.to_json(orient="records"))

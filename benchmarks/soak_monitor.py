@@ -14,8 +14,8 @@ from benchmarks.soak_memory import MIB
 PROBE = """
 import json, sys
 import ray
-from foundry import ray_runtime
-ray_runtime.connect(sys.argv[1], logging_level="ERROR", log_to_driver=False)
+from foundry.runtime import connection
+connection.connect(sys.argv[1], logging_level="ERROR", log_to_driver=False)
 h = ray.get_actor(sys.argv[2], namespace="foundry")
 st = ray.get(h.flush.remote(), timeout=120)
 rounds = ray.get(h.rounds.remote(0), timeout=120)

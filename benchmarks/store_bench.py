@@ -2,8 +2,8 @@
 
     python -m benchmarks.store_bench [--quick] [--out benchmarks/results/store.json]
 
-No Ray cluster: each part drives the real components (``foundry.tables.HourlyTable`` through
-``LiveStore``/``FeedbackStore``, ``foundry.maintenance.maintain``, ``LabelLedger``, ``DriftMonitor``)
+No Ray cluster: each part drives the real components (``foundry.storage.tables.HourlyTable`` through
+``LiveStore``/``FeedbackStore``, ``foundry.ops.maintenance.maintain``, ``LabelLedger``, ``DriftMonitor``)
 in this process, with simulated time where an hour or a month of traffic would otherwise take that long.
 
 1. **files per hour** (``files_per_hour``): one hour of 300 requests/s with a label for each. Live rows
@@ -48,7 +48,7 @@ from benchmarks.machine_info import host, result_header, write_result  # noqa: E
 from foundry import config  # noqa: E402
 from foundry.config import Task  # noqa: E402
 from foundry.drift.live_store import LiveStore  # noqa: E402
-from foundry.maintenance import maintain  # noqa: E402
+from foundry.ops.maintenance import maintain  # noqa: E402
 from foundry.serving.feedback import FeedbackStore, read_feedback  # noqa: E402
 from foundry.serving.ledger import LabelLedger, digests  # noqa: E402
 
@@ -168,7 +168,8 @@ def flood(tmp: Path, seconds: int, warmup_s: int, rate: int) -> dict:
 
     from foundry.drift.detectors import build_suite
     from foundry.drift.monitor import DriftMonitor
-    from foundry.predictor import Predictor
+    from foundry.drift.monitor_config import monitor_config
+    from foundry.models.predictor import Predictor
     from foundry.serving.inference import live_columns
     from tests.versions import build_version_dir
 
@@ -192,7 +193,7 @@ def flood(tmp: Path, seconds: int, warmup_s: int, rate: int) -> dict:
     from foundry.drift import reference
 
     reference.served_version = lambda _cfg: version  # no Serve here to ask which version answers
-    monitor = DriftMonitor(config.to_container(cfg), start=False)
+    monitor = DriftMonitor(monitor_config(cfg).to_container(), start=False)
     monitor._metrics = False  # no Ray here: Ray's metrics would look for a cluster
     threading.Thread(target=monitor._run, name="foundry-drift-monitor", daemon=True).start()
     acks = {"taken": 0, "dropped": 0, "full": 0}

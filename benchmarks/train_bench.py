@@ -100,7 +100,7 @@ def train_session(num_cpus: int):
     import ray.data
 
     from foundry import config
-    from foundry.ray_runtime import apply_driver_env
+    from foundry.runtime.connection import apply_driver_env
 
     apply_driver_env(config.load([]).cluster.driver_env)
     with socket.socket() as sock:
@@ -212,7 +212,7 @@ def plain_train(cfg, arrays: dict, spec: dict, threads: int) -> dict:
     import torch
 
     from foundry.models import build_model
-    from foundry.tasks import loss_fn
+    from foundry.models.tasks import loss_fn
     from foundry.train.loop import _optimizer
 
     t, task = cfg.trainer, cfg.data.task

@@ -13,7 +13,7 @@ import argparse
 import sys
 import warnings
 
-from foundry import config_sources
+from foundry.config import sources as config_sources
 from foundry.errors import FoundryError
 
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _render(cfg, out: str | None, strict: bool | None = None) -> int:
     from cluster import placeholders, render
-    from foundry import ray_runtime
+    from foundry.runtime import connection
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", placeholders.PlaceholderWarning)
@@ -87,8 +87,8 @@ def _render(cfg, out: str | None, strict: bool | None = None) -> int:
     for path in written:
         print(f"  {path}")
     if kind in ("aws", "gcp"):
-        if cfg.cluster.auth.token_source.value == "file" and not ray_runtime.token_path(cfg.cluster).exists():
-            print(f"  note: `ray up` copies the token from {ray_runtime.token_path(cfg.cluster)}, which does not "
+        if cfg.cluster.auth.token_source.value == "file" and not connection.token_path(cfg.cluster).exists():
+            print(f"  note: `ray up` copies the token from {connection.token_path(cfg.cluster)}, which does not "
                   "exist yet (create it: ray get-auth-token --generate)")
         print(f"Next: ray up {written[0]}")
     elif kind == "kuberay":

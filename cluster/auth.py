@@ -14,9 +14,9 @@ import subprocess
 from pathlib import Path
 
 from cluster.local import head_env, ray_executable
-from foundry import ray_runtime
 from foundry.config import ClusterConfig
 from foundry.errors import FoundryError
+from foundry.runtime import connection
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -27,11 +27,11 @@ def ensure_token(cfg: ClusterConfig) -> Path | None:
 
     A token given in ``RAY_AUTH_TOKEN`` lives in no file, so there is nothing to create or protect.
     """
-    if os.environ.get(ray_runtime.TOKEN_ENV, "").strip():
+    if os.environ.get(connection.TOKEN_ENV, "").strip():
         return None
     env = head_env(cfg)
-    path = ray_runtime.token_path(cfg)
-    default = path == Path(os.path.expanduser(ray_runtime.DEFAULT_TOKEN_PATH)).resolve()
+    path = connection.token_path(cfg)
+    default = path == Path(os.path.expanduser(connection.DEFAULT_TOKEN_PATH)).resolve()
     # The directory first: once it is 0700 nobody else can reach the file, even in the moment
     # between Ray writing it 0644 and the chmod below. Only a directory that holds nothing but the
     # token is ours to lock down (~/.ray, or one created here), never e.g. /tmp.
@@ -52,7 +52,7 @@ def ensure_token(cfg: ClusterConfig) -> Path | None:
 
 def _generate_with_ray(env: dict[str, str]) -> None:
     """Let Ray create its default token, so its format is whatever this Ray version expects."""
-    env = {k: v for k, v in env.items() if k != ray_runtime.TOKEN_PATH_ENV}
+    env = {k: v for k, v in env.items() if k != connection.TOKEN_PATH_ENV}
     proc = subprocess.run(
         [ray_executable(), "get-auth-token", "--generate"],
         env=env, stdout=subprocess.DEVNULL,  # it prints the token itself: keep it off the terminal and logs

@@ -28,7 +28,6 @@ from typing import Any
 import yaml
 
 from cluster import nodes
-from foundry import job_submission
 from foundry.config import (
     ClusterConfig,
     ClusterKind,
@@ -37,6 +36,7 @@ from foundry.config import (
     K8sResourcesConfig,
     WorkerTypeConfig,
 )
+from foundry.runtime import jobs as job_submission
 
 API_VERSION = "ray.io/v1"
 TOKEN_SECRET_KEY = "auth_token"  # the key KubeRay expects in authOptions.secretName's Secret

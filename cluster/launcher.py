@@ -21,7 +21,6 @@ import shlex
 from typing import Any
 
 from cluster import nodes
-from foundry import ray_runtime
 from foundry.config import (
     ClusterConfig,
     ClusterKind,
@@ -30,6 +29,7 @@ from foundry.config import (
     TokenSource,
     WorkerTypeConfig,
 )
+from foundry.runtime import connection
 from foundry.serving import haproxy_ingress
 
 HEAD_NODE_TYPE = "ray_head"
@@ -171,7 +171,7 @@ def _file_mounts(c: ClusterConfig) -> dict[str, str]:
         mounts[c.install.dir] = str(nodes.REPO_ROOT)
     if c.auth.token_source is TokenSource.file:
         # The path of the local token file, never its content.
-        mounts[REMOTE_TOKEN] = str(ray_runtime.token_path(c))
+        mounts[REMOTE_TOKEN] = str(connection.token_path(c))
     return mounts
 
 

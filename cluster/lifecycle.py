@@ -19,9 +19,9 @@ from cluster import autoscaling
 from cluster.auth import describe_mode, ensure_token
 from cluster.local import head_env, head_start_argv, pick_client_server_port, stop_all_argv
 from cluster.processes import find_head, stop_head, wait_port_closed
-from foundry import ray_runtime
 from foundry.config import ClusterConfig
 from foundry.errors import FoundryError
+from foundry.runtime import connection
 
 Printer = Callable[[str], None]
 
@@ -52,10 +52,10 @@ def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, bytes]
 
 def probe(cfg: ClusterConfig, timeout: float = 2.0) -> Probe:
     """What is on the configured ports right now (one quick look, no waiting)."""
-    gcs_open = ray_runtime.port_open(cfg.head_host, cfg.gcs_port, timeout)
-    url = ray_runtime.dashboard_url(cfg)
+    gcs_open = connection.port_open(cfg.head_host, cfg.gcs_port, timeout)
+    url = connection.dashboard_url(cfg)
     try:
-        headers = ray_runtime.auth_headers(cfg)
+        headers = connection.auth_headers(cfg)
     except FoundryError:
         headers = {}
     try:
@@ -100,31 +100,31 @@ def wait_until_up(cfg: ClusterConfig, timeout: float, poll: float = 0.5) -> Prob
 def _auth_prefix(cfg: ClusterConfig) -> str:
     prefix = "RAY_AUTH_MODE=token "
     env = head_env(cfg, base={})
-    if ray_runtime.TOKEN_PATH_ENV in env:
-        prefix += f"{ray_runtime.TOKEN_PATH_ENV}={env[ray_runtime.TOKEN_PATH_ENV]} "
+    if connection.TOKEN_PATH_ENV in env:
+        prefix += f"{connection.TOKEN_PATH_ENV}={env[connection.TOKEN_PATH_ENV]} "
     return prefix
 
 
 def submit_hint(cfg: ClusterConfig) -> str:
     """The command a user runs next; spelled out because it fails without RAY_AUTH_MODE=token."""
-    return (f"{_auth_prefix(cfg)}RAY_ADDRESS={ray_runtime.dashboard_url(cfg)} "
+    return (f"{_auth_prefix(cfg)}RAY_ADDRESS={connection.dashboard_url(cfg)} "
             "ray job submit --working-dir . -- python -m jobs.train")
 
 
 def cli_hint(cfg: ClusterConfig) -> str:
     """A ``ray`` CLI call on the GCS; a loopback cluster also needs ``LOOPBACK_ONLY_ENV=0``, or the
     CLI dials the host's IP, where nothing of this cluster listens."""
-    loopback = f"{ray_runtime.LOOPBACK_ONLY_ENV}=0 " if ray_runtime.is_loopback_host(cfg.head_host) else ""
-    return f"{loopback}{_auth_prefix(cfg)}ray status --address={ray_runtime.gcs_address(cfg)}"
+    loopback = f"{connection.LOOPBACK_ONLY_ENV}=0 " if connection.is_loopback_host(cfg.head_host) else ""
+    return f"{loopback}{_auth_prefix(cfg)}ray status --address={connection.gcs_address(cfg)}"
 
 
 def _print_summary(cfg: ClusterConfig, out: Printer, token_file) -> None:
-    out(f"  GCS address: {ray_runtime.gcs_address(cfg)}")
-    out(f"  Dashboard:   {ray_runtime.dashboard_url(cfg)}")
+    out(f"  GCS address: {connection.gcs_address(cfg)}")
+    out(f"  Dashboard:   {connection.dashboard_url(cfg)}")
     if token_file is not None:
         out(f"  Auth token:  {token_file} (mode {describe_mode(token_file)})")
     else:
-        out(f"  Auth token:  from ${ray_runtime.TOKEN_ENV}")
+        out(f"  Auth token:  from ${connection.TOKEN_ENV}")
     out("Submit a job with:")
     out(f"  {submit_hint(cfg)}")
     out("Ray CLI:")
@@ -138,7 +138,7 @@ def _tail(text: str, lines: int = 30) -> str:
 def up(cfg: ClusterConfig, timeout: float = 90.0, out: Printer = print) -> bool:
     """Start the head unless it already runs; True if this call started it."""
     token_file = ensure_token(cfg)
-    ray_runtime.enable_token_auth_env(cfg)
+    connection.enable_token_auth_env(cfg)
     current = probe(cfg)
     if current.state is HeadState.starting:
         if find_head(cfg.gcs_port) is None:
@@ -172,7 +172,7 @@ def up(cfg: ClusterConfig, timeout: float = 90.0, out: Printer = print) -> bool:
     if ready.state is not HeadState.up:
         head = find_head(cfg.gcs_port)
         logs = f"{head.session_dir}/logs/dashboard.log" if head else "the session's logs/dashboard.log"
-        raise FoundryError(f"`ray start` succeeded but the dashboard at {ray_runtime.dashboard_url(cfg)} did not "
+        raise FoundryError(f"`ray start` succeeded but the dashboard at {connection.dashboard_url(cfg)} did not "
                            f"accept the token within {timeout:.0f} s ({ready.state.value}: {ready.detail}). "
                            f"See {logs}; `python -m cluster down` stops the half-started head.")
     out(f"Ray cluster '{cfg.name}' is up (Ray {ready.ray_version}, {time.monotonic() - started:.1f} s).")
@@ -206,25 +206,25 @@ def down(cfg: ClusterConfig, out: Printer = print, all_clusters: bool = False, t
 
     head = find_head(cfg.gcs_port)
     if head is None:
-        if ray_runtime.port_open(cfg.head_host, cfg.gcs_port):
+        if connection.port_open(cfg.head_host, cfg.gcs_port):
             raise FoundryError(
-                f"something listens on {ray_runtime.gcs_address(cfg)} but it is not a Ray GCS this user can "
+                f"something listens on {connection.gcs_address(cfg)} but it is not a Ray GCS this user can "
                 "see; stop it by hand, or use `python -m cluster down --all` (runs `ray stop`)")
-        out(f"Ray cluster '{cfg.name}' was not running on {ray_runtime.gcs_address(cfg)}; nothing to stop.")
+        out(f"Ray cluster '{cfg.name}' was not running on {connection.gcs_address(cfg)}; nothing to stop.")
         return
     terminated, killed = stop_head(head)
-    closed = wait_port_closed(lambda: ray_runtime.port_open(cfg.head_host, cfg.gcs_port), timeout=10.0)
+    closed = wait_port_closed(lambda: connection.port_open(cfg.head_host, cfg.gcs_port), timeout=10.0)
     detail = f"{terminated} processes stopped" + (f", {killed} killed after the grace period" if killed else "")
     if not closed:
-        raise FoundryError(f"stopped {detail}, but {ray_runtime.gcs_address(cfg)} still answers")
-    out(f"Stopped Ray cluster '{cfg.name}' ({ray_runtime.gcs_address(cfg)}, {head.session_name}): {detail}.")
+        raise FoundryError(f"stopped {detail}, but {connection.gcs_address(cfg)} still answers")
+    out(f"Stopped Ray cluster '{cfg.name}' ({connection.gcs_address(cfg)}, {head.session_name}): {detail}.")
 
 
 def status(cfg: ClusterConfig, out: Printer = print) -> bool:
     """Print nodes and resources; False (and "not running") when no head answers."""
     current = probe(cfg)
     if current.state is HeadState.down:
-        out(f"Ray cluster '{cfg.name}' is not running ({ray_runtime.gcs_address(cfg)}).")
+        out(f"Ray cluster '{cfg.name}' is not running ({connection.gcs_address(cfg)}).")
         return False
     if current.state is not HeadState.up:
         out(f"Ray cluster '{cfg.name}' is not usable: {current.detail}")
@@ -232,8 +232,8 @@ def status(cfg: ClusterConfig, out: Printer = print) -> bool:
 
     import ray
 
-    ray_runtime.enable_token_auth_env(cfg)
-    ray_runtime.connect(ray_runtime.gcs_address(cfg), logging_level="ERROR", log_to_driver=False)
+    connection.enable_token_auth_env(cfg)
+    connection.connect(connection.gcs_address(cfg), logging_level="ERROR", log_to_driver=False)
     try:
         nodes = ray.nodes()
         total = ray.cluster_resources()
@@ -242,8 +242,8 @@ def status(cfg: ClusterConfig, out: Printer = print) -> bool:
         ray.shutdown()
     alive = [n for n in nodes if n.get("Alive")]
     out(f"Ray cluster '{cfg.name}' is up (Ray {current.ray_version}).")
-    out(f"  GCS address: {ray_runtime.gcs_address(cfg)}")
-    out(f"  Dashboard:   {ray_runtime.dashboard_url(cfg)}")
+    out(f"  GCS address: {connection.gcs_address(cfg)}")
+    out(f"  Dashboard:   {connection.dashboard_url(cfg)}")
     out(f"  Nodes: {len(alive)} alive" + (f", {len(nodes) - len(alive)} dead" if len(nodes) > len(alive) else ""))
     for n in alive:
         role = "head" if n.get("Resources", {}).get("node:__internal_head__") else "worker"

@@ -9,12 +9,12 @@ Loopback only (Ray 2.60 on Linux, verified with ``ss``): Ray replaces a loopback
 ``--node-ip-address`` with the machine's routable IP (``services.resolve_ip_for_localhost``), and
 then its GCS, raylets and workers bind every interface (their gRPC servers bind 127.0.0.1 only when
 the node IP *is* 127.0.0.1) while the agents and the Ray client server bind that IP. With
-``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (``ray_runtime.LOOPBACK_ONLY_ENV``) Ray keeps 127.0.0.1, so
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (``connection.LOOPBACK_ONLY_ENV``) Ray keeps 127.0.0.1, so
 ``head_env`` sets it whenever ``head_host`` is loopback: every process of the cluster (the fake worker
 nodes the autoscaler starts included) inherits it and binds 127.0.0.1, and jobs get
 ``RAY_ADDRESS=127.0.0.1:<port>``. What Ray still binds elsewhere, and what guards it:
 ``cluster.listeners.ALLOWED`` (README, "What listens where"). Clients outside the cluster need the
-variable too; ``ray_runtime.connect`` sets it for loopback addresses.
+variable too; ``connection.connect`` sets it for loopback addresses.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cluster import autoscaling
-from foundry import ray_runtime
 from foundry.config import ClusterConfig
+from foundry.runtime import connection
 from foundry.serving import haproxy_ingress
 
 # Ray-start settings a caller's environment must not leak into the head: the head is a server,
@@ -80,21 +80,21 @@ def head_env(cfg: ClusterConfig, base: Mapping[str, str] | None = None) -> dict[
     env.update(haproxy_ingress.ingress_env(ing.kind.value, ing.admin_host,
                                            ing.wrapper or haproxy_ingress.wrapper_beside()))
     env.update(autoscaling.env(cfg))
-    if ray_runtime.is_loopback_host(cfg.head_host):
+    if connection.is_loopback_host(cfg.head_host):
         # Keep --node-ip-address=127.0.0.1 as given, so every listener Ray can bind to loopback is
         # (see the module docstring); set after cfg.env so that no config can undo it.
-        env[ray_runtime.LOOPBACK_ONLY_ENV] = "0"
+        env[connection.LOOPBACK_ONLY_ENV] = "0"
         # Ray Train's gloo process group binds the address the hostname resolves to, a LAN IP on many
         # hosts; all ranks share this machine, so the loopback interface suffices (cfg.env or the shell may
         # set another).
         lo = loopback_interface()
         if lo is not None:
             env.setdefault("GLOO_SOCKET_IFNAME", lo)
-    env[ray_runtime.AUTH_MODE_ENV] = "token"
-    if not env.get(ray_runtime.TOKEN_ENV) and not env.get(ray_runtime.TOKEN_PATH_ENV):
+    env[connection.AUTH_MODE_ENV] = "token"
+    if not env.get(connection.TOKEN_ENV) and not env.get(connection.TOKEN_PATH_ENV):
         configured = Path(os.path.expanduser(cfg.token_path)).resolve()
-        if configured != Path(os.path.expanduser(ray_runtime.DEFAULT_TOKEN_PATH)).resolve():
-            env[ray_runtime.TOKEN_PATH_ENV] = str(configured)
+        if configured != Path(os.path.expanduser(connection.DEFAULT_TOKEN_PATH)).resolve():
+            env[connection.TOKEN_PATH_ENV] = str(configured)
     return env
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from foundry import ray_runtime, storage
+from foundry import storage
 from foundry.config import ClusterConfig, FoundryConfig, WorkerTypeConfig
 from foundry.errors import ConfigError
+from foundry.runtime import connection
 from foundry.serving import haproxy_ingress
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +27,7 @@ def node_env(cfg: FoundryConfig) -> dict[str, str]:
     # wrapper null: the launcher's env file looks foundry-haproxy up on the node's PATH (launcher.py)
     env.update(haproxy_ingress.ingress_env(ing.kind.value, ing.admin_host, ing.wrapper))
     env[STORAGE_ENV] = cfg.storage.layout.root
-    env[ray_runtime.AUTH_MODE_ENV] = "token"
+    env[connection.AUTH_MODE_ENV] = "token"
     return env
 
 

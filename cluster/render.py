@@ -24,9 +24,9 @@ from typing import Any
 import yaml
 
 from cluster import autoscaling, kuberay, launcher, nodes, placeholders
-from foundry import ray_runtime
 from foundry.config import ClusterConfig, ClusterKind, FoundryConfig, PlaceholderPolicy, validate
 from foundry.errors import ConfigError
+from foundry.runtime import connection
 
 DEFAULT_OUT_DIR = nodes.REPO_ROOT / "outputs" / "cluster"
 FILE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -43,7 +43,7 @@ def render(cfg: FoundryConfig, strict: bool | None = None) -> dict[str, dict[str
         if not c.autoscaling.enabled:
             raise ConfigError("cluster.autoscaling.enabled: cluster=local without autoscaling has no "
                               "autoscaler config to render (`python -m cluster up` starts a plain head)")
-        return {"autoscaling.yaml": autoscaling.fake_multinode_config(c, ray_runtime.gcs_address(c))}
+        return {"autoscaling.yaml": autoscaling.fake_multinode_config(c, connection.gcs_address(c))}
     nodes.check_shared_storage(cfg)
     check_placeholders(cfg, strict)
     if c.kind in (ClusterKind.aws, ClusterKind.gcp):

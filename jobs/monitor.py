@@ -20,8 +20,9 @@ import json
 import os
 import sys
 
-from foundry import config, config_sources
-from foundry.cli import run_or_exit, setup_logging
+from foundry import config
+from foundry.config import sources as config_sources
+from foundry.console.entry import run_or_exit, setup_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,13 +44,13 @@ def actor_options(cfg: config.FoundryConfig) -> dict:
 
 
 def _address(cfg: config.FoundryConfig) -> str | None:
-    from foundry import ray_runtime
+    from foundry.runtime import connection
 
     if cfg.ray.address:
         return cfg.ray.address
     if os.environ.get("RAY_ADDRESS"):
         return None
-    return ray_runtime.gcs_address(cfg.cluster)
+    return connection.gcs_address(cfg.cluster)
 
 
 def start(cfg: config.FoundryConfig, timeout_s: float = 300.0):
@@ -57,28 +58,29 @@ def start(cfg: config.FoundryConfig, timeout_s: float = 300.0):
     import ray
 
     from foundry.drift.monitor import DriftMonitor
+    from foundry.drift.monitor_config import monitor_config
 
-    handle = ray.remote(DriftMonitor).options(**actor_options(cfg)).remote(config.to_container(cfg))
+    handle = ray.remote(DriftMonitor).options(**actor_options(cfg)).remote(monitor_config(cfg).to_container())
     return handle, ray.get(handle.status.remote(), timeout=timeout_s)
 
 
 def run(args: argparse.Namespace) -> int:
     import ray
 
-    from foundry import ray_runtime
     from foundry.drift import monitor_name
+    from foundry.runtime import connection
 
     cfg = config_sources.load(config_sources.from_args(args))
     if not cfg.drift.enabled:
         print("drift.enabled=false: no monitor to start")
         return 0
-    from foundry.job_submission import CODE_DIR, UPLOAD_EXCLUDES
+    from foundry.runtime.jobs import CODE_DIR, UPLOAD_EXCLUDES
 
     # The detached actor inherits this driver's runtime_env: outside a Ray job, ship the code with it
     # (inside one, the job's own working_dir is already there).
     in_job = bool(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
     runtime_env = None if in_job or CODE_DIR is None else {"working_dir": str(CODE_DIR), "excludes": UPLOAD_EXCLUDES}
-    ray_runtime.connect(_address(cfg), logging_level="ERROR", log_to_driver=False, runtime_env=runtime_env)
+    connection.connect(_address(cfg), logging_level="ERROR", log_to_driver=False, runtime_env=runtime_env)
     name = monitor_name(cfg.drift.monitor.name_prefix, cfg.model_name)
     if args.stop or args.status:
         try:
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     c = status["controller"]
     print(f"monitor {name!r} (namespace {cfg.drift.monitor.namespace}) is watching {cfg.model_name} "
           f"{status['reference_version']}: phase {c['phase']}, {status['counters']['rows']} live rows so far")
-    print(f"  history: python -m foundry.events {cfg.model_name}   state: python -m jobs.monitor --status")
+    print(f"  history: python -m foundry.ops.events {cfg.model_name}   state: python -m jobs.monitor --status")
     return 0
 
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 import sys
 import time
 
-from foundry import config_sources
-from foundry.cli import run_or_exit, setup_logging
+from foundry.config import sources as config_sources
+from foundry.console.entry import run_or_exit, setup_logging
 from foundry.errors import FoundryError
 
 STAGES = 3
@@ -37,7 +37,7 @@ def pipeline(sources: config_sources.ConfigSources) -> dict:
     from omegaconf import OmegaConf
 
     from foundry import config as foundry_config
-    from foundry.ray_runtime import configure_data, connect
+    from foundry.runtime.connection import configure_data, connect
     from foundry.serving import control
     from foundry.train.workflow import train_and_register
     from jobs import monitor as monitor_job

@@ -26,8 +26,8 @@ import json
 import sys
 import time
 
-from foundry import config_sources
-from foundry.cli import run_or_exit, setup_logging
+from foundry.config import sources as config_sources
+from foundry.console.entry import run_or_exit, setup_logging
 from foundry.errors import ConfigError, DataSourceError
 
 CHUNK_ROWS = 50_000

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import sys
 
-from foundry import config_sources
-from foundry.cli import run_or_exit, setup_logging
+from foundry.config import sources as config_sources
+from foundry.console.entry import run_or_exit, setup_logging
 
 
 def train(sources: config_sources.ConfigSources):
     from omegaconf import OmegaConf
 
     from foundry import config as foundry_config
-    from foundry.ray_runtime import configure_data, connect
+    from foundry.runtime.connection import configure_data, connect
     from foundry.train.workflow import train_and_register
 
     raw = config_sources.compose(sources)

@@ -1,1 +1,1 @@
-"""Ray Serve applications (glue only; the inference core lives in ``foundry.predictor``)."""
+"""Ray Serve applications (glue only; the inference core lives in ``foundry.models.predictor``)."""

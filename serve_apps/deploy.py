@@ -28,9 +28,9 @@ from pathlib import Path
 
 import yaml
 
-from foundry import config_sources
-from foundry.cli import run_or_exit
 from foundry.config import FoundryConfig, ServeConfig
+from foundry.config import sources as config_sources
+from foundry.console.entry import run_or_exit
 from foundry.serving.deploy_config import build_serve_config
 from foundry.serving.keys import carried_digests
 
@@ -80,13 +80,13 @@ def _deployed_env_vars(app_name: str) -> dict[str, str] | None:
 
 
 def _address(cfg: FoundryConfig) -> str | None:
-    from foundry import ray_runtime
+    from foundry.runtime import connection
 
     if cfg.ray.address:
         return cfg.ray.address
     if os.environ.get("RAY_ADDRESS"):
         return None  # inside `ray job submit`, or set by the user
-    return ray_runtime.gcs_address(cfg.cluster)
+    return connection.gcs_address(cfg.cluster)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,11 +103,11 @@ def run(args: argparse.Namespace) -> int:
               f"{version or cfg.serve.model_ref}")
         return 0
 
-    from foundry import ray_runtime
+    from foundry.runtime import connection
     from foundry.serving import control
 
     runtime_env = None if args.delete else api_key_runtime_env(cfg.serve)
-    ray_runtime.connect(_address(cfg), logging_level="ERROR", log_to_driver=False)
+    connection.connect(_address(cfg), logging_level="ERROR", log_to_driver=False)
     if args.delete:
         control.delete_app(cfg.serve.app_name)
         print(f"deleted Serve application {cfg.serve.app_name!r}")

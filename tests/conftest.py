@@ -16,9 +16,9 @@ import os
 # before anything (a test module, a fixture) imports Ray.
 os.environ["RAY_AUTH_MODE"] = "token"
 # The test process is a Ray driver too (in-process pipelines): it gets the cluster's driver_env
-# (conf/cluster/local.yaml), as jobs do through ray_runtime.connect; Ray Data reads it in the driver.
+# (conf/cluster/local.yaml), as jobs do through connection.connect; Ray Data reads it in the driver.
 from foundry.config import load as _load_config  # noqa: E402
-from foundry.ray_runtime import apply_driver_env  # noqa: E402
+from foundry.runtime.connection import apply_driver_env  # noqa: E402
 
 apply_driver_env(_load_config([]).cluster.driver_env)
 
@@ -44,7 +44,7 @@ CLUSTER_UP_TIMEOUT_S = 180
 
 @dataclass(frozen=True)
 class RayTestCluster:
-    address: str  # GCS host:port, for ray.init / foundry.ray_runtime.connect
+    address: str  # GCS host:port, for ray.init / foundry.runtime.connection.connect
     dashboard_url: str  # Jobs API / dashboard, for JobSubmissionClient and REST calls
     storage_root: str  # a fresh storage.root for this session
     overrides: list[str]  # Hydra overrides that point a job at this cluster and storage
@@ -73,7 +73,8 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
-    from foundry import config, ray_runtime
+    from foundry import config
+    from foundry.runtime import connection
 
     storage_root = str(tmp_path_factory.mktemp("foundry-storage"))
     overrides = [
@@ -89,14 +90,14 @@ def ray_cluster(tmp_path_factory):
 
     cluster_cfg = config.load(overrides).cluster
     cluster = RayTestCluster(
-        address=ray_runtime.gcs_address(cluster_cfg),
-        dashboard_url=ray_runtime.dashboard_url(cluster_cfg),
+        address=connection.gcs_address(cluster_cfg),
+        dashboard_url=connection.dashboard_url(cluster_cfg),
         storage_root=storage_root,
         overrides=overrides,
         config=cluster_cfg,
     )
     try:
-        ray_runtime.connect(cluster.address)
+        connection.connect(cluster.address)
         yield cluster
     finally:
         import ray
@@ -125,6 +126,6 @@ def serve_port(ray_cluster) -> int:
 
 @pytest.fixture(scope="session")
 def job_client(ray_cluster):
-    from foundry import ray_runtime
+    from foundry.runtime import connection
 
-    return ray_runtime.job_client(ray_cluster.config)
+    return connection.job_client(ray_cluster.config)

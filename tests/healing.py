@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from foundry import config
+from foundry.demo.traffic import TrafficGenerator
 from foundry.drift.events import read_events
 from foundry.registry import Registry
-from foundry.traffic import TrafficGenerator
 from tests.conftest import REPO_ROOT
 from tests.versions import register_version
 

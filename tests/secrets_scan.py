@@ -57,6 +57,6 @@ def leaks(secret: str, roots: list[Path], job_client=None) -> list[str]:
 
 def token(cluster_config) -> str:
     """The cluster's auth token (the file ``python -m cluster up`` ensured)."""
-    from foundry.ray_runtime import token_path
+    from foundry.runtime.connection import token_path
 
     return token_path(cluster_config).read_text().strip()

@@ -16,11 +16,11 @@ import torch
 
 from foundry import config, datasets
 from foundry.config import FoundryConfig
-from foundry.config_sources import STORED_CONFIG_FILE
+from foundry.config.sources import STORED_CONFIG_FILE
 from foundry.data import preprocessor as pp
 from foundry.models import build_model, model_spec
-from foundry.predictor import write_model_files
-from foundry.tasks import PRIMARY_METRIC
+from foundry.models.predictor import write_model_files
+from foundry.models.tasks import PRIMARY_METRIC
 
 REFERENCE_ROWS = 1000
 
@@ -65,8 +65,8 @@ def register_version(registry, cfg: FoundryConfig, workdir: Path, rows: int = 30
                      output_bias: float = 0.0) -> str:
     """Build, evaluate (on rows it never saw), attach drift detectors, register and alias a version."""
     from foundry.drift.detectors import build_suite
-    from foundry.evaluation import evaluate_predictor
-    from foundry.predictor import Predictor
+    from foundry.models.evaluation import evaluate_predictor
+    from foundry.models.predictor import Predictor
 
     out = build_version_dir(cfg, workdir, rows=rows, steps=steps, scenario=scenario, flip_labels=flip_labels,
                             output_bias=output_bias)

@@ -129,7 +129,7 @@ class DataConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     reference_rows: int = 5_000
     materialize: bool = True
-    execution_retries: int = 2  # a Ray Data step that lost a node or actor runs again (foundry/node_loss.py)
+    execution_retries: int = 2  # a Ray Data step that lost a node or actor runs again (foundry/runtime/node_loss.py)
 
     def validate(self) -> None:
         require(bool(self.features), "data.features", "at least one feature is required")

@@ -4,15 +4,18 @@ a Serve deployment, a Ray actor or the copy stored with every model version."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
 from foundry.config.root import FoundryConfig, validate
-from foundry.config_sources import bundled_conf_dir
+from foundry.config.sources import bundled_conf_dir
 from foundry.errors import ConfigError
 
 CONF_DIR = bundled_conf_dir()
+
+
+T = TypeVar("T")
 
 
 def to_typed(cfg: DictConfig) -> FoundryConfig:
@@ -26,9 +29,20 @@ def to_typed(cfg: DictConfig) -> FoundryConfig:
     return validate(typed)
 
 
-def to_container(cfg: FoundryConfig) -> dict[str, Any]:
-    """The typed config as plain JSON-able data (enums as strings), e.g. to hand to a Serve deployment."""
+def to_container(cfg: Any) -> dict[str, Any]:
+    """The typed config (or a part of it: ``ReplicaConfig``, ``MonitorConfig``) as plain JSON-able data
+    (enums as strings), e.g. to hand to a Serve deployment or an actor."""
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
+
+
+def part_from_container(cls: type[T], data: dict[str, Any]) -> T:
+    """A config part that a process is built from (``ReplicaConfig``, ``MonitorConfig``), rebuilt from
+    ``to_container`` data: type-checked (an unknown key names itself) and checked by its own ``validate()``."""
+    try:
+        typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), data))
+    except Exception as exc:  # omegaconf raises several error types; all mean "this config is wrong"
+        raise ConfigError(_describe(exc)) from exc
+    return typed.validate()
 
 
 def from_container(data: dict[str, Any]) -> FoundryConfig:
@@ -53,9 +67,9 @@ def _describe(exc: BaseException) -> str:
 
 def compose(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
     """Compose the bundled ``conf/`` outside of any command line (tests, Ray actors); commands use
-    ``foundry.config_sources`` for ``--config-dir`` / ``--from-version``."""
-    from foundry.config_sources import ConfigSources
-    from foundry.config_sources import compose as compose_sources
+    ``foundry.config.sources`` for ``--config-dir`` / ``--from-version``."""
+    from foundry.config.sources import ConfigSources
+    from foundry.config.sources import compose as compose_sources
 
     return compose_sources(ConfigSources(tuple(overrides or ()), config_name=config_name))
 

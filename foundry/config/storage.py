@@ -10,12 +10,12 @@ from omegaconf import MISSING
 from foundry.config.common import require
 
 if TYPE_CHECKING:
-    from foundry.layout import StorageLayout
+    from foundry.storage.layout import StorageLayout
 
 
 @dataclass
 class StorageTablesConfig:
-    """The append-heavy tables (live rows, labels, events; foundry/tables.py): how often they are written
+    """The append-heavy tables (live rows, labels, events; foundry/storage/tables.py): how often they are written
     and merged."""
 
     live_flush_s: float = 10.0  # the monitor writes the live rows it took in one file this often
@@ -53,8 +53,8 @@ class StorageConfig:
 
     @property
     def layout(self) -> StorageLayout:
-        """Every path under ``root`` (``foundry.layout.StorageLayout``, normalized)."""
-        from foundry.layout import StorageLayout
+        """Every path under ``root`` (``foundry.storage.layout.StorageLayout``, normalized)."""
+        from foundry.storage.layout import StorageLayout
 
         return StorageLayout(self.root)
 

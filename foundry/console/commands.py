@@ -18,7 +18,7 @@ class Command:
     summary: str
     operations: str = ""  # the target's own subcommands, shown after the name: "list|show|promote|gc"
     prefix: tuple[str, ...] = ()
-    # The module's `__main__` wraps its main in `foundry.cli.run_or_exit`; the command does the same.
+    # The module's `__main__` wraps its main in `foundry.console.entry.run_or_exit`; the command does the same.
     run_or_exit: bool = False
     # False: the target parses no options (only overrides); the console answers --help for it.
     own_help: bool = True
@@ -61,15 +61,15 @@ COMMANDS: tuple[Command, ...] = (
     Command("registry", "foundry.registry", "foundry.registry.cli:main",
             "model versions, manifests, aliases; clean up after crashed writers",
             operations="list|show|promote|gc"),
-    Command("events", "foundry.events", "foundry.events:main",
+    Command("events", "foundry.ops.events", "foundry.ops.events:main",
             "a model's self-healing history: drift, jobs, promotions, roll-outs"),
-    Command("status", "foundry.status", "foundry.status:main",
+    Command("status", "foundry.ops.status", "foundry.ops.status:main",
             "nodes, Serve apps, actors, jobs, models and the monitor at a glance", run_or_exit=True),
     Command("datasets", "foundry.datasets", "foundry.datasets.__main__:main",
             "write a bundled data set or a drift scenario of it to a file"),
-    Command("maintenance", "foundry.maintenance", "foundry.maintenance:main",
+    Command("maintenance", "foundry.ops.maintenance", "foundry.ops.maintenance:main",
             "one compaction and retention pass over a model's storage"),
-    Command("demo", "foundry.demo", "foundry.demo:main",
+    Command("demo", "cluster.demo", "cluster.demo:main",
             "the whole loop on the bundled data, with a report (make demo)",
             run_or_exit=True, own_help=False),
 )

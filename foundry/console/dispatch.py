@@ -20,7 +20,7 @@ from foundry.console.commands import COMMANDS, GROUPS, Command
 PROG = "foundry"
 HELP = ("-h", "--help")
 USAGE_ERROR = 2  # argparse's, and ConfigError's: a command line that cannot run
-# What each exit code means, in the words of every command's epilog (foundry.config_sources.EPILOG). A code
+# What each exit code means, in the words of every command's epilog (foundry.config.sources.EPILOG). A code
 # of foundry/errors.py missing here is described by its first error class's docstring.
 MEANINGS: dict[int, str] = {
     0: "done",
@@ -122,7 +122,7 @@ def run(cmd: Command, argv: list[str]) -> int:
     function = _resolve(cmd.target)
     args = [*cmd.prefix, *argv]
     if cmd.run_or_exit:
-        from foundry.cli import run_or_exit
+        from foundry.console.entry import run_or_exit
 
         return run_or_exit(lambda: function(args))
     return function(args)

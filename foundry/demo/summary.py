@@ -11,8 +11,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from foundry.demo.traffic import RequestRecord, accuracy
 from foundry.drift.timeline import JobTimes, event_times, first, heal_stages, rows_before
-from foundry.traffic import RequestRecord, accuracy
 
 BASELINE, DRIFT = "baseline", "drift"
 

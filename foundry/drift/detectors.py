@@ -17,9 +17,11 @@ them (an MKL pivot error on CPU); ``OMP_NUM_THREADS`` from the environment is fi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,8 +32,8 @@ import pandas as pd
 
 from foundry.config import ConceptMethod, DriftDetectorsConfig, MultivariateMethod, OnlineMethod
 from foundry.drift import features
-from foundry.predictor import REFERENCE_FILE
-from foundry.workdir import ensure_cwd
+from foundry.models.predictor import REFERENCE_FILE
+from foundry.runtime.workdir import ensure_cwd
 
 log = logging.getLogger(__name__)
 
@@ -243,11 +245,40 @@ def _subsample(x: np.ndarray, rows: int) -> np.ndarray:
     return x[np.sort(idx)]
 
 
-def build_suite(cfg: DriftDetectorsConfig, version_dir: str | Path, version: str, say=log.info) -> DetectorSuite:
-    """Build every enabled detector on the version's reference sample (``reference.parquet``)."""
+# How often a long threshold calibration says it is still running (build_suite's progress lines).
+CALIBRATION_PROGRESS_EVERY_S = 10.0
+
+
+@contextlib.contextmanager
+def calibration_progress(say, label: str, every_s: float = CALIBRATION_PROGRESS_EVERY_S):
+    """Say ``<label>: still calibrating (N s)`` every ``every_s`` until the block ends.
+
+    Why: an online detector's thresholds come from a bootstrap inside alibi-detect (seconds to minutes
+    on a large reference sample) whose own progress is a tqdm bar, unreadable in a job log. Without a
+    line, a training job looks hung at its last step."""
+    stop = threading.Event()
+    started = time.perf_counter()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            say(f"{label}: still calibrating ({time.perf_counter() - started:.0f} s)")
+
+    thread = threading.Thread(target=beat, name="foundry-calibration-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def build_suite(cfg: DriftDetectorsConfig, version_dir: str | Path, version: str, say=log.info,
+                progress_every_s: float = CALIBRATION_PROGRESS_EVERY_S) -> DetectorSuite:
+    """Build every enabled detector on the version's reference sample (``reference.parquet``), saying what
+    each costs; a threshold calibration also says every ``progress_every_s`` that it is still running."""
     ensure_cwd()
     from foundry.drift import detector_restore
-    from foundry.predictor import Predictor
+    from foundry.models.predictor import Predictor
 
     version_dir = Path(version_dir)
     predictor = Predictor.from_dir(version_dir)
@@ -263,7 +294,14 @@ def build_suite(cfg: DriftDetectorsConfig, version_dir: str | Path, version: str
 
     def add(name: str, kind: str, x_ref: np.ndarray, **args) -> None:
         started = time.perf_counter()
-        suite.place(name, detector_restore.build(kind, x_ref, args))
+        label = f"      drift detector {name}"
+        progress = contextlib.nullcontext()
+        if args.get("n_bootstraps"):  # the online detectors calibrate their thresholds now
+            say(f"{label}: calibrating {kind} thresholds on {args['n_bootstraps']:,} simulated streams of "
+                f"{len(x_ref):,} reference rows (expected run time {args['ert']:g} rows between false alarms)")
+            progress = calibration_progress(say, label, progress_every_s)
+        with progress:
+            suite.place(name, detector_restore.build(kind, x_ref, args))
         suite.specs[name] = DetectorSpec(kind, args, x_ref)
         suite.build_seconds[name] = round(time.perf_counter() - started, 3)
         say(f"      drift detector {name}: built in {suite.build_seconds[name]:.2f} s")

@@ -38,10 +38,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from foundry.config import FoundryConfig, RolloutMode
+from foundry.config import RolloutMode
 from foundry.drift import new_normal, reference, rollout
 from foundry.drift.controller import Action, Decision, RetrainController
 from foundry.drift.events import iso
+from foundry.drift.monitor_config import MonitorSections
 from foundry.drift.reference import Reference
 from foundry.drift.runner import MAX_STATUS_ERRORS, RetrainRunner
 
@@ -61,7 +62,7 @@ class MonitorState:
 
 
 class Episodes:
-    def __init__(self, cfg: FoundryConfig, controller: RetrainController, runner: RetrainRunner, *,
+    def __init__(self, cfg: MonitorSections, controller: RetrainController, runner: RetrainRunner, *,
                  locked: Callable[[], AbstractContextManager[None]], say: Callable[..., None],
                  metric: Callable[[str], None], save_state: Callable[[], None], monitor: MonitorState,
                  data_labels_at: int = 0):

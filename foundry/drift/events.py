@@ -1,6 +1,6 @@
 """The history of a model's self-healing: one record per decision, in an ``HourlyTable``.
 
-Layout: ``<storage.monitoring>/<model>/events/date=YYYY-MM-DD/hour=HH/...`` (``foundry.tables``):
+Layout: ``<storage.monitoring>/<model>/events/date=YYYY-MM-DD/hour=HH/...`` (``foundry.storage.tables``):
 one small Parquet file per event when it is written (events are rare: a few per episode; object
 stores cannot append, and two writers, a restarted monitor and its predecessor's late call, must
 never share a file), merged into one file per hour by the monitor's maintenance and dropped after
@@ -25,8 +25,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from foundry.layout import StorageLayout
-from foundry.tables import HourlyTable
+from foundry.storage.layout import StorageLayout
+from foundry.storage.tables import HourlyTable
 
 log = logging.getLogger(__name__)
 _SEQ = itertools.count()

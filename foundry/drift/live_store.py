@@ -1,6 +1,6 @@
 """Live traffic the monitor received, on storage: the raw rows a retrain learns from.
 
-An ``HourlyTable`` (``foundry.tables``: hour partitions by write time, compacted, expired)::
+An ``HourlyTable`` (``foundry.storage.tables``: hour partitions by write time, compacted, expired)::
 
     <storage.monitoring>/<model>/live/date=YYYY-MM-DD/hour=HH/...
 
@@ -23,8 +23,8 @@ from datetime import datetime
 import pandas as pd
 import pyarrow as pa
 
-from foundry.layout import StorageLayout
-from foundry.tables import HourlyTable
+from foundry.storage.layout import StorageLayout
+from foundry.storage.tables import HourlyTable
 
 log = logging.getLogger(__name__)
 

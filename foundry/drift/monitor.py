@@ -42,7 +42,7 @@ one (e.g. an attempt "running" while its data set is written, cancelled again if
 up). Since nothing else writes, a round may read its own state without the lock.
 ``ingest``/``ingest_labels`` touch only the bounded queues and the live store's write buffer
 (``LiveWriter``, written once every ``storage.tables.live_flush_s`` by the round); storage maintenance
-(compaction, retention) runs in a thread of its own (``foundry.maintenance``).
+(compaction, retention) runs in a thread of its own (``foundry.ops.maintenance``).
 
 A round that raises is counted (``counters["loop_errors"]``, ``status()["last_error"]``, metric
 ``foundry_monitor_loop_errors``) and the loop goes on next round; the state it had applied stays.
@@ -65,8 +65,7 @@ from typing import Any
 
 import numpy as np
 
-from foundry import config as foundry_config
-from foundry.config import AlarmMethod, FoundryConfig
+from foundry.config import AlarmMethod
 from foundry.drift import reference
 from foundry.drift.bookkeeping import Bookkeeping
 from foundry.drift.controller import Action, ControllerState, Phase, RetrainController
@@ -75,13 +74,14 @@ from foundry.drift.events import EventLog, iso
 from foundry.drift.identity import episode_floor, from_jobs
 from foundry.drift.intake import Intake
 from foundry.drift.live_store import LiveStore, LiveWriter
+from foundry.drift.monitor_config import MonitorConfig
 from foundry.drift.queues import RowQueue
 from foundry.drift.rebase import Rebasing
 from foundry.drift.rounds import DriftRounds
 from foundry.drift.runner import MAX_STATUS_ERRORS, RetrainRunner
 from foundry.drift.state import STATE_FILE, StateFile, StateLock, state_uri
 from foundry.drift.windows import LiveWindows, VersionTracker
-from foundry.maintenance import Maintenance
+from foundry.ops.maintenance import Maintenance
 from foundry.rollout.manager import Rollouts
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class DriftMonitor(Intake, DriftRounds, Rebasing, Bookkeeping):
     """Plain class; ``jobs.monitor`` turns it into the detached actor (``ray.remote(DriftMonitor)``)."""
 
     def __init__(self, config_data: dict[str, Any], clock=time.time, start: bool = True):
-        self.cfg: FoundryConfig = foundry_config.from_container(config_data)
+        self.cfg = MonitorConfig.from_container(config_data)  # the sections it reads (monitor_config.py)
         self.model = self.cfg.model_name
         self.clock = clock
         self.events = EventLog(self.cfg.storage.root, self.model)

@@ -24,12 +24,13 @@ from pathlib import Path
 import pandas as pd
 
 from foundry import storage
-from foundry.config import DriftConfig, FoundryConfig
+from foundry.config import DriftConfig
 from foundry.drift import retrain
 from foundry.drift.detectors import DETECTOR_FILES, DetectorSuite, build_suite
-from foundry.layout import StorageLayout
-from foundry.predictor import REFERENCE_FILE
+from foundry.drift.monitor_config import MonitorSections
+from foundry.models.predictor import REFERENCE_FILE
 from foundry.registry import MANIFEST
+from foundry.storage.layout import StorageLayout
 
 
 def reference_uri(storage_root: str, model: str, name: str) -> str:
@@ -41,7 +42,7 @@ def min_rows(drift: DriftConfig) -> int:
     return max(50, min(drift.window.size, drift.retrain.min_labelled_rows))
 
 
-def recent_rows(cfg: FoundryConfig, since: float | None) -> pd.DataFrame:
+def recent_rows(cfg: MonitorSections, since: float | None) -> pd.DataFrame:
     """The newest labelled live rows since the drift's onset: features and the label column."""
     rows = retrain.labelled_live_rows(cfg, since)
     if rows.empty:
@@ -49,7 +50,7 @@ def recent_rows(cfg: FoundryConfig, since: float | None) -> pd.DataFrame:
     return rows[[f.name for f in cfg.data.features] + [cfg.data.label]].reset_index(drop=True)
 
 
-def write_reference(cfg: FoundryConfig, name: str, frame: pd.DataFrame) -> str:
+def write_reference(cfg: MonitorSections, name: str, frame: pd.DataFrame) -> str:
     uri = reference_uri(cfg.storage.root, cfg.model_name, name)
     fs, path = storage.resolve(uri)
     storage.write_table_atomic(fs, path, frame)

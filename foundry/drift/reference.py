@@ -16,10 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from foundry.config import AlarmMethod, FoundryConfig, StorageConfig
+from foundry.config import AlarmMethod, StorageConfig
 from foundry.drift import new_normal, retrain
 from foundry.drift.detectors import DetectorSuite, load_or_build
 from foundry.drift.live_store import LiveStore
+from foundry.drift.monitor_config import MonitorSections
 from foundry.drift.windows import Encoded, encode
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 class Reference:
     version: str
     suite: DetectorSuite
-    predictor: Any  # foundry.predictor.Predictor: encodes stored rows (restore) like Serve did
+    predictor: Any  # foundry.models.predictor.Predictor: encodes stored rows (restore) like Serve did
     sample: pd.DataFrame | None  # the version's reference rows (a retrain may train on them too)
     baseline: dict[str, Any] | None = None  # the new normal the suite was built on, if any
     alarm: Any = None  # foundry.drift.alarm.SequentialAlarm (drift.alarm.method=sequential), fitted on the same rows
@@ -39,7 +40,7 @@ def registry(storage: StorageConfig):
     return storage.layout.open_registry()
 
 
-def served_version(cfg: FoundryConfig) -> str:
+def served_version(cfg: MonitorSections) -> str:
     """What Serve serves now (its pinned user_config), else the promotion alias's version."""
     try:
         from foundry.serving.control import current_user_config
@@ -53,10 +54,10 @@ def served_version(cfg: FoundryConfig) -> str:
     return registry(cfg.storage).get(cfg.model_name, cfg.promotion.alias).version
 
 
-def load(cfg: FoundryConfig, version: str, baseline: dict[str, Any] | None = None) -> Reference:
+def load(cfg: MonitorSections, version: str, baseline: dict[str, Any] | None = None) -> Reference:
     """``version`` against its registry reference, or (``baseline``) against a new normal; raises on
     anything missing or failing its checksum."""
-    from foundry.predictor import Predictor
+    from foundry.models.predictor import Predictor
 
     path = registry(cfg.storage).fetch(cfg.model_name, version)  # every file checked against the manifest
     if baseline is not None:
@@ -74,7 +75,7 @@ def load(cfg: FoundryConfig, version: str, baseline: dict[str, Any] | None = Non
     return Reference(version, suite, predictor, sample, baseline, alarm)
 
 
-def stored_rows(cfg: FoundryConfig, live: LiveStore, version: str, baseline: dict[str, Any] | None, predictor
+def stored_rows(cfg: MonitorSections, live: LiveStore, version: str, baseline: dict[str, Any] | None, predictor
                 ) -> tuple[pd.DataFrame, Encoded | None, pd.DataFrame | None]:
     """The newest stored live rows ``version`` served (at most ``retain_rows``), encoded by its
     ``predictor`` for the windows, and the labels stored since the oldest of them (None, None without rows)."""

@@ -58,7 +58,7 @@ class Replay:
     def __init__(self, cfg: FoundryConfig, version_dir, version: str, label_delay_rows: int = 0,
                  batch_rows: int = 500, onset_row: int | None = None, say=None):
         from foundry.drift.alarm import SequentialAlarm
-        from foundry.predictor import Predictor
+        from foundry.models.predictor import Predictor
 
         self.cfg = cfg
         self.predictor = Predictor.from_dir(version_dir)

@@ -31,11 +31,12 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from foundry import storage
-from foundry.config import FoundryConfig, RetrainDataPolicy, Task
+from foundry.config import RetrainDataPolicy, Task
 from foundry.drift.live_store import LiveStore
-from foundry.layout import StorageLayout
+from foundry.drift.monitor_config import MonitorSections
 from foundry.rollout import target_alias
 from foundry.serving.feedback import read_feedback
+from foundry.storage.layout import StorageLayout
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def _request_ids(uri: str) -> set[str]:
     return set(table.column(REQUEST_ID).to_pylist())
 
 
-def labelled_live_rows(cfg: FoundryConfig, since: float | None = None) -> pd.DataFrame:
+def labelled_live_rows(cfg: MonitorSections, since: float | None = None) -> pd.DataFrame:
     """The newest live rows with a label (at most ``drift.retrain.max_rows``), label in ``data.label``;
     with ``since`` (epoch seconds) only rows received from then on."""
     # Labels arrive after their rows, so those received since ``since`` (else all that retention keeps)
@@ -95,7 +96,7 @@ def labelled_live_rows(cfg: FoundryConfig, since: float | None = None) -> pd.Dat
     return joined[[REQUEST_ID] + [f.name for f in cfg.data.features] + [cfg.data.label]]
 
 
-def prepare_dataset(cfg: FoundryConfig, episode: str, reference: pd.DataFrame | None,
+def prepare_dataset(cfg: MonitorSections, episode: str, reference: pd.DataFrame | None,
                     since: float | None = None, generation: int = 1, min_new_rows: int = 0) -> RetrainData | None:
     """Write the episode's training set of ``generation`` (once) and describe it; None while too few
     rows are labelled, or (``min_new_rows``) too few of them are new to the previous generation's set.
@@ -138,7 +139,7 @@ def prepare_dataset(cfg: FoundryConfig, episode: str, reference: pd.DataFrame | 
     return RetrainData(uri, len(frame), len(recent), ref_rows, new_rows)
 
 
-def job_arguments(cfg: FoundryConfig, reference_version: str, data: RetrainData, episode: str) -> list[str]:
+def job_arguments(cfg: MonitorSections, reference_version: str, data: RetrainData, episode: str) -> list[str]:
     """``jobs.train``'s arguments for the retrain of ``reference_version``.
 
     The job starts from that version's stored config (``--from-version``: its data schema, model,
@@ -189,7 +190,7 @@ def _made_by(lineage: dict, episode: str, submission_id: str | None) -> bool:
     return lineage.get("drift_episode") == episode
 
 
-def read_outcome(cfg: FoundryConfig, episode: str, job_status: str, submission_id: str | None = None
+def read_outcome(cfg: MonitorSections, episode: str, job_status: str, submission_id: str | None = None
                  ) -> RetrainOutcome:
     """What a finished retrain attempt did, from the registry, whatever the job's status says: a job that
     failed after registering (or after moving the alias) did what the registry shows. "promoted" only

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from foundry.config import FoundryConfig
 from foundry.drift import reference
+from foundry.drift.monitor_config import MonitorSections
 from foundry.drift.reference import Reference
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ class Rollout:
     load_error: Exception | None = None  # the version is served, but its reference failed to load
 
 
-def roll_out(cfg: FoundryConfig, version: str,
-             load: Callable[[FoundryConfig, str], Reference] | None = None) -> Rollout:
+def roll_out(cfg: MonitorSections, version: str,
+             load: Callable[[MonitorSections, str], Reference] | None = None) -> Rollout:
     """Point Serve at the promoted ``version`` and load its reference (``load``: ``reference.load``)."""
     if not cfg.drift.retrain.rollout:
         log.info("drift.retrain.rollout=false: %s promoted, Serve left as it is", version)

@@ -24,9 +24,9 @@ from typing import Any
 
 import pandas as pd
 
-from foundry.config import FoundryConfig
 from foundry.drift import retrain
 from foundry.drift.controller import Decision
+from foundry.drift.monitor_config import MonitorSections
 from foundry.drift.retrain import RetrainData, RetrainOutcome
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class JobPoll:
 
 
 class RetrainRunner:
-    def __init__(self, cfg: FoundryConfig, client: Any = None):
+    def __init__(self, cfg: MonitorSections, client: Any = None):
         self.cfg = cfg
         self.client = client  # a JobSubmissionClient, made on first use (tests set a fake)
         self.status_errors = 0
@@ -64,9 +64,9 @@ class RetrainRunner:
 
     def job_client(self):
         if self.client is None:
-            from foundry import ray_runtime
+            from foundry.runtime import connection
 
-            self.client = ray_runtime.job_client(self.cfg.cluster)
+            self.client = connection.job_client(self.cfg.cluster)
         return self.client
 
     # ---- submit -------------------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ class RetrainRunner:
 
     def submit(self, decision: Decision, reference_version: str, data: RetrainData) -> Submitted:
         """Submit ``python -m jobs.train`` for the decided attempt (idempotent on its submission id)."""
-        from foundry import job_submission
+        from foundry.runtime import jobs as job_submission
 
         episode = decision.episode_id
         overrides = retrain.job_arguments(self.cfg, reference_version, data, episode)

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from foundry import storage
-from foundry.layout import MONITOR_STATE_FILE, StorageLayout
+from foundry.storage.layout import MONITOR_STATE_FILE, StorageLayout
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import json
 import re
 import sys
 
-from foundry import config_sources
-from foundry.cli import run_or_exit
+from foundry.config import sources as config_sources
+from foundry.console.entry import run_or_exit
 from foundry.errors import RegistryError
 
 # Hydra override syntax: key=value, +key=value, ++key=value, ~key[=value].

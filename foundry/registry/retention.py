@@ -4,7 +4,7 @@ Both keep the registry's one invariant (a version exists iff its manifest does):
 removes the manifest first, so a reader sees a complete version or none, and refuses a version an
 alias points at; ``gc_incomplete`` only takes directories that never got a manifest and whose newest
 file is older than the threshold, so a slow writer still copying is left alone. Which versions to
-delete is decided elsewhere (``foundry.maintenance``).
+delete is decided elsewhere (``foundry.ops.maintenance``).
 
 A mixin of ``Registry`` (``foundry.registry.store``): it uses the registry's filesystem (``_fs``), its
 layout helpers (``_manifest_path``, ``_version_path``, ``_version_ids``, ``_list``) and ``aliases``.
@@ -23,7 +23,7 @@ class Retention:
     """``delete_version`` and ``gc_incomplete``."""
 
     def delete_version(self, model: str, version: str) -> None:
-        """Remove a version (retention; ``foundry.maintenance`` decides which). The manifest goes first,
+        """Remove a version (retention; ``foundry.ops.maintenance`` decides which). The manifest goes first,
         so a reader sees a complete version or none, never one with missing files."""
         check_model(model)
         if version in {r.get("version") for r in self.aliases(model).values()}:

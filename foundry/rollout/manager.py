@@ -41,8 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from foundry.config import FoundryConfig, RolloutMode, ServeConfig, Task
+from foundry.config import RolloutMode, ServeConfig, Task
 from foundry.drift.events import iso
+from foundry.drift.monitor_config import MonitorSections
 from foundry.rollout.decision import decide
 from foundry.rollout.judge import Judge
 from foundry.rollout.outcomes import RolloutOutcomes
@@ -60,7 +61,7 @@ def apply_to_serve(serve: ServeConfig, version: str, challenger: str | None, mod
     control.set_rollout(serve.app_name, version, challenger, mode, fraction)
 
 
-def preflight(cfg: FoundryConfig, version: str) -> None:
+def preflight(cfg: MonitorSections, version: str) -> None:
     from foundry.serving import control
 
     control.preflight(cfg.storage.root, cfg.model_name, version, cfg.data)
@@ -71,11 +72,11 @@ class Rollouts(RolloutOutcomes):
     candidates already decided (never tried again from the alias) and the last outcomes (``history``).
     What each decision does (promote, step up, roll back...) is ``RolloutOutcomes`` (``outcomes``)."""
 
-    def __init__(self, cfg: FoundryConfig, *, locked: Callable[[], AbstractContextManager[None]],
+    def __init__(self, cfg: MonitorSections, *, locked: Callable[[], AbstractContextManager[None]],
                  say: Callable[..., None], champion: Callable[[], str], reference: Callable[[], Any],
                  rebase_to: Callable[[str], None], fresh_evidence: Callable[[], None],
                  saved: dict[str, Any] | None = None, apply: Callable[..., None] | None = None,
-                 check: Callable[[FoundryConfig, str], None] | None = None, metrics: Callable[[], Any] | None = None,
+                 check: Callable[[MonitorSections, str], None] | None = None, metrics: Callable[[], Any] | None = None,
                  registry: Any = None, hold: Callable[[], bool] = lambda: False):
         self.cfg = cfg
         self.live = cfg.promotion.live

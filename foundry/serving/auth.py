@@ -243,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
 
     Checked like a deploy checks them: what to give a job as ``FOUNDRY_API_KEY_SHA256`` instead of the key."""
 
-    from foundry import config_sources
-    from foundry.cli import run_or_exit
+    from foundry.config import sources as config_sources
+    from foundry.console.entry import run_or_exit
 
     p = config_sources.parser("python -m foundry.serving.auth", main.__doc__.split("\n")[0])
     p.add_argument("--feedback", action="store_true",

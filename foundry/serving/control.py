@@ -1,7 +1,7 @@
 """The serving control plane: deploy the application, point it at another version, remove it.
 
 Used by ``python -m serve_apps.deploy`` and, later, by the self-healing loop. The caller connects
-first (``foundry.ray_runtime.connect``, token auth on); everything here talks to the Serve
+first (``foundry.runtime.connection.connect``, token auth on); everything here talks to the Serve
 controller through that connection, so it works the same locally, inside a Ray job and remotely.
 
 Swaps (``set_model_version``):
@@ -26,9 +26,9 @@ from typing import Any
 
 from foundry.config import DataConfig, FoundryConfig
 from foundry.errors import FoundryError
-from foundry.layout import StorageLayout
 from foundry.serving.deploy_config import DEPLOYMENT_NAME, app_config, build_serve_config, with_user_config
 from foundry.serving.holder import ModelSpec, load_version, user_config_for
+from foundry.storage.layout import StorageLayout
 
 DEFAULT_TIMEOUT_S = 180.0
 _POLL_S = 0.2
@@ -63,7 +63,7 @@ def with_version_schema(cfg: FoundryConfig, version: str) -> FoundryConfig:
     import dataclasses
     import logging
 
-    from foundry.config_sources import version_config
+    from foundry.config.sources import version_config
 
     stored = version_config(cfg.storage.root, cfg.model_name, version)
     if stored is None or stored.data == cfg.data:

@@ -1,6 +1,6 @@
 """Ground-truth labels sent to POST /feedback, stored where the drift monitor and retraining read them.
 
-An ``HourlyTable`` (``foundry.tables``; ``storage.feedback`` is ``<storage.root>/feedback``)::
+An ``HourlyTable`` (``foundry.storage.tables``; ``storage.feedback`` is ``<storage.root>/feedback``)::
 
     <storage.feedback>/<model>/date=YYYY-MM-DD/hour=HH/...
 
@@ -28,8 +28,8 @@ import pandas as pd
 import pyarrow as pa
 
 from foundry.config import Task
-from foundry.layout import StorageLayout
-from foundry.tables import HourlyTable
+from foundry.storage.layout import StorageLayout
+from foundry.storage.tables import HourlyTable
 
 COLUMNS = ["request_id", "label", "received_at", "served_version", "correction"]
 

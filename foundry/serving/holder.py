@@ -21,7 +21,7 @@ import pandas as pd
 
 from foundry.config import DataConfig
 from foundry.errors import ConfigError, FoundryError
-from foundry.layout import StorageLayout
+from foundry.storage.layout import StorageLayout
 
 _USER_CONFIG_KEYS = ("model", "ref", "version", "storage_root", "challenger", "mode", "fraction")
 ROLLOUT_MODES = ("shadow", "canary")
@@ -94,7 +94,7 @@ class LoadedModel:
     version: str
     ref: str
     storage_root: str
-    predictor: Any  # foundry.predictor.Predictor (imported lazily: torch is heavy)
+    predictor: Any  # foundry.models.predictor.Predictor (imported lazily: torch is heavy)
     created_at: str
     metadata: dict[str, Any] = field(repr=False)
     loaded_at: str = ""
@@ -160,7 +160,7 @@ def warm_up_frame(predictor: Any) -> pd.DataFrame:
 
 def load_version(spec: ModelSpec, data: DataConfig, device: str = "cpu") -> LoadedModel:
     """Resolve, fetch (checksums verified), build, check and warm up one version; raise on any problem."""
-    from foundry.predictor import Predictor
+    from foundry.models.predictor import Predictor
 
     started = time.perf_counter()
     registry = StorageLayout(spec.storage_root).open_registry()

@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from foundry.layout import StorageLayout
-from foundry.tables import HourlyTable
+from foundry.storage.layout import StorageLayout
+from foundry.storage.tables import HourlyTable
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
 
 from foundry.config import DataConfig, DriftSinkConfig, ServeConfig
 from foundry.config.common import require
-from foundry.errors import ConfigError
+from foundry.config.loading import part_from_container, to_container
 
 
 @dataclass
@@ -48,17 +48,11 @@ class ReplicaConfig:
     def to_container(self) -> dict[str, Any]:
         """Plain JSON-able data (enums as strings) for the application's ``args``, without
         ``serve.model_ref`` (see the module doc)."""
-        data = OmegaConf.to_container(OmegaConf.structured(self), resolve=True, enum_to_str=True)
+        data = to_container(self)
         data["serve"].pop("model_ref", None)
         return data
 
     @classmethod
     def from_container(cls, data: dict[str, Any]) -> ReplicaConfig:
         """The inverse of ``to_container``, type-checked (an unknown key names itself) and validated."""
-        from foundry.config import _describe
-
-        try:
-            typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), data))
-        except Exception as exc:  # omegaconf raises several error types; all mean "this config is wrong"
-            raise ConfigError(_describe(exc)) from exc
-        return typed.validate()
+        return part_from_container(cls, data)

@@ -14,8 +14,8 @@ import sys
 
 from fastapi import FastAPI
 
-from foundry import config_sources
 from foundry.config import FoundryConfig
+from foundry.config import sources as config_sources
 from foundry.errors import FoundryError
 from foundry.serving.app import build_app
 from foundry.serving.auth import replica_checker

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import optimize
 
 from foundry.config import Task
-from foundry.tasks import probabilities
+from foundry.models.tasks import probabilities
 
 CALIBRATION_FILE = "calibration.json"
 MAX_ROWS = 50_000
@@ -50,7 +50,7 @@ def calibrate(staging: Path, val_dataset, say, kept_from: tuple[str, float] | No
 
     ``kept_from`` (version, temperature): training kept a warm start's weights, so the version *is* that
     one and keeps its calibration too; refitting would let a recalibration alone pass for a better model."""
-    from foundry.predictor import Predictor
+    from foundry.models.predictor import Predictor
 
     predictor = Predictor.from_dir(staging)
     if predictor.task is Task.regression:

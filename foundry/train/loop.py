@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
+import sys
 import tempfile
 import time
 
@@ -32,7 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from foundry.config import Task, TrainerConfig
 from foundry.models import build_model
-from foundry.tasks import loss_fn, loss_target
+from foundry.models.tasks import loss_fn, loss_target
 from foundry.train.shards import worker_shard
 
 WEIGHTS_FILE = "model.safetensors"
@@ -103,6 +105,21 @@ def epoch_line(run_name: str, metrics: dict) -> str:
             f"val_loss {metrics['val_loss']:.4f}  {metrics['rows_per_s']:,.0f} rows/s{note}{stop}")
 
 
+# Ray Train's worker logs "Reporting training result N: TrainingReport(...)" at INFO for every report call
+# (every epoch), in the job's log between our epoch lines; it says nothing the epoch line does not.
+RAY_TRAIN_REPORT_LOGGER = "ray.train.v2._internal.execution.context"
+
+
+def say_epoch(line: str) -> None:
+    """Write one progress line to the worker's stdout, which Ray streams to the job's log.
+
+    Why not ``print``: Ray Train patches ``print`` on its workers to log the message (to the console and
+    Train's log files) and, because Ray wraps the worker's stdout, to tee it there too: each printed line
+    showed twice in the job log. ``sys.stdout.write`` bypasses the patch: once."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def _state_dict_cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
@@ -133,6 +150,7 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train.torch
 
     loop_started, loop_started_at = time.perf_counter(), time.time()
+    logging.getLogger(RAY_TRAIN_REPORT_LOGGER).setLevel(logging.WARNING)
     t: TrainerConfig = config["trainer"]
     task = Task(config["task"])
     context = ray.train.get_context()
@@ -218,7 +236,7 @@ def train_loop_per_worker(config: dict) -> None:
                    "early_stopped": bool(stop), "ended_at": time.time()}
         state["history"].append(metrics)
         if rank == 0:
-            print(epoch_line(run_name, metrics), flush=True)
+            say_epoch(epoch_line(run_name, metrics))
         # Every rank reports once per epoch either way (report is a barrier); only rank 0 attaches the
         # checkpoint, so only its clock decides, and ranks whose clocks disagree still stay in step.
         if not checkpoint_due(time.perf_counter(), last_checkpoint, t.checkpoint_every_s,

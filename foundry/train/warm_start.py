@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from foundry.config import DataConfig, FeatureType, TrainerConfig
 from foundry.data.preprocessor import Preprocessor
 from foundry.errors import ConfigError
-from foundry.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE
+from foundry.models.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE
 
 
 @dataclass(frozen=True)

@@ -22,28 +22,28 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from foundry.config import DriftConfig, FoundryConfig, PromotionPolicy
-from foundry.config_sources import STORED_CONFIG_FILE
+from foundry.config.sources import STORED_CONFIG_FILE
 from foundry.data.pipeline import prepare
 from foundry.data.schema import Problem, ValidationReport
 from foundry.errors import AliasConflictError, ConfigError, DataValidationError, DriftSetupError
-from foundry.evaluation import score_predictors
 from foundry.models import model_spec
-from foundry.node_loss import retry_on_node_loss
-from foundry.predictor import REFERENCE_FILE, Predictor, write_model_files
+from foundry.models.evaluation import score_predictors
+from foundry.models.predictor import REFERENCE_FILE, Predictor, write_model_files
+from foundry.models.tasks import PRIMARY_METRIC
 from foundry.rollout import target_alias
-from foundry.tasks import PRIMARY_METRIC
+from foundry.runtime.node_loss import retry_on_node_loss
+from foundry.runtime.workdir import stable_cwd
 from foundry.train import gate, warm_start
 from foundry.train.calibration import calibrate
 from foundry.train.loop import BEST_WEIGHTS_FILE, STATE_FILE
 from foundry.train.trainer import build_trainer
 from foundry.train.tuning import TUNE_RESULTS_FILE
-from foundry.workdir import stable_cwd
 
 log = logging.getLogger(__name__)
 
 # Fewer held-out rows than this make drift tests meaningless (the detectors' p-values need a sample).
 MIN_REFERENCE_ROWS = 100
-CONFIG_FILE = STORED_CONFIG_FILE  # what --from-version reads (foundry/config_sources.py)
+CONFIG_FILE = STORED_CONFIG_FILE  # what --from-version reads (foundry/config/sources.py)
 HISTORY_FILE = "training_history.json"
 # What a champion trained on another schema raises when scored on this data: a missing column (KeyError),
 # a label outside its classes or an unparsable value (ValueError), a width mismatch (RuntimeError from torch).
@@ -205,7 +205,7 @@ def _train_and_register(cfg: FoundryConfig, resolved_yaml: str, say, run_name: s
             raise ConfigError("trainer.warm_start_from does not combine with tune (trials start from scratch); "
                               "set one of them to null")
         say(f"[2/4] tuning {cfg.model.arch} with Ray Tune (run {run_name})")
-        with stable_cwd():  # the driver's working_dir can vanish during a long Tuner.fit (foundry/workdir.py)
+        with stable_cwd():  # the driver's working_dir can vanish during a long Tuner.fit (foundry/runtime/workdir.py)
             tuned = tune_fit(cfg, prepared, run_name, say=say, callbacks=tracker.tune_callbacks(cfg))
         cfg, spec, checkpoint = tuned.cfg, tuned.spec, tuned.checkpoint
         resolved_yaml = _with_tuned_values(resolved_yaml, tuned.best["config"])

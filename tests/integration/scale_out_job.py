@@ -18,7 +18,7 @@ class Holder:
 
 
 def main(actors: int, cpus: float) -> None:
-    from foundry.ray_runtime import connect
+    from foundry.runtime.connection import connect
 
     connect()
     holders = [Holder.options(num_cpus=cpus).remote() for _ in range(actors)]

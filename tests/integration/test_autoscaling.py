@@ -16,7 +16,7 @@ import ray
 from ray.job_submission import JobStatus
 
 from foundry import config
-from foundry.job_submission import metadata, submit
+from foundry.runtime.jobs import metadata, submit
 from tests.conftest import TEST_HEAD_CPUS
 
 

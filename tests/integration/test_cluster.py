@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from ray.job_submission import JobStatus
 
-from foundry import ray_runtime
+from foundry.runtime import connection
 
 TERMINAL = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
 
@@ -28,7 +28,7 @@ def test_cluster_has_cpu_resources(ray_cluster):
     import ray
 
     assert ray.is_initialized()
-    ctx = ray_runtime.connect(ray_cluster.address)  # already connected: returns the same session
+    ctx = connection.connect(ray_cluster.address)  # already connected: returns the same session
     assert ctx.gcs_address.endswith(f":{ray_cluster.config.gcs_port}")
     resources = ray.cluster_resources()
     assert resources.get("CPU", 0) >= 1, resources
@@ -41,7 +41,7 @@ def test_dashboard_rest_requires_the_token(ray_cluster, path):
     url = f"{ray_cluster.dashboard_url}{path}"
     assert _http_status(url) in (401, 403)
     assert _http_status(url, {"Authorization": "Bearer not-the-token"}) in (401, 403)
-    assert _http_status(url, ray_runtime.auth_headers(ray_cluster.config)) == 200
+    assert _http_status(url, connection.auth_headers(ray_cluster.config)) == 200
 
 
 def test_trivial_job_succeeds(job_client):
@@ -59,7 +59,7 @@ def test_trivial_job_succeeds(job_client):
 
 
 def test_token_file_is_private(ray_cluster):
-    path = ray_runtime.token_path(ray_cluster.config)
+    path = connection.token_path(ray_cluster.config)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 

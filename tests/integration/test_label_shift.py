@@ -15,7 +15,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from foundry.traffic import accuracy, scenario_rows
+from foundry.demo.traffic import accuracy, scenario_rows
 from tests.healing import QUICK_RETRAIN, drift_until, watched_model
 
 KEY = "label-shift-key-" + "KyvSTbnNTlTSO3Cm2S2u2y97"

@@ -23,9 +23,9 @@ import httpx
 import pandas as pd
 import pytest
 
+from foundry.demo.traffic import TrafficGenerator, accuracy
 from foundry.drift.events import read_events
-from foundry.layout import StorageLayout
-from foundry.traffic import TrafficGenerator, accuracy
+from foundry.storage.layout import StorageLayout
 from tests.healing import MONITOR, SERVE
 from tests.own_data import DATA_YAML, KEY, LABEL, parcels
 

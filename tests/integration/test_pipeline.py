@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -24,11 +26,11 @@ from ray.job_submission import JobStatus
 
 from foundry import config
 from foundry.datasets import generate
+from foundry.demo.traffic import LABEL_COLUMNS
 from foundry.drift.events import read_events
-from foundry.job_submission import metadata, submit
-from foundry.predictor import Predictor
+from foundry.models.predictor import Predictor
+from foundry.runtime.jobs import metadata, submit
 from foundry.serving.keys import key_digest
-from foundry.traffic import LABEL_COLUMNS
 from tests import secrets_scan
 
 KEY = "pipeline-test-key-" + uuid.uuid4().hex
@@ -77,6 +79,17 @@ def test_the_job_succeeds_and_reports_every_stage(pipeline, job_client):
     # The same submission id again is "already submitted", not a second job and not an error.
     assert submit(job_client, "jobs.pipeline", [], metadata("pipeline", MODEL),
                   submission_id=pipeline["submission_id"]).already_existed
+
+
+def test_each_epoch_shows_once_in_the_job_log_without_ray_trains_report_chatter(pipeline):
+    """Live progress: every training run's epochs (Tune trials and the final fit) stream into the job's
+    log as they end, each line once (Ray Train's print patch showed a printed line twice), and none of
+    Ray Train's "Reporting training result N: TrainingReport(...)" lines in between."""
+    epochs = [m.group(1) for m in re.finditer(r"(\[[^\]\s]+\] epoch +\d+ +train_loss .*)$", pipeline["logs"], re.M)]
+    assert epochs, pipeline["logs"][-3000:]
+    repeated = {line: n for line, n in Counter(epochs).items() if n > 1}
+    assert not repeated, repeated
+    assert "Reporting training result" not in pipeline["logs"]
 
 
 def test_the_best_trial_is_registered_with_its_search_results_and_promoted(pipeline):

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from sklearn.datasets import load_breast_cancer
 
-from foundry.layout import StorageLayout
+from foundry.storage.layout import StorageLayout
 
 MODEL = "cancer"
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from foundry import ray_runtime
+from foundry.demo.traffic import scenario_rows
 from foundry.drift.monitor import state_uri
-from foundry.traffic import scenario_rows
+from foundry.runtime import connection
 from tests.conftest import TEST_HEAD_CPUS, run_cluster_cli
 from tests.healing import QUICK_RETRAIN, drift_until, run_module, watched_model
 
@@ -71,7 +71,7 @@ def test_a_cluster_restart_mid_episode_heals_from_storage(watched, ray_cluster, 
     # 2. Start it again and run the same commands as the first time.
     up = run_cluster_cli("up", *ray_cluster.overrides, f"cluster.head_num_cpus={TEST_HEAD_CPUS}")
     assert up.returncode == 0, up.stdout + up.stderr
-    ray_runtime.connect(ray_cluster.address)
+    connection.connect(ray_cluster.address)
     assert lost["submission_id"] not in {j.submission_id for j in job_client.list_jobs()}  # a new cluster
     run_module("serve_apps.deploy", watched.overrides, watched.env)
     run_module("jobs.monitor", watched.overrides, watched.env)

@@ -19,7 +19,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from foundry.traffic import scenario_rows
+from foundry.demo.traffic import scenario_rows
 from tests.healing import (
     QUICK_RETRAIN,
     drift_until,

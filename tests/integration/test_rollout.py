@@ -24,8 +24,8 @@ import httpx
 import pytest
 
 from foundry.datasets import generate
+from foundry.demo.traffic import LABEL_COLUMNS
 from foundry.rollout import routing
-from foundry.traffic import LABEL_COLUMNS
 from tests import replicas as serve_replicas
 from tests.conftest import REPO_ROOT
 from tests.healing import run_module, watched_model

@@ -22,7 +22,7 @@ import time
 import httpx
 import pytest
 
-from foundry.traffic import accuracy
+from foundry.demo.traffic import accuracy
 from tests import replicas as serve_replicas
 from tests.conftest import REPO_ROOT
 from tests.healing import QUICK_RETRAIN, drift_until, run_module, wait_for_metric, watched_model
@@ -140,7 +140,7 @@ def test_the_api_key_is_in_no_log_event_job_or_stored_file(loop, ray_cluster, jo
 
 
 def test_events_cli_prints_the_history(loop):
-    proc = subprocess.run([sys.executable, "-m", "foundry.events", *loop.overrides, "--kind", "promoted"],
+    proc = subprocess.run([sys.executable, "-m", "foundry.ops.events", *loop.overrides, "--kind", "promoted"],
                           cwd=REPO_ROOT, env=loop.env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
@@ -225,7 +225,7 @@ def test_a_rollback_by_hand_is_followed_not_reported_as_drift(loop):
 
 
 def _rows() -> list[dict]:
-    from foundry.traffic import scenario_rows
+    from foundry.demo.traffic import scenario_rows
 
     features, _ = next(scenario_rows("concept_shift", 3, seed=999))
     return features

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from foundry import config
 from foundry.datasets import generate
-from foundry.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE
+from foundry.models.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE
 from foundry.registry import Registry
 from foundry.serving import control
 from foundry.serving.feedback import read_feedback

@@ -27,9 +27,9 @@ import httpx
 import pytest
 
 from foundry import config
+from foundry.demo.traffic import TrafficGenerator
 from foundry.serving import control
 from foundry.serving.app import PROTECTED_PATHS
-from foundry.traffic import TrafficGenerator
 from tests import replicas as serve_replicas
 from tests.conftest import REPO_ROOT
 from tests.versions import register_version

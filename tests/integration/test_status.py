@@ -1,4 +1,4 @@
-"""``python -m foundry.status`` shows the cluster, jobs and registry of the running platform."""
+"""``python -m foundry.ops.status`` shows the cluster, jobs and registry of the running platform."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_status_shows_nodes_and_registered_models(ray_cluster, tmp_path):
     version = registry.register(model, artifacts, {"metrics": {"roc_auc": 0.8125}, "primary_metric": "roc_auc"})
     registry.set_alias(model, "production", version.version)
 
-    proc = subprocess.run([sys.executable, "-m", "foundry.status", *ray_cluster.overrides],
+    proc = subprocess.run([sys.executable, "-m", "foundry.ops.status", *ray_cluster.overrides],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout

@@ -16,7 +16,7 @@ import sys
 import uuid
 
 from foundry import config, datasets
-from foundry.predictor import WEIGHTS_FILE
+from foundry.models.predictor import WEIGHTS_FILE
 from tests.conftest import REPO_ROOT
 from tests.versions import register_version
 

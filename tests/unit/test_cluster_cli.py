@@ -12,8 +12,9 @@ import sys
 import pytest
 
 from cluster.local import head_env, head_start_argv
-from foundry import config, ray_runtime
+from foundry import config
 from foundry.errors import FoundryError
+from foundry.runtime import connection
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +49,8 @@ def test_argv_takes_ports_and_hosts_from_overrides():
     assert _flag(argv, "--dashboard-host") == "0.0.0.0"
     assert _flag(argv, "--ray-client-server-port") == "12345"
     # A wildcard bind address is not connectable: clients are sent to the head's address.
-    assert ray_runtime.dashboard_url(cfg) == "http://10.0.0.5:8275"
-    assert ray_runtime.gcs_address(cfg) == "10.0.0.5:6390"
+    assert connection.dashboard_url(cfg) == "http://10.0.0.5:8275"
+    assert connection.gcs_address(cfg) == "10.0.0.5:6390"
 
 
 def test_argv_never_pins_the_dashboard_agent_port(default_cluster):
@@ -87,29 +88,29 @@ def test_token_helpers_follow_ray_precedence(tmp_path, monkeypatch):
     tok.write_text("abc123\n")
     monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tok))
-    assert ray_runtime.token_path() == tok.resolve()
-    assert ray_runtime.read_token() == "abc123"
-    assert ray_runtime.auth_headers() == {"Authorization": "Bearer abc123"}
+    assert connection.token_path() == tok.resolve()
+    assert connection.read_token() == "abc123"
+    assert connection.auth_headers() == {"Authorization": "Bearer abc123"}
     monkeypatch.setenv("RAY_AUTH_TOKEN", "from-env")
-    assert ray_runtime.read_token() == "from-env"
+    assert connection.read_token() == "from-env"
     monkeypatch.delenv("RAY_AUTH_TOKEN")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
     with pytest.raises(FoundryError, match="cluster up"):
-        ray_runtime.read_token()
+        connection.read_token()
 
 
 def test_enable_token_auth_env_respects_an_explicit_mode(monkeypatch):
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    ray_runtime.enable_token_auth_env()
+    connection.enable_token_auth_env()
     assert os.environ["RAY_AUTH_MODE"] == "token"
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    ray_runtime.enable_token_auth_env()
+    connection.enable_token_auth_env()
     assert os.environ["RAY_AUTH_MODE"] == "disabled"
 
 
 def test_connect_rejects_a_dashboard_url():
     with pytest.raises(FoundryError, match="GCS address"):
-        ray_runtime.connect("http://127.0.0.1:8265")
+        connection.connect("http://127.0.0.1:8265")
 
 
 def test_cli_help_needs_no_cluster():

@@ -21,8 +21,9 @@ import pytest
 import yaml
 
 from cluster import autoscaling, kuberay, launcher, placeholders, render
-from foundry import config, ray_runtime
+from foundry import config
 from foundry.errors import ConfigError
+from foundry.runtime import connection
 
 pytestmark = pytest.mark.filterwarnings("ignore::cluster.placeholders.PlaceholderWarning")
 
@@ -40,8 +41,8 @@ def _token_everywhere(monkeypatch, tmp_path):
     """A token in the environment and in the configured token file: neither may leak into a file."""
     token_file = tmp_path / "auth_token"
     token_file.write_text(SENTINEL)
-    monkeypatch.setenv(ray_runtime.TOKEN_ENV, SENTINEL)
-    monkeypatch.setenv(ray_runtime.TOKEN_PATH_ENV, str(token_file))
+    monkeypatch.setenv(connection.TOKEN_ENV, SENTINEL)
+    monkeypatch.setenv(connection.TOKEN_PATH_ENV, str(token_file))
     return token_file
 
 
@@ -387,7 +388,7 @@ def test_local_renders_the_fake_multinode_config():
     cfg = config.load([])
     docs = render.render(cfg)
     assert docs == {"autoscaling.yaml": autoscaling.fake_multinode_config(
-        cfg.cluster, ray_runtime.gcs_address(cfg.cluster))}
+        cfg.cluster, connection.gcs_address(cfg.cluster))}
     assert docs["autoscaling.yaml"]["provider"]["type"] == "fake_multinode"
     assert _errors(_ray_schema(), docs["autoscaling.yaml"]) == []
 
@@ -397,7 +398,7 @@ def test_local_renders_the_fake_multinode_config():
     ("aws", ["cluster.auth.token_source=file"]), ("gcp", ["cluster.auth.token_source=file"]),
 ])
 def test_no_token_in_any_rendered_file(kind, overrides, tmp_path):
-    assert ray_runtime.read_token() == SENTINEL  # the token is right there for a careless renderer to copy
+    assert connection.read_token() == SENTINEL  # the token is right there for a careless renderer to copy
     written = render.write(_load(kind, *overrides), tmp_path / "out")
     assert written
     for path in written:

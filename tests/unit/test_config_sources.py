@@ -1,4 +1,4 @@
-"""Where configuration comes from (foundry/config_sources.py): a user's folder, a registered version's
+"""Where configuration comes from (foundry/config/sources.py): a user's folder, a registered version's
 stored config, overrides; the same options and exit codes on every command; nothing left in the
 working directory. Without Ray: versions are registered by tests/versions.py."""
 
@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from foundry import config
-from foundry.config_sources import ConfigSources, compose, load
+from foundry.config.sources import ConfigSources, compose, load
 from foundry.errors import ConfigError
 from tests.conftest import REPO_ROOT
 from tests.own_data import DATA_YAML
 from tests.versions import register_version
 
 COMMANDS = ["jobs.train", "jobs.tune", "jobs.pipeline", "jobs.monitor", "serve_apps.deploy", "foundry.registry",
-            "foundry.events", "foundry.status", "foundry.serving.standalone", "foundry.serving.auth", "cluster"]
+            "foundry.ops.events", "foundry.ops.status", "foundry.serving.standalone", "foundry.serving.auth", "cluster"]
 
 
 def run(module: str, *args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

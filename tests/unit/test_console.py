@@ -56,7 +56,7 @@ def _python_m(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess
 
 def test_every_python_m_entry_point_is_a_foundry_command():
     entry_points = _entry_points()
-    assert {"jobs.train", "cluster", "foundry.registry", "foundry.demo"} <= entry_points  # the scan works
+    assert {"jobs.train", "cluster", "foundry.registry", "cluster.demo"} <= entry_points  # the scan works
     commands = {c.module for c in COMMANDS}
     missing = entry_points - commands - set(NOT_COMMANDS)
     assert not missing, f"`python -m` modules without a `foundry` command (foundry/console/commands.py): {missing}"
@@ -171,7 +171,7 @@ def test_the_installed_script_composes_overrides_as_python_m(tmp_path):
 
 def test_a_bad_override_exits_2_like_the_module(tmp_path):
     ours = _foundry("events", "nosuchkey=1", cwd=tmp_path)
-    theirs = _python_m("foundry.events", "nosuchkey=1", cwd=tmp_path)
+    theirs = _python_m("foundry.ops.events", "nosuchkey=1", cwd=tmp_path)
     assert ours.returncode == theirs.returncode == errors.ConfigError.exit_code
     assert ours.stderr == theirs.stderr and "nosuchkey" in ours.stderr
 

@@ -6,7 +6,7 @@ import os
 import stat
 
 from foundry import config
-from foundry.demo import KEY_FILE, api_key
+from foundry.demo.session import KEY_FILE, api_key
 from foundry.serving.keys import key_weakness
 
 
@@ -32,7 +32,7 @@ def test_the_demo_hands_the_job_a_digest_and_reuses_the_running_one(tmp_path, mo
     """A rerun of the demo must not change the Serve app's runtime_env (a new salt restarts every replica)."""
     import pytest
 
-    from foundry.demo import _key_env
+    from foundry.demo.session import key_env
     from foundry.errors import ConfigError
     from foundry.serving import control
     from foundry.serving.keys import parse_digests
@@ -40,12 +40,12 @@ def test_the_demo_hands_the_job_a_digest_and_reuses_the_running_one(tmp_path, mo
     cfg = config.load([f"storage.root={tmp_path}"])
     key = "demo-key-" + "Pj2Ws7Xc4Vb9Nm1Lk6Hg3Fd"
     monkeypatch.setattr(control, "deployed_apps", lambda: {})
-    first = _key_env(cfg.serve, key)["FOUNDRY_API_KEY_SHA256"]
+    first = key_env(cfg.serve, key)["FOUNDRY_API_KEY_SHA256"]
     assert key not in first and parse_digests(first, "test")[0].matches(key.encode())
     running = {cfg.serve.app_name: {"runtime_env": {"env_vars": {"FOUNDRY_API_KEY_SHA256": first}}}}
     monkeypatch.setattr(control, "deployed_apps", lambda: running)
-    assert _key_env(cfg.serve, key) == {"FOUNDRY_API_KEY_SHA256": first}
+    assert key_env(cfg.serve, key) == {"FOUNDRY_API_KEY_SHA256": first}
     other = "demo-key-" + "Qa8Zs3Dx6Cf1Vg4Bh9Nj2Mk"
-    assert _key_env(cfg.serve, other)["FOUNDRY_API_KEY_SHA256"] != first
+    assert key_env(cfg.serve, other)["FOUNDRY_API_KEY_SHA256"] != first
     with pytest.raises(ConfigError, match="shorter than 32"):
-        _key_env(cfg.serve, "weak-demo-key")
+        key_env(cfg.serve, "weak-demo-key")

@@ -11,8 +11,8 @@ import pytest
 
 from foundry.demo.report import FIGURES, latency_bins, markdown, rolling_accuracy, rounds_frame, write_report
 from foundry.demo.summary import milestones, outcome_of, summarize
+from foundry.demo.traffic import RequestRecord, TrafficLog
 from foundry.drift.timeline import JobTimes
-from foundry.traffic import RequestRecord, TrafficLog
 
 T0 = 1_800_000_000.0
 ONSET = T0 + 20.0

@@ -18,7 +18,7 @@ from foundry.config import Task
 from foundry.drift import evidence
 from foundry.drift.alarm import SequentialAlarm
 from foundry.drift.detectors import _errors
-from foundry.predictor import REFERENCE_FILE, Predictor
+from foundry.models.predictor import REFERENCE_FILE, Predictor
 from foundry.train.calibration import CALIBRATION_FILE, fit_temperature
 from tests.versions import build_version_dir
 

@@ -57,7 +57,7 @@ from foundry.drift.detectors import (
     config_key,
     load_or_build,
 )
-from foundry.predictor import Predictor
+from foundry.models.predictor import Predictor
 from tests.versions import build_version_dir
 
 VERSION = "churn-v1"
@@ -586,3 +586,32 @@ def test_config_key_follows_every_detector_setting():
     keys = {config_key(detectors_cfg("default", c)) for c in changed}
     assert len(keys) == len(changed) and config_key(base) not in keys
     assert len({config_key(detectors_cfg(o)) for o in OPTIONS}) == len(OPTIONS)
+
+
+def test_a_threshold_calibration_says_it_is_running_until_it_ends(version_dir):
+    """An online detector's bootstrap can take minutes: the job log must show it is alive, and stop
+    saying so once the detector is built (a heartbeat left running would print forever)."""
+    lines: list[str] = []
+    build_suite(detectors_cfg("online+cvm"), version_dir, VERSION, say=lines.append, progress_every_s=0.001)
+    starts = [i for i, line in enumerate(lines) if "calibrating" in line and "thresholds on" in line]
+    assert starts, lines
+    first = starts[0]
+    name = lines[first].split("drift detector ")[1].split(":")[0]
+    built = next(i for i, line in enumerate(lines) if f"drift detector {name}: built in" in line)
+    beats = [line for line in lines[first + 1:built] if f"{name}: still calibrating" in line]
+    assert beats, lines[first:built + 1]
+    assert not any("still calibrating" in line for line in lines[built + 1:]
+                   if f"drift detector {name}:" in line)
+
+
+def test_the_calibration_heartbeat_stops_with_its_block():
+    import time
+
+    from foundry.drift.detectors import calibration_progress
+
+    lines: list[str] = []
+    with calibration_progress(lines.append, "x", every_s=0.01):
+        time.sleep(0.1)
+    said = len(lines)
+    time.sleep(0.05)
+    assert said >= 2 and len(lines) == said and lines[0].startswith("x: still calibrating (")

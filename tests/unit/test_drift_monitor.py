@@ -29,7 +29,8 @@ from foundry.config import Task
 from foundry.drift.controller import Phase, submission_id
 from foundry.drift.events import read_events
 from foundry.drift.monitor import MAX_STATUS_ERRORS, DriftMonitor, state_uri
-from foundry.predictor import Predictor
+from foundry.drift.monitor_config import MonitorConfig, monitor_config
+from foundry.models.predictor import Predictor
 from foundry.registry import MANIFEST, Registry
 from foundry.serving.feedback import FeedbackStore
 from foundry.serving.inference import live_columns
@@ -270,7 +271,7 @@ def make_env(tmp_path: Path, version_dir: Path, overrides: list[str]) -> Env:
     registry = Registry(root / "registry")
     v1 = registry.register(MODEL, version_dir, {"lineage": {"trigger": "manual"}}).version
     registry.set_alias(MODEL, ALIAS, v1)
-    return Env(root, registry, v1, FakeClock(), config.to_container(cfg), Predictor.from_dir(version_dir),
+    return Env(root, registry, v1, FakeClock(), monitor_config(cfg).to_container(), Predictor.from_dir(version_dir),
                FeedbackStore(str(root), MODEL, Task.binary), [f.name for f in cfg.data.features])
 
 
@@ -310,7 +311,7 @@ def kinds(events: list[dict]) -> list[str]:
 def test_baseline_traffic_starts_nothing_and_the_reference_is_the_production_alias(env, no_serve):
     client = env.client()
     monitor = env.monitor(client)
-    assert no_serve == [config.from_container(env.config_data).serve.app_name]  # asked Serve first
+    assert no_serve == [MonitorConfig.from_container(env.config_data).serve.app_name]  # asked Serve first
     assert monitor.status()["reference_version"] == env.v1 == env.registry.alias(MODEL, ALIAS)
     started = env.events("monitor_started")
     assert len(started) == 1 and started[0]["reference_version"] == env.v1 and not started[0]["restored"]
@@ -615,7 +616,7 @@ def test_a_version_swapped_outside_the_monitor_is_followed_unless_a_retrain_is_i
     client = env.client()
     monitor = env.monitor(client)
     v2 = env.registry.register(MODEL, version_dir, {"lineage": {"trigger": "manual"}}).version
-    test_every = config.from_container(env.config_data).drift.window.test_every_rows
+    test_every = MonitorConfig.from_container(env.config_data).drift.window.test_every_rows
     for _ in range(2):
         env.round(monitor, "baseline")
 
@@ -801,7 +802,7 @@ def test_a_job_the_cluster_does_not_know_fails_with_its_cause_and_a_timed_out_on
     monitor.step()
     retry = client.calls[1]["submission_id"]
     client.set_status(retry, "RUNNING")
-    timeout = config.from_container(env.config_data).drift.retrain.job_timeout_s
+    timeout = MonitorConfig.from_container(env.config_data).drift.retrain.job_timeout_s
     env.clock.advance(timeout + 1)
     client.stop_job = lambda s: client.stopped.append(s) or True  # the stop is sent; the job is still RUNNING
     monitor.step()
@@ -817,7 +818,7 @@ def test_a_job_the_cluster_does_not_know_fails_with_its_cause_and_a_timed_out_on
 def test_outcomes_come_from_the_registry_for_the_exact_attempt_whatever_the_job_status(env, version_dir):
     from foundry.drift import retrain
 
-    cfg = config.from_container(env.config_data)
+    cfg = MonitorConfig.from_container(env.config_data)
 
     def register(sid: str, promoted: bool, move: bool) -> str:
         v = env.registry.register(MODEL, version_dir, {

@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
+from foundry.demo.traffic import RequestRecord
 from foundry.drift.timeline import JobTimes, event_times, heal_stages, rows_before
-from foundry.traffic import RequestRecord
 
 T0 = 1_800_000_000.0  # the drift onset
 

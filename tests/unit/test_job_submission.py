@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import foundry.job_submission as js
+import foundry.runtime.jobs as js
 
 
 class _Status:

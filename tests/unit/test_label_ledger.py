@@ -13,7 +13,7 @@ from foundry.config import Task
 from foundry.serving import ledger
 from foundry.serving.feedback import FeedbackStore, FeedbackWriter, read_feedback
 from foundry.serving.ledger import CORRECTION, OK, REPEAT, UNKNOWN, LabelLedger, digests
-from foundry.tables import HourlyTable
+from foundry.storage.tables import HourlyTable
 
 
 class Clock:

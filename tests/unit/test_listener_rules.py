@@ -12,7 +12,8 @@ import pytest
 from cluster import listeners
 from cluster.listeners import ANY_PORT, Allowed, Listener
 from cluster.local import head_env
-from foundry import config, ray_runtime
+from foundry import config
+from foundry.runtime import connection
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
@@ -88,15 +89,15 @@ def test_the_docs_document_every_allowed_listener():
 
 def test_a_loopback_head_starts_loopback_only():
     env = head_env(config.load([]).cluster, base={})
-    assert env[ray_runtime.LOOPBACK_ONLY_ENV] == "0"
+    assert env[connection.LOOPBACK_ONLY_ENV] == "0"
     # A config cannot undo it: Ray would then bind every interface.
-    cfg = config.load([f"+cluster.env.{ray_runtime.LOOPBACK_ONLY_ENV}=1"]).cluster
-    assert head_env(cfg, base={})[ray_runtime.LOOPBACK_ONLY_ENV] == "0"
+    cfg = config.load([f"+cluster.env.{connection.LOOPBACK_ONLY_ENV}=1"]).cluster
+    assert head_env(cfg, base={})[connection.LOOPBACK_ONLY_ENV] == "0"
 
 
 def test_a_head_on_a_routable_address_keeps_rays_default():
     env = head_env(config.load(["cluster.head_host=10.0.0.5"]).cluster, base={})
-    assert ray_runtime.LOOPBACK_ONLY_ENV not in env
+    assert connection.LOOPBACK_ONLY_ENV not in env
 
 
 @pytest.mark.parametrize(("host", "loopback"), [
@@ -104,4 +105,4 @@ def test_a_head_on_a_routable_address_keeps_rays_default():
     ("10.0.0.5", False), ("0.0.0.0", False), ("127.0.0.2", False),  # Ray itself only knows these three names
 ])
 def test_which_hosts_ray_treats_as_loopback(host, loopback):
-    assert ray_runtime.is_loopback_host(host) is loopback
+    assert connection.is_loopback_host(host) is loopback

@@ -18,7 +18,7 @@ import pytest
 from foundry import config
 from foundry.config import Task
 from foundry.datasets import generate
-from foundry.predictor import Predictor
+from foundry.models.predictor import Predictor
 from foundry.rollout import routing
 from foundry.rollout.judge import Judge, row_losses
 from foundry.rollout.manager import Rollouts
@@ -402,11 +402,11 @@ def test_a_canary_on_a_users_own_multiclass_data_pairs_every_labelled_row(tmp_pa
     three-class probabilities, and a challenger that is worse shown worse."""
     import torch
 
-    from foundry import config_sources
-    from foundry.config_sources import ConfigSources
+    from foundry.config import sources as config_sources
+    from foundry.config.sources import ConfigSources
     from foundry.data import preprocessor as pp
     from foundry.models import build_model, model_spec
-    from foundry.predictor import write_model_files
+    from foundry.models.predictor import write_model_files
     from tests.own_data import DATA_YAML, LABEL, parcels
 
     (tmp_path / "conf" / "data").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""Storage maintenance (``foundry.maintenance``): retention collects exactly what is older than its setting,
+"""Storage maintenance (``foundry.ops.maintenance``): retention collects exactly what is older than its setting,
 never a version an alias points at or pointed at, and compaction leaves one file per hour."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from foundry import config
 from foundry.drift.events import EventLog, read_events
 from foundry.drift.live_store import LiveStore
-from foundry.maintenance import maintain
+from foundry.ops.maintenance import maintain
 from foundry.registry import Registry
 
 DAY = 86_400

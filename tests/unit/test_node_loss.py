@@ -6,7 +6,7 @@ import pytest
 from ray.exceptions import ActorDiedError, NodeDiedError, RayTaskError
 
 from foundry.errors import DataValidationError
-from foundry.node_loss import is_node_loss, retry_on_node_loss
+from foundry.runtime.node_loss import is_node_loss, retry_on_node_loss
 
 
 def _flaky(failures: list[BaseException]):

@@ -50,7 +50,7 @@ def test_an_installed_entry_point_runs_from_another_directory(installed, tmp_pat
     helped = _run(installed, tmp_path, "-m", "jobs.train", "--help")
     assert helped.returncode == 0 and "--config-dir" in helped.stdout, helped.stderr
     composed = _run(installed, tmp_path, "-c",
-                    "import foundry.config_sources as s; from foundry import config; "
+                    "import foundry.config.sources as s; from foundry import config; "
                     "print(s.__file__); print(s.bundled_conf_dir()); print(config.load(['data=churn_ltv']).data.name)")
     assert composed.returncode == 0, composed.stderr
     module, conf, name = composed.stdout.split()

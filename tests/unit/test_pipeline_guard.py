@@ -20,8 +20,8 @@ from jobs import pipeline as pipeline_job
 def stage(monkeypatch, tmp_path):
     calls: list[tuple] = []
     monkeypatch.setenv("FOUNDRY_API_KEY", "pipeline-guard-key-" + "9D9E-7xW8MILWjh7ffrTuD7Z")
-    monkeypatch.setattr("foundry.ray_runtime.connect", lambda *a, **k: None)
-    monkeypatch.setattr("foundry.ray_runtime.configure_data", lambda *a, **k: None)
+    monkeypatch.setattr("foundry.runtime.connection.connect", lambda *a, **k: None)
+    monkeypatch.setattr("foundry.runtime.connection.configure_data", lambda *a, **k: None)
     monkeypatch.setattr("foundry.train.workflow.train_and_register",
                         lambda cfg, yaml: TrainOutcome(cfg.model_name, "v2", {"roc_auc": 0.9}, True, "better"))
     monkeypatch.setattr(control, "deploy", lambda cfg, **k: calls.append(("deploy",)) or control.Deployed(

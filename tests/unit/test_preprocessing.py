@@ -19,8 +19,8 @@ from foundry.data import split
 from foundry.datasets import generate
 from foundry.models import TabularMLP, build_model, model_spec
 from foundry.models.mlp import embedding_dim
-from foundry.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE, Predictor
-from foundry.tasks import HIGHER_IS_BETTER, PRIMARY_METRIC, evaluate, probabilities
+from foundry.models.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE, Predictor
+from foundry.models.tasks import HIGHER_IS_BETTER, PRIMARY_METRIC, evaluate, probabilities
 
 ROWS = 20_000
 

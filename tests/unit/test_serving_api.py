@@ -21,7 +21,7 @@ from foundry.data import preprocessor as prep
 from foundry.datasets import generate
 from foundry.errors import RegistryError
 from foundry.models import build_model, model_spec
-from foundry.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE
+from foundry.models.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE
 from foundry.serving.app import build_app
 from foundry.serving.auth import ApiKeyChecker
 from foundry.serving.feedback import read_feedback

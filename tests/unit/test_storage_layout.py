@@ -1,6 +1,6 @@
 """The storage layout is pinned: data written by an older version must stay where a newer one looks.
 
-Every path is spelled out literally below; a change to ``foundry.layout`` that moves any of them
+Every path is spelled out literally below; a change to ``foundry.storage.layout`` that moves any of them
 fails here first (and then needs a migration, not an edit of this file). The atomic table writer must
 leave the old file or the whole new one, and no temporaries, whatever fails.
 """
@@ -23,11 +23,11 @@ from foundry.drift.live_store import live_uri
 from foundry.drift.new_normal import reference_uri
 from foundry.drift.retrain import dataset_uri
 from foundry.drift.state import STATE_FILE, state_uri
-from foundry.layout import MONITOR_STATE_FILE, StorageLayout
 from foundry.registry import Registry
 from foundry.serving.feedback import feedback_uri
 from foundry.serving.ledger import ledger_actor_name, ledger_uri
-from foundry.tables import HourlyTable
+from foundry.storage.layout import MONITOR_STATE_FILE, StorageLayout
+from foundry.storage.tables import HourlyTable
 
 MODEL = "churn"
 

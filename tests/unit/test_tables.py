@@ -1,4 +1,4 @@
-"""``foundry.tables.HourlyTable`` on many days of synthetic history: range reads touch only the files of
+"""``foundry.storage.tables.HourlyTable`` on many days of synthetic history: range reads touch only the files of
 the range, compaction keeps every row exactly once, retention deletes exactly what is older."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from foundry import tables
-from foundry.tables import HourlyTable
+from foundry.storage import tables
+from foundry.storage.tables import HourlyTable
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 

@@ -1,11 +1,11 @@
-"""Late labels in the traffic generator (``foundry.traffic.LateLabels``): what makes the monitor's
+"""Late labels in the traffic generator (``foundry.demo.traffic.LateLabels``): what makes the monitor's
 late-label paths testable end to end."""
 
 from __future__ import annotations
 
 import time
 
-from foundry.traffic import LateLabels
+from foundry.demo.traffic import LateLabels
 
 
 def test_labels_wait_for_the_configured_rows_then_go_in_order_and_flush_sends_the_rest():

@@ -1,11 +1,11 @@
-"""A driver whose working directory is deleted under it keeps working (foundry/workdir.py)."""
+"""A driver whose working directory is deleted under it keeps working (foundry/runtime/workdir.py)."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 
-from foundry.workdir import ensure_cwd, stable_cwd
+from foundry.runtime.workdir import ensure_cwd, stable_cwd
 
 
 def test_a_deleted_working_directory_is_left_for_the_temp_dir(tmp_path):

@@ -54,7 +54,7 @@ EPILOG = ("config: --config-dir DIR [--config-name NAME] composes your folder wi
 def bundled_conf_dir() -> Path:
     """The bundled ``conf/``: the source tree's folder in a checkout or an editable install, else the
     ``foundry_conf`` package that a wheel installs (the same files)."""
-    source = Path(__file__).resolve().parent.parent / "conf"
+    source = Path(__file__).resolve().parents[2] / "conf"  # foundry/config/sources.py -> the checkout
     if (source / f"{DEFAULT_CONFIG_NAME}.yaml").is_file():
         return source
     import importlib.util
@@ -181,7 +181,7 @@ def read_stored_config(storage_root: str, model: str, ref: str) -> tuple[str, st
     """(version id, config.yaml text) of a registered version, checked against its manifest."""
     from foundry import storage
     from foundry.errors import RegistryError
-    from foundry.layout import StorageLayout
+    from foundry.storage.layout import StorageLayout
 
     registry = StorageLayout(storage_root).open_registry()
     try:

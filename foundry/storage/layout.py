@@ -97,7 +97,7 @@ class StorageLayout:
         return storage.join(self.monitoring, model, MONITOR_STATE_FILE)
 
     def retrain_sets(self, model: str) -> str:
-        """The folder of a model's retrain data sets (collected by ``foundry.maintenance``)."""
+        """The folder of a model's retrain data sets (collected by ``foundry.ops.maintenance``)."""
         return storage.join(self.monitoring, model, "retrain")
 
     def retrain_set(self, model: str, episode: str, generation: int = 1) -> str:

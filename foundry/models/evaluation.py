@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from foundry.config import Task
-from foundry.predictor import Predictor
-from foundry.tasks import evaluate
+from foundry.models.predictor import Predictor
+from foundry.models.tasks import evaluate
 from foundry.train.gate import RowScores, row_scores
 
 

@@ -1,4 +1,4 @@
-"""The self-healing history of a model: ``python -m foundry.events [overrides] [--kind K] [--json]``.
+"""The self-healing history of a model: ``python -m foundry.ops.events [overrides] [--kind K] [--json]``.
 
 Reads the events the drift monitor wrote (``foundry.drift.events``): drift detected, jobs submitted
 and finished, promotions and rejections, roll-outs, re-bases. Storage and model come from the
@@ -11,12 +11,12 @@ import argparse
 import json
 import sys
 
-from foundry import config_sources
-from foundry.cli import run_or_exit
+from foundry.config import sources as config_sources
+from foundry.console.entry import run_or_exit
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = config_sources.parser("python -m foundry.events", __doc__.split("\n\n")[0])
+    p = config_sources.parser("python -m foundry.ops.events", __doc__.split("\n\n")[0])
     p.add_argument("--kind", action="append", help="only these kinds (repeatable), e.g. --kind drift_detected")
     p.add_argument("--last", type=int, default=0, help="only the last N events")
     p.add_argument("--json", action="store_true", help="one JSON object per line (every field)")

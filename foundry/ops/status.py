@@ -1,4 +1,4 @@
-"""``python -m foundry.status [overrides]``: the platform at a glance, from one terminal.
+"""``python -m foundry.ops.status [overrides]``: the platform at a glance, from one terminal.
 
 Cluster nodes and resources, Serve applications, named actors (monitors), recent jobs with their
 metadata, and every registered model with its aliases: the same facts the dashboard shows across
@@ -12,9 +12,9 @@ import sys
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from foundry import config_sources
-from foundry.cli import run_or_exit
 from foundry.config import ClusterConfig, FoundryConfig, StorageConfig
+from foundry.config import sources as config_sources
+from foundry.console.entry import run_or_exit
 
 RECENT_JOBS = 8
 
@@ -62,7 +62,7 @@ def _actors() -> None:
 
 
 def _jobs(cluster: ClusterConfig) -> None:
-    from foundry.ray_runtime import job_client
+    from foundry.runtime.connection import job_client
 
     # Submitted jobs only: every `ray.init` client (this command included) also shows up as a driver job.
     jobs = sorted((j for j in job_client(cluster).list_jobs() if j.submission_id),
@@ -93,7 +93,7 @@ def _monitor(cfg: FoundryConfig) -> None:
 
     from foundry.drift import monitor_name
     from foundry.drift.events import read_events
-    from foundry.events import format_event
+    from foundry.ops.events import format_event
 
     name = monitor_name(cfg.drift.monitor.name_prefix, cfg.model_name)
     try:
@@ -138,9 +138,9 @@ def rollout_line(rollout: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from foundry.ray_runtime import connect, dashboard_url, gcs_address
+    from foundry.runtime.connection import connect, dashboard_url, gcs_address
 
-    args = config_sources.parser("python -m foundry.status", __doc__.split("\n\n")[0]).parse_args(argv)
+    args = config_sources.parser("python -m foundry.ops.status", __doc__.split("\n\n")[0]).parse_args(argv)
     cfg = config_sources.load(config_sources.from_args(args))
     print(f"Foundry on cluster '{cfg.cluster.name}'  dashboard {dashboard_url(cfg.cluster)}  storage {cfg.storage.root}")
     connect(cfg.ray.address or gcs_address(cfg.cluster), log_to_driver=False, logging_level="ERROR")

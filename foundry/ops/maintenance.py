@@ -10,7 +10,7 @@ What ``maintain`` does for one model (``storage.tables`` and ``storage.retention
   is the model's newest version.
 
 The drift monitor runs it every ``storage.tables.maintain_every_s`` in a thread of its own (a round
-never waits for it); ``python -m foundry.maintenance`` runs it once, e.g. from a cron job when no
+never waits for it); ``python -m foundry.ops.maintenance`` runs it once, e.g. from a cron job when no
 monitor runs.
 """
 
@@ -25,7 +25,8 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from foundry import storage
-from foundry.config import FoundryConfig, StorageConfig
+from foundry.config import StorageConfig
+from foundry.drift.monitor_config import MonitorSections
 
 log = logging.getLogger(__name__)
 DAY_S = 86_400.0
@@ -37,7 +38,7 @@ def _tables(storage_root: str, model: str) -> dict[str, tuple[Any, str]]:
     from foundry.drift.live_store import LiveStore
     from foundry.serving.feedback import feedback_table
     from foundry.serving.ledger import ledger_uri
-    from foundry.tables import HourlyTable
+    from foundry.storage.tables import HourlyTable
 
     return {"live": (LiveStore(storage_root, model).table, "live_days"),
             "feedback": (feedback_table(storage_root, model), "feedback_days"),
@@ -99,7 +100,7 @@ def collect_rejected_versions(storage_cfg: StorageConfig, model: str, now: float
 RECENT = timedelta(days=2)  # what a routine pass compacts: older hours were merged by an earlier pass
 
 
-def maintain(cfg: FoundryConfig, now: float | None = None, full: bool = True) -> dict[str, Any]:
+def maintain(cfg: MonitorSections, now: float | None = None, full: bool = True) -> dict[str, Any]:
     """One pass for ``cfg.model_name``; returns what it did (per table: files merged, hours expired).
 
     ``full=False`` (the monitor's routine passes after its first) compacts only the last ``RECENT`` hours,
@@ -133,7 +134,7 @@ def removed_anything(report: dict[str, Any]) -> bool:
 class Maintenance:
     """The monitor's timer: ``maybe_run`` starts a pass in a daemon thread when one is due and none runs."""
 
-    def __init__(self, cfg: FoundryConfig, say):
+    def __init__(self, cfg: MonitorSections, say):
         self.cfg = cfg
         self.say = say
         self.every_s = cfg.storage.tables.maintain_every_s
@@ -171,13 +172,13 @@ class Maintenance:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m foundry.maintenance [overrides]``: one maintenance pass for ``model_name``."""
+    """``python -m foundry.ops.maintenance [overrides]``: one maintenance pass for ``model_name``."""
     import json
 
-    from foundry import config_sources
-    from foundry.cli import run_or_exit
+    from foundry.config import sources as config_sources
+    from foundry.console.entry import run_or_exit
 
-    args = config_sources.parser("python -m foundry.maintenance",
+    args = config_sources.parser("python -m foundry.ops.maintenance",
                                  "Compact and expire one model's stores (storage.tables, storage.retention).").parse_args(argv)
     cfg = run_or_exit(lambda: config_sources.load(config_sources.from_args(args)))
     print(json.dumps(run_or_exit(lambda: maintain(cfg)), indent=2, default=str))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from foundry.errors import FoundryError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # foundry/runtime/jobs.py -> the checkout
 # The code a job needs: this source checkout, uploaded as the job's working_dir. An installed Foundry
 # (a wheel, an image) has no checkout to upload: its jobs run the copy installed on the cluster.
 CODE_DIR: Path | None = REPO_ROOT if (REPO_ROOT / "pyproject.toml").is_file() else None

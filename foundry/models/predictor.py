@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from foundry.config import Task
 from foundry.data.preprocessor import Preprocessor
 from foundry.models import build_model
-from foundry.tasks import probabilities
+from foundry.models.tasks import probabilities
 
 WEIGHTS_FILE = "model.safetensors"
 SPEC_FILE = "model.json"
