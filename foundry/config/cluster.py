@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 
-from foundry.config.common import require
+from foundry.config.common import bounded, check_bounds, require
 from foundry.config.kuberay import K8S_NAME, KubeRayConfig
 from foundry.config.nodes import AutoscalingConfig, HeadNodeConfig
 
@@ -110,7 +110,7 @@ class ClusterConfig:
     gcs_port: int = 6379
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265
-    head_num_cpus: int | None = None
+    head_num_cpus: int | None = bounded(None, ge=0)
     token_path: str = "~/.ray/auth_token"
     env: dict[str, str] = field(default_factory=dict)
     # Environment of the *drivers* that connect to it (jobs, tests): Ray Data plans and lists files there.
@@ -128,9 +128,9 @@ class ClusterConfig:
     placeholders: PlaceholderPolicy = PlaceholderPolicy.warn
 
     def validate(self) -> None:
+        check_bounds(self, "cluster")
         for key in ("gcs_port", "dashboard_port"):
             require(0 < getattr(self, key) < 65536, f"cluster.{key}", f"must be a TCP port, got {getattr(self, key)}")
-        require(self.head_num_cpus is None or self.head_num_cpus >= 0, "cluster.head_num_cpus", "must be >= 0")
         for key in ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_HAPROXY_BINARY_PATH", "FOUNDRY_HAPROXY_ADMIN_HOST"):
             require(key not in (self.env or {}), f"cluster.env.{key}",
                     "set by cluster.ingress (kind: haproxy | python, admin_host, wrapper); use those keys")
@@ -153,7 +153,7 @@ class ClusterConfig:
         workers = self.autoscaling.worker_types
         require(bool(_CLUSTER_NAME.fullmatch(self.name)), "cluster.name",
                 f"use lower-case letters, digits and '-' (it names cloud and Kubernetes objects), got {self.name!r}")
-        require(h.disk_gb >= 1, "cluster.head.disk_gb", f"must be >= 1, got {h.disk_gb}")
+        check_bounds(h, "cluster.head")
         version = re.fullmatch(r"(\d+)\.(\d+)(\.\d+)?", self.ray_version or "")
         require(version is not None, "cluster.ray_version", f"must be a Ray version such as 2.60.0, got {self.ray_version!r}")
         require((int(version[1]), int(version[2])) >= (2, 52), "cluster.ray_version",

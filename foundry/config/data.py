@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from foundry.config.common import require
+from foundry.config.common import bounded, check_bounds, require
 
 
 class Task(str, Enum):
@@ -62,7 +62,7 @@ class SyntheticSourceConfig:
 
     generator: str = "churn"
     scenario: str = "baseline"
-    rows: int = 60_000
+    rows: int = bounded(60_000, ge=1)
     seed: int = 0
 
 
@@ -84,37 +84,34 @@ class SourceConfig:
         require(len(self.delimiter) == 1, "data.source.delimiter",
                 f"must be exactly one character, got {self.delimiter!r} (a tab: \"\\t\" in YAML, double-quoted)")
         if self.synthetic is not None:
-            require(self.synthetic.rows >= 1, "data.source.synthetic.rows", "must be >= 1")
+            check_bounds(self.synthetic, "data.source.synthetic")
 
 
 @dataclass
 class SplitConfig:
-    train: float = 0.8
-    val: float = 0.1
-    test: float = 0.1
+    train: float = bounded(0.8, gt=0, lt=1)
+    val: float = bounded(0.1, gt=0, lt=1)
+    test: float = bounded(0.1, gt=0, lt=1)
     seed: int = 0
     # The column (or list of columns, a composite key) whose rows always share a split; null: the whole row.
     key: Any = None
 
     def validate(self) -> None:
+        check_bounds(self, "data.split")
         key_ok = self.key is None or (isinstance(self.key, str) and self.key) or (
             isinstance(self.key, (list, tuple)) and self.key and all(isinstance(k, str) and k for k in self.key))
         require(bool(key_ok), "data.split.key", f"a column name, a list of column names, or null; got {self.key!r}")
-        for name in ("train", "val", "test"):
-            require(0.0 < getattr(self, name) < 1.0, f"data.split.{name}", f"must be in (0, 1), got {getattr(self, name)}")
         require(abs(self.train + self.val + self.test - 1.0) < 1e-6, "data.split",
                 f"train + val + test must be 1.0, got {self.train + self.val + self.test:.4f}")
 
 
 @dataclass
 class ValidationConfig:
-    min_rows: int = 100
-    max_null_fraction: float = 0.05
+    min_rows: int = bounded(100, ge=1)
+    max_null_fraction: float = bounded(0.05, ge=0, le=1)
 
     def validate(self) -> None:
-        require(self.min_rows >= 1, "data.validation.min_rows", "must be >= 1")
-        require(0.0 <= self.max_null_fraction <= 1.0, "data.validation.max_null_fraction",
-                f"must be in [0, 1], got {self.max_null_fraction}")
+        check_bounds(self, "data.validation")
 
 
 @dataclass
@@ -127,11 +124,12 @@ class DataConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
-    reference_rows: int = 5_000
+    reference_rows: int = bounded(5_000, ge=100)
     materialize: bool = True
-    execution_retries: int = 2  # a Ray Data step that lost a node or actor runs again (foundry/runtime/node_loss.py)
+    execution_retries: int = bounded(2, ge=0)  # a Ray Data step that lost a node or actor runs again (foundry/runtime/node_loss.py)
 
     def validate(self) -> None:
+        check_bounds(self, "data")
         require(bool(self.features), "data.features", "at least one feature is required")
         names = [f.name for f in self.features]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -151,6 +149,4 @@ class DataConfig:
                         f"a binary task needs exactly 2 classes, got {len(self.classes)}")
         self.split.validate()
         self.validation.validate()
-        require(self.execution_retries >= 0, "data.execution_retries", f"must be >= 0, got {self.execution_retries}")
-        require(self.reference_rows >= 100, "data.reference_rows", f"must be >= 100, got {self.reference_rows}")
         self.source.validate()

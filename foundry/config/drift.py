@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from foundry.config.common import SERVE_NAME, require
+from foundry.config.common import SERVE_NAME, bounded, check_bounds, require
 from foundry.config.data import Task
 
 
@@ -38,7 +38,7 @@ class Correction(str, Enum):
 @dataclass
 class TabularDriftConfig:
     enabled: bool = True
-    p_val: float = 0.05
+    p_val: float = bounded(0.05, gt=0, lt=1)
     correction: Correction = Correction.bonferroni
     vote: bool = True
 
@@ -47,16 +47,16 @@ class TabularDriftConfig:
 class MultivariateDriftConfig:
     enabled: bool = True
     method: MultivariateMethod = MultivariateMethod.lsdd
-    p_val: float = 0.05
-    n_permutations: int = 100
-    reference_rows: int = 1000
+    p_val: float = bounded(0.05, gt=0, lt=1)
+    n_permutations: int = bounded(100, ge=10)
+    reference_rows: int = bounded(1000, ge=50)
     vote: bool = True
 
 
 @dataclass
 class PredictionDriftConfig:
     enabled: bool = True
-    p_val: float = 0.05
+    p_val: float = bounded(0.05, gt=0, lt=1)
     vote: bool = False
 
 
@@ -64,11 +64,11 @@ class PredictionDriftConfig:
 class ConceptDriftConfig:
     enabled: bool = True
     method: ConceptMethod = ConceptMethod.fet
-    p_val: float = 0.01
-    window_rows: int = 500
+    p_val: float = bounded(0.01, gt=0, lt=1)
+    window_rows: int = bounded(500, ge=10)
     ert: float = 5000.0
     window_sizes: list[int] = field(default_factory=lambda: [200])
-    n_bootstraps: int = 20000
+    n_bootstraps: int = bounded(20000, ge=100)
     vote: bool = True
 
 
@@ -78,8 +78,8 @@ class OnlineDriftConfig:
     method: OnlineMethod = OnlineMethod.cvm
     ert: float = 5000.0
     window_sizes: list[int] = field(default_factory=lambda: [200])
-    n_bootstraps: int = 20000
-    reference_rows: int = 1000
+    n_bootstraps: int = bounded(20000, ge=100)
+    reference_rows: int = bounded(1000, ge=50)
     vote: bool = True
 
 
@@ -92,18 +92,12 @@ class DriftDetectorsConfig:
     online: OnlineDriftConfig = field(default_factory=OnlineDriftConfig)
 
     def validate(self, task: Task) -> None:
-        for key, p in (("tabular", self.tabular.p_val), ("multivariate", self.multivariate.p_val),
-                       ("prediction", self.prediction.p_val), ("concept", self.concept.p_val)):
-            require(0 < p < 1, f"drift.detectors.{key}.p_val", f"must be in (0, 1), got {p}")
-        require(self.multivariate.n_permutations >= 10, "drift.detectors.multivariate.n_permutations", "must be >= 10")
-        for key, rows in (("multivariate", self.multivariate.reference_rows), ("online", self.online.reference_rows)):
-            require(rows >= 50, f"drift.detectors.{key}.reference_rows", f"must be >= 50, got {rows}")
+        for key in ("tabular", "multivariate", "prediction", "concept", "online"):
+            check_bounds(getattr(self, key), f"drift.detectors.{key}")
         for key, c in (("concept", self.concept), ("online", self.online)):
             require(c.ert > 1, f"drift.detectors.{key}.ert", f"must be > 1 (rows), got {c.ert}")
             require(bool(c.window_sizes) and all(w >= 1 for w in c.window_sizes), f"drift.detectors.{key}.window_sizes",
                     f"must be a non-empty list of positive sizes, got {list(c.window_sizes)}")
-            require(c.n_bootstraps >= 100, f"drift.detectors.{key}.n_bootstraps", "must be >= 100")
-        require(self.concept.window_rows >= 10, "drift.detectors.concept.window_rows", "must be >= 10")
         if self.concept.enabled and task is Task.regression:
             require(self.concept.method is ConceptMethod.fet, "drift.detectors.concept.method",
                     "fet_online needs a binary error stream; regression models use the windowed test (fet)")
@@ -137,12 +131,12 @@ class DriftAlarmConfig:
     # (the expected run length), whatever the traffic rate, cadence and number of signals.
     expected_rows_between_false_episodes: float = 1_000_000.0
     # Probability that the reference sample's own error stays within the margins the bounds allow for.
-    reference_confidence: float = 0.99
+    reference_confidence: float = bounded(0.99, gt=0, lt=1)
     policy: AlarmPolicy = AlarmPolicy.harm
     # Harm = the error rate (expected or labelled) above the reference's by more than this (0.01 = 1 point).
-    harm_tolerance: float = 0.01
+    harm_tolerance: float = bounded(0.01, ge=0, lt=1)
     # After an input-drift alarm, rows to wait for harm evidence before calling the shift benign.
-    benign_after_rows: int = 2000
+    benign_after_rows: int = bounded(2000, ge=100)
     weights: AlarmWeights = field(default_factory=AlarmWeights)
     # The bets each signal places, as fractions of the largest safe bet (a mixture: strong shifts are
     # caught by the large bets within rows, weak ones by the small bets later).
@@ -151,12 +145,9 @@ class DriftAlarmConfig:
     diagnose: bool = True
 
     def validate(self) -> None:
+        check_bounds(self, "drift.alarm")
         require(self.expected_rows_between_false_episodes >= 100, "drift.alarm.expected_rows_between_false_episodes",
                 f"must be >= 100 rows, got {self.expected_rows_between_false_episodes}")
-        require(0 < self.reference_confidence < 1, "drift.alarm.reference_confidence",
-                f"must be in (0, 1), got {self.reference_confidence}")
-        require(0 <= self.harm_tolerance < 1, "drift.alarm.harm_tolerance", f"must be in [0, 1), got {self.harm_tolerance}")
-        require(self.benign_after_rows >= 100, "drift.alarm.benign_after_rows", f"must be >= 100, got {self.benign_after_rows}")
         weights = [self.weights.labelled, self.weights.estimated, self.weights.input]
         require(min(weights) >= 0 and sum(weights) > 0, "drift.alarm.weights",
                 f"must be >= 0 with a positive sum, got {weights}")
@@ -167,91 +158,76 @@ class DriftAlarmConfig:
 @dataclass
 class DriftWindowConfig:
     size: int = 1000
-    test_every_rows: int = 500
-    consecutive: int = 2
-    votes_required: int = 1
+    test_every_rows: int = bounded(500, ge=1)
+    consecutive: int = bounded(2, ge=1)
+    votes_required: int = bounded(1, ge=1)
 
     def validate(self) -> None:
+        check_bounds(self, "drift.window")
         require(self.size >= 20, "drift.window.size", f"must be >= 20 rows, got {self.size}")
-        require(self.test_every_rows >= 1, "drift.window.test_every_rows", f"must be >= 1, got {self.test_every_rows}")
-        require(self.consecutive >= 1, "drift.window.consecutive", f"must be >= 1, got {self.consecutive}")
-        require(self.votes_required >= 1, "drift.window.votes_required", f"must be >= 1, got {self.votes_required}")
 
 
 @dataclass
 class RetrainConfig:
     enabled: bool = True
     data_policy: RetrainDataPolicy = RetrainDataPolicy.recent
-    min_labelled_rows: int = 2000
+    min_labelled_rows: int = bounded(2000, ge=100)
     max_rows: int = 20000
-    label_recheck_s: float = 60.0  # an episode short of labels re-reads the stored ones at least this often
+    label_recheck_s: float = bounded(60.0, gt=0)  # an episode short of labels re-reads the stored ones at least this often
     min_improvement: float = 0.01
     warm_start: bool = True  # the retrain starts from production's weights (trainer.warm_start_from)
-    cooldown_s: float = 600.0  # after a promotion (and after accepting a new normal)
-    rejection_wait_s: float = 60.0  # after a rejected challenger: then the same episode tries again ...
-    more_rows_after_rejection: int = 1000  # ... on a new data set with this many new labelled live rows
+    cooldown_s: float = bounded(600.0, ge=0)  # after a promotion (and after accepting a new normal)
+    rejection_wait_s: float = bounded(60.0, ge=0)  # after a rejected challenger: then the same episode tries again ...
+    more_rows_after_rejection: int = bounded(1000, ge=0)  # ... on a new data set with this many new labelled live rows
     stop_on_no_gain: bool = True  # a conclusive rejection (gate upper bound <= margin): give up at once
-    max_attempts: int = 3  # per episode, rejected and failed together; then gave_up and the new normal
-    max_episodes: int = 3  # per episode_period_s; one more drift in the period: gave_up and the new normal
-    episode_period_s: float = 86400.0
-    max_retries: int = 2
-    backoff_s: float = 30.0
-    backoff_factor: float = 2.0
-    job_timeout_s: float = 1800.0
+    max_attempts: int = bounded(3, ge=1)  # per episode, rejected and failed together; then gave_up and the new normal
+    max_episodes: int = bounded(3, ge=1)  # per episode_period_s; one more drift in the period: gave_up and the new normal
+    episode_period_s: float = bounded(86400.0, gt=0)
+    max_retries: int = bounded(2, ge=0)
+    backoff_s: float = bounded(30.0, ge=0)
+    backoff_factor: float = bounded(2.0, ge=1)
+    job_timeout_s: float = bounded(1800.0, gt=0)
     rollout: bool = True
     overrides: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
-        require(self.min_labelled_rows >= 100, "drift.retrain.min_labelled_rows", f"must be >= 100, got {self.min_labelled_rows}")
+        check_bounds(self, "drift.retrain")
         require(self.max_rows >= self.min_labelled_rows, "drift.retrain.max_rows",
                 f"must be >= min_labelled_rows ({self.min_labelled_rows}), got {self.max_rows}")
         require(0 <= self.min_improvement <= 1, "drift.retrain.min_improvement",
                 "must be in [0, 1] (a relative reduction of the loss: 0.01 = 1% lower)")
-        for key in ("cooldown_s", "backoff_s", "rejection_wait_s", "more_rows_after_rejection"):
-            require(getattr(self, key) >= 0, f"drift.retrain.{key}", "must be >= 0")
-        for key in ("max_attempts", "max_episodes"):
-            require(getattr(self, key) >= 1, f"drift.retrain.{key}", f"must be >= 1, got {getattr(self, key)}")
-        require(self.episode_period_s > 0, "drift.retrain.episode_period_s", "must be > 0")
-        require(self.backoff_factor >= 1, "drift.retrain.backoff_factor", "must be >= 1")
-        require(self.max_retries >= 0, "drift.retrain.max_retries", f"must be >= 0, got {self.max_retries}")
-        require(self.job_timeout_s > 0, "drift.retrain.job_timeout_s", "must be > 0")
-        require(self.label_recheck_s > 0, "drift.retrain.label_recheck_s", "must be > 0")
 
 
 @dataclass
 class DriftSinkConfig:
-    buffer_rows: int = 20000
-    flush_interval_s: float = 0.5
-    max_in_flight: int = 4
+    buffer_rows: int = bounded(20000, ge=1)
+    flush_interval_s: float = bounded(0.5, gt=0)
+    max_in_flight: int = bounded(4, ge=1)
     lookup_interval_s: float = 5.0
 
     def validate(self) -> None:
-        require(self.buffer_rows >= 1, "drift.sink.buffer_rows", f"must be >= 1, got {self.buffer_rows}")
-        require(self.flush_interval_s > 0, "drift.sink.flush_interval_s", "must be > 0")
-        require(self.max_in_flight >= 1, "drift.sink.max_in_flight", f"must be >= 1, got {self.max_in_flight}")
+        check_bounds(self, "drift.sink")
 
 
 @dataclass
 class MonitorActorConfig:
     name_prefix: str = "foundry-monitor"
     namespace: str = "foundry"
-    num_cpus: float = 0.5
+    num_cpus: float = bounded(0.5, ge=0)
     max_restarts: int = -1
-    poll_interval_s: float = 1.0
+    poll_interval_s: float = bounded(1.0, gt=0)
     retain_rows: int = 50000
     # Rows (and labels, and roll-out answers) waiting for a round, each: beyond it ``ingest`` takes a
     # uniform sample of what fits, counts the rest (``rows_dropped``) and tells the sink, which backs off.
     max_queued_rows: int = 20000
-    history_rounds: int = 2000  # test rounds kept in memory for DriftMonitor.rounds() (plots, the demo)
+    history_rounds: int = bounded(2000, ge=1)  # test rounds kept in memory for DriftMonitor.rounds() (plots, the demo)
     follow_served_version: bool = True  # re-base when Serve answers with another version (swapped outside)
 
     def validate(self, window: DriftWindowConfig) -> None:
+        check_bounds(self, "drift.monitor")
         require(bool(SERVE_NAME.fullmatch(self.name_prefix)), "drift.monitor.name_prefix",
                 f"use letters, digits, '.', '-' or '_', got {self.name_prefix!r}")
-        require(self.num_cpus >= 0, "drift.monitor.num_cpus", "must be >= 0")
         require(self.max_restarts >= -1, "drift.monitor.max_restarts", "must be >= -1 (-1: restart forever)")
-        require(self.poll_interval_s > 0, "drift.monitor.poll_interval_s", "must be > 0")
-        require(self.history_rounds >= 1, "drift.monitor.history_rounds", f"must be >= 1, got {self.history_rounds}")
         require(self.retain_rows >= window.size, "drift.monitor.retain_rows", f"must be >= drift.window.size ({window.size})")
 
 

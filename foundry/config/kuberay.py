@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from foundry.config.common import require
+from foundry.config.common import bounded, check_bounds, require
 
 K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 K8S_LABEL = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
@@ -51,9 +51,9 @@ class KubeRayJobConfig:
     overrides: list[str] = field(default_factory=list)  # Hydra overrides after `python -m jobs.train`
     worker_types: list[str] | None = None  # worker groups of its cluster (null: all)
     shutdown_after_job_finishes: bool = True
-    ttl_seconds_after_finished: int = 300
+    ttl_seconds_after_finished: int = bounded(300, ge=0)
     active_deadline_seconds: int | None = None
-    backoff_limit: int = 0
+    backoff_limit: int = bounded(0, ge=0)
 
 
 @dataclass
@@ -74,6 +74,7 @@ class KubeRayConfig:
     service: KubeRayServiceConfig = field(default_factory=KubeRayServiceConfig)
 
     def validate(self) -> None:
+        check_bounds(self.job, "cluster.kuberay.job")
         require(bool(K8S_NAME.fullmatch(self.namespace)), "cluster.kuberay.namespace",
                 f"must be a Kubernetes namespace name, got {self.namespace!r}")
         require(self.service_type in ("ClusterIP", "NodePort", "LoadBalancer"), "cluster.kuberay.service_type",
@@ -86,8 +87,5 @@ class KubeRayConfig:
         if self.service.api_key_secret is not None:
             require(bool(K8S_NAME.fullmatch(self.service.api_key_secret)), "cluster.kuberay.service.api_key_secret",
                     f"must be a Kubernetes object name, got {self.service.api_key_secret!r}")
-        require(self.job.ttl_seconds_after_finished >= 0, "cluster.kuberay.job.ttl_seconds_after_finished",
-                f"must be >= 0, got {self.job.ttl_seconds_after_finished}")
-        require(self.job.backoff_limit >= 0, "cluster.kuberay.job.backoff_limit", f"must be >= 0, got {self.job.backoff_limit}")
         require(self.job.active_deadline_seconds is None or self.job.active_deadline_seconds > 0,
                 "cluster.kuberay.job.active_deadline_seconds", "must be > 0 (or null)")

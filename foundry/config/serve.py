@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from foundry.config.common import SERVE_NAME, require
+from foundry.config.common import SERVE_NAME, bounded, check_bounds, require
 from foundry.errors import ConfigError
 
 
@@ -49,33 +49,29 @@ class ServeHttpConfig:
 @dataclass
 class ServeBatchingConfig:
     enabled: bool = True
-    max_batch_size: int = 32
-    batch_wait_timeout_s: float = 0.002
+    max_batch_size: int = bounded(32, ge=1)
+    batch_wait_timeout_s: float = bounded(0.002, ge=0)
 
     def validate(self) -> None:
-        require(self.max_batch_size >= 1, "serve.batching.max_batch_size", f"must be >= 1, got {self.max_batch_size}")
-        require(self.batch_wait_timeout_s >= 0, "serve.batching.batch_wait_timeout_s", "must be >= 0")
+        check_bounds(self, "serve.batching")
 
 
 @dataclass
 class ServeAutoscalingConfig:
-    min_replicas: int = 1
+    min_replicas: int = bounded(1, ge=0)
     initial_replicas: int | None = None
     max_replicas: int = 1
-    target_ongoing_requests: float = 8.0
-    upscale_delay_s: float = 5.0
-    downscale_delay_s: float = 60.0
+    target_ongoing_requests: float = bounded(8.0, gt=0)
+    upscale_delay_s: float = bounded(5.0, ge=0)
+    downscale_delay_s: float = bounded(60.0, ge=0)
 
     def validate(self) -> None:
-        require(self.min_replicas >= 0, "serve.autoscaling.min_replicas", f"must be >= 0, got {self.min_replicas}")
+        check_bounds(self, "serve.autoscaling")
         require(self.max_replicas >= max(1, self.min_replicas), "serve.autoscaling.max_replicas",
                 f"must be >= 1 and >= min_replicas ({self.min_replicas}), got {self.max_replicas}")
         if self.initial_replicas is not None:
             require(self.min_replicas <= self.initial_replicas <= self.max_replicas, "serve.autoscaling.initial_replicas",
                     f"must be within [min_replicas, max_replicas], got {self.initial_replicas}")
-        require(self.target_ongoing_requests > 0, "serve.autoscaling.target_ongoing_requests", "must be > 0")
-        for key in ("upscale_delay_s", "downscale_delay_s"):
-            require(getattr(self, key) >= 0, f"serve.autoscaling.{key}", "must be >= 0")
 
 
 @dataclass
@@ -120,32 +116,27 @@ class ServeFeedbackConfig:
     """Labels with provenance: only for ids this model answered within ``window_s``, once."""
 
     provenance: bool = True
-    window_s: float = 86_400.0  # a label later than this after its answer is refused (404)
+    window_s: float = bounded(86_400.0, gt=0)  # a label later than this after its answer is refused (404)
     on_repeat: RepeatLabelPolicy = RepeatLabelPolicy.refuse
-    max_ids: int = 20_000_000  # answered ids remembered (8 bytes each); the oldest go first beyond it
+    max_ids: int = bounded(20_000_000, ge=1000)  # answered ids remembered (8 bytes each); the oldest go first beyond it
     handover_s: float = 0.2  # replicas hand the ids they answered to the ledger this often (one call each)
-    grace_s: float = 2.0  # how long an id not yet handed over by the replica that answered it is waited for
-    flush_s: float = 0.5  # labels are written in one file per replica per flush; /feedback answers after it
+    grace_s: float = bounded(2.0, ge=0, le=60)  # how long an id not yet handed over by the replica that answered it is waited for
+    flush_s: float = bounded(0.5, gt=0, le=60)  # labels are written in one file per replica per flush; /feedback answers after it
 
     def validate(self) -> None:
-        require(self.window_s > 0, "serve.feedback.window_s", f"must be > 0, got {self.window_s}")
-        require(self.max_ids >= 1000, "serve.feedback.max_ids", f"must be >= 1000, got {self.max_ids}")
-        require(0 <= self.grace_s <= 60, "serve.feedback.grace_s", f"must be in [0, 60], got {self.grace_s}")
+        check_bounds(self, "serve.feedback")
         require(0 < self.handover_s <= self.grace_s or self.grace_s == 0, "serve.feedback.handover_s",
                 f"must be > 0 and <= grace_s ({self.grace_s}), got {self.handover_s}: else a label sent right after its "
                 "answer finds its id not handed over yet")
-        require(0 < self.flush_s <= 60, "serve.feedback.flush_s", f"must be in (0, 60], got {self.flush_s}")
 
 
 @dataclass
 class ServeLimitsConfig:
-    max_rows: int = 1000
-    max_body_bytes: int = 1_048_576
+    max_rows: int = bounded(1000, ge=1)
+    max_body_bytes: int = bounded(1_048_576, ge=1024)
 
     def validate(self) -> None:
-        require(self.max_rows >= 1, "serve.limits.max_rows", f"must be >= 1, got {self.max_rows}")
-        require(self.max_body_bytes >= 1024, "serve.limits.max_body_bytes",
-                f"must be >= 1024, got {self.max_body_bytes}")
+        check_bounds(self, "serve.limits")
 
 
 @dataclass
@@ -163,11 +154,11 @@ class ServeConfig:
     proxy_location: ProxyLocation = ProxyLocation.HeadOnly
     batching: ServeBatchingConfig = field(default_factory=ServeBatchingConfig)
     autoscaling: ServeAutoscalingConfig = field(default_factory=ServeAutoscalingConfig)
-    max_ongoing_requests: int = 64
-    num_cpus: float = 1.0
-    torch_threads: int = 1
+    max_ongoing_requests: int = bounded(64, ge=1)
+    num_cpus: float = bounded(1.0, ge=0)
+    torch_threads: int = bounded(1, ge=1)
     use_gpu: bool = False
-    gpus_per_replica: float = 1.0
+    gpus_per_replica: float = bounded(1.0, gt=0)
     access_log: bool = True
     auth: ServeAuthConfig = field(default_factory=ServeAuthConfig)
     limits: ServeLimitsConfig = field(default_factory=ServeLimitsConfig)
@@ -178,6 +169,7 @@ class ServeConfig:
         from foundry.errors import RegistryError
         from foundry.registry.names import LATEST, check_alias, is_version_id
 
+        check_bounds(self, "serve")
         require(bool(SERVE_NAME.fullmatch(self.app_name)), "serve.app_name",
                 f"use letters, digits, '.', '-' or '_', got {self.app_name!r}")
         require(self.route_prefix.startswith("/") and (self.route_prefix == "/" or not self.route_prefix.endswith("/")),
@@ -189,14 +181,10 @@ class ServeConfig:
                 raise ConfigError(f"serve.model_ref: not a version id, 'latest' or an alias name ({exc})") from exc
         self.http.validate()
         self.batching.validate()
-        require(self.max_ongoing_requests >= 1, "serve.max_ongoing_requests", f"must be >= 1, got {self.max_ongoing_requests}")
         if self.batching.enabled:
             require(self.max_ongoing_requests >= self.batching.max_batch_size, "serve.max_ongoing_requests",
                     f"must be >= serve.batching.max_batch_size ({self.batching.max_batch_size}), or a batch can never fill")
         self.autoscaling.validate()
-        require(self.num_cpus >= 0, "serve.num_cpus", f"must be >= 0, got {self.num_cpus}")
-        require(self.torch_threads >= 1, "serve.torch_threads", f"must be >= 1, got {self.torch_threads}")
-        require(self.gpus_per_replica > 0, "serve.gpus_per_replica", f"must be > 0, got {self.gpus_per_replica}")
         self.auth.validate()
         self.limits.validate()
         self.feedback.validate()

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import MISSING
 
-from foundry.config.common import require
+from foundry.config.common import bounded, check_bounds, require
 
 if TYPE_CHECKING:
     from foundry.storage.layout import StorageLayout
@@ -18,14 +18,12 @@ class StorageTablesConfig:
     """The append-heavy tables (live rows, labels, events; foundry/storage/tables.py): how often they are written
     and merged."""
 
-    live_flush_s: float = 10.0  # the monitor writes the live rows it took in one file this often
-    compact_after_s: float = 300.0  # files older than this are merged, one file per hour partition
-    maintain_every_s: float = 300.0  # how often the monitor compacts and expires (0: never; see `foundry.maintain`)
+    live_flush_s: float = bounded(10.0, gt=0, le=600)  # the monitor writes the live rows it took in one file this often
+    compact_after_s: float = bounded(300.0, ge=10)  # files older than this are merged, one file per hour partition
+    maintain_every_s: float = bounded(300.0, ge=0)  # how often the monitor compacts and expires (0: never; see `foundry.maintain`)
 
     def validate(self) -> None:
-        require(0 < self.live_flush_s <= 600, "storage.tables.live_flush_s", f"must be in (0, 600], got {self.live_flush_s}")
-        require(self.compact_after_s >= 10, "storage.tables.compact_after_s", f"must be >= 10, got {self.compact_after_s}")
-        require(self.maintain_every_s >= 0, "storage.tables.maintain_every_s", f"must be >= 0, got {self.maintain_every_s}")
+        check_bounds(self, "storage.tables")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
-from foundry.config.common import require
+from foundry.config.common import bounded, check_bounds, require
 from foundry.config.model import ModelConfig
 from foundry.config.trainer import TrainerConfig
 
@@ -45,9 +45,9 @@ class SearchDimension:
 
 @dataclass
 class AshaSchedulerConfig:
-    max_t: int | None = None  # epochs a trial may reach (null: trainer.epochs)
+    max_t: int | None = bounded(None, ge=1)  # epochs a trial may reach (null: trainer.epochs)
     grace_period: int = 1  # epochs every trial gets before it can be stopped
-    reduction_factor: float = 2.0  # 1/reduction_factor of the trials go on at each rung
+    reduction_factor: float = bounded(2.0, gt=1)  # 1/reduction_factor of the trials go on at each rung
 
 
 @dataclass
@@ -61,9 +61,9 @@ class TuneSpaceConfig:
 @dataclass
 class TuneConfig:
     enabled: bool = False
-    num_samples: int = 4  # trials (times every grid value)
-    max_concurrent_trials: int = 2  # Train runs in flight at once (each takes trial_num_workers workers)
-    trial_num_workers: int | None = None  # Ray Train workers per trial (null: trainer.num_workers)
+    num_samples: int = bounded(4, ge=1)  # trials (times every grid value)
+    max_concurrent_trials: int = bounded(2, ge=1)  # Train runs in flight at once (each takes trial_num_workers workers)
+    trial_num_workers: int | None = bounded(None, ge=1)  # Ray Train workers per trial (null: trainer.num_workers)
     trial_driver_cpus: float = 0.01  # CPUs of each trial's driver (it only launches and watches the Train run)
     metric: str = "best_val_loss"  # reported by the training loop every epoch
     mode: str = "min"
@@ -75,18 +75,15 @@ class TuneConfig:
         """``trainer``: ``scheduler.max_t`` falls back to ``trainer.epochs``."""
         if not self.enabled:
             return
-        require(self.num_samples >= 1, "tune.num_samples", f"must be >= 1, got {self.num_samples}")
-        require(self.max_concurrent_trials >= 1, "tune.max_concurrent_trials", f"must be >= 1, got {self.max_concurrent_trials}")
-        require(self.trial_num_workers is None or self.trial_num_workers >= 1, "tune.trial_num_workers", "must be >= 1")
+        check_bounds(self, "tune")
+        check_bounds(self.scheduler, "tune.scheduler")
         require(self.trial_driver_cpus > 0, "tune.trial_driver_cpus",
                 "must be > 0 (Ray Tune cannot place a trial that asks for nothing; a token 0.01 is enough)")
         require(self.metric in _TUNE_METRICS, "tune.metric", f"unknown metric {self.metric!r} (known: {', '.join(_TUNE_METRICS)})")
         require(self.mode in ("min", "max"), "tune.mode", f"must be min or max, got {self.mode!r}")
         a = self.scheduler
-        max_t = a.max_t if a.max_t is not None else trainer.epochs
-        require(max_t >= 1, "tune.scheduler.max_t", f"must be >= 1, got {max_t}")
+        max_t = a.max_t if a.max_t is not None else trainer.epochs  # trainer.epochs >= 1 (checked by trainer)
         require(1 <= a.grace_period <= max_t, "tune.scheduler.grace_period", f"must be in [1, max_t={max_t}]")
-        require(a.reduction_factor > 1, "tune.scheduler.reduction_factor", f"must be > 1, got {a.reduction_factor}")
         require(bool(self.space.model or self.space.trainer), "tune.space",
                 "is empty: name at least one model.* or trainer.* key to search")
         for section in TUNABLE_SECTIONS:

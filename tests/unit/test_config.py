@@ -3,6 +3,10 @@ fails with a ConfigError that names the key to fix (before any Ray work could st
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import importlib
+import pkgutil
 from pathlib import Path
 
 import pytest
@@ -25,6 +29,7 @@ from foundry.config import (
     TrainerConfig,
     TuneConfig,
 )
+from foundry.config.common import Bounds, bounded, check_bounds, field_bounds
 from foundry.errors import ConfigError
 
 SECTION_TYPES = {"data": DataConfig, "model": ModelConfig, "trainer": TrainerConfig,
@@ -225,6 +230,124 @@ def test_valid_edge_values_pass(tmp_path):
                        "trainer.optimizer=sgd"])
     assert (cfg.data.split.train, cfg.data.split.val, cfg.data.split.test) == (0.6, 0.2, 0.2)
     assert cfg.data.validation.max_null_fraction == 1.0
+
+
+# ----- ranges declared on the fields (bounded / check_bounds in foundry/config/common.py)
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("trainer.epochs=0", "trainer.epochs: must be >= 1, got 0"),
+    ("serve.feedback.window_s=0", "serve.feedback.window_s: must be > 0, got 0.0"),
+    ("drift.alarm.reference_confidence=1", "drift.alarm.reference_confidence: must be in (0, 1), got 1.0"),
+    ("storage.tables.live_flush_s=601", "storage.tables.live_flush_s: must be in (0, 600], got 601.0"),
+    ("promotion.live.confidence=0.4", "promotion.live.confidence: must be in [0.5, 1), got 0.4"),
+    ("cluster.autoscaling.worker_types.cpu_worker.min_workers=-1",
+     "cluster.autoscaling.worker_types.cpu_worker.min_workers: must be >= 0, got -1"),
+])
+def test_declared_ranges_name_the_full_key(override, message, tmp_path):
+    extra = ["cluster=kuberay"] if override.startswith("cluster.") else []
+    assert message in _errors([*extra, override], tmp_path)
+
+
+@dataclasses.dataclass
+class _Probe:
+    at_least: int = bounded(1, ge=1)
+    above: float = bounded(0.5, gt=0)
+    at_most: float = bounded(1.0, le=1)
+    below: float = bounded(0.0, lt=1)
+    open_interval: float = bounded(0.5, gt=0, lt=1)
+    closed_interval: float = bounded(0.0, ge=0, le=1)
+    optional: int | None = bounded(None, ge=1)
+    plain: int = -5  # no declared range: not checked
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("at_least", 0, "must be >= 1, got 0"),
+    ("above", 0.0, "must be > 0, got 0.0"),
+    ("above", -1.0, "must be > 0, got -1.0"),
+    ("at_most", 1.5, "must be <= 1, got 1.5"),
+    ("below", 1, "must be < 1, got 1"),
+    ("open_interval", 1.5, "must be in (0, 1), got 1.5"),
+    ("open_interval", 0, "must be in (0, 1), got 0"),
+    ("closed_interval", 2, "must be in [0, 1], got 2"),
+    ("optional", 0, "must be >= 1, got 0"),
+])
+def test_check_bounds_rejects_each_kind_of_bound(name, value, message):
+    check_bounds(_Probe(), "probe")  # the defaults, the edges and a null are all in range
+    check_bounds(_Probe(at_least=1, above=1e-9, at_most=1, below=0.999, closed_interval=1, optional=None), "probe")
+    with pytest.raises(ConfigError) as info:
+        check_bounds(dataclasses.replace(_Probe(), **{name: value}), "probe.section")
+    assert str(info.value) == f"probe.section.{name}: {message}"
+
+
+def test_bounded_fields_stay_plain_fields_for_omegaconf():
+    """OmegaConf (and so Hydra's ConfigStore schema) ignores the metadata: defaults, types and nulls as before."""
+    assert OmegaConf.to_object(OmegaConf.structured(_Probe)) == _Probe()
+    merged = OmegaConf.merge(OmegaConf.structured(_Probe), {"at_least": 0, "optional": 3})
+    probe = OmegaConf.to_object(merged)  # a range is not a type: OmegaConf takes it, check_bounds refuses it
+    assert (probe.at_least, probe.optional) == (0, 3)
+    with pytest.raises(ConfigError, match=r"^p\.at_least: must be >= 1, got 0$"):
+        check_bounds(probe, "p")
+    with pytest.raises(Exception):  # noqa: B017 - still typed: OmegaConf refuses a string for an int
+        OmegaConf.merge(OmegaConf.structured(_Probe), {"at_least": "many"})
+    assert field_bounds(_Probe)["open_interval"] == Bounds(gt=0, lt=1)
+    for bad in ({"ge": 0, "gt": 0}, {"le": 1, "lt": 1}, {}):
+        with pytest.raises(ValueError):
+            bounded(0, **bad)
+
+
+def _bounded_classes() -> set[type]:
+    """Every dataclass of foundry/config/ that declares a range on a field."""
+    found = set()
+    for info in pkgutil.iter_modules(config.__path__):
+        module = importlib.import_module(f"foundry.config.{info.name}")
+        found |= {obj for obj in vars(module).values() if isinstance(obj, type) and dataclasses.is_dataclass(obj)
+                  and obj.__module__ == module.__name__ and field_bounds(obj)}
+    return found
+
+
+def _bounded_fields(node, prefix: str = ""):
+    """(full key, owning object, field name, bounds) of every bounded field in a typed config tree."""
+    if dataclasses.is_dataclass(node):
+        for name, bounds in field_bounds(node).items():
+            yield f"{prefix}{name}", node, name, bounds
+        for f in dataclasses.fields(node):
+            yield from _bounded_fields(getattr(node, f.name), f"{prefix}{f.name}.")
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _bounded_fields(value, f"{prefix}{key}.")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _bounded_fields(value, f"{prefix}{i}.")
+
+
+def _just_outside(bounds: Bounds, annotation: str):
+    step = 1e-6 if "float" in annotation else 1
+    if bounds.ge is not None:
+        return bounds.ge - step
+    if bounds.gt is not None:
+        return bounds.gt
+    return bounds.le + step if bounds.le is not None else bounds.lt
+
+
+def test_every_declared_range_is_checked(tmp_path):
+    """Each bounded field, set just outside its range in an otherwise valid config, is refused with its full
+    key: a dataclass that declares ranges but whose validate() forgets check_bounds fails here."""
+    # kuberay: the head and the RayJob are checked on remote kinds only; tune: only when enabled.
+    base = config.load([f"storage.root={tmp_path}", "cluster=kuberay", "tune=quick"])
+    assert base.tune.enabled and base.data.source.synthetic is not None and base.cluster.autoscaling.worker_types
+    seen, reached = [], set()
+    for key, owner, name, bounds in _bounded_fields(base):
+        reached.add(type(owner))
+        bad = copy.deepcopy(base)
+        target = next(o for k, o, n, _ in _bounded_fields(bad) if k == key)
+        annotation = next(f.type for f in dataclasses.fields(owner) if f.name == name)
+        setattr(target, name, _just_outside(bounds, str(annotation)))
+        with pytest.raises(ConfigError) as info:
+            config.validate(bad)
+        assert str(info.value).startswith(f"{key}: must be "), str(info.value)
+        seen.append(key)
+    assert len(seen) > 100 and "trainer.epochs" in seen and "drift.detectors.online.reference_rows" in seen
+    assert reached == _bounded_classes(), "bounded fields this test's config never reaches"
 
 
 # ----- a user's own data config, outside the repo
