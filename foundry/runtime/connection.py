@@ -183,6 +183,13 @@ def apply_driver_env(driver_env: dict[str, str] | None) -> None:
         os.environ.setdefault(key, str(value))
 
 
+# Worker lines that Ray's log deduplication must never fold, in a driver's output (a job's log): each
+# training run's epoch lines (foundry/train/loop.py ``epoch_line``). Ray folds lines from different processes
+# that differ only in numbers, so the epochs of Tune trials (run names differ only in numbers) showed as one
+# line "[repeated 4x across cluster]" instead of live progress per trial.
+NEVER_DEDUPLICATE = r"\] epoch +\d+ +train_loss "
+
+
 def connect(address: str | None = None, driver_env: dict[str, str] | None = None, **init_kwargs: Any):
     """Connect this process to a running cluster (never start a private one).
 
@@ -207,6 +214,8 @@ def connect(address: str | None = None, driver_env: dict[str, str] | None = None
     apply_driver_env(driver_env)
     # No telemetry by default; it also stops Ray Data from polling a Prometheus that is not there.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Read once, when ray is first imported in this driver (below): see NEVER_DEDUPLICATE.
+    os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", NEVER_DEDUPLICATE)
     import ray
 
     if ray.is_initialized():

@@ -105,9 +105,18 @@ def epoch_line(run_name: str, metrics: dict) -> str:
             f"val_loss {metrics['val_loss']:.4f}  {metrics['rows_per_s']:,.0f} rows/s{note}{stop}")
 
 
-# Ray Train's worker logs "Reporting training result N: TrainingReport(...)" at INFO for every report call
-# (every epoch), in the job's log between our epoch lines; it says nothing the epoch line does not.
-RAY_TRAIN_REPORT_LOGGER = "ray.train.v2._internal.execution.context"
+def quiet_ray_train_report_lines() -> None:
+    """Silence Ray Train's "Reporting training result N: TrainingReport(...)" INFO line on this worker.
+
+    Ray logs it for every report call (every epoch, every rank) into the job's log between the epoch
+    lines, and it says nothing they do not. Its logger is named by the module's FILE path
+    (``logging.getLogger(__file__)`` in ray/train/v2/_internal/execution/context.py), not its dotted name,
+    so that is the logger quieted; a Ray without that module is left as it is."""
+    try:
+        from ray.train.v2._internal.execution import context as ray_train_context
+    except ImportError:
+        return
+    logging.getLogger(ray_train_context.__file__).setLevel(logging.WARNING)
 
 
 def say_epoch(line: str) -> None:
@@ -150,7 +159,7 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train.torch
 
     loop_started, loop_started_at = time.perf_counter(), time.time()
-    logging.getLogger(RAY_TRAIN_REPORT_LOGGER).setLevel(logging.WARNING)
+    quiet_ray_train_report_lines()
     t: TrainerConfig = config["trainer"]
     task = Task(config["task"])
     context = ray.train.get_context()

@@ -119,3 +119,69 @@ def test_tune_shows_its_trial_table():
     from foundry.train.tuning import TUNE_VERBOSITY
 
     assert TUNE_VERBOSITY >= 1  # 0 hides Tune's trial table
+
+
+def _epoch(run: str, epoch: int) -> str:
+    from foundry.train.loop import epoch_line
+
+    return epoch_line(run, {"epoch": epoch, "train_loss": 0.4 + epoch / 100, "val_loss": 0.41, "best_epoch": 0,
+                            "rows_per_s": 1000.0 * (epoch + 1), "early_stopped": False})
+
+
+def _printed(allow_re: str | None) -> list[str]:
+    """What a driver prints of two Tune trials' epoch lines (each from its own worker) through Ray's own
+    log deduplicator."""
+    from ray._private.ray_logging import LogDeduplicator
+
+    dedup = LogDeduplicator(5, allow_re, None, _timesource=lambda: 0.0)
+    printed = []
+    for epoch in range(3):
+        for pid, trial in ((101, "churn-tune_00000"), (202, "churn-tune_00001")):
+            batch = {"ip": "127.0.0.1", "pid": pid, "job": "01", "is_err": False, "actor_name": "RayTrainWorker",
+                     "task_name": None, "lines": [_epoch(trial, epoch)]}
+            printed += [line for out in dedup.deduplicate(batch) for line in out["lines"]]
+    return printed + [line for out in dedup.flush() for line in out["lines"]]
+
+
+def test_ray_never_folds_epoch_lines_in_a_drivers_log():
+    """Ray folds worker lines that differ only in numbers; Tune trials' epochs did (their run names differ
+    only in numbers). Every driver that connects sets RAY_DEDUP_LOGS_ALLOW_REGEX to NEVER_DEDUPLICATE."""
+    from foundry.runtime.connection import NEVER_DEDUPLICATE
+
+    folded = _printed(None)
+    assert any("repeated" in line for line in folded)  # what Ray does to them by default
+    kept = _printed(NEVER_DEDUPLICATE)
+    assert len(kept) == 6 and not any("repeated" in line for line in kept)
+
+
+def test_connect_sets_the_dedup_exemption_before_ray_reads_it():
+    import ast
+    import inspect
+
+    from foundry.runtime import connection
+
+    source = inspect.getsource(connection.connect)
+    assert "RAY_DEDUP_LOGS_ALLOW_REGEX" in source
+    body = [ast.unparse(node) for node in ast.parse(source.strip()).body[0].body]
+    set_at = next(i for i, line in enumerate(body) if "RAY_DEDUP_LOGS_ALLOW_REGEX" in line)
+    import_at = next(i for i, line in enumerate(body) if line == "import ray")
+    assert set_at < import_at  # ray_constants reads it once, at import
+
+
+def test_ray_trains_report_lines_are_quieted_on_the_logger_ray_uses():
+    import logging
+
+    from ray.train.v2._internal.execution import context
+
+    from foundry.train.loop import quiet_ray_train_report_lines
+
+    logger = logging.getLogger(context.__file__)
+    before = logger.level
+    try:
+        logger.setLevel(logging.NOTSET)
+        assert logger.isEnabledFor(logging.INFO) or logging.getLogger().level > logging.INFO
+        quiet_ray_train_report_lines()
+        assert not logger.isEnabledFor(logging.INFO)
+        assert context.logger is logger  # the module logs "Reporting training result" through this one
+    finally:
+        logger.setLevel(before)
