@@ -52,12 +52,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# run_all names a file here: every command a benchmark runs appends "<benchmark>\t<seconds>\t<command>" to it,
+# so a slow run shows which step its minutes went to (benchmarks/results/tmp/logs/steps.tsv).
+STEPS_FILE_ENV = "FOUNDRY_BENCH_STEPS"
+
+
 def run(argv: list[str], env: dict | None = None, timeout: float = 900, check: bool = True) -> str:
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    finally:
+        _record_step(argv, time.monotonic() - started)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:4])} ... failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                            f"{proc.stderr[-3000:]}")
     return proc.stdout + proc.stderr
+
+
+def _record_step(argv: list[str], seconds: float) -> None:
+    path = os.environ.get(STEPS_FILE_ENV)
+    if not path:
+        return
+    shown = " ".join(Path(a).name if a.startswith(str(REPO)) or a == PY else a for a in argv)[:200]
+    with open(path, "a") as f:
+        f.write(f"{Path(sys.argv[0]).stem}\t{seconds:.1f}\t{shown}\n")
 
 
 def wrk_script(path: Path, key: str, rows: int = 1) -> Path:

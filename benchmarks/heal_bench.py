@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(results/tmp/heal-quick.json)")
     p.add_argument("--scenarios", help="comma-separated, of: " + ", ".join(SCENARIOS) + " (default: all)")
     p.add_argument("--seeds", type=int, help="runs per scenario (seeds 0..N-1; default 3)")
-    p.add_argument("--rate", type=float, default=250.0, help="drifted rows per second (with labels)")
+    p.add_argument("--rate", type=float, help="rows per second, baseline and drifted, with labels (default 250; quick 500)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds a run waits for its episode to end")
     p.add_argument("--label-delay-rows", type=int, default=0,
                    help="labels reach /feedback this many answered rows after their predictions")
@@ -326,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.scenarios = args.scenarios or ("concept_shift" if args.quick else ",".join(SCENARIOS))
     args.seeds = args.seeds or (1 if args.quick else 3)
+    args.rate = args.rate or (500.0 if args.quick else 250.0)
     args.skip_tax = args.skip_tax or args.quick
     args.out = args.out or str(REPO / "benchmarks" / "results" / ("tmp/heal-quick.json" if args.quick else "heal.json"))
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]

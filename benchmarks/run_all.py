@@ -34,6 +34,7 @@ from benchmarks.harness import (  # noqa: E402
     SHARED_CLUSTER,
     SHARED_CLUSTER_ENV,
     SHARED_PORTS,
+    STEPS_FILE_ENV,
     ports_free,
     run,
     say,
@@ -273,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             order = sorted(order, key=lambda n: n not in CLUSTER_BENCHMARKS)  # stable: cluster benchmarks first
         shared = args.quick and any(n in CLUSTER_BENCHMARKS for n in order)
+        steps = TMP / "logs" / "steps.tsv"  # every command each benchmark ran, with its seconds
+        steps.parent.mkdir(parents=True, exist_ok=True)
+        steps.write_text("benchmark\tseconds\tcommand\n")
+        os.environ[STEPS_FILE_ENV] = str(steps)
         try:
             if shared:
                 shared_cluster("up")

@@ -94,7 +94,7 @@ REPLICAS = 2
 TRAIN = ["+experiment=quick", "trainer.num_workers=1"]
 MONITOR = ["drift.enabled=true", "drift.retrain.enabled=false"]
 FULL = {"duration": 1800, "slice": 10, "warmup": 15, "swap_every": 300}
-QUICK = {"duration": 30, "slice": 5, "warmup": 5, "swap_every": 15}
+QUICK = {"duration": 30, "slice": 5, "warmup": 5, "swap_every": 8}  # one swap: a swap needs 20 s of slices after it
 
 
 def common(port: int) -> list[str]:
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a 30 s smoke run; v2 is v1's files under a second id (results/tmp/)")
     p.add_argument("--duration", type=int, help="seconds of load (default 1800; quick 30)")
-    p.add_argument("--swap-every", type=int, help="seconds between swaps (default 300; quick 15)")
+    p.add_argument("--swap-every", type=int, help="seconds between swaps (default 300; quick 8: one swap, judged on the 20 s after it)")
     p.add_argument("--slice", type=int, help="seconds per reported slice (default 10)")
     p.add_argument("--concurrency", type=int, default=16, help="wrk connections, closed loop (default 16)")
     p.add_argument("--out", help="result file (default benchmarks/results/soak.json; quick: results/tmp/)")
