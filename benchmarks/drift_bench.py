@@ -286,11 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--windows-clean-rows", type=int, default=200_000, help="the old windowed voting's clean rows")
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--replay-rows", type=int, default=1_000_000)
-    p.add_argument("--quick", action="store_true", help="3 seeds, 100,000 clean rows (results/tmp/)")
+    p.add_argument("--quick", action="store_true", help="2 seeds, 60,000 clean rows (results/tmp/)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if args.quick:
-        args.seeds, args.clean_rows, args.windows_clean_rows, args.replay_rows = 3, 100_000, 20_000, 100_000
+        args.seeds, args.clean_rows, args.windows_clean_rows, args.replay_rows = 2, 60_000, 20_000, 100_000
     out = Path(args.out or (TMP / "drift-quick.json" if args.quick else REPO / "benchmarks/results/drift.json"))
 
     import alibi_detect

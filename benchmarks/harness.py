@@ -73,7 +73,7 @@ def _record_step(argv: list[str], seconds: float) -> None:
     path = os.environ.get(STEPS_FILE_ENV)
     if not path:
         return
-    shown = " ".join(Path(a).name if a.startswith(str(REPO)) or a == PY else a for a in argv)[:200]
+    shown = " ".join(Path(a).name if a.startswith(str(REPO)) or a == PY else a for a in argv)[:200].replace("\n", " ")
     with open(path, "a") as f:
         f.write(f"{Path(sys.argv[0]).stem}\t{seconds:.1f}\t{shown}\n")
 
@@ -165,13 +165,27 @@ def cluster_settings(name: str, ports: tuple[int, int], *extra: str) -> tuple[in
                                 f"cluster.dashboard_port={ports[1]}", "cluster.head_num_cpus=8", *extra]
 
 
+# Serve stops a replica gracefully: with the HAProxy (direct) ingress it waits at least
+# RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S (30 s) for external load balancers to let go of it, so
+# serve.shutdown() alone took 32 s per benchmark (benchmarks/results/tmp/logs/steps.tsv). Between benchmarks no
+# request is in flight and nothing balances onto the replicas: the apps are marked for deletion (so the
+# controller does not replace what dies), their replicas killed, then Serve shut down.
 RESET = """
 import sys
 import ray
 from ray import serve
 from foundry.runtime import connection
 connection.connect(sys.argv[1], logging_level="ERROR", log_to_driver=False)
-serve.shutdown()  # apps, controller and proxies: the next benchmark's deploy starts Serve on its own HTTP port
+try:
+    apps = list(serve.status().applications)
+except Exception:  # Serve is not running
+    apps = []
+for app in apps:
+    serve.delete(app, _blocking=False)
+for actor in ray.util.list_named_actors(all_namespaces=True):
+    if actor["name"].startswith("SERVE_REPLICA::"):
+        ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
+serve.shutdown()  # controller and proxies: the next benchmark's deploy starts Serve on its own HTTP port
 for actor in ray.util.list_named_actors(all_namespaces=True):
     if actor["namespace"] == "foundry":
         ray.kill(ray.get_actor(actor["name"], namespace="foundry"))

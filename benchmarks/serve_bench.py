@@ -75,7 +75,7 @@ APPS = {  # application -> serve overrides on top of conf/serve/default.yaml
 # 1-replica: measured once (benchmarks/README.md); not part of the default run.
 APPS_OF = {"haproxy": ["shipped", "no-batching", "wait-5ms", "no-access-log"], "python-proxy": ["shipped"]}
 PAYLOADS = (1, 32)
-QUICK = {"duration": 3, "concurrency": "4,64", "variants": "haproxy", "apps": ["shipped"]}
+QUICK = {"duration": 2, "concurrency": "4,64", "variants": "haproxy", "apps": ["shipped"]}
 TRAIN = ["trainer.num_workers=1", "trainer.epochs=2", "data.source.synthetic.rows=20000"]
 
 
