@@ -16,6 +16,11 @@ SERVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 BOUNDS = "foundry.bounds"
 
 
+def check_model_name(name: str) -> None:
+    """``model_name`` names folders and actors: non-empty, no '/' (the whole config, a replica's, the monitor's)."""
+    require(bool(name) and "/" not in name, "model_name", f"must be a non-empty name without '/', got {name!r}")
+
+
 def require(ok: bool, key: str, message: str) -> None:
     """Raise ``ConfigError("<key>: <message>")`` unless ``ok``: every check names the key it is about."""
     if not ok:

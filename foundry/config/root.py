@@ -9,7 +9,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from foundry.config.cluster import ClusterConfig
-from foundry.config.common import require
+from foundry.config.common import check_model_name, require
 from foundry.config.data import DataConfig
 from foundry.config.demo import DemoConfig
 from foundry.config.drift import DriftConfig
@@ -57,8 +57,7 @@ register_schema()
 
 def validate(cfg: FoundryConfig) -> FoundryConfig:
     """Check what types cannot: ranges, sums and cross-field rules. Raises ConfigError naming the key."""
-    require(bool(cfg.model_name) and "/" not in cfg.model_name, "model_name",
-            f"must be a non-empty name without '/', got {cfg.model_name!r}")
+    check_model_name(cfg.model_name)
     cfg.storage.validate()
     cfg.data.validate()
     cfg.model.validate()

@@ -29,7 +29,7 @@ from foundry.config import (
     ServeConfig,
     StorageConfig,
 )
-from foundry.config.common import require
+from foundry.config.common import check_model_name
 from foundry.config.loading import part_from_container, to_container
 
 
@@ -45,8 +45,7 @@ class MonitorConfig:
 
     def validate(self) -> MonitorConfig:
         """Check what this holds (and only that); raises ConfigError naming the key in the full config."""
-        require(bool(self.model_name) and "/" not in self.model_name, "model_name",
-                f"must be a non-empty name without '/', got {self.model_name!r}")
+        check_model_name(self.model_name)
         self.storage.validate()
         self.data.validate()
         self.serve.validate()

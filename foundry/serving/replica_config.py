@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from foundry.config import DataConfig, DriftSinkConfig, ServeConfig
-from foundry.config.common import require
+from foundry.config.common import check_model_name, require
 from foundry.config.loading import part_from_container, to_container
 
 
@@ -34,8 +34,7 @@ class ReplicaConfig:
 
     def validate(self) -> ReplicaConfig:
         """Check what this holds (and only that); raises ConfigError naming the key in the full config."""
-        require(bool(self.model_name) and "/" not in self.model_name, "model_name",
-                f"must be a non-empty name without '/', got {self.model_name!r}")
+        check_model_name(self.model_name)
         require(bool(self.storage_root), "storage.root", "must not be empty")
         require(bool(self.monitor_name), "drift.monitor.name_prefix", "the monitor's name must not be empty")
         require(bool(self.monitor_namespace), "drift.monitor.namespace", "must not be empty")
