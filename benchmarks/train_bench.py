@@ -328,15 +328,19 @@ def main(argv: list[str] | None = None) -> int:
         say(f"scaling: {s['scale_rows']:,} rows, {s['scale_epochs']} epochs, 1 and 2 workers ...")
         scale_source = write_source(s["scale_rows"], 1)
 
-        def scale_cfg(num_workers: int, batch: int | None = None):
-            extra = [f"trainer.batch_size={batch}"] if batch else []
+        def scale_cfg(num_workers: int, batch: int | None = None, extra: tuple[str, ...] = ()):
+            extra = [*([f"trainer.batch_size={batch}"] if batch else []), *extra]
             return bench_config(scale_source, STORAGE, overrides(s["scale_epochs"], num_workers) + extra)
+
+        def ddp_cfg(num_workers: int, batch: int):
+            return scale_cfg(num_workers, batch, ("trainer.average_every_steps=1",))
 
         batches = [scale_cfg(1).trainer.batch_size, *([] if args.quick else SCALE_LARGE_BATCHES)]
         scaling = train_scaling.run(ray_train, scale_cfg(1), scale_cfg, lambda: train_session(RAY_CPUS), say,
-                                    batches)
+                                    batches, ddp_cfg=ddp_cfg)
         scaling["settings"] = {"rows": s["scale_rows"], "epochs": s["scale_epochs"], "cpus_per_worker": 1,
                                "batch_sizes_per_worker": batches, "ray_cpus": RAY_CPUS,
+                               "average_every_steps": scale_cfg(2).trainer.average_every_steps,
                                "headline": f"batch {batches[0]} per worker (the shipped trainer.batch_size)"}
     cfg = cfg_for(1)
     setup = {"rows": s["rows"], "train_rows": split_rows["train"], "val_rows": split_rows["val"],
@@ -349,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
                     "fit_wall_ratio_1worker_vs_plain": round(ray1["fit_wall_s"] / plain1["fit_wall_s"], 2)}
     if scaling:
         headline["scaling_2_vs_1"] = scaling["scaling_2_vs_1"]
+        headline["scaling_2_vs_1_ddp"] = scaling["scaling_2_vs_1_ddp"]
     say(f"headline: {headline}")
     result = {
         **result_header("train", started, args.quick, load_before, machine()),
@@ -358,8 +363,9 @@ def main(argv: list[str] | None = None) -> int:
                                       "/ plain PyTorch 1 thread s/epoch, same rows and settings",
             "fit_wall_ratio_1worker_vs_plain": "Ray Train 1 worker fit() call to result / plain PyTorch call to "
                                                "result (tensors, model, optimizer, all epochs), same rows and epochs",
-            "scaling_2_vs_1": "scaling.points: 2-worker / 1-worker steady rows/s on the scaling set "
-                              "(scaling.settings, scaling.split_rows)"},
+            "scaling_2_vs_1": "scaling.by_batch_size[shipped batch]: 2-worker / 1-worker steady rows/s on the "
+                              "scaling set with the shipped trainer config (local SGD, "
+                              "scaling.settings.average_every_steps); scaling_2_vs_1_ddp: the same with DDP"},
         "scaling": scaling,
         "settings": {**setup, "workers": workers, "cpus_per_worker": 1, "ray_cpus": RAY_CPUS, "data_seed": DATA_SEED,
                      "model_spec": spec, "optimizer": cfg.trainer.optimizer, "lr": cfg.trainer.lr,

@@ -28,10 +28,12 @@ def crossover(one: dict, two: dict) -> dict:
                     "(1/r_1 - 1/r_2), from this run's fixed costs and steady throughputs; else 1"}
 
 
-def run(ray_train, prepare_cfg, cfg_for, session, say, batch_sizes: list[int]) -> dict:
+def run(ray_train, prepare_cfg, cfg_for, session, say, batch_sizes: list[int], ddp_cfg=None) -> dict:
     """Prepare the scaling set, train it with 1 and 2 workers per batch size (``cfg_for(workers, batch)``),
     and return the figures: points, ratio and crossover per batch size; the first batch size is the
-    headline (the shipped ``trainer.batch_size``)."""
+    headline (the shipped ``trainer.batch_size``). ``ddp_cfg(workers, batch)``: the same with
+    ``trainer.average_every_steps=1``, run at the headline batch with 2 workers, side by side with the
+    shipped local SGD, with each run's validation loss (foundry/train/sync.py)."""
     from foundry.data.pipeline import prepare
     from foundry.models import model_spec
 
@@ -46,6 +48,15 @@ def run(ray_train, prepare_cfg, cfg_for, session, say, batch_sizes: list[int]) -
             ratio = round(points[2]["rows_per_s"] / points[1]["rows_per_s"], 3)
             say(f"  [scaling, batch {batch}] 2 workers / 1 worker throughput: {ratio}; 2 workers pay off from "
                 f"{cross['train_rows_x_epochs']} train rows x epochs")
-            by_batch[str(batch)] = {"scaling_2_vs_1": ratio, "points": [points[1], points[2]], "crossover": cross}
-    return {"ray_session": info, "split_rows": prepared.split_rows,
-            "scaling_2_vs_1": by_batch[str(batch_sizes[0])]["scaling_2_vs_1"], "by_batch_size": by_batch}
+            by_batch[str(batch)] = {"scaling_2_vs_1": ratio, "points": [points[1], points[2]], "crossover": cross,
+                                    "val_loss_last": {"1": points[1]["val_loss"][-1],
+                                                      "2": points[2]["val_loss"][-1]}}
+            if ddp_cfg is not None and batch == batch_sizes[0]:
+                ddp = ray_train(ddp_cfg(2, batch), prepared, spec, 2, tag=f"[scaling, batch {batch}, DDP] ")
+                ddp_ratio = round(ddp["rows_per_s"] / points[1]["rows_per_s"], 3)
+                say(f"  [scaling, batch {batch}] 2 workers with DDP (gradients every step) / 1 worker: {ddp_ratio}")
+                by_batch[str(batch)]["ddp"] = {"scaling_2_vs_1": ddp_ratio, "point": ddp,
+                                               "val_loss_last": ddp["val_loss"][-1]}
+    headline = by_batch[str(batch_sizes[0])]
+    return {"ray_session": info, "split_rows": prepared.split_rows, "scaling_2_vs_1": headline["scaling_2_vs_1"],
+            "scaling_2_vs_1_ddp": headline.get("ddp", {}).get("scaling_2_vs_1"), "by_batch_size": by_batch}

@@ -23,6 +23,10 @@ class TrainerConfig:
     early_stopping_min_delta: float = 1e-4
     max_failures: int = 2
     checkpoints_to_keep: int = bounded(2, ge=1)
+    # Multi-worker runs: 1 = DDP (gradients all-reduced every step); k > 1 = local SGD, each worker steps on
+    # its own gradients and the weights are averaged every k steps and at each epoch's end
+    # (foundry/train/sync.py). Ignored with one worker.
+    average_every_steps: int = bounded(1, ge=1)
     # A checkpoint at the end of an epoch once this many seconds have passed since the last one, and always
     # after the last epoch (0: every epoch). What a worker failure can cost; see foundry/train/loop.py.
     checkpoint_every_s: float = bounded(10.0, ge=0)
@@ -32,6 +36,10 @@ class TrainerConfig:
     # How often Ray Train's controller polls its workers (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, Ray's default 2 s):
     # it takes each report then, and notices the end of the run then; see foundry/train/trainer.py.
     controller_poll_s: float = bounded(0.2, gt=0)
+    # Ray Train's PlacementGroupCleaner: one more detached process per fit() that removes the run's placement
+    # group if the controller dies while its job lives on. A Tune trial always gets it (a sweep's job outlives
+    # a failed trial); a single fit() ends its job, which frees the group. See foundry/train/torch_trainer.py.
+    placement_group_cleaner: bool = False
     amp: bool = True
     seed: int = 0
     # Start from a registered version's preprocessor and weights ("MODEL@VERSION" or "MODEL@ALIAS"):

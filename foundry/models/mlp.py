@@ -6,11 +6,15 @@ registered model is rebuilt from data, never unpickled.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from foundry.config import ModelConfig
-from foundry.data.preprocessor import Preprocessor
+
+if TYPE_CHECKING:  # only a type here: a training worker that imports this module needs no pandas (~0.3 s)
+    from foundry.data.preprocessor import Preprocessor
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 

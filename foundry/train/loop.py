@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from foundry.config import Task, TrainerConfig
 from foundry.models import build_model
 from foundry.models.tasks import loss_fn, loss_target
+from foundry.train import sync
 from foundry.train.shards import worker_shard
 
 WEIGHTS_FILE = "model.safetensors"
@@ -191,7 +192,7 @@ def train_loop_per_worker(config: dict) -> None:
     if init is not None:  # a warm start (foundry/train/warm_start.py): the starting weights are epoch -1
         net.load_state_dict(init)
         best_weights = {k: v.detach().cpu().contiguous() for k, v in init.items()}
-    model = ray.train.torch.prepare_model(net)
+    model, averager = sync.prepare_model(net, t, world)
     optimizer = _optimizer(model.parameters(), t)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
@@ -225,9 +226,11 @@ def train_loop_per_worker(config: dict) -> None:
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            sync.after_step(model, averager)
             n = len(batch["y"])
             total += float(loss.detach()) * n
             rows += n
+        sync.end_of_epoch(model, averager)
         val_loss = _validation_loss(model, val_shard, t, task, criterion, use_amp, device)
         total, rows = _all_reduce_sum([total, rows], device)
         train_loss = total / max(rows, 1)
@@ -244,6 +247,7 @@ def train_loop_per_worker(config: dict) -> None:
                    "rows_per_s": rows / max(time.perf_counter() - started, 1e-9),
                    "early_stopped": bool(stop), "ended_at": time.time()}
         state["history"].append(metrics)
+        state["sync"] = sync.describe(model, averager)
         if rank == 0:
             say_epoch(epoch_line(run_name, metrics))
         # Every rank reports once per epoch either way (report is a barrier); only rank 0 attaches the

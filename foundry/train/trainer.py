@@ -1,13 +1,15 @@
 """Assemble a Ray Train ``TorchTrainer`` from the typed config.
 
-Two start-up and tail costs are decided here, not in the loop:
+Three start-up and tail costs are decided here, not in the loop:
 - splits that fit a worker's memory budget travel as block references in the loop's config
   (foundry/train/shards.py) and are not handed to Ray Train as datasets, so no streaming split
   coordinator is started for them;
 - the controller's poll interval (``trainer.controller_poll_s``): Ray Train's controller takes each
   worker report, and notices that the workers finished, only when it polls them (2 s by default); a
   worker's second report within one interval blocks until then, and every run ends up to one interval
-  late. Ray reads it from the driver's environment when ``fit()`` starts the controller.
+  late. Ray reads it from the driver's environment when ``fit()`` starts the controller;
+- Ray Train's per-run placement-group cleaner process, kept for Tune trials only by default
+  (foundry/train/torch_trainer.py).
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ def scaling_config(trainer: TrainerConfig):
 
 
 def build_trainer(cfg: FoundryConfig, datasets: dict, spec: dict, run_name: str, callbacks: list | None = None,
-                  init_weights: dict | None = None):
-    """``init_weights``: the starting weights of a warm start (foundry/train/warm_start.py), else None."""
+                  init_weights: dict | None = None, placement_group_cleaner: bool | None = None):
+    """``init_weights``: the starting weights of a warm start (foundry/train/warm_start.py), else None.
+    ``placement_group_cleaner``: None follows ``trainer.placement_group_cleaner``; a Tune trial passes True
+    (foundry/train/torch_trainer.py)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
-    from ray.train.torch import TorchTrainer
+
+    from foundry.train.torch_trainer import trainer_class
 
     t = cfg.trainer
     os.environ[POLL_ENV] = str(t.controller_poll_s)
@@ -47,7 +52,9 @@ def build_trainer(cfg: FoundryConfig, datasets: dict, spec: dict, run_name: str,
         failure_config=FailureConfig(max_failures=t.max_failures),
         callbacks=callbacks,
     )
-    return TorchTrainer(
+    if placement_group_cleaner is None:
+        placement_group_cleaner = t.placement_group_cleaner
+    return trainer_class(placement_group_cleaner)(
         train_loop_per_worker,
         train_loop_config={"trainer": t, "task": cfg.data.task.value, "spec": spec,
                            "init_weights": init_weights, "in_memory": in_memory},

@@ -107,7 +107,8 @@ def _trial(sampled: dict, *, cfg: FoundryConfig, datasets: dict, preprocessor, r
     trial_cfg = trial_config(cfg, sampled)
     spec = model_spec(trial_cfg.model, preprocessor)
     name = f"{run_name}-{tune.get_context().get_trial_id()}"
-    build_trainer(trial_cfg, datasets, spec, name, callbacks=[TuneReportCallback()]).fit()
+    # A sweep's job outlives a failed trial: its placement group must be freed by Ray Train's cleaner.
+    build_trainer(trial_cfg, datasets, spec, name, callbacks=[TuneReportCallback()], placement_group_cleaner=True).fit()
 
 
 def _trial_status(result, max_t: int) -> str:

@@ -80,3 +80,33 @@ def test_checkpoint_cadence_and_resume_from_the_last_checkpoint(ray_cluster, pre
     (resume,) = resumed["resumes"]
     assert resume["at_epoch"] == 3 and resume["restored"] == resume["checkpoint"]
     assert [h["epoch"] for h in resumed["history"]] == [0, 1, 2, 3, 4]
+
+
+def _cleaner_actors() -> int:
+    from ray.util.state import list_actors
+
+    return len(list_actors(filters=[("class_name", "=", "PlacementGroupCleaner")], limit=10_000))
+
+
+def test_a_single_fit_starts_no_placement_group_cleaner_and_a_guarded_one_does(ray_cluster, prepared_churn):
+    # Ray Train's detached cleaner is one more process per fit() (~1.5 s of a small one here); a single fit
+    # goes without by default (foundry/train/torch_trainer.py), Tune trials and trainer.placement_group_cleaner
+    # keep it. Counted through Ray's state API, which lists dead actors too.
+    before = _cleaner_actors()
+    _fit(ray_cluster, prepared_churn, ["trainer.epochs=1"])
+    assert _cleaner_actors() == before
+    _fit(ray_cluster, prepared_churn, ["trainer.epochs=1", "trainer.placement_group_cleaner=true"])
+    assert _cleaner_actors() == before + 1
+
+
+def test_two_workers_keep_in_step_by_local_sgd_or_ddp_as_configured(ray_cluster, prepared_churn):
+    state, _, _ = _fit(ray_cluster, prepared_churn, ["trainer.epochs=2", "trainer.num_workers=2",
+                                                     "trainer.average_every_steps=4"])
+    steps_per_worker = sum(-(-(prepared_churn[0].split_rows["train"] // 2) // 64) for _ in range(2))
+    assert state["sync"] == {"strategy": "local_sgd", "average_every_steps": 4, "steps": steps_per_worker}
+    assert all(h["val_loss"] > 0 for h in state["history"])
+    state, _, _ = _fit(ray_cluster, prepared_churn, ["trainer.epochs=1", "trainer.num_workers=2",
+                                                     "trainer.average_every_steps=1"])
+    assert state["sync"] == {"strategy": "ddp"}
+    state, _, _ = _fit(ray_cluster, prepared_churn, ["trainer.epochs=1"])
+    assert state["sync"] == {"strategy": "single_worker"}
