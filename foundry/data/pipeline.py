@@ -23,6 +23,7 @@ import pandas as pd
 from foundry.config import DataConfig, SourceConfig
 from foundry.data import blocks, schema, sources, split
 from foundry.data import preprocessor as prep
+from foundry.data.executor_start import use_reserved_cpus_promptly
 from foundry.errors import DataValidationError
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ def validate(data: DataConfig):
 
 
 def _validate(data: DataConfig):
+    use_reserved_cpus_promptly()
     ds, files = read_source(data.source)
     try:
         arrow_schema = ds.schema(fetch_if_missing=True)
