@@ -26,7 +26,7 @@ def _worker(rank: int, port: int, results) -> None:
             param.grad = torch.zeros_like(param)
         averager = PeriodicModelAverager(period=3, warmup_steps=0)
         seen = []
-        for step in range(4):
+        for _ in range(4):
             with torch.no_grad():
                 model.weight.add_(float(rank + 1))  # the ranks' "updates" differ
             sync.after_step(model, averager)
