@@ -47,6 +47,12 @@ def _fit(ray_cluster, prepared_churn, extra: list[str], name: str | None = None)
     return state, sorted(p.name for p in run_dir.glob("checkpoint_*") if p.is_dir()), name
 
 
+def _cleaner_actors() -> int:
+    from ray.util.state import list_actors
+
+    return len(list_actors(filters=[("class_name", "=", "PlacementGroupCleaner")], limit=10_000))
+
+
 def test_the_plan_holds_small_materialized_splits_and_streams_the_rest(prepared_churn):
     prepared = prepared_churn[0]
     held = shards.plan({"train": prepared.train, "val": prepared.val}, 2, 512)
@@ -59,7 +65,11 @@ def test_the_plan_holds_small_materialized_splits_and_streams_the_rest(prepared_
 
 
 def test_in_memory_and_streaming_runs_train_and_report_their_path(ray_cluster, prepared_churn):
+    cleaners = _cleaner_actors()
     state, _, _ = _fit(ray_cluster, prepared_churn, ["trainer.epochs=2"])
+    # A single fit starts no placement-group cleaner (foundry/train/torch_trainer.py); one worker, no sync.
+    assert _cleaner_actors() == cleaners
+    assert state["sync"] == {"strategy": "single_worker"}
     assert state["data_path"] == {"train": "InMemoryShard", "val": "InMemoryShard"}
     assert len(state["history"]) == 2 and all(h["val_loss"] > 0 for h in state["history"])
     state, _, _ = _fit(ray_cluster, prepared_churn, ["trainer.epochs=2", "trainer.in_memory_max_mb=0"])
@@ -82,19 +92,11 @@ def test_checkpoint_cadence_and_resume_from_the_last_checkpoint(ray_cluster, pre
     assert [h["epoch"] for h in resumed["history"]] == [0, 1, 2, 3, 4]
 
 
-def _cleaner_actors() -> int:
-    from ray.util.state import list_actors
-
-    return len(list_actors(filters=[("class_name", "=", "PlacementGroupCleaner")], limit=10_000))
-
-
-def test_a_single_fit_starts_no_placement_group_cleaner_and_a_guarded_one_does(ray_cluster, prepared_churn):
-    # Ray Train's detached cleaner is one more process per fit() (~1.5 s of a small one here); a single fit
-    # goes without by default (foundry/train/torch_trainer.py), Tune trials and trainer.placement_group_cleaner
-    # keep it. Counted through Ray's state API, which lists dead actors too.
+def test_a_fit_asked_for_it_starts_ray_trains_placement_group_cleaner(ray_cluster, prepared_churn):
+    # Ray Train's detached cleaner is one more process per fit() (~1 s of a small one here); a single fit
+    # goes without by default (the test above), Tune trials and trainer.placement_group_cleaner keep it.
+    # Counted through Ray's state API, which lists dead actors too.
     before = _cleaner_actors()
-    _fit(ray_cluster, prepared_churn, ["trainer.epochs=1"])
-    assert _cleaner_actors() == before
     _fit(ray_cluster, prepared_churn, ["trainer.epochs=1", "trainer.placement_group_cleaner=true"])
     assert _cleaner_actors() == before + 1
 
@@ -102,11 +104,9 @@ def test_a_single_fit_starts_no_placement_group_cleaner_and_a_guarded_one_does(r
 def test_two_workers_keep_in_step_by_local_sgd_or_ddp_as_configured(ray_cluster, prepared_churn):
     state, _, _ = _fit(ray_cluster, prepared_churn, ["trainer.epochs=2", "trainer.num_workers=2",
                                                      "trainer.average_every_steps=4"])
-    steps_per_worker = sum(-(-(prepared_churn[0].split_rows["train"] // 2) // 64) for _ in range(2))
-    assert state["sync"] == {"strategy": "local_sgd", "average_every_steps": 4, "steps": steps_per_worker}
+    steps_in_two_epochs = sum(-(-(prepared_churn[0].split_rows["train"] // 2) // 64) for _ in range(2))
+    assert state["sync"] == {"strategy": "local_sgd", "average_every_steps": 4, "steps": steps_in_two_epochs}
     assert all(h["val_loss"] > 0 for h in state["history"])
     state, _, _ = _fit(ray_cluster, prepared_churn, ["trainer.epochs=1", "trainer.num_workers=2",
                                                      "trainer.average_every_steps=1"])
     assert state["sync"] == {"strategy": "ddp"}
-    state, _, _ = _fit(ray_cluster, prepared_churn, ["trainer.epochs=1"])
-    assert state["sync"] == {"strategy": "single_worker"}

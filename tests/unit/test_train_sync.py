@@ -34,7 +34,10 @@ def _worker(rank: int, port: int, results) -> None:
         with torch.no_grad():
             model.weight.add_(float(rank + 1))
         sync.end_of_epoch(model, averager)
-        results.put((rank, start, seen, model.weight.detach().clone(), sync.describe(model, averager)))
+        # Plain lists: a tensor sent through a queue is shared by a file descriptor that this process, gone by
+        # the time the parent reads it, could no longer hand over.
+        results.put((rank, start.tolist(), [w.tolist() for w in seen], model.weight.detach().tolist(),
+                     sync.describe(model, averager)))
     finally:
         dist.destroy_process_group()
 
@@ -52,7 +55,9 @@ def test_broadcast_periodic_and_end_of_epoch_averaging_across_two_processes():
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    (start0, seen0, end0, desc0), (start1, seen1, end1, _) = got[0], got[1]
+    (start0, seen0, end0, desc0), (start1, seen1, end1, _) = (
+        (torch.tensor(start), [torch.tensor(w) for w in seen], torch.tensor(end), desc)
+        for start, seen, end, desc in (got[0], got[1]))
     assert torch.equal(start0, start1)  # rank 0's weights everywhere
     # PeriodicModelAverager counts from step 0: steps 0 and 3 average (equal), steps 1 and 2 do not.
     assert torch.equal(seen0[0], seen1[0]) and torch.equal(seen0[3], seen1[3])
