@@ -11,8 +11,9 @@ what 1 CPU takes), though the reservation (both CPUs) had been answered within m
 Foundry's pipeline runs one short execution per pass, so that second is most of each pass.
 
 Asking every ``LIMITS_REFRESH_S`` instead starts the second task with the first: the same data set
-prepares in 1.3-1.5 s instead of 1.8-1.9 s on 2 CPUs (docs/benchmarks.md, "Data preparation"). The
-cost is one non-blocking call to the coordinator actor per interval while an execution runs.
+prepares in 1.3-1.5 s instead of 1.8-1.9 s on 2 CPUs (docs/benchmarks.md, "Ray Data preprocessing vs
+one process"). The cost is one non-blocking call to the coordinator actor per interval while an
+execution runs.
 """
 
 from __future__ import annotations
