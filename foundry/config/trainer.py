@@ -40,6 +40,10 @@ class TrainerConfig:
     # group if the controller dies while its job lives on. A Tune trial always gets it (a sweep's job outlives
     # a failed trial); a single fit() ends its job, which frees the group. See foundry/train/torch_trainer.py.
     placement_group_cleaner: bool = False
+    # Ray Train's PreemptionWatcher: one more process per fit() that polls for node drains so the workers
+    # hear of a spot node's preemption before it goes. Nothing in the training loop acts on that notice;
+    # a preempted worker is retried either way. Worth it on spot GPU nodes (conf/trainer/gpu.yaml).
+    preemption_watcher: bool = False
     amp: bool = True
     seed: int = 0
     # Start from a registered version's preprocessor and weights ("MODEL@VERSION" or "MODEL@ALIAS"):

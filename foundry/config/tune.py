@@ -16,7 +16,7 @@ TUNABLE_SECTIONS = {"model": ModelConfig, "trainer": TrainerConfig}
 # Trainer keys that are not hyperparameters of the search.
 _UNTUNABLE_TRAINER_KEYS = {"num_workers", "use_gpu", "cpus_per_worker", "gpus_per_worker", "max_failures",
                            "checkpoints_to_keep", "checkpoint_every_s", "in_memory_max_mb", "controller_poll_s",
-                           "placement_group_cleaner"}
+                           "placement_group_cleaner", "preemption_watcher"}
 _TUNE_METRICS = ("best_val_loss", "val_loss", "train_loss")
 
 

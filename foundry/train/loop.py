@@ -155,12 +155,27 @@ def _validation_loss(model, val_shard, t: TrainerConfig, task: Task, criterion, 
     return val_total / max(val_rows, 1)
 
 
-def train_loop_per_worker(config: dict) -> None:
+# The key of ``train_loop_config`` under which build_trainer hands the loop its settings (see loop_settings).
+SETTINGS_REF = "settings_ref"
+
+
+def loop_settings(train_loop_config: dict) -> dict:
+    """The loop's settings (trainer section, task, model spec, warm-start weights, in-memory shards), which
+    build_trainer puts in the object store. Ray Train copies ``train_loop_config`` into the run context
+    that its controller unpickles; by value, the trainer dataclass, the shards and a warm start's tensors
+    would make the controller import foundry's config and torch (1.5 s before it can start the workers)."""
+    import ray
+
+    return ray.get(train_loop_config[SETTINGS_REF])
+
+
+def train_loop_per_worker(train_loop_config: dict) -> None:
     import ray.train
     import ray.train.torch
 
     loop_started, loop_started_at = time.perf_counter(), time.time()
     quiet_ray_train_report_lines()
+    config = loop_settings(train_loop_config)
     t: TrainerConfig = config["trainer"]
     task = Task(config["task"])
     context = ray.train.get_context()

@@ -1,32 +1,54 @@
-"""Ray Train's ``TorchTrainer``, with or without its per-run ``PlacementGroupCleaner``.
+"""Ray Train's ``TorchTrainer`` without the per-fit processes a Foundry fit does not use.
 
-Ray Train 2.60 starts, for every ``fit()``, a detached ``PlacementGroupCleaner`` actor: one more Python
-process (Ray reports ~600 MB each in production, ray-project/ray#65443) that asks the state API every
-second whether the controller still lives, so that it can remove the run's placement group if the
-controller dies while the job that started it lives on (ray-project/ray#58515: a placement group is
-freed only once both its creating actor and its job are gone). Here that process costs 1-1.5 s of a
-1-worker ``fit()`` on 2 cores (1.1 s in an A/B of real fits, 1.5 s on an empty loop): its start
-competes with the controller's and the worker's, and ``fit()`` returns only after the cleaner's
-monitor thread, which sleeps up to 1 s, has stopped (benchmarks/results/train.json ``fit_breakdown``).
+A ``fit()`` on Ray Train 2.60 starts up to six Python processes: the controller, the workers, a
+synchronization actor, and three that this module leaves out where they do nothing for the run. Each
+is a fresh process (a runtime environment set up, Ray and Ray Train imported: ~1 s of CPU on 2 cores)
+that competes with the controller's and the workers' own start:
 
-Which runs need it: a Tune sweep, whose job outlives a failed trial (a leaked group would hold the
-next trials' CPUs), so a trial always gets it (foundry/train/tuning.py). A single ``fit()`` is the
-whole retrain job: when it fails the job exits and Ray frees the group with it, so it goes without
-unless ``trainer.placement_group_cleaner`` is set.
+- ``PlacementGroupCleaner`` (detached; Ray reports ~600 MB each in production, ray-project/ray#65443)
+  asks the state API every second whether the controller still lives, so that it can remove the run's
+  placement group if the controller dies while the job that started it lives on (ray-project/ray#58515:
+  a placement group is freed only once both its creating actor and its job are gone); ``fit()`` also
+  returns only after its monitor thread, which sleeps up to 1 s, has stopped. A Tune sweep's job
+  outlives a failed trial (a leaked group would hold the next trials' CPUs), so a trial always gets it
+  (foundry/train/tuning.py); a single ``fit()`` is the whole retrain job: when it fails the job exits and
+  Ray frees the group with it, so it goes without unless ``trainer.placement_group_cleaner`` is set.
+- ``DatasetManager``: serves Ray Data shards of the datasets handed to the trainer. When every split
+  travels to the workers as in-memory shards (foundry/train/shards.py) the trainer gets no dataset and
+  the manager would serve nothing; it is started only when a split streams.
+- ``PreemptionWatcher`` (``RAY_TRAIN_ENABLE_PREEMPTION_WATCHER``): polls for node drains so that
+  Ray Train can warn the workers before a spot node goes; it is started by the controller and follows
+  ``trainer.preemption_watcher`` (foundry/train/trainer.py sets the variable). Without it a preempted
+  worker is still retried on Ray Train's preemption budget (the actor error says it was preempted).
+
+The controller also runs without torch: see foundry/train/torch_backend.py. Measured on 2 cores, an
+empty training loop: ``fit()`` 6.0 s with Ray's defaults, 4.8 s with the torch-free controller, 4.2 s
+with these processes left out too (benchmarks/results/train.json has the real fits).
 """
 
 from __future__ import annotations
 
 from ray.train.torch import TorchTrainer
+from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
 
 
-class TorchTrainerWithoutCleaner(TorchTrainer):
-    """A ``TorchTrainer`` whose controller runs every default callback but the placement-group cleaner."""
+class LeanTorchTrainer(TorchTrainer):
+    """A ``TorchTrainer`` whose controller runs Ray's default callbacks less the cleaner, and less the
+    dataset manager when no dataset is handed to it."""
+
+    keep_placement_group_cleaner = False
 
     def _create_default_callbacks(self):
-        return [c for c in super()._create_default_callbacks() if not isinstance(c, PlacementGroupCleanerCallback)]
+        left_out = () if self.keep_placement_group_cleaner else (PlacementGroupCleanerCallback,)
+        if not self.datasets:
+            left_out += (DatasetsCallback,)
+        return [c for c in super()._create_default_callbacks() if not isinstance(c, left_out)]
+
+
+class LeanTorchTrainerWithCleaner(LeanTorchTrainer):
+    keep_placement_group_cleaner = True
 
 
 def trainer_class(placement_group_cleaner: bool) -> type[TorchTrainer]:
-    return TorchTrainer if placement_group_cleaner else TorchTrainerWithoutCleaner
+    return LeanTorchTrainerWithCleaner if placement_group_cleaner else LeanTorchTrainer

@@ -1,6 +1,6 @@
 """Assemble a Ray Train ``TorchTrainer`` from the typed config.
 
-Three start-up and tail costs are decided here, not in the loop:
+The start-up and tail costs decided here, not in the loop:
 - splits that fit a worker's memory budget travel as block references in the loop's config
   (foundry/train/shards.py) and are not handed to Ray Train as datasets, so no streaming split
   coordinator is started for them;
@@ -8,8 +8,10 @@ Three start-up and tail costs are decided here, not in the loop:
   worker report, and notices that the workers finished, only when it polls them (2 s by default); a
   worker's second report within one interval blocks until then, and every run ends up to one interval
   late. Ray reads it from the driver's environment when ``fit()`` starts the controller;
-- Ray Train's per-run placement-group cleaner process, kept for Tune trials only by default
-  (foundry/train/torch_trainer.py).
+- the processes Ray Train starts per run that a run here does not use (the placement-group cleaner,
+  kept for Tune trials; the dataset manager when no split streams; the preemption watcher, set by
+  ``trainer.preemption_watcher``: foundry/train/torch_trainer.py), and torch in the controller
+  (foundry/train/torch_backend.py, and the loop's settings passed by reference: loop.loop_settings).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import os
 
 from foundry.config import FoundryConfig, TrainerConfig
 from foundry.train import shards
-from foundry.train.loop import train_loop_per_worker
+from foundry.train.loop import SETTINGS_REF, train_loop_per_worker
 
 POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
 
 def scaling_config(trainer: TrainerConfig):
@@ -37,12 +40,16 @@ def build_trainer(cfg: FoundryConfig, datasets: dict, spec: dict, run_name: str,
     """``init_weights``: the starting weights of a warm start (foundry/train/warm_start.py), else None.
     ``placement_group_cleaner``: None follows ``trainer.placement_group_cleaner``; a Tune trial passes True
     (foundry/train/torch_trainer.py)."""
+    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
+    from foundry.train.torch_backend import LazyTorchConfig
     from foundry.train.torch_trainer import trainer_class
 
     t = cfg.trainer
+    # Ray reads both from the driver's environment when fit() starts the controller.
     os.environ[POLL_ENV] = str(t.controller_poll_s)
+    os.environ[PREEMPTION_WATCHER_ENV] = "1" if t.preemption_watcher else "0"
     in_memory = shards.plan(datasets, t.num_workers, t.in_memory_max_mb)
     run_config = RunConfig(
         name=run_name,
@@ -56,9 +63,11 @@ def build_trainer(cfg: FoundryConfig, datasets: dict, spec: dict, run_name: str,
         placement_group_cleaner = t.placement_group_cleaner
     return trainer_class(placement_group_cleaner)(
         train_loop_per_worker,
-        train_loop_config={"trainer": t, "task": cfg.data.task.value, "spec": spec,
-                           "init_weights": init_weights, "in_memory": in_memory},
+        # By reference: the controller unpickles train_loop_config and need not import torch (loop.py).
+        train_loop_config={SETTINGS_REF: ray.put({"trainer": t, "task": cfg.data.task.value, "spec": spec,
+                                                  "init_weights": init_weights, "in_memory": in_memory})},
         scaling_config=scaling_config(cfg.trainer),
+        torch_config=LazyTorchConfig(),
         run_config=run_config,
         datasets={name: ds for name, ds in datasets.items() if name not in in_memory},
     )

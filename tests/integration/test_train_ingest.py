@@ -6,6 +6,7 @@ the weights and optimizer it holds."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from foundry import config
 from foundry.datasets import generate
 from foundry.train import shards
-from foundry.train.loop import STATE_FILE
+from foundry.train.loop import SETTINGS_REF, STATE_FILE, loop_settings
 
 ROWS = 3000
 BASE = ["trainer.num_workers=1", "trainer.batch_size=64", "trainer.early_stopping_patience=100",
@@ -47,10 +48,19 @@ def _fit(ray_cluster, prepared_churn, extra: list[str], name: str | None = None)
     return state, sorted(p.name for p in run_dir.glob("checkpoint_*") if p.is_dir()), name
 
 
-def _cleaner_actors() -> int:
+PER_FIT_EXTRAS = ("PlacementGroupCleaner", "DatasetManager", "PreemptionWatcher")
+
+
+def _actor_counts() -> dict[str, int]:
+    """How many of Ray Train's optional per-fit actors have ever been started (the state API lists dead
+    actors too)."""
     from ray.util.state import list_actors
 
-    return len(list_actors(filters=[("class_name", "=", "PlacementGroupCleaner")], limit=10_000))
+    return {name: len(list_actors(filters=[("class_name", "=", name)], limit=10_000)) for name in PER_FIT_EXTRAS}
+
+
+def _started_since(before: dict[str, int]) -> dict[str, int]:
+    return {name: n - before[name] for name, n in _actor_counts().items()}
 
 
 def test_the_plan_holds_small_materialized_splits_and_streams_the_rest(prepared_churn):
@@ -65,16 +75,20 @@ def test_the_plan_holds_small_materialized_splits_and_streams_the_rest(prepared_
 
 
 def test_in_memory_and_streaming_runs_train_and_report_their_path(ray_cluster, prepared_churn):
-    cleaners = _cleaner_actors()
+    before = _actor_counts()
     state, _, _ = _fit(ray_cluster, prepared_churn, ["trainer.epochs=2"])
-    # A single fit starts no placement-group cleaner (foundry/train/torch_trainer.py); one worker, no sync.
-    assert _cleaner_actors() == cleaners
+    # An in-memory fit starts none of Ray Train's optional processes (foundry/train/torch_trainer.py);
+    # one worker, no sync.
+    assert _started_since(before) == {"PlacementGroupCleaner": 0, "DatasetManager": 0, "PreemptionWatcher": 0}
     assert state["sync"] == {"strategy": "single_worker"}
     assert state["data_path"] == {"train": "InMemoryShard", "val": "InMemoryShard"}
     assert len(state["history"]) == 2 and all(h["val_loss"] > 0 for h in state["history"])
+    before = _actor_counts()
     state, _, _ = _fit(ray_cluster, prepared_churn, ["trainer.epochs=2", "trainer.in_memory_max_mb=0"])
     assert state["data_path"] == {"train": "StreamingShard", "val": "StreamingShard"}
     assert len(state["history"]) == 2
+    # Streamed splits need Ray Train's dataset manager: it is started for them.
+    assert _started_since(before) == {"PlacementGroupCleaner": 0, "DatasetManager": 1, "PreemptionWatcher": 0}
 
 
 def test_checkpoint_cadence_and_resume_from_the_last_checkpoint(ray_cluster, prepared_churn):
@@ -92,13 +106,14 @@ def test_checkpoint_cadence_and_resume_from_the_last_checkpoint(ray_cluster, pre
     assert [h["epoch"] for h in resumed["history"]] == [0, 1, 2, 3, 4]
 
 
-def test_a_fit_asked_for_it_starts_ray_trains_placement_group_cleaner(ray_cluster, prepared_churn):
-    # Ray Train's detached cleaner is one more process per fit() (~1 s of a small one here); a single fit
-    # goes without by default (the test above), Tune trials and trainer.placement_group_cleaner keep it.
-    # Counted through Ray's state API, which lists dead actors too.
-    before = _cleaner_actors()
-    _fit(ray_cluster, prepared_churn, ["trainer.epochs=1", "trainer.placement_group_cleaner=true"])
-    assert _cleaner_actors() == before + 1
+def test_a_fit_asked_for_them_starts_the_cleaner_and_the_preemption_watcher(ray_cluster, prepared_churn):
+    # Each is one more process per fit() (~1 s of CPU on 2 cores); a single fit goes without by default
+    # (the test above); Tune trials and trainer.placement_group_cleaner keep the cleaner,
+    # trainer.preemption_watcher (on in conf/trainer/gpu.yaml) starts the watcher.
+    before = _actor_counts()
+    _fit(ray_cluster, prepared_churn, ["trainer.epochs=1", "trainer.placement_group_cleaner=true",
+                                       "trainer.preemption_watcher=true"])
+    assert _started_since(before) == {"PlacementGroupCleaner": 1, "DatasetManager": 0, "PreemptionWatcher": 1}
 
 
 def test_two_workers_keep_in_step_by_local_sgd_or_ddp_as_configured(ray_cluster, prepared_churn):
@@ -110,3 +125,28 @@ def test_two_workers_keep_in_step_by_local_sgd_or_ddp_as_configured(ray_cluster,
     state, _, _ = _fit(ray_cluster, prepared_churn, ["trainer.epochs=1", "trainer.num_workers=2",
                                                      "trainer.average_every_steps=1"])
     assert state["sync"] == {"strategy": "ddp"}
+
+
+@pytest.mark.parametrize("override, watcher", [([], "0"), (["trainer.preemption_watcher=true"], "1"),
+                                               (["trainer=gpu"], "1")])
+def test_build_trainer_hands_the_controller_nothing_that_imports_torch(ray_cluster, prepared_churn, monkeypatch,
+                                                                       override, watcher):
+    # What the controller unpickles (foundry/train/torch_backend.py, loop.loop_settings) and the two
+    # settings Ray reads from the driver's environment when fit() starts it (foundry/train/trainer.py).
+    from foundry.train.torch_backend import LazyTorchConfig
+    from foundry.train.torch_trainer import LeanTorchTrainer
+    from foundry.train.trainer import POLL_ENV, PREEMPTION_WATCHER_ENV, build_trainer
+
+    monkeypatch.setenv(PREEMPTION_WATCHER_ENV, "unset")
+    monkeypatch.setenv(POLL_ENV, "unset")
+    prepared, spec, source = prepared_churn
+    cfg = config.load([*ray_cluster.overrides, *source, *BASE, *override])
+    trainer = build_trainer(cfg, {"train": prepared.train, "val": prepared.val}, spec, "env-check")
+    assert os.environ[PREEMPTION_WATCHER_ENV] == watcher
+    assert float(os.environ[POLL_ENV]) == cfg.trainer.controller_poll_s
+    assert isinstance(trainer, LeanTorchTrainer) and isinstance(trainer.backend_config, LazyTorchConfig)
+    assert trainer.backend_config.backend == ("nccl" if cfg.trainer.use_gpu else "gloo")
+    assert list(trainer.train_loop_config) == [SETTINGS_REF]  # a reference, not the settings
+    settings = loop_settings(trainer.train_loop_config)
+    assert settings["trainer"] == cfg.trainer and settings["spec"] == spec
+    assert set(settings["in_memory"]) == {"train", "val"}
