@@ -57,9 +57,15 @@ def test_a_real_data_set_trains_from_a_users_folder_and_retrains_from_the_regist
     assert len(reference) == 200 and "mean radius" in reference.columns
 
     # No config folder any more: the stored config carries the schema (30 columns with spaces in their names).
-    again = _train(ray_cluster, home / "conf" / "data", "--from-version", MODEL, "trainer.epochs=5")
+    # Two workers keeping in step by local SGD (averaged every 2 steps and at each epoch's end), on data
+    # that is not the bundled generator's: the averaged model must keep the real signal.
+    again = _train(ray_cluster, home / "conf" / "data", "--from-version", MODEL, "trainer.epochs=5",
+                   "trainer.num_workers=2", "trainer.average_every_steps=2")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     versions = [mv.version for mv in registry.versions(MODEL)]
     assert len(versions) == 2 and versions[0] == v1
     retrained = registry.get(MODEL, versions[1]).metadata
     assert retrained["champion_at_training"]["version"] == v1 and retrained["training"]["epochs_run"] <= 5
+    sync = retrained["training"]["sync"]
+    assert sync["strategy"] == "local_sgd" and sync["average_every_steps"] == 2 and sync["steps"] > 0, sync
+    assert retrained["metrics"]["roc_auc"] > 0.95, retrained["metrics"]
