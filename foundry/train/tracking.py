@@ -257,10 +257,12 @@ class Tracker:
                                       functools.partial(trial_params, cfg))]
 
     def log_params(self, model: ModelConfig, trainer: TrainerConfig) -> None:
-        from mlflow.entities import Param
+        def log(c) -> None:
+            from mlflow.entities import Param
 
-        params = [Param(k, v) for k, v in flatten_params(model, trainer).items()]
-        self._do("logging params", lambda c: c.log_batch(self.run_id, params=params))
+            c.log_batch(self.run_id, params=[Param(k, v) for k, v in flatten_params(model, trainer).items()])
+
+        self._do("logging params", log)
 
     def log_history(self, history: list[dict]) -> None:
         """Epochs trained elsewhere (the best Tune trial's), with the times they ended."""
@@ -268,18 +270,23 @@ class Tracker:
         self._do("logging the epochs", lambda c: c.log_batch(self.run_id, metrics=batch))
 
     def log_test_metrics(self, metrics: dict) -> None:
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
-        batch = [Metric(f"test_{k}", float(v), now, 0) for k, v in metrics.items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        self._do("logging the test metrics", lambda c: c.log_batch(self.run_id, metrics=batch))
+
+        def log(c) -> None:
+            from mlflow.entities import Metric
+
+            c.log_batch(self.run_id, metrics=[Metric(f"test_{k}", float(v), now, 0) for k, v in metrics.items()
+                                              if isinstance(v, (int, float)) and not isinstance(v, bool)])
+
+        self._do("logging the test metrics", log)
 
     def set_tags(self, tags: dict) -> None:
-        from mlflow.entities import RunTag
+        def tag(c) -> None:
+            from mlflow.entities import RunTag
 
-        batch = [RunTag(k, str(v)[:MAX_TAG_CHARS]) for k, v in tags.items() if v is not None]
-        self._do("setting tags", lambda c: c.log_batch(self.run_id, tags=batch))
+            c.log_batch(self.run_id, tags=[RunTag(k, str(v)[:MAX_TAG_CHARS]) for k, v in tags.items() if v is not None])
+
+        self._do("setting tags", tag)
 
     def mark_best_trial(self, trial_id: str) -> None:
         def mark(c) -> None:

@@ -26,6 +26,20 @@ def test_tracking_is_off_by_default_and_off_tracks_nothing():
     tracker.end()
 
 
+def test_off_imports_no_mlflow():
+    # Importing MLflow costs ~0.5 s of every training job's driver (time to heal): off must not pay it.
+    code = ("import sys\nfrom foundry import config\nfrom foundry.train import tracking\n"
+            "cfg = config.load([])\n"
+            "t = tracking.start(cfg.tracking.mlflow, cfg.storage.root, cfg.model_name, 'run', {}, say=None)\n"
+            "t.set_tags({'a': 1}); t.log_params(cfg.model, cfg.trainer); t.log_test_metrics({'accuracy': 0.5})\n"
+            "t.log_history([]); t.end()\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))")
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("overrides, key, words", [
     ([ON, "storage.root=s3://bucket/foundry"], "tracking.mlflow.uri", "storage.root"),
     ([ON, "tracking.mlflow.uri=gs://bucket/mlruns"], "tracking.mlflow.uri", "object store"),
