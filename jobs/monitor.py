@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 from foundry import config
 from foundry.config import sources as config_sources
-from foundry.console.entry import run_or_exit, setup_logging
+from foundry.console.entry import exit_when_done, run_or_exit, setup_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -109,4 +108,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_when_done(main)

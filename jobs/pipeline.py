@@ -19,11 +19,10 @@ runtime_env in full), or the replicas read ``serve.auth.api_key_file`` on the no
 
 from __future__ import annotations
 
-import sys
 import time
 
 from foundry.config import sources as config_sources
-from foundry.console.entry import run_or_exit, setup_logging
+from foundry.console.entry import exit_when_done, run_or_exit, setup_logging
 from foundry.errors import FoundryError
 
 STAGES = 3
@@ -118,4 +117,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_when_done(main)

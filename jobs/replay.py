@@ -27,7 +27,7 @@ import sys
 import time
 
 from foundry.config import sources as config_sources
-from foundry.console.entry import run_or_exit, setup_logging
+from foundry.console.entry import exit_when_done, run_or_exit, setup_logging
 from foundry.errors import ConfigError, DataSourceError
 
 CHUNK_ROWS = 50_000
@@ -133,4 +133,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_when_done(main)

@@ -10,10 +10,8 @@ Exit codes: 0 registered, 2 bad config, 3 bad data (nothing registered), 4 regis
 
 from __future__ import annotations
 
-import sys
-
 from foundry.config import sources as config_sources
-from foundry.console.entry import run_or_exit, setup_logging
+from foundry.console.entry import exit_when_done, run_or_exit, setup_logging
 
 
 def train(sources: config_sources.ConfigSources):
@@ -42,4 +40,4 @@ def main(argv: list[str] | None = None, prog: str = "python -m jobs.train", doc:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_when_done(main)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 
+from foundry.console.entry import exit_when_done
 from jobs.train import main as train_main
 
 DEFAULT_SEARCH = "tune=asha"
@@ -33,4 +34,4 @@ def main(argv: list[str] | None = None, prog: str = "python -m jobs.tune") -> in
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_when_done(main)
