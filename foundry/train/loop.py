@@ -186,7 +186,8 @@ def train_loop_per_worker(train_loop_config: dict) -> None:
 
     net = build_model(config["spec"])
     best_weights = None
-    state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": []}
+    state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": -1, "bad_epochs": 0, "history": [],
+             "reports": 0}
     optimizer_state = None
     checkpoint = ray.train.get_checkpoint()
     resume = None
@@ -247,7 +248,10 @@ def train_loop_per_worker(train_loop_config: dict) -> None:
             rows += n
         sync.end_of_epoch(model, averager)
         val_loss = _validation_loss(model, val_shard, t, task, criterion, use_amp, device)
-        total, rows = _all_reduce_sum([total, rows], device)
+        # Whether a checkpoint is due by the clock: every rank decides alike (any rank's clock), so that
+        # ranks that skip a metrics-only report skip it together (report is a barrier).
+        clock_due = checkpoint_due(time.perf_counter(), last_checkpoint, t.checkpoint_every_s, final=False)
+        total, rows, ranks_due = _all_reduce_sum([total, rows, float(clock_due)], device)
         train_loss = total / max(rows, 1)
         current = _state_dict_cpu(getattr(model, "module", model))
         if val_loss < state["best_val_loss"] - t.early_stopping_min_delta:
@@ -265,12 +269,15 @@ def train_loop_per_worker(train_loop_config: dict) -> None:
         state["sync"] = sync.describe(model, averager)
         if rank == 0:
             say_epoch(epoch_line(run_name, metrics))
-        # Every rank reports once per epoch either way (report is a barrier); only rank 0 attaches the
-        # checkpoint, so only its clock decides, and ranks whose clocks disagree still stay in step.
-        if not checkpoint_due(time.perf_counter(), last_checkpoint, t.checkpoint_every_s,
-                              final=stop or epoch + 1 >= t.epochs):
-            ray.train.report(metrics)
+        # An epoch without a checkpoint is reported only when a callback reads every epoch (a Tune trial,
+        # MLflow): Ray Train takes one report per controller poll (trainer.controller_poll_s), so a report
+        # per short epoch made a small retrain wait up to one poll per epoch (foundry/train/trainer.py).
+        if not (ranks_due > 0 or stop or epoch + 1 >= t.epochs):
+            if config["report_every_epoch"]:
+                state["reports"] = state.get("reports", 0) + 1
+                ray.train.report(metrics)
             continue
+        state["reports"] = state.get("reports", 0) + 1
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:

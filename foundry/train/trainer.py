@@ -7,7 +7,9 @@ The start-up and tail costs decided here, not in the loop:
 - the controller's poll interval (``trainer.controller_poll_s``): Ray Train's controller takes each
   worker report, and notices that the workers finished, only when it polls them (2 s by default); a
   worker's second report within one interval blocks until then, and every run ends up to one interval
-  late. Ray reads it from the driver's environment when ``fit()`` starts the controller;
+  late. Ray reads it from the driver's environment when ``fit()`` starts the controller. So the loop
+  reports an epoch without a checkpoint only when a callback reads every epoch (``report_every_epoch``:
+  a Tune trial, MLflow); a small retrain's short epochs no longer wait for a poll each;
 - the processes Ray Train starts per run that a run here does not use (the placement-group cleaner,
   kept for Tune trials; the dataset manager when no split streams; the preemption watcher, set by
   ``trainer.preemption_watcher``: foundry/train/torch_trainer.py), and torch in the controller
@@ -65,7 +67,8 @@ def build_trainer(cfg: FoundryConfig, datasets: dict, spec: dict, run_name: str,
         train_loop_per_worker,
         # By reference: the controller unpickles train_loop_config and need not import torch (loop.py).
         train_loop_config={SETTINGS_REF: ray.put({"trainer": t, "task": cfg.data.task.value, "spec": spec,
-                                                  "init_weights": init_weights, "in_memory": in_memory})},
+                                                  "init_weights": init_weights, "in_memory": in_memory,
+                                                  "report_every_epoch": bool(callbacks)})},
         scaling_config=scaling_config(cfg.trainer),
         torch_config=LazyTorchConfig(),
         run_config=run_config,

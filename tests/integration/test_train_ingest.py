@@ -93,10 +93,13 @@ def test_in_memory_and_streaming_runs_train_and_report_their_path(ray_cluster, p
 
 def test_checkpoint_cadence_and_resume_from_the_last_checkpoint(ray_cluster, prepared_churn):
     # Every epoch with 0; with a long cadence only the last epoch's checkpoint is written.
-    _, every, _ = _fit(ray_cluster, prepared_churn, ["trainer.epochs=3", "trainer.checkpoint_every_s=0"])
-    assert len(every) == 3
+    every_state, every, _ = _fit(ray_cluster, prepared_churn, ["trainer.epochs=3", "trainer.checkpoint_every_s=0"])
+    assert len(every) == 3 and every_state["reports"] == 3
     state, sparse, name = _fit(ray_cluster, prepared_churn, ["trainer.epochs=3", "trainer.checkpoint_every_s=3600"])
     assert len(sparse) == 1 and state["epoch"] == 3
+    # With no callback reading every epoch, an epoch without a checkpoint is not reported: each report
+    # waits for the controller's next poll.
+    assert state["reports"] == 1
     # The same run name again, with more epochs: Ray Train restores the run's last checkpoint and the loop
     # continues from epoch 3 with the weights and optimizer state it holds (digests equal at the restore).
     resumed, _, _ = _fit(ray_cluster, prepared_churn, ["trainer.epochs=5", "trainer.checkpoint_every_s=3600"],
