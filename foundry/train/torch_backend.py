@@ -5,8 +5,8 @@ Ray Train 2.60 hands the trainer's ``TorchConfig`` to its controller actor; unpi
 spent before the controller asks for the worker group, so every ``fit()`` starts its workers that much
 later (measured: the controller process spends 1.24 s in ``import torch``, on the critical path of a
 ~6 s start-up). The controller never touches a tensor: it only tells the workers to set up the
-process group. ``LazyTorchConfig`` carries the same three settings as ``TorchConfig`` and a backend
-that sends the workers small functions importing Ray's own torch helpers there, where torch is loaded
+process group. ``LazyTorchConfig`` carries ``TorchConfig``'s backend and time-out (the init method is
+always ``env://``) and a backend that sends the workers small functions importing Ray's own torch helpers there, where torch is loaded
 anyway. What runs on the workers is Ray's code (``_setup_torch_process_group``,
 ``_set_torch_distributed_env_vars``, ``_shutdown_torch``, ``TorchConfigContextManager``); what this
 module re-states is the controller side of ``ray.train.torch.config._TorchBackend.on_start`` for the
@@ -21,11 +21,14 @@ import os
 from dataclasses import dataclass
 
 import ray
+from ray._private.ray_constants import env_integer
 from ray.train.backend import Backend, BackendConfig
+from ray.train.constants import (
+    DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
+    TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
+)
 
 logger = logging.getLogger(__name__)
-
-SHUTDOWN_TIMEOUT_ENV = "TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S"
 
 
 def _ray_torch_config():
@@ -113,7 +116,7 @@ class LazyTorchBackend(Backend):
         from ray.exceptions import GetTimeoutError
 
         futures = worker_group.execute_async(_shutdown_torch, destroy_process_group=len(worker_group) > 1)
-        timeout_s = float(os.environ.get(SHUTDOWN_TIMEOUT_ENV, 30))
+        timeout_s = env_integer(TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S, DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S)
         try:
             ray.get(futures, timeout=timeout_s)
         except GetTimeoutError:
