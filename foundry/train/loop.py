@@ -204,6 +204,7 @@ def train_loop_per_worker(train_loop_config: dict) -> None:
         resume = {"at_epoch": state["epoch"], "at": time.time(),
                   "checkpoint": {"weights": state_digest(weights), "optimizer": state_digest(optimizer_state)}}
         state.setdefault("resumes", []).append(resume)
+        state.setdefault("reports", 0)  # a checkpoint written before reports were counted
     init = config.get("init_weights") if checkpoint is None else None
     if init is not None:  # a warm start (foundry/train/warm_start.py): the starting weights are epoch -1
         net.load_state_dict(init)
@@ -274,10 +275,10 @@ def train_loop_per_worker(train_loop_config: dict) -> None:
         # per short epoch made a small retrain wait up to one poll per epoch (foundry/train/trainer.py).
         if not (ranks_due > 0 or stop or epoch + 1 >= t.epochs):
             if config["report_every_epoch"]:
-                state["reports"] = state.get("reports", 0) + 1
+                state["reports"] += 1
                 ray.train.report(metrics)
             continue
-        state["reports"] = state.get("reports", 0) + 1
+        state["reports"] += 1
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:

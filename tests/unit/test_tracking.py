@@ -5,6 +5,7 @@ the params are the model/trainer config as Hydra overrides write it, and the dri
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 import sys
 import time
 
@@ -34,8 +35,6 @@ def test_off_imports_no_mlflow():
             "t.set_tags({'a': 1}); t.log_params(cfg.model, cfg.trainer); t.log_test_metrics({'accuracy': 0.5})\n"
             "t.log_history([]); t.end()\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))")
-    import subprocess
-
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr[-2000:]
 
