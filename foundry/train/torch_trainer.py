@@ -21,16 +21,28 @@ that competes with the controller's and the workers' own start:
   ``trainer.preemption_watcher`` (foundry/train/trainer.py sets the variable). Without it a preempted
   worker is still retried on Ray Train's preemption budget (the actor error says it was preempted).
 
-The controller also runs without torch: see foundry/train/torch_backend.py. Measured on 2 cores, an
-empty training loop: ``fit()`` 6.0 s with Ray's defaults, 4.8 s with the torch-free controller, 4.2 s
-with these processes left out too (benchmarks/results/train.json has the real fits).
+The controller also runs without torch (foundry/train/torch_backend.py), and the controller and the
+workers start without Ray's ``setup_worker.py`` step where the job has no runtime environment of its
+own (foundry/train/train_controller.py). Measured on 2 cores, an empty training loop: ``fit()`` 6.0 s
+with Ray's defaults, 4.8 s with the torch-free controller, 4.2 s with these processes left out too
+(benchmarks/results/train.json has the real fits).
 """
 
 from __future__ import annotations
 
+import threading
+
+import ray
 from ray.train.torch import TorchTrainer
 from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
 from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+from ray.train.v2._internal.constants import (
+    DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE,
+    RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR,
+    get_env_vars_to_propagate,
+)
+
+from foundry.train.train_controller import PlainEnvTrainController, split_controller_env
 
 
 class LeanTorchTrainer(TorchTrainer):
@@ -44,6 +56,25 @@ class LeanTorchTrainer(TorchTrainer):
         if not self.datasets:
             left_out += (DatasetsCallback,)
         return [c for c in super()._create_default_callbacks() if not isinstance(c, left_out)]
+
+    def _initialize_and_run_controller(self, **controller_init_kwargs):
+        """Ray's own (``DataParallelTrainer._initialize_and_run_controller``, Ray 2.60), with the
+        variables the controller reads itself passed to its constructor instead of set through a
+        runtime environment (foundry/train/train_controller.py)."""
+        env_vars = get_env_vars_to_propagate()
+        env_vars.setdefault(RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR, DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE)
+        controller_env, passed_on = split_controller_env(env_vars)
+        controller_actor_cls = ray.remote(
+            num_cpus=0,
+            # Attach the controller to the node running the driver script, as Ray does.
+            label_selector={ray._raylet.RAY_NODE_ID_KEY: ray.get_runtime_context().get_node_id()},
+            runtime_env={"env_vars": passed_on} if passed_on else None,
+        )(PlainEnvTrainController)
+        controller = controller_actor_cls.remote(controller_env=controller_env, **controller_init_kwargs)
+        if threading.current_thread() is threading.main_thread():
+            self._register_sigint_handler(controller)
+        ray.get(controller.run.remote())
+        return ray.get(controller.get_result.remote())
 
 
 class LeanTorchTrainerWithCleaner(LeanTorchTrainer):

@@ -153,3 +153,39 @@ def test_build_trainer_hands_the_controller_nothing_that_imports_torch(ray_clust
     settings = loop_settings(trainer.train_loop_config)
     assert settings["trainer"] == cfg.trainer and settings["spec"] == spec
     assert set(settings["in_memory"]) == {"train", "val"}
+
+
+@pytest.mark.parametrize("worker_var", [None, "120"])
+def test_the_workers_get_no_controller_variables_and_no_runtime_env_of_their_own(ray_cluster, tmp_path, monkeypatch,
+                                                                                  worker_var):
+    # foundry/train/train_controller.py: the controller's own variables go by argument, so a worker of a
+    # driver without a runtime environment starts without Ray's setup_worker step; a variable meant for
+    # the workers still reaches them. The controller got its own: the preemption-watcher counts above.
+    from ray.train import RunConfig, ScalingConfig
+
+    from foundry.train.torch_backend import LazyTorchConfig
+    from foundry.train.torch_trainer import LeanTorchTrainer
+
+    def report_worker_env():  # nested: pickled by value (a test module is not importable on the cluster)
+        import ray
+
+        return {"runtime_env": json.dumps(ray.get_runtime_context().runtime_env),
+                "poll": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"),
+                "collective": os.environ.get("RAY_TRAIN_COLLECTIVE_WARN_INTERVAL_S")}
+
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    if worker_var is None:
+        monkeypatch.delenv("RAY_TRAIN_COLLECTIVE_WARN_INTERVAL_S", raising=False)
+    else:
+        monkeypatch.setenv("RAY_TRAIN_COLLECTIVE_WARN_INTERVAL_S", worker_var)
+    result = LeanTorchTrainer(report_worker_env, scaling_config=ScalingConfig(num_workers=1),
+                              torch_config=LazyTorchConfig(),
+                              run_config=RunConfig(name=f"env-{uuid.uuid4().hex[:6]}", storage_path=str(tmp_path))).fit()
+    seen = result.return_value
+    runtime_env = json.loads(seen["runtime_env"])
+    assert seen["poll"] is None  # the controller's, never a worker's
+    assert seen["collective"] == worker_var
+    if worker_var is None:
+        assert "env_vars" not in runtime_env
+    else:
+        assert runtime_env["env_vars"] == {"RAY_TRAIN_COLLECTIVE_WARN_INTERVAL_S": worker_var}
