@@ -63,16 +63,6 @@ from foundry.config.drift import (
     TabularDriftConfig,
 )
 from foundry.config.kuberay import K8sResourcesConfig, KubeRayConfig, KubeRayJobConfig, KubeRayServiceConfig
-from foundry.config.loading import (
-    CONF_DIR,
-    _describe,
-    compose,
-    from_container,
-    load,
-    to_container,
-    to_typed,
-    to_yaml,
-)
 from foundry.config.model import ModelConfig
 from foundry.config.nodes import AutoscalingConfig, HeadNodeConfig, WorkerTypeConfig
 from foundry.config.promotion import LiveRolloutConfig, PromotionConfig, PromotionPolicy, RolloutMode
@@ -102,6 +92,20 @@ from foundry.config.tune import (
     TuneConfig,
     TuneSpaceConfig,
 )
+
+# Composing and converting (foundry/config/loading.py) needs Hydra and OmegaConf (~0.3 s of import);
+# the schema does not. So these names are imported on first use: a training worker, which only
+# unpickles its TrainerConfig and Task, starts without either (tests/unit/test_config_imports.py).
+_FROM_LOADING = ("CONF_DIR", "_describe", "compose", "from_container", "load", "to_container", "to_typed", "to_yaml")
+
+
+def __getattr__(name: str):
+    if name in _FROM_LOADING:
+        from foundry.config import loading
+
+        return getattr(loading, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "_describe", "AlarmMethod", "AlarmPolicy", "AlarmWeights", "AshaSchedulerConfig",

@@ -12,6 +12,11 @@ from foundry.errors import ConfigError
 # A Ray object name (a Serve application, a monitor actor's prefix).
 SERVE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
+# OmegaConf's marker for a value the YAML must give (``omegaconf.MISSING``), spelled here so that the
+# schema modules import without OmegaConf (~0.16 s): a training worker unpickles its TrainerConfig and
+# Task, and needs neither OmegaConf nor Hydra (tests/unit/test_config_imports.py).
+MISSING = "???"
+
 # The key of a field's ``metadata`` that holds its range (OmegaConf and Hydra ignore field metadata).
 BOUNDS = "foundry.bounds"
 

@@ -7,9 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from omegaconf import MISSING
-
-from foundry.config.common import bounded, check_bounds, require
+from foundry.config.common import MISSING, bounded, check_bounds, require
 
 
 class Task(str, Enum):

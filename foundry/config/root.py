@@ -5,11 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
-
 from foundry.config.cluster import ClusterConfig
-from foundry.config.common import check_model_name, require
+from foundry.config.common import MISSING, check_model_name, require
 from foundry.config.data import DataConfig
 from foundry.config.demo import DemoConfig
 from foundry.config.drift import DriftConfig
@@ -49,10 +46,10 @@ class FoundryConfig:
 
 def register_schema() -> None:
     """Make the schema known to Hydra; ``conf/config.yaml`` names it first in its defaults list."""
+    from hydra.core.config_store import ConfigStore
+
     ConfigStore.instance().store(name="foundry_schema", node=FoundryConfig)
 
-
-register_schema()
 
 
 def validate(cfg: FoundryConfig) -> FoundryConfig:

@@ -150,6 +150,10 @@ def _compose(primary: Path, config_name: str, search: list[str], overrides: list
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
+
+    from foundry.config.root import register_schema
+
+    register_schema()  # at the first compose, not at import: the schema alone needs no Hydra
     from omegaconf.errors import OmegaConfBaseException
 
     import foundry.config  # noqa: F401  (registers foundry_schema with Hydra's ConfigStore)

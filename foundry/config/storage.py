@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from omegaconf import MISSING
-
-from foundry.config.common import bounded, check_bounds, require
+from foundry.config.common import MISSING, bounded, check_bounds, require
 
 if TYPE_CHECKING:
     from foundry.storage.layout import StorageLayout
