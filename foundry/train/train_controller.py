@@ -19,6 +19,14 @@ as Ray sends it, so a user who sets one pays the set-up as before. A worker gets
 with Ray less the controller's; with none left it has no runtime environment of its own and inherits
 the job's, as any actor does.
 
+The controller also polls again ``REPOLL_AFTER_REPORT_S`` after a poll that took a report, instead of a
+whole interval later (``_poll_workers``). A worker's report waits in a queue of one until a poll takes it, and the
+poll that takes the last report still sees the worker running; so every run ended one interval
+(``trainer.controller_poll_s``) after its last report, and a worker's second report within an interval
+waited for the next (measured: 0.24-0.26 s from a loop's last report to the end of the run, 0.03-0.05 s
+without a report). The extra polls come only as fast as the workers report; the short wait lets a loop
+that returns right after its last report finish before the poll that should see it done.
+
 What the driver runs is ``DataParallelTrainer._initialize_and_run_controller`` with the controller's
 variables moved into the constructor (foundry/train/torch_trainer.py). Inside a Jobs-API job with a
 ``working_dir`` every process still goes through ``setup_worker.py`` (the job's runtime environment),
@@ -38,8 +46,10 @@ from ray.train.v2._internal.constants import (
     WORKER_GROUP_START_TIMEOUT_S_ENV_VAR,
     WORKER_HEALTH_CHECK_TIMEOUT_S_ENV_VAR,
 )
-from ray.train.v2._internal.execution.controller.controller import TrainController
+from ray.train.v2._internal.execution.controller.controller import TrainController, time_monotonic
 from ray.train.v2._internal.execution.worker_group.worker_group import WorkerGroup
+
+REPOLL_AFTER_REPORT_S = 0.05
 
 # Read only in the controller's own process (Ray Train 2.60: TrainController.__init__ and the
 # WorkerGroup it builds there); RAY_WARN_BLOCKING_GET_INSIDE_ASYNC matters only in an async actor,
@@ -86,3 +96,10 @@ class PlainEnvTrainController(TrainController):
     def __init__(self, controller_env: dict[str, str], **kwargs):
         os.environ.update(controller_env)
         super().__init__(**kwargs)
+
+    async def _poll_workers(self):
+        status = await super()._poll_workers()
+        if any(s.training_report is not None for s in status.worker_statuses.values()):
+            # The next report, or the run's end, may be waiting: Ray waits out the interval from this time.
+            self._latest_poll_time = time_monotonic() - self._health_check_interval_s + REPOLL_AFTER_REPORT_S
+        return status

@@ -11,13 +11,16 @@ import os
 import subprocess
 import sys
 
+import pytest
 from ray.train.v2._internal.constants import ENV_VARS_TO_PROPAGATE
 from ray.train.v2._internal.execution.controller.controller import TrainController
 from ray.train.v2._internal.execution.worker_group.worker_group import WorkerGroup
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
+from foundry.train import train_controller
 from foundry.train.train_controller import (
     CONTROLLER_ENV_VARS,
+    REPOLL_AFTER_REPORT_S,
     PlainEnvTrainController,
     PlainEnvWorkerGroup,
     split_controller_env,
@@ -79,3 +82,41 @@ def test_the_controller_module_imports_no_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _status(report: bool):
+    from ray.train.v2._internal.execution.worker_group.poll import WorkerGroupPollStatus, WorkerStatus
+
+    return WorkerGroupPollStatus(worker_statuses={0: WorkerStatus(running=True, training_report=object() if report
+                                                                  else None)})
+
+
+def test_a_poll_that_took_a_report_is_followed_by_another_at_once(monkeypatch):
+    import asyncio
+
+    polls = []
+
+    async def ray_poll(self):  # Ray's _poll_workers: waits out the interval since _latest_poll_time, then polls
+        polls.append(self._latest_poll_time)
+        self._latest_poll_time = 100.0
+        return _status(report=len(polls) == 1)
+
+    monkeypatch.setattr(TrainController, "_poll_workers", ray_poll)
+    monkeypatch.setattr(train_controller, "time_monotonic", lambda: 1000.0)
+    controller = PlainEnvTrainController.__new__(PlainEnvTrainController)
+    controller._latest_poll_time, controller._health_check_interval_s = 0.0, 2.0
+    asyncio.run(controller._poll_workers())  # took a report: the next poll comes REPOLL_AFTER_REPORT_S later
+    assert controller._latest_poll_time + 2.0 - 1000.0 == pytest.approx(REPOLL_AFTER_REPORT_S)
+    asyncio.run(controller._poll_workers())  # took none: the next waits the interval, as in Ray
+    assert controller._latest_poll_time == 100.0
+    assert "_latest_poll_time" in inspect.getsource(RAY_POLL_WORKERS)  # what Ray waits from
+
+
+RAY_POLL_WORKERS = TrainController._poll_workers
+RAY_POLL_WORKERS_SHA256 = "eb70de21750ed85554daeab4fcb049d92bca93499b5460596c87603c7f0de4eb"
+
+
+def test_rays_poll_is_unchanged():
+    # PlainEnvTrainController._poll_workers relies on Ray's waiting out the interval from _latest_poll_time.
+    source = inspect.getsource(RAY_POLL_WORKERS)
+    assert hashlib.sha256(source.encode()).hexdigest() == RAY_POLL_WORKERS_SHA256
