@@ -24,8 +24,12 @@ What runs:
 - **plain PyTorch**: the same materialized arrays pulled into this process, the same model, optimizer
   (the loop's ``_optimizer``), forward and loss (the loop's ``_forward``), batch size and epochs, a full
   ``torch.randperm`` shuffle per epoch (as the loop's in-memory path), a validation pass each epoch.
-  Run after Ray is shut down, with 1 torch thread (what one Ray worker gets) and one per core; its fit
-  wall time runs from the arrays to the trained model (tensors, model, optimizer, every epoch).
+  Run after Ray is shut down, each in a fresh Python process (as each Ray fit's worker is: AdamW's
+  constructor imports ``torch._dynamo``, ~1 s, once per process), with 1 torch thread (what one Ray worker
+  gets) and one per core; its fit wall time runs from the arrays to the trained model (tensors, model,
+  optimizer, every epoch). The 1-worker Ray fit and the 1-thread plain run are repeated ``--fit-repeats``
+  times; ``fit_wall_s`` is the median (every run in ``fit_wall_all_s``): single fits on this shared 2-core VM
+  vary by +-10%.
 - **scaling** (benchmarks/train_scaling.py): ``--scale-rows`` rows, 1 and 2 workers, at the shipped batch
   size and at a large one; the 2/1 throughput ratio and the crossover (train rows x epochs from which 2
   workers finish a fit() sooner).
@@ -45,7 +49,6 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
@@ -60,6 +63,7 @@ from benchmarks import train_scaling  # noqa: E402
 from benchmarks.data_bench import DATA_SEED, TMP, bench_config, write_source  # noqa: E402
 from benchmarks.harness import say  # noqa: E402
 from benchmarks.machine_info import host, result_header, write_result  # noqa: E402
+from benchmarks.train_plain import epoch_figures, median_point, plain_in_fresh_processes  # noqa: E402
 
 RAY_CPUS = 2
 FULL = {"rows": 200_000, "epochs": 3, "workers": "1,2", "scale_rows": 1_000_000, "scale_epochs": 2}
@@ -75,14 +79,6 @@ def overrides(epochs: int, num_workers: int = 1) -> list[str]:
     """Every run does all ``epochs`` epochs: early stopping would make runs do different amounts of work."""
     return [f"trainer.epochs={epochs}", f"trainer.early_stopping_patience={epochs + 1}",
             f"trainer.num_workers={num_workers}", "trainer.cpus_per_worker=1", "trainer.use_gpu=false"]
-
-
-def epoch_figures(seconds: list[float], rows: int) -> dict:
-    """Steady-state figures leave out epoch 1 (worker warm-up, first pass over the data) when there are more."""
-    steady = seconds[1:] or seconds
-    median = statistics.median(steady)
-    return {"rows_per_s": round(rows / median), "s_per_epoch": round(median, 3),
-            "first_epoch_s": round(seconds[0], 3), "epoch_s": [round(s, 3) for s in seconds]}
 
 
 @contextlib.contextmanager
@@ -184,64 +180,6 @@ def ray_train(cfg, prepared, spec: dict, num_workers: int, tag: str = "") -> dic
     return point
 
 
-# ---- plain PyTorch -------------------------------------------------------------------------------------
-
-def plain_epoch(model, optimizer, criterion, task, train: dict, val: dict, batch_size: int,
-                seed: int) -> tuple[float, float]:
-    """One epoch as the Ray loop does it (train pass, then validation) on in-memory tensors: (seconds, val loss)."""
-    import torch
-
-    from foundry.train.loop import _forward
-
-    cpu = torch.device("cpu")
-    started = time.perf_counter()
-    model.train()
-    order = torch.randperm(len(train["y"]), generator=torch.Generator().manual_seed(seed))
-    for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
-        loss = _forward(model, {k: v[idx] for k, v in train.items()}, task, criterion, False, cpu)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    val_total = 0.0
-    with torch.inference_mode():
-        for i in range(0, len(val["y"]), 4 * batch_size):
-            batch = {k: v[i:i + 4 * batch_size] for k, v in val.items()}
-            val_total += float(_forward(model, batch, task, criterion, False, cpu)) * len(batch["y"])
-    return time.perf_counter() - started, val_total / max(len(val["y"]), 1)
-
-
-def plain_train(cfg, arrays: dict, spec: dict, threads: int) -> dict:
-    import torch
-
-    from foundry.models import build_model
-    from foundry.models.tasks import loss_fn
-    from foundry.train.loop import _optimizer
-
-    t, task = cfg.trainer, cfg.data.task
-    torch.set_num_threads(threads)
-    dynamo_loaded = "torch._dynamo" in sys.modules  # AdamW's constructor imports it (~1 s) where it is not
-    started = time.perf_counter()  # "call to result": tensors, model and optimizer built, every epoch run
-    torch.manual_seed(t.seed)
-    train, val = ({k: torch.from_numpy(v) for k, v in arrays[which].items()} for which in ("train", "val"))
-    model = build_model(spec)
-    optimizer = _optimizer(model.parameters(), t)
-    criterion = loss_fn(task)
-    seconds, val_loss = [], []
-    for epoch in range(t.epochs):
-        s, loss = plain_epoch(model, optimizer, criterion, task, train, val, t.batch_size, t.seed + epoch)
-        seconds.append(s)
-        val_loss.append(round(loss, 5))
-    fit_s = time.perf_counter() - started
-    rows = len(train["y"])
-    point = {"runner": "plain_torch", "workers": 1, "threads_per_worker": threads, **epoch_figures(seconds, rows),
-             "fit_wall_s": round(fit_s, 2), "torch_dynamo_imported_before": dynamo_loaded, "val_loss": val_loss}
-    say(f"  plain PyTorch, {threads} thread(s): {point['rows_per_s']:>8,} rows/s  {point['s_per_epoch']:.2f} s/epoch  "
-        f"(epochs {point['epoch_s']} s)")
-    return point
-
-
 def ratios(points: list[dict]) -> None:
     """Each run's throughput over the plain loop's, with 1 thread and with all cores (> 1: faster)."""
     plain = {p["threads_per_worker"]: p["rows_per_s"] for p in points if p["runner"] == "plain_torch"}
@@ -277,7 +215,7 @@ def table(points: list[dict], setup: dict) -> str:
     return "\n".join(lines)
 
 
-def ray_part(cfg_for, workers: list[int], warmup_cfg) -> tuple[list[dict], dict, dict, dict]:
+def ray_part(cfg_for, workers: list[int], warmup_cfg, repeats: int) -> tuple[list[dict], dict, dict, dict]:
     """Prepare once, warm up (one untimed fit: see the module docstring), train per worker count, and keep
     the arrays for the plain loop; all in one Ray session."""
     from foundry.data.pipeline import prepare
@@ -294,7 +232,8 @@ def ray_part(cfg_for, workers: list[int], warmup_cfg) -> tuple[list[dict], dict,
                 "ray_worker_threads": ray_threads()}
         warmup = ray_train(warmup_cfg, prepared, spec, 1, tag="[warm-up, untimed] ")
         info["warmup_fit_s"] = warmup["fit_wall_s"]
-        points = [ray_train(cfg_for(n), prepared, spec, n) for n in workers]
+        points = [median_point([ray_train(cfg_for(n), prepared, spec, n) for _ in range(repeats if n == 1 else 1)])
+                  for n in workers]
     return points, arrays, spec, info
 
 
@@ -307,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale-rows", type=int, help=f"rows of the scaling set (default {FULL['scale_rows']:,}; "
                                                   f"quick {QUICK['scale_rows']:,}; 0: skip)")
     p.add_argument("--out", help="result file (default benchmarks/results/train.json; quick: results/tmp/)")
+    p.add_argument("--fit-repeats", type=int, help="1-worker Ray fits and 1-thread plain runs (default 3; quick 1)")
     args = p.parse_args(argv)
+    repeats = args.fit_repeats or (1 if args.quick else 3)
     s = dict(QUICK if args.quick else FULL)
     s.update({k: v for k, v in {"rows": args.rows, "epochs": args.epochs, "workers": args.workers}.items() if v})
     if args.scale_rows is not None:
@@ -324,11 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         return bench_config(source, STORAGE, overrides(s["epochs"], num_workers))
 
     say(f"{s['rows']:,} rows at {source}; {s['epochs']} epochs; Ray Train workers {workers}")
-    points, arrays, spec, info = ray_part(cfg_for, workers, bench_config(source, STORAGE, overrides(1, 1)))
+    points, arrays, spec, info = ray_part(cfg_for, workers, bench_config(source, STORAGE, overrides(1, 1)), repeats)
     split_rows = info["split_rows"]
-    say("plain PyTorch (Ray shut down) ...")
+    say("plain PyTorch (Ray shut down; each run in a fresh process) ...")
     for threads in sorted({1, os.cpu_count()}):
-        points.append(plain_train(cfg_for(1), arrays, spec, threads))
+        points.append(plain_in_fresh_processes(source, s["epochs"], arrays, spec, threads, repeats if threads == 1 else 1))
     ratios(points)
     scaling = None
     if s["scale_rows"]:
