@@ -46,6 +46,8 @@ def test_a_worker_gets_no_env_vars_when_only_the_controllers_are_set():
 
 
 def test_the_worker_group_applies_it_where_ray_builds_the_worker_env(monkeypatch):
+    for name in ENV_VARS_TO_PROPAGATE:  # an earlier test's build_trainer sets two of them for good
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(POLL, "0.2")
     assert WorkerGroup._get_worker_runtime_env({})["env_vars"] == {POLL: "0.2"}  # Ray's own
     assert PlainEnvWorkerGroup._get_worker_runtime_env({}) == {}
