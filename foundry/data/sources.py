@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -197,34 +196,12 @@ def resolve(source: SourceConfig) -> SourceFiles:
     return SourceFiles(filesystem, ordered, [uris[p] for p in ordered])
 
 
-@contextmanager
-def _datasource_v1():
-    """Ray Data's V1 file readers for the reads started inside (each Dataset keeps a copy of the context)."""
-    from ray.data import DataContext
+def _read_parquet(files: SourceFiles, sizes: list[int], num_blocks: int):
+    """Every file in ``files`` read as Parquet, whatever its name, in ``num_blocks`` read tasks of
+    neighbouring files (foundry/data/parquet_files.py says why not ``ray.data.read_parquet``)."""
+    from foundry.data.parquet_files import read_parquet_files
 
-    ctx = DataContext.get_current()
-    saved = ctx.use_datasource_v2
-    ctx.use_datasource_v2 = False
-    try:
-        yield
-    finally:
-        ctx.use_datasource_v2 = saved
-
-
-def _read_parquet(files: SourceFiles, num_blocks: int | None = None):
-    """Every file in ``files`` read as Parquet, whatever its name, in ``num_blocks`` read tasks.
-
-    Ray 2.60's V1 Parquet reader: it plans one read task per group of files on the driver and honours
-    both ``file_extensions=None`` and ``override_num_blocks``. The default (V2) reader drops every path
-    whose name does not end in one of ``file_extensions`` (even one passed explicitly), lists the
-    files in a task of its own (0.8 s on this 2-core machine) and then read all 16 files of the
-    2,000,000-row benchmark set in one task, whatever ``override_num_blocks`` said: one CPU busy.
-    """
-    import ray.data
-
-    with _datasource_v1():
-        return ray.data.read_parquet(files.paths, filesystem=files.filesystem, file_extensions=None,
-                                     override_num_blocks=num_blocks)
+    return read_parquet_files(files.filesystem, files.paths, sizes, num_blocks)
 
 
 def csv_options(source: SourceConfig) -> dict:
@@ -235,14 +212,22 @@ def csv_options(source: SourceConfig) -> dict:
             "convert_options": pacsv.ConvertOptions(null_values=list(source.null_values), strings_can_be_null=True)}
 
 
-def num_blocks(files: SourceFiles, source: SourceConfig) -> int:
+def file_sizes(files: SourceFiles) -> list[int]:
+    """Each file's size on disk (0 where the filesystem does not say); empty when the files cannot be
+    listed now (the read will say why)."""
+    try:
+        return [i.size or 0 for i in files.filesystem.get_file_info(files.paths)]
+    except OSError:
+        return []
+
+
+def num_blocks(files: SourceFiles, source: SourceConfig, sizes: list[int] | None = None) -> int:
     """How many blocks to read the files into, from their size: one per ``BLOCK_BYTES`` on disk, at most
     one per file (Ray reads a file in one task). Big enough for a task's fixed cost to vanish, small
     enough to spread over the CPUs; the benchmark set (45 MB in 16 files) is read in 4 blocks.
     Ray's V2 default read all 16 files in one task: one CPU busy."""
-    try:
-        sizes = [i.size or 0 for i in files.filesystem.get_file_info(files.paths)]
-    except OSError:  # unlistable now: the read will say why
+    sizes = file_sizes(files) if sizes is None else sizes
+    if not sizes:
         return len(files.paths)
     target = BLOCK_BYTES[source.format.value]
     return max(1, min(len(files.paths), -(-sum(sizes) // target)))
@@ -253,9 +238,10 @@ def open_dataset(source: SourceConfig, files: SourceFiles):
     import ray.data
 
     try:
-        blocks = num_blocks(files, source)
+        sizes = file_sizes(files)
+        blocks = num_blocks(files, source, sizes)
         if source.format is SourceFormat.parquet:
-            return _read_parquet(files, blocks)
+            return _read_parquet(files, sizes or [0] * len(files.paths), blocks)
         return ray.data.read_csv(files.paths, filesystem=files.filesystem, file_extensions=None,
                                  override_num_blocks=blocks, **csv_options(source))
     except Exception as exc:  # pyarrow raises many types for a corrupt or unreadable file
