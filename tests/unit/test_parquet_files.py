@@ -44,7 +44,7 @@ def test_a_group_reads_as_one_table_in_file_order_with_types_promoted(tmp_path):
 def test_a_file_that_does_not_read_is_named(tmp_path):
     good = _write(tmp_path / "good.parquet", pd.DataFrame({"x": [1, 2]}))
     bad = tmp_path / "part-00001"
-    bad.write_bytes(open(good, "rb").read()[:20])  # truncated: no footer
+    bad.write_bytes((tmp_path / "good.parquet").read_bytes()[:20])  # truncated: no footer
     with pytest.raises(OSError, match=f"failed to read Parquet file {bad}"):
         parquet_files.read_group(pafs.LocalFileSystem(), [good, str(bad)])
 
