@@ -84,16 +84,36 @@ def _table(found: list[listeners.Listener]) -> str:
     return "\n".join(f"  {lst}" for lst in found)
 
 
+EXPECTED_PROCESSES = {"gcs_server", "raylet", "dashboard", "ray::DashboardAgent", "ray::RuntimeEnvAgent",
+                      "ray_client_server", "ray::ListenerProbe", "ray::ServeReplica",
+                      # The default ingress (cluster.ingress.kind=haproxy): its client frontend and its stats and
+                      # Prometheus listeners, which foundry-haproxy binds to loopback (Ray's template: every
+                      # interface).
+                      "haproxy"}
+SERVERS_UP_TIMEOUT_S = 60
+
+
+def _listeners_once_all_are_up(ray_cluster) -> list[listeners.Listener]:
+    """The cluster's listeners once every expected server has one. Serve's HAProxy manager starts (and on a
+    reload restarts) the haproxy process a while after an application is deployed: a scan right after the
+    deploy can run before it listens (a CI run saw exactly that, 70 s after the manager started)."""
+    deadline = time.monotonic() + SERVERS_UP_TIMEOUT_S
+    while True:
+        found = _cluster_listeners(ray_cluster)
+        haproxy = {(lst.ip, lst.port) for lst in found if lst.process == "haproxy"}
+        names = {lst.process for lst in found}
+        up = names >= EXPECTED_PROCESSES and haproxy >= {("127.0.0.1", 8404), ("127.0.0.1", 9101)}
+        if up or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
+
+
 def test_every_listener_is_on_loopback_or_documented(ray_cluster, workloads):
-    found = _cluster_listeners(ray_cluster)
+    found = _listeners_once_all_are_up(ray_cluster)
     # The check proves nothing unless it sees the cluster's servers: the head's, the agents', a
     # worker's (the probe actor) and a Serve replica's.
     names = {lst.process for lst in found}
-    expected = {"gcs_server", "raylet", "dashboard", "ray::DashboardAgent", "ray::RuntimeEnvAgent",
-                "ray_client_server", "ray::ListenerProbe", "ray::ServeReplica",
-                # The default ingress (cluster.ingress.kind=haproxy): its client frontend and its stats and
-                # Prometheus listeners, which foundry-haproxy binds to loopback (Ray's template: every interface).
-                "haproxy"}
+    expected = EXPECTED_PROCESSES
     assert expected <= names, f"missing {sorted(expected - names)} among the listeners:\n{_table(found)}"
     ports = {lst.port for lst in found}
     assert {ray_cluster.config.gcs_port, ray_cluster.config.dashboard_port} <= ports, _table(found)
