@@ -43,8 +43,8 @@ def file_groups(paths: list[str], sizes: list[int], groups: int) -> list[list[in
     Neighbours, not a balanced bin packing: a block keeps the files' order, so the staged data's order
     (and any order-dependent result a user looks at) does not depend on file sizes."""
     groups = max(1, min(groups, len(paths)))
-    total = sum(sizes) or len(paths)
-    weights = sizes if sum(sizes) else [1] * len(paths)
+    weights = sizes if sum(sizes) else [1] * len(paths)  # no sizes known: by file count
+    total = sum(weights)
     out: list[list[int]] = [[]]
     done = 0
     for i, weight in enumerate(weights):
