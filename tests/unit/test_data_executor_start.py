@@ -21,20 +21,17 @@ def ray_default_interval(monkeypatch):
     monkeypatch.setattr(streaming_executor_state, "WAIT_FOR_TASK_COMPLETION_TIMEOUT_S", 0.1)
 
 
-def test_the_refresh_interval_is_lowered_and_never_raised(ray_default_interval, monkeypatch):
+@pytest.mark.parametrize(("owner", "attribute", "ours", "ray_default"), [
+    (ResourceManager, "GLOBAL_LIMITS_UPDATE_INTERVAL_S", executor_start.LIMITS_REFRESH_S, 1),
+    (streaming_executor_state, "WAIT_FOR_TASK_COMPLETION_TIMEOUT_S", executor_start.COMPLETION_WAIT_S, 0.1),
+])
+def test_each_timing_is_lowered_and_never_raised(ray_default_interval, monkeypatch, owner, attribute, ours,
+                                                 ray_default):
     executor_start.use_reserved_cpus_promptly()
-    assert ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S == executor_start.LIMITS_REFRESH_S < 1
-    monkeypatch.setattr(ResourceManager, "GLOBAL_LIMITS_UPDATE_INTERVAL_S", 0.01)
+    assert getattr(owner, attribute) == ours < ray_default
+    monkeypatch.setattr(owner, attribute, ours / 10)
     executor_start.use_reserved_cpus_promptly()
-    assert ResourceManager.GLOBAL_LIMITS_UPDATE_INTERVAL_S == 0.01
-
-
-def test_the_wait_for_a_finished_task_is_lowered_and_never_raised(ray_default_interval, monkeypatch):
-    executor_start.use_reserved_cpus_promptly()
-    assert streaming_executor_state.WAIT_FOR_TASK_COMPLETION_TIMEOUT_S == executor_start.COMPLETION_WAIT_S < 0.1
-    monkeypatch.setattr(streaming_executor_state, "WAIT_FOR_TASK_COMPLETION_TIMEOUT_S", 0.005)
-    executor_start.use_reserved_cpus_promptly()
-    assert streaming_executor_state.WAIT_FOR_TASK_COMPLETION_TIMEOUT_S == 0.005
+    assert getattr(owner, attribute) == ours / 10
 
 
 def test_rays_loop_reads_the_wait_when_it_waits():
