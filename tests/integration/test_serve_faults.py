@@ -43,6 +43,10 @@ REPLICAS = 2
 FUZZ_CASES = 3000
 FUZZ_IN_FLIGHT = 4  # generated cases sent concurrently (hypothesis generates in one thread)
 UNKEYED_SHARE = 8  # 1 case in 8 keeps what schemathesis generated for the key (a random one or none)
+# Every generated /feedback request_id is unknown (404), and the ledger waits serve.feedback.grace_s
+# for an unknown id before refusing it. At the default 2 s those 404s held the in-flight slots for
+# 94 s of a 136 s run; the shortest grace the config allows (= handover_s) tests the same contract.
+FEEDBACK_GRACE_S = 0.2
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +54,8 @@ def served(ray_cluster, serve_port, tmp_path_factory):
     overrides = [*ray_cluster.overrides, f"ray.address={ray_cluster.address}", f"model_name={MODEL}",
                  f"serve.app_name={APP}", f"serve.route_prefix=/{APP}", f"serve.http.port={serve_port}",
                  f"serve.autoscaling.min_replicas={REPLICAS}", f"serve.autoscaling.initial_replicas={REPLICAS}",
-                 f"serve.autoscaling.max_replicas={REPLICAS}", "serve.num_cpus=0.5", "serve.access_log=false"]
+                 f"serve.autoscaling.max_replicas={REPLICAS}", "serve.num_cpus=0.5", "serve.access_log=false",
+                 f"serve.feedback.grace_s={FEEDBACK_GRACE_S}"]
     cfg = config.load(overrides)
     registry = cfg.storage.layout.open_registry()
     v1 = register_version(registry, cfg, tmp_path_factory.mktemp("faults-v1"))
