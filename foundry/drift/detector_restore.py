@@ -31,7 +31,7 @@ must be. A problem with one field raises ``BadField``; ``detector_store`` adds t
 does not import ``detector_store`` (which imports it).
 
 It imports alibi-detect and torch: ``foundry.drift.detectors`` imports it only when a suite is built,
-saved or loaded.
+saved or loaded. alibi-detect is imported without ``transformers`` (``foundry.drift.alibi_imports``).
 """
 
 from __future__ import annotations
@@ -43,22 +43,25 @@ from typing import Any
 
 import numpy as np
 import torch
-from alibi_detect.cd import (
-    CVMDriftOnline,
-    FETDrift,
-    FETDriftOnline,
-    KSDrift,
-    LSDDDrift,
-    MMDDrift,
-    MMDDriftOnline,
-    TabularDrift,
-)
-from alibi_detect.cd.pytorch.lsdd import LSDDDriftTorch
-from alibi_detect.cd.pytorch.mmd_online import MMDDriftOnlineTorch
-from alibi_detect.utils.pytorch import zero_diag
-from alibi_detect.utils.pytorch.kernels import GaussianRBF
 
 from foundry.config import ConceptMethod, DriftDetectorsConfig, Task
+from foundry.drift.alibi_imports import transformers_deferred
+
+with transformers_deferred():  # alibi-detect imports transformers for text models Foundry never uses
+    from alibi_detect.cd import (
+        CVMDriftOnline,
+        FETDrift,
+        FETDriftOnline,
+        KSDrift,
+        LSDDDrift,
+        MMDDrift,
+        MMDDriftOnline,
+        TabularDrift,
+    )
+    from alibi_detect.cd.pytorch.lsdd import LSDDDriftTorch
+    from alibi_detect.cd.pytorch.mmd_online import MMDDriftOnlineTorch
+    from alibi_detect.utils.pytorch import zero_diag
+    from alibi_detect.utils.pytorch.kernels import GaussianRBF
 
 # ---- fitted parts from the file instead of fitting them again --------------------------------------------
 
