@@ -32,7 +32,6 @@ import pandas as pd
 
 from foundry.config import ConceptMethod, DriftDetectorsConfig, MultivariateMethod, OnlineMethod
 from foundry.drift import features
-from foundry.models.predictor import REFERENCE_FILE
 from foundry.runtime.workdir import ensure_cwd
 
 log = logging.getLogger(__name__)
@@ -278,7 +277,7 @@ def build_suite(cfg: DriftDetectorsConfig, version_dir: str | Path, version: str
     each costs; a threshold calibration also says every ``progress_every_s`` that it is still running."""
     ensure_cwd()
     from foundry.drift import detector_restore
-    from foundry.models.predictor import Predictor
+    from foundry.models.predictor import REFERENCE_FILE, Predictor
 
     version_dir = Path(version_dir)
     predictor = Predictor.from_dir(version_dir)

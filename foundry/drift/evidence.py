@@ -33,7 +33,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 
 def pit_margin(n: int, delta: float) -> float:
@@ -47,6 +46,8 @@ def rate_upper(successes: int, n: int, delta: float) -> float:
     tight near 0: a category never seen in 5,000 rows gets about 0.002, not Hoeffding's 0.03)."""
     if successes >= n:
         return 1.0
+    from scipy import stats  # 0.5 s to import: not in every process that imports the monitor (its CLI)
+
     return float(stats.beta.ppf(1.0 - delta, successes + 1, n - successes))
 
 

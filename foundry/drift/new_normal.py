@@ -28,7 +28,6 @@ from foundry.config import DriftConfig
 from foundry.drift import retrain
 from foundry.drift.detectors import DETECTOR_FILES, DetectorSuite, build_suite
 from foundry.drift.monitor_config import MonitorSections
-from foundry.models.predictor import REFERENCE_FILE
 from foundry.registry import MANIFEST
 from foundry.storage.layout import StorageLayout
 
@@ -65,6 +64,8 @@ def read_reference(uri: str) -> pd.DataFrame:
 def build(drift: DriftConfig, version_dir: str | Path, version: str, uri: str, say) -> DetectorSuite:
     """The detector suite of ``version``'s model (``version_dir``, verified by the registry) on the
     new-normal reference at ``uri``."""
+    from foundry.models.predictor import REFERENCE_FILE  # torch: only where a suite is built
+
     reference = read_reference(uri)
     with tempfile.TemporaryDirectory(prefix="foundry-new-normal-") as tmp:
         for f in Path(version_dir).iterdir():

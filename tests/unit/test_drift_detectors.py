@@ -50,14 +50,13 @@ from foundry.drift.detectors import (
     DETECTOR_FILES,
     DETECTORS_FILE,
     LEGACY_DETECTORS_FILE,
-    REFERENCE_FILE,
     DetectorResult,
     DetectorSuite,
     build_suite,
     config_key,
     load_or_build,
 )
-from foundry.models.predictor import Predictor
+from foundry.models.predictor import REFERENCE_FILE, Predictor
 from tests.versions import build_version_dir
 
 VERSION = "churn-v1"
