@@ -4,19 +4,11 @@ training worker unpickles its TrainerConfig and Task and would otherwise spend ~
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import omegaconf
 
 from foundry import config
 from foundry.config import common
-
-
-def _modules_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", f"{code}; import sys; print(' '.join(sys.modules))"],
-                         capture_output=True, text=True, check=True)
-    return set(out.stdout.split())
+from tests.imports import modules_after as _modules_after
 
 
 def test_the_schema_and_the_training_loop_import_without_hydra_or_omegaconf():
