@@ -37,6 +37,7 @@ from foundry.models import build_model
 from foundry.models.tasks import loss_fn, loss_target
 from foundry.train import sync
 from foundry.train.shards import worker_shard
+from foundry.train.torch_backend import worker_has_gpu
 
 WEIGHTS_FILE = "model.safetensors"
 BEST_WEIGHTS_FILE = "best_model.safetensors"
@@ -169,9 +170,18 @@ def loop_settings(train_loop_config: dict) -> dict:
     return ray.get(train_loop_config[SETTINGS_REF])
 
 
+def worker_device() -> torch.device:
+    """Ray's device for this worker; the CPU, without importing ``ray.train.torch``, when it has no GPU
+    (foundry/train/torch_backend.py says what that import costs)."""
+    if not worker_has_gpu():
+        return torch.device("cpu")
+    import ray.train.torch
+
+    return ray.train.torch.get_device()
+
+
 def train_loop_per_worker(train_loop_config: dict) -> None:
     import ray.train
-    import ray.train.torch
 
     loop_started, loop_started_at = time.perf_counter(), time.time()
     quiet_ray_train_report_lines()
@@ -181,7 +191,7 @@ def train_loop_per_worker(train_loop_config: dict) -> None:
     context = ray.train.get_context()
     rank, world, run_name = context.get_world_rank(), context.get_world_size(), context.get_experiment_name()
     torch.manual_seed(t.seed + rank)
-    device = ray.train.torch.get_device()
+    device = worker_device()
     use_amp = bool(t.amp and device.type == "cuda")
 
     net = build_model(config["spec"])
@@ -209,7 +219,7 @@ def train_loop_per_worker(train_loop_config: dict) -> None:
     if init is not None:  # a warm start (foundry/train/warm_start.py): the starting weights are epoch -1
         net.load_state_dict(init)
         best_weights = {k: v.detach().cpu().contiguous() for k, v in init.items()}
-    model, averager = sync.prepare_model(net, t, world)
+    model, averager = sync.prepare_model(net, t, world, device)
     optimizer = _optimizer(model.parameters(), t)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)

@@ -29,8 +29,12 @@ def distributed(world: int) -> bool:
     return world > 1 and dist.is_available() and dist.is_initialized()
 
 
-def prepare_model(net: torch.nn.Module, t: TrainerConfig, world: int):
-    """The model to train and its averager (None when DDP, or nothing, keeps the workers in step)."""
+def prepare_model(net: torch.nn.Module, t: TrainerConfig, world: int, device: torch.device):
+    """The model to train and its averager (None when DDP, or nothing, keeps the workers in step).
+
+    A lone CPU worker's model is used as built (Ray's ``prepare_model`` would only move it to the CPU)."""
+    if world == 1 and device.type == "cpu":
+        return net, None
     import ray.train.torch
 
     if not distributed(world) or t.average_every_steps <= 1:

@@ -12,6 +12,13 @@ anyway. What runs on the workers is Ray's code (``_setup_torch_process_group``,
 module re-states is the controller side of ``ray.train.torch.config._TorchBackend.on_start`` for the
 ``env://`` init method on CPU (gloo) and GPU (nccl) workers -- TPU is left to Ray's ``TorchConfig``.
 tests/unit/test_torch_backend.py fails when a Ray upgrade renames what this calls.
+
+A single worker without a GPU (every small retrain on CPU) has nothing to set up: no peer to join in a
+process group (Foundry's loop all-reduces only when one is initialized, foundry/train/loop.py), no CUDA
+device to select, no cache to empty. There the backend only sets torch's distributed variables (RANK,
+WORLD_SIZE...) and the worker never imports ``ray.train.torch``: importing it costs a worker 0.3 s on 2
+cores after torch is loaded (its trainer, checkpoint and data-loader modules), all of it on the path from
+``fit()`` to the first epoch.
 """
 
 from __future__ import annotations
@@ -47,6 +54,28 @@ def _set_distributed_env_vars() -> None:
     _ray_torch_config()._set_torch_distributed_env_vars()
 
 
+def _set_single_cpu_worker_env_vars() -> None:
+    """Ray's ``_set_torch_distributed_env_vars`` for one worker on CPU, without importing torch."""
+    import ray.train
+
+    context = ray.train.get_context()
+    os.environ.update({"LOCAL_RANK": str(context.get_local_rank()),
+                       "LOCAL_WORLD_SIZE": str(context.get_local_world_size()),
+                       "NODE_RANK": str(context.get_node_rank()), "RANK": str(context.get_world_rank()),
+                       "WORLD_SIZE": str(context.get_world_size()), "ACCELERATE_TORCH_DEVICE": "cpu"})
+
+
+def single_cpu_worker(worker_group) -> bool:
+    """One worker and no GPU: no process group, no device to select (see the module docstring)."""
+    return len(worker_group) == 1 and not worker_group.get_resources_per_worker().get("GPU", 0)
+
+
+def worker_has_gpu() -> bool:
+    """Whether Ray gave this worker a GPU (what Ray's ``get_device`` and context manager look at); False
+    outside Ray."""
+    return ray.is_initialized() and bool(ray.get_gpu_ids())
+
+
 def _setup_process_group(**kwargs) -> None:
     _ray_torch_config()._setup_torch_process_group(**kwargs)
 
@@ -59,11 +88,11 @@ class WorkerTorchContext:
     """Ray's ``TorchConfigContextManager`` (sets the worker's CUDA device), looked up on the worker."""
 
     def __enter__(self):
-        self._inner = _ray_torch_config().TorchConfigContextManager()
-        return self._inner.__enter__()
+        self._inner = _ray_torch_config().TorchConfigContextManager() if worker_has_gpu() else None
+        return self._inner.__enter__() if self._inner is not None else None
 
     def __exit__(self, exc_type, exc, tb):
-        return self._inner.__exit__(exc_type, exc, tb)
+        return self._inner.__exit__(exc_type, exc, tb) if self._inner is not None else False
 
 
 @dataclass
@@ -99,6 +128,9 @@ class LazyTorchBackend(Backend):
     def on_start(self, worker_group, backend_config: LazyTorchConfig):
         from ray.train._internal.utils import get_address_and_port
 
+        if single_cpu_worker(worker_group):
+            worker_group.execute(_set_single_cpu_worker_env_vars)
+            return
         backend = backend_config.backend or (
             "nccl" if worker_group.get_resources_per_worker().get("GPU", 0) > 0 else "gloo")
         addr, port = worker_group.execute_single(0, get_address_and_port)
@@ -115,6 +147,8 @@ class LazyTorchBackend(Backend):
     def on_shutdown(self, worker_group, backend_config: LazyTorchConfig):
         from ray.exceptions import GetTimeoutError
 
+        if single_cpu_worker(worker_group):
+            return  # no process group to destroy, no CUDA cache to empty
         futures = worker_group.execute_async(_shutdown_torch, destroy_process_group=len(worker_group) > 1)
         timeout_s = env_integer(TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S, DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S)
         try:

@@ -191,3 +191,44 @@ def test_the_workers_get_no_controller_variables_and_no_runtime_env_of_their_own
         assert "env_vars" not in runtime_env
     else:
         assert runtime_env["env_vars"] == {"RAY_TRAIN_COLLECTIVE_WARN_INTERVAL_S": worker_var}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_lone_cpu_worker_sets_up_no_process_group_and_never_imports_ray_train_torch(ray_cluster, tmp_path,
+                                                                                    monkeypatch, workers):
+    # foundry/train/torch_backend.py: one CPU worker has no peer and no device to select, so the backend
+    # only sets torch's distributed variables and the worker never imports ray.train.torch (0.3 s of every
+    # small retrain's start); two workers still get Ray's gloo process group.
+    import random
+
+    from ray.train import RunConfig, ScalingConfig
+
+    from foundry.train.torch_backend import LazyTorchConfig
+    from foundry.train.torch_trainer import LeanTorchTrainer
+
+    def report_torch_setup():  # nested: pickled by value (a test module is not importable on the cluster)
+        import sys
+
+        import torch.distributed as dist
+
+        from foundry.train.loop import worker_device
+
+        device = worker_device()
+        return {"ray_train_torch": "ray.train.torch" in sys.modules, "process_group": dist.is_initialized(),
+                "world": dist.get_world_size() if dist.is_initialized() else None, "device": str(device),
+                "env": [os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")]}
+
+    # A worker variable of a value no earlier test used: the workers get a runtime environment of their own,
+    # so fresh processes (an idle one that ran an earlier test's code could have imported anything).
+    monkeypatch.setenv("RAY_TRAIN_COLLECTIVE_WARN_INTERVAL_S", str(random.randrange(1000, 10**6)))
+    result = LeanTorchTrainer(report_torch_setup, scaling_config=ScalingConfig(num_workers=workers),
+                              torch_config=LazyTorchConfig(),
+                              run_config=RunConfig(name=f"pg-{uuid.uuid4().hex[:6]}", storage_path=str(tmp_path))).fit()
+    seen = result.return_value
+    assert seen["device"] == "cpu"
+    if workers == 1:
+        assert seen == {"ray_train_torch": False, "process_group": False, "world": None, "device": "cpu",
+                        "env": ["0", "1", "0", None]}
+    else:
+        assert seen["process_group"] and seen["world"] == 2 and seen["ray_train_torch"]
+        assert seen["env"][:3] == ["0", "2", "0"] and seen["env"][3]

@@ -1,7 +1,7 @@
 """foundry/train/torch_backend.py: the backend config a Ray Train controller unpickles imports no torch,
 and the worker-side functions it names are still in Ray's torch module (fails on a Ray upgrade that
-renames them). A real process group is set up by it in tests/integration/test_train_ingest.py (1 and 2
-workers, gloo)."""
+renames them). A real process group is set up by it in tests/integration/test_train_ingest.py (2 workers,
+gloo; a lone CPU worker gets none and never imports ray.train.torch)."""
 
 from __future__ import annotations
 
