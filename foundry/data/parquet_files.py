@@ -10,9 +10,11 @@ reads a known list of files once, whole, in a few blocks.
   but first samples two files in Ray tasks of their own to estimate the in-memory size (~80 ms before
   the first read task can start, on 1 CPU), then decodes each file batch by batch on one thread.
 Here the driver reads only the first file's footer (for the schema), each read task reads its group
-of files with pyarrow's own ``read_table`` (all of a file's columns decoded in parallel by pyarrow's
-threads, as the single-process baseline does) and returns them as one block. On the benchmark set:
-0.056 s for a group of 4 files (125,000 rows each) instead of 0.095 s batch by batch, and no sampling;
+of files with pyarrow's own ``read_table`` (a file's columns decoded by pyarrow's CPU pool: in a Ray
+worker that pool has as many threads as ``OMP_NUM_THREADS``, which Ray sets to the task's CPUs, so one
+for a 1-CPU task) and returns them as one block. On the benchmark set, measured in one process: 0.056 s
+for a group of 4 files (125,000 rows each) with 2 threads, 0.1 s with 1, 0.095 s batch by batch (2
+threads); and no sampling;
 a job's first prepare of 60,000 rows (a fresh driver on a running cluster, as every retrain is) took
 1.57 s instead of 1.83 s (medians of 4 alternating runs).
 

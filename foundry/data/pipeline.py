@@ -1,8 +1,9 @@
 """From a configured source to training-ready Ray Datasets, reading the source once and without
 collecting the data on the driver.
 
-1. stage (one streaming ``map_batches`` over the read, ``batch_format="pyarrow"``, whole blocks; no
-   pandas): each block's split, its values in the form the encoder needs, and its profile (schema
+1. stage (whole pyarrow blocks, no pandas; for a materialized Parquet source one plain Ray task per
+   group of files, foundry/data/block_tasks.py; otherwise one streaming ``map_batches`` over Ray Data's
+   read): each block's split, its values in the form the encoder needs, and its profile (schema
    problem counts, split sizes, fingerprint, the preprocessor's partial statistics, its lowest
    reference draws): foundry/data/blocks.py. With ``data.materialize`` the staged blocks are kept in
    the object store; the driver reads only the one profile cell of each.
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from foundry.config import DataConfig, SourceConfig
-from foundry.data import blocks, schema, sources, split
+from foundry.config import DataConfig, SourceConfig, SourceFormat
+from foundry.data import block_tasks, blocks, schema, sources, split
 from foundry.data import preprocessor as prep
 from foundry.data.executor_start import use_reserved_cpus_promptly
 from foundry.errors import DataValidationError
@@ -72,10 +73,35 @@ def _profiles(staged, materialized: bool) -> list[dict]:
 
 def _encode_both(staged, fitted: prep.Preprocessor) -> tuple:
     """One staged block's train and val rows encoded, and each one's Ray Data block metadata."""
-    from ray.data._internal.util import get_table_block_metadata_schema
-
     tables = [blocks.encode_arrow_block(staged, which, fitted) for which in ENCODED]
-    return (*tables, *[get_table_block_metadata_schema(t) for t in tables])
+    return (*tables, *[block_tasks.metadata(t) for t in tables])
+
+
+def _stage_files(filesystem, paths: list[str], data: DataConfig) -> tuple:
+    """One group of Parquet files read and staged, and the staged block's Ray Data metadata."""
+    from foundry.data.parquet_files import read_group
+
+    staged = blocks.stage_block(read_group(filesystem, paths), data)
+    return staged, block_tasks.metadata(staged)
+
+
+def _stage_materialized(ds, data: DataConfig, files: sources.SourceFiles):
+    """The staged blocks, kept in the object store: for Parquet, one plain Ray task per group of files
+    (foundry/data/block_tasks.py says why; the groups are those Ray Data would read, parquet_files.py);
+    for CSV, Ray Data's read and ``map_batches``, materialized."""
+    if data.source.format is not SourceFormat.parquet:
+        return _pyarrow_blocks(ds, blocks.stage_block, data=data).materialize()
+    import ray
+
+    from foundry.data.parquet_files import file_groups
+
+    sizes = sources.file_sizes(files) or [0] * len(files.paths)
+    groups = file_groups(files.paths, sizes, sources.num_blocks(files, data.source, sizes))
+    task = ray.remote(num_returns=2, scheduling_strategy="SPREAD")(_stage_files)  # as Ray Data spreads reads
+    data_ref = ray.put(data)
+    results = [task.remote(files.filesystem, [files.paths[i] for i in group], data_ref) for group in groups]
+    return block_tasks.materialized([r[0] for r in results],
+                                    block_tasks.gather([r[1] for r in results], "staged"), "ReadParquet->stage_block")
 
 
 def _encode_materialized(staged, fitted: prep.Preprocessor) -> dict:
@@ -87,23 +113,14 @@ def _encode_materialized(staged, fitted: prep.Preprocessor) -> dict:
     with the metadata the task computed (``from_arrow_refs`` would start a task per block for it).
     """
     import ray
-    from ray.data import DataContext
-    from ray.data._internal.logical.interfaces import LogicalPlan
-    from ray.data._internal.logical.operators.from_operators import FromArrow
-    from ray.data._internal.stats import DatasetStats
-    from ray.data.dataset import MaterializedDataset
 
     task = ray.remote(num_returns=2 * len(ENCODED))(_encode_both)
     fitted_ref = ray.put(fitted)
     results = [task.remote(block, fitted_ref) for block in staged.to_arrow_refs()]
-    out = {}
-    for i, which in enumerate(ENCODED):
-        refs = [r[i] for r in results]
-        metadata = ray.get([r[len(ENCODED) + i] for r in results])
-        context = DataContext.get_current().copy()
-        out[which] = MaterializedDataset(LogicalPlan(FromArrow(refs, metadata), context), context,
-                                         DatasetStats(metadata={"FromArrow": metadata}, parent=None))
-    return out
+    return {which: block_tasks.materialized([r[i] for r in results],
+                                            block_tasks.gather([r[len(ENCODED) + i] for r in results],
+                                                               f"encoded ({which})"), "FromArrow")
+            for i, which in enumerate(ENCODED)}
 
 
 def validate(data: DataConfig):
@@ -128,10 +145,10 @@ def _validate(data: DataConfig):
     if column_problems:
         raise DataValidationError(schema.ValidationReport(rows=0, problems=column_problems))
     log.info("profiling %d file(s) of %s", len(files.paths), sources.describe(data.source.path))
-    staged = _pyarrow_blocks(ds, blocks.stage_block, data=data)
+    staged = _pyarrow_blocks(ds, blocks.stage_block, data=data) if not data.materialize else None
     try:
         if data.materialize:
-            staged = staged.materialize()
+            staged = _stage_materialized(ds, data, files)
         merged = blocks.merge_profiles(_profiles(staged, data.materialize))
     except Exception as exc:
         raise sources.read_error(data.source, files, exc) from exc

@@ -12,9 +12,9 @@ from foundry.datasets import generate
 from foundry.errors import DataSourceError, DataValidationError
 
 
-def _data_cfg(ray_cluster, path: str, fmt: str = "parquet"):
+def _data_cfg(ray_cluster, path: str, fmt: str = "parquet", extra: tuple[str, ...] | list[str] = ()):
     return config.load([*ray_cluster.overrides, f"data.source.path={path}", f"data.source.format={fmt}",
-                        "data.source.synthetic=null", "data.validation.min_rows=100"]).data
+                        "data.source.synthetic=null", "data.validation.min_rows=100", *extra]).data
 
 
 def _write(df, path) -> str:
@@ -90,3 +90,46 @@ def test_missing_file_is_a_clear_source_error(ray_cluster, tmp_path):
     with pytest.raises(DataSourceError) as err:
         validate(_data_cfg(ray_cluster, str(tmp_path / "nope.parquet")))
     assert "does not exist" in str(err.value)
+
+
+def _encoded_sums(dataset) -> dict:
+    import numpy as np
+
+    sums: dict = {}
+    for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
+        for key, value in batch.items():
+            sums[key] = sums.get(key, 0) + np.asarray(value, dtype="float64").reshape(len(value), -1).sum(axis=0)
+    return sums
+
+
+def test_a_materialized_parquet_source_is_staged_by_plain_tasks_to_the_streaming_result(ray_cluster, tmp_path,
+                                                                                        monkeypatch, caplog):
+    # foundry/data/block_tasks.py: one Ray task per group of files instead of a Ray Data execution, wrapped
+    # as the MaterializedDataset Ray would return; the result equals Ray Data's streaming path's.
+    import logging
+
+    import numpy as np
+
+    from foundry.data import block_tasks
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    df = generate("churn", "baseline", 6000, seed=5)
+    for i, part in enumerate(np.array_split(np.arange(len(df)), 3)):
+        _write(df.iloc[part], folder / f"part-{i}.parquet")
+    data = _data_cfg(ray_cluster, str(folder))
+    monkeypatch.setattr(block_tasks, "PROGRESS_EVERY_S", 0.001)
+    with caplog.at_level(logging.INFO, logger=block_tasks.__name__):
+        staged, merged, _ = validate(data)
+    assert type(staged._logical_plan.dag).__name__ == "FromArrow"  # no Ray Data execution behind it
+    assert staged.count() == 6000 and sum(merged["split_rows"].values()) == 6000
+    assert any(" of " in r.getMessage() and "blocks" in r.getMessage() for r in caplog.records)  # progress
+    by_tasks = prepare(data)
+    streamed = prepare(_data_cfg(ray_cluster, str(folder), extra=["data.materialize=false"]))
+    assert by_tasks.fingerprint == streamed.fingerprint and by_tasks.split_rows == streamed.split_rows
+    assert by_tasks.preprocessor == streamed.preprocessor and by_tasks.reference.equals(streamed.reference)
+    for which in ("train", "val"):
+        ours, theirs = _encoded_sums(getattr(by_tasks, which)), _encoded_sums(getattr(streamed, which))
+        assert ours.keys() == theirs.keys()
+        assert all(np.allclose(ours[k], theirs[k]) for k in ours)
+

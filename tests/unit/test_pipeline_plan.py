@@ -70,6 +70,10 @@ def _prepare(monkeypatch, tmp_path, frame, cuts, materialize=True, reverse=False
                                    name=f"encoded {which}") for which in pipeline.ENCODED}
 
     monkeypatch.setattr(pipeline, "_encode_materialized", encode)
+    # pipeline._stage_materialized without Ray: Ray Data's plan (a Parquet source is staged by plain tasks
+    # of the same block function on a real cluster: tests/integration/test_data_pipeline.py)
+    monkeypatch.setattr(pipeline, "_stage_materialized",
+                        lambda ds, data, files: pipeline._pyarrow_blocks(ds, block_fns.stage_block, data=data).materialize())
     data = config.load([f"storage.root={tmp_path}", "data.source.synthetic=null", "data.source.path=/data/x.parquet",
                         "data.reference_rows=200", f"data.materialize={str(materialize).lower()}"]).data
     return pipeline.prepare(data), log
