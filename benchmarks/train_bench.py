@@ -24,12 +24,13 @@ What runs:
 - **plain PyTorch**: the same materialized arrays pulled into this process, the same model, optimizer
   (the loop's ``_optimizer``), forward and loss (the loop's ``_forward``), batch size and epochs, a full
   ``torch.randperm`` shuffle per epoch (as the loop's in-memory path), a validation pass each epoch.
-  Run after Ray is shut down, each in a fresh Python process (as each Ray fit's worker is: AdamW's
-  constructor imports ``torch._dynamo``, ~1 s, once per process), with 1 torch thread (what one Ray worker
-  gets) and one per core; its fit wall time runs from the arrays to the trained model (tensors, model,
-  optimizer, every epoch). The 1-worker Ray fit and the 1-thread plain run are repeated ``--fit-repeats``
-  times; ``fit_wall_s`` is the median (every run in ``fit_wall_all_s``): single fits on this shared 2-core VM
-  vary by +-10%.
+  Each run in a fresh Python process (as each Ray fit's worker is: AdamW's constructor imports
+  ``torch._dynamo``, ~1 s, once per process), with 1 torch thread (what one Ray worker gets) and with one
+  per core; its fit wall time runs from the arrays to the trained model (tensors, model, optimizer, every
+  epoch). The 1-worker Ray fit and the 1-thread plain run are repeated ``--fit-repeats`` times, alternately
+  in the Ray session (the order flipped each repeat; the plain run leaves one core to Ray's idle
+  processes), because this VM's speed drifts by 10-30% over minutes; ``fit_wall_s`` is the median (every
+  run in ``fit_wall_all_s``). The all-cores plain run comes after Ray is shut down.
 - **scaling** (benchmarks/train_scaling.py): ``--scale-rows`` rows, 1 and 2 workers, at the shipped batch
   size and at a large one; the 2/1 throughput ratio and the crossover (train rows x epochs from which 2
   workers finish a fit() sooner).
@@ -63,7 +64,13 @@ from benchmarks import train_scaling  # noqa: E402
 from benchmarks.data_bench import DATA_SEED, TMP, bench_config, write_source  # noqa: E402
 from benchmarks.harness import say  # noqa: E402
 from benchmarks.machine_info import host, result_header, write_result  # noqa: E402
-from benchmarks.train_plain import epoch_figures, median_point, plain_in_fresh_processes  # noqa: E402
+from benchmarks.train_plain import (  # noqa: E402
+    epoch_figures,
+    median_point,
+    plain_fresh_run,
+    plain_in_fresh_processes,
+    plain_inputs,
+)
 
 RAY_CPUS = 2
 FULL = {"rows": 200_000, "epochs": 3, "workers": "1,2", "scale_rows": 1_000_000, "scale_epochs": 2}
@@ -215,9 +222,13 @@ def table(points: list[dict], setup: dict) -> str:
     return "\n".join(lines)
 
 
-def ray_part(cfg_for, workers: list[int], warmup_cfg, repeats: int) -> tuple[list[dict], dict, dict, dict]:
+def ray_part(cfg_for, workers: list[int], warmup_cfg, repeats: int, source: Path,
+             epochs: int) -> tuple[list[dict], dict, dict, dict]:
     """Prepare once, warm up (one untimed fit: see the module docstring), train per worker count, and keep
-    the arrays for the plain loop; all in one Ray session."""
+    the arrays for the plain loop; all in one Ray session. The 1-worker fits alternate with the 1-thread
+    plain runs (each in a fresh process, the order flipped each repeat), so that the two are compared in
+    the same minutes: this VM's speed drifts by 10-30% over minutes. A 1-thread run leaves one of the 2
+    cores to Ray's idle processes."""
     from foundry.data.pipeline import prepare
     from foundry.models import model_spec
 
@@ -232,8 +243,19 @@ def ray_part(cfg_for, workers: list[int], warmup_cfg, repeats: int) -> tuple[lis
                 "ray_worker_threads": ray_threads()}
         warmup = ray_train(warmup_cfg, prepared, spec, 1, tag="[warm-up, untimed] ")
         info["warmup_fit_s"] = warmup["fit_wall_s"]
-        points = [median_point([ray_train(cfg_for(n), prepared, spec, n) for _ in range(repeats if n == 1 else 1)])
-                  for n in workers]
+        folder = plain_inputs(arrays, spec)
+        points, plain_runs = [], []
+        for n in workers:
+            fits = []
+            for i in range(repeats if n == 1 else 1):
+                for runner in (("ray", "plain") if i % 2 == 0 else ("plain", "ray")) if n == 1 else ("ray",):
+                    if runner == "ray":
+                        fits.append(ray_train(cfg_for(n), prepared, spec, n))
+                    else:
+                        plain_runs.append(plain_fresh_run(folder, source, epochs, 1))
+            points.append(median_point(fits))
+        if plain_runs:
+            points.append(median_point(plain_runs))
     return points, arrays, spec, info
 
 
@@ -265,11 +287,12 @@ def main(argv: list[str] | None = None) -> int:
         return bench_config(source, STORAGE, overrides(s["epochs"], num_workers))
 
     say(f"{s['rows']:,} rows at {source}; {s['epochs']} epochs; Ray Train workers {workers}")
-    points, arrays, spec, info = ray_part(cfg_for, workers, bench_config(source, STORAGE, overrides(1, 1)), repeats)
+    points, arrays, spec, info = ray_part(cfg_for, workers, bench_config(source, STORAGE, overrides(1, 1)), repeats,
+                                          source, s["epochs"])
     split_rows = info["split_rows"]
-    say("plain PyTorch (Ray shut down; each run in a fresh process) ...")
-    for threads in sorted({1, os.cpu_count()}):
-        points.append(plain_in_fresh_processes(source, s["epochs"], arrays, spec, threads, repeats if threads == 1 else 1))
+    if os.cpu_count() > 1:
+        say("plain PyTorch on every core (Ray shut down; a fresh process) ...")
+        points.append(plain_in_fresh_processes(source, s["epochs"], arrays, spec, os.cpu_count(), 1))
     ratios(points)
     scaling = None
     if s["scale_rows"]:

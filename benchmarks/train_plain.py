@@ -86,22 +86,30 @@ def plain_train(cfg, arrays: dict, spec: dict, threads: int) -> dict:
     return point
 
 
-def plain_in_fresh_processes(source: Path, epochs: int, arrays: dict, spec: dict, threads: int, repeats: int) -> dict:
-    """``plain_train`` in ``repeats`` fresh processes (``--plain-child``); the median run."""
-    import subprocess
-
+def plain_inputs(arrays: dict, spec: dict) -> Path:
+    """The arrays and model spec saved where ``plain_fresh_run``'s child process reads them."""
     folder = TMP / "train-bench"
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(folder / "arrays.npz", **{f"{which}.{k}": v for which, split in arrays.items() for k, v in split.items()})
     (folder / "spec.json").write_text(json.dumps(spec))
-    runs = []
-    for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-m", "benchmarks.train_plain", str(folder), str(source), str(epochs),
-                              str(threads)], capture_output=True, text=True, check=True, cwd=REPO)
-        *said, point = out.stdout.strip().splitlines()
-        say("\n".join(said) + f" (fit {json.loads(point)['fit_wall_s']} s)")
-        runs.append(json.loads(point))
-    return median_point(runs)
+    return folder
+
+
+def plain_fresh_run(folder: Path, source: Path, epochs: int, threads: int) -> dict:
+    """One ``plain_train`` in a fresh process (``--plain-child``) on ``plain_inputs``' files: its point."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "benchmarks.train_plain", str(folder), str(source), str(epochs),
+                          str(threads)], capture_output=True, text=True, check=True, cwd=REPO)
+    *said, point = out.stdout.strip().splitlines()
+    say("\n".join(said) + f" (fit {json.loads(point)['fit_wall_s']} s)")
+    return json.loads(point)
+
+
+def plain_in_fresh_processes(source: Path, epochs: int, arrays: dict, spec: dict, threads: int, repeats: int) -> dict:
+    """``plain_train`` in ``repeats`` fresh processes; the median run."""
+    folder = plain_inputs(arrays, spec)
+    return median_point([plain_fresh_run(folder, source, epochs, threads) for _ in range(repeats)])
 
 
 def plain_child(folder: Path, source: str, epochs: int, threads: int) -> None:

@@ -18,7 +18,7 @@ process group (Foundry's loop all-reduces only when one is initialized, foundry/
 device to select, no cache to empty. There the backend only sets torch's distributed variables (RANK,
 WORLD_SIZE...) and the worker never imports ``ray.train.torch``: importing it costs a worker 0.3 s on 2
 cores after torch is loaded (its trainer, checkpoint and data-loader modules), all of it on the path from
-``fit()`` to the first epoch.
+``fit()`` to the first epoch (A/B, 12 fits each: start-up 4.96 -> 4.78 s, medians, on a noisy VM).
 """
 
 from __future__ import annotations
