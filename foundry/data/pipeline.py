@@ -95,8 +95,7 @@ def _stage_materialized(ds, data: DataConfig, files: sources.SourceFiles):
 
     from foundry.data.parquet_files import file_groups
 
-    sizes = sources.file_sizes(files) or [0] * len(files.paths)
-    groups = file_groups(files.paths, sizes, sources.num_blocks(files, data.source, sizes))
+    groups = file_groups(files.paths, files.sizes or [0] * len(files.paths), sources.num_blocks(files, data.source))
     task = ray.remote(num_returns=2, scheduling_strategy="SPREAD")(_stage_files)  # as Ray Data spreads reads
     data_ref = ray.put(data)
     results = [task.remote(files.filesystem, [files.paths[i] for i in group], data_ref) for group in groups]
@@ -145,10 +144,9 @@ def _validate(data: DataConfig):
     if column_problems:
         raise DataValidationError(schema.ValidationReport(rows=0, problems=column_problems))
     log.info("profiling %d file(s) of %s", len(files.paths), sources.describe(data.source.path))
-    staged = _pyarrow_blocks(ds, blocks.stage_block, data=data) if not data.materialize else None
     try:
-        if data.materialize:
-            staged = _stage_materialized(ds, data, files)
+        staged = (_stage_materialized(ds, data, files) if data.materialize
+                  else _pyarrow_blocks(ds, blocks.stage_block, data=data))
         merged = blocks.merge_profiles(_profiles(staged, data.materialize))
     except Exception as exc:
         raise sources.read_error(data.source, files, exc) from exc

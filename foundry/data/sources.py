@@ -17,6 +17,7 @@ runs only after a read has failed, so good files cost nothing extra.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from dataclasses import dataclass
@@ -45,6 +46,15 @@ class SourceFiles:
     filesystem: pafs.FileSystem
     paths: list[str]
     uris: list[str]
+
+    @functools.cached_property
+    def sizes(self) -> list[int]:
+        """Each file's size on disk (0 where the filesystem does not say); empty when the files cannot
+        be listed now (the read will say why). Asked once: on object storage it is a request per file."""
+        try:
+            return [i.size or 0 for i in self.filesystem.get_file_info(self.paths)]
+        except OSError:
+            return []
 
 
 @dataclass(frozen=True)
@@ -212,21 +222,12 @@ def csv_options(source: SourceConfig) -> dict:
             "convert_options": pacsv.ConvertOptions(null_values=list(source.null_values), strings_can_be_null=True)}
 
 
-def file_sizes(files: SourceFiles) -> list[int]:
-    """Each file's size on disk (0 where the filesystem does not say); empty when the files cannot be
-    listed now (the read will say why)."""
-    try:
-        return [i.size or 0 for i in files.filesystem.get_file_info(files.paths)]
-    except OSError:
-        return []
-
-
-def num_blocks(files: SourceFiles, source: SourceConfig, sizes: list[int] | None = None) -> int:
+def num_blocks(files: SourceFiles, source: SourceConfig) -> int:
     """How many blocks to read the files into, from their size: one per ``BLOCK_BYTES`` on disk, at most
     one per file (Ray reads a file in one task). Big enough for a task's fixed cost to vanish, small
     enough to spread over the CPUs; the benchmark set (45 MB in 16 files) is read in 4 blocks.
     Ray's V2 default read all 16 files in one task: one CPU busy."""
-    sizes = file_sizes(files) if sizes is None else sizes
+    sizes = files.sizes
     if not sizes:
         return len(files.paths)
     target = BLOCK_BYTES[source.format.value]
@@ -238,10 +239,9 @@ def open_dataset(source: SourceConfig, files: SourceFiles):
     import ray.data
 
     try:
-        sizes = file_sizes(files)
-        blocks = num_blocks(files, source, sizes)
+        blocks = num_blocks(files, source)
         if source.format is SourceFormat.parquet:
-            return _read_parquet(files, sizes or [0] * len(files.paths), blocks)
+            return _read_parquet(files, files.sizes or [0] * len(files.paths), blocks)
         return ray.data.read_csv(files.paths, filesystem=files.filesystem, file_extensions=None,
                                  override_num_blocks=blocks, **csv_options(source))
     except Exception as exc:  # pyarrow raises many types for a corrupt or unreadable file
