@@ -14,6 +14,7 @@ is removed at module end, Serve stays up on the session's port.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -42,7 +43,11 @@ REPLICAS = 2
 
 FUZZ_CASES = 3000
 FUZZ_IN_FLIGHT = 4  # generated cases sent concurrently (hypothesis generates in one thread)
-UNKEYED_SHARE = 8  # 1 case in 8 keeps what schemathesis generated for the key (a random one or none)
+# 1 case in 8 keeps what schemathesis generated for the key (a random one or none), counted, not drawn: a
+# hypothesis-drawn integer favours its boundary 0, and a draw of 0..7 left ~58% of the cases unkeyed, so
+# most of them stopped at the auth guard (561 answers of 200 in 3,000 cases; 720-920 counted). The run is
+# bound by generating the cases (hypothesis, ~25 ms a case here), not by the replicas.
+UNKEYED_SHARE = 8
 # Every generated /feedback request_id is unknown (404), and the ledger waits serve.feedback.grace_s
 # for an unknown id before refusing it. At the default 2 s those 404s held the in-flight slots for
 # 94 s of a 136 s run; the shortest grace the config allows (= handover_s) tests the same contract.
@@ -142,12 +147,14 @@ def test_fuzz_from_openapi_schema_no_5xx_and_replicas_survive(served):
 
     # No shrinking and no example database: every case is sent once and judged after the run, so a
     # failure lists every offending request (as curl) instead of stopping at the first one.
+    drawn = itertools.count()
+
     @settings(max_examples=FUZZ_CASES, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
-    @given(case=strategy, share=st.integers(0, UNKEYED_SHARE - 1))
-    def fuzz(case, share):
+    @given(case=strategy)
+    def fuzz(case):
         slots.acquire()
-        pending.append(pool.submit(send, case, share != 0))
+        pending.append(pool.submit(send, case, next(drawn) % UNKEYED_SHARE != 0))
 
     started = time.monotonic()
     with ThreadPoolExecutor(FUZZ_IN_FLIGHT) as pool:
