@@ -51,3 +51,18 @@ def test_an_uncaught_exception_takes_pythons_ordinary_path(tmp_path):
     done, teardown_ran = _run(tmp_path, 'raise ValueError("boom")')
     assert done.returncode == 1 and "ValueError: boom" in done.stderr and "Traceback" in done.stderr
     assert teardown_ran
+
+
+def test_the_deploy_cli_ends_without_the_interpreters_teardown(tmp_path):
+    """``python -m serve_apps.deploy`` connects to Ray and loads torch for its preflight; ending it through
+    ``exit_when_done`` took 1.9 s off every deploy. Its ``--write`` path needs no cluster: run as ``__main__``
+    with an atexit hook of our own, which must not run."""
+    marker, out = tmp_path / "teardown", tmp_path / "serve.yaml"
+    code = ("import atexit, runpy, sys\n"
+            f"atexit.register(lambda: open({str(marker)!r}, 'w').write('teardown ran'))\n"
+            f"sys.argv = ['deploy', '--write', {str(out)!r}, '--no-pin', 'storage.root={tmp_path}']\n"
+            "runpy.run_module('serve_apps.deploy', run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert out.exists() and f"wrote {out}" in done.stdout
+    assert not marker.exists()  # the interpreter's teardown (atexit hooks, Ray's shutdown among them) was skipped
