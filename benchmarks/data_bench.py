@@ -20,7 +20,9 @@ same things in memory:
   one process, the whole data set as one table (``pyarrow.parquet.read_table``, multi-threaded), run
   once through the pipeline's own block functions (``blocks.stage_block``, ``merge_profiles``,
   ``preprocessor.fit``, ``reference_sample``, ``encode_block``): the same code on one block instead of
-  a few. One untimed warm-up run first, as for Ray.
+  a few. One untimed warm-up run first, as for Ray. Beside the 1-CPU Ray session it also runs with
+  Arrow's pool at one thread (``ratio_1cpu_vs_one_arrow_thread``; not the issue's key): Ray gives a
+  1-CPU task one thread, the default reader decodes on every core.
 Throughput is input rows per wall second of the whole step, reading included; the best of ``--repeats``
 runs per path. In each Ray session the two paths run alternately (the order flipped each repeat), and
 each ratio is the best single-process run of that session over the best Ray run: this VM's speed drifts
@@ -229,9 +231,20 @@ def compare(ray_out: dict, pandas_out: dict) -> dict:
 
 # ---- measuring ---------------------------------------------------------------------------------------
 
-def pandas_run(source: Path, data) -> dict:
-    seconds, phases, outputs = pandas_prepare(source, data)
-    say(f"  pandas, 1 process: {seconds:7.2f} s  {phases}")
+def pandas_run(source: Path, data, threads: int | None = None) -> dict:
+    """The single process; ``threads``: Arrow's CPU pool limited to that many threads for the run (what Ray
+    gives a task of that many CPUs: it sets OMP_NUM_THREADS, which Arrow's pool follows), else Arrow's
+    default (one per core: the Parquet decode uses both cores here)."""
+    import pyarrow as pa
+
+    default = pa.cpu_count()
+    if threads:
+        pa.set_cpu_count(threads)
+    try:
+        seconds, phases, outputs = pandas_prepare(source, data)
+    finally:
+        pa.set_cpu_count(default)
+    say(f"  pandas, 1 process{f', {threads} Arrow thread(s)' if threads else ''}: {seconds:7.2f} s  {phases}")
     return {"seconds": round(seconds, 3), "phases_s": phases, "outputs": outputs}
 
 
@@ -240,20 +253,29 @@ def measure(source: Path, storage_root: Path, num_cpus: int, repeats: int) -> tu
     (Ray's point, the single process's runs). This VM's speed drifts by 10-30% over minutes, so a ratio
     of two runs taken minutes apart measured the VM as much as the code (0.88 and 1.14 on 1 CPU in two
     runs of the same code); alternating the two paths, the order flipped each repeat, compares like with
-    like. The single process runs in this driver beside an idle Ray instance."""
+    like. The single process runs in this driver beside an idle Ray instance.
+
+    With one Ray CPU the single process also runs with one Arrow thread (``one_thread``, alongside the
+    others): the figure that says how much of the 1-CPU ratio is the Parquet decode on two threads against
+    Ray's one; the issue's ratio stays against the default reader."""
     data = bench_config(source, storage_root).data
     started = time.perf_counter()
     single: list[dict] = []
+    one_thread: list[dict] = []
     with ray_session(num_cpus) as session:
         init_s = time.perf_counter() - started
         warm_s, warm = ray_prepare(data)
         del warm  # its blocks leave the object store before the timed runs
         say(f"  Ray Data, {num_cpus} CPU(s): ray.init {init_s:.1f} s, warm-up (the same prepare, untimed) {warm_s:.1f} s")
         seconds, prepared = [], None
+        paths = ("pandas", "pandas_one_thread", "ray") if num_cpus == 1 else ("pandas", "ray")
         for i in range(repeats):
-            for path in (("pandas", "ray") if i % 2 == 0 else ("ray", "pandas")):
+            for path in (paths if i % 2 == 0 else paths[::-1]):
                 if path == "pandas":
                     single.append(pandas_run(source, data))
+                    continue
+                if path == "pandas_one_thread":
+                    one_thread.append(pandas_run(source, data, threads=1))
                     continue
                 prepared = None  # the last run's blocks leave the object store first
                 s, prepared = ray_prepare(data)
@@ -263,6 +285,9 @@ def measure(source: Path, storage_root: Path, num_cpus: int, repeats: int) -> tu
     point = {"path": "ray_data", "cpus": num_cpus, "seconds": min(seconds), "all_seconds": seconds,
              "pandas_alongside_s": [r["seconds"] for r in single], "ray_init_s": round(init_s, 2),
              "warmup_s": round(warm_s, 2), "object_store_gib": session["object_store_gib"], "outputs": outputs}
+    if one_thread:
+        point["pandas_one_thread_alongside_s"] = [r["seconds"] for r in one_thread]
+        point["vs_pandas_one_thread"] = round(min(point["pandas_one_thread_alongside_s"]) / min(seconds), 3)
     return point, single
 
 
@@ -349,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         # Issue 17's keys: Ray Data throughput / pandas throughput (> 1: Ray Data is faster), by Ray CPU count,
         # each against the single process run alongside it.
         **{f"ratio_{n}cpu": next((p["vs_pandas"] for p in points[1:] if p["cpus"] == n), None) for n in (1, 2)},
+        # Not the issue's: 1 Ray CPU against the single process with one Arrow thread (its reader's default
+        # decodes on every core), run alongside as well.
+        "ratio_1cpu_vs_one_arrow_thread": next((p.get("vs_pandas_one_thread") for p in points[1:] if p["cpus"] == 1),
+                                               None),
         "points": points,
     }
     write_result(out, result)
@@ -357,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         check = point["same_output_as_pandas"]
         say(f"Ray Data {point['cpus']} CPU(s) output same as pandas: {check['all']}"
             + ("" if check["all"] else f" {check}"))
+    if result["ratio_1cpu_vs_one_arrow_thread"] is not None:
+        say(f"Ray Data 1 CPU against the single process with one Arrow thread: "
+            f"{result['ratio_1cpu_vs_one_arrow_thread']:.2f}x")
     say(f"\n(written to {out}; {result['elapsed_s']} s)")
     return 0
 
