@@ -44,11 +44,19 @@ class FoundryConfig:
     drift_episode: str | None = None
 
 
+SCHEMA_NAME = "foundry_schema"
+
+
 def register_schema() -> None:
-    """Make the schema known to Hydra; ``conf/config.yaml`` names it first in its defaults list."""
+    """Make the schema known to Hydra; ``conf/config.yaml`` names it first in its defaults list.
+
+    Once per process: storing it builds the structured config from the dataclasses (0.24 s on 2 cores),
+    and it was done on every compose, a quarter of each one's time (the test suite composes ~400 times)."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="foundry_schema", node=FoundryConfig)
+    store = ConfigStore.instance()
+    if f"{SCHEMA_NAME}.yaml" not in store.repo:
+        store.store(name=SCHEMA_NAME, node=FoundryConfig)
 
 
 

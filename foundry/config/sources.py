@@ -153,7 +153,7 @@ def _compose(primary: Path, config_name: str, search: list[str], overrides: list
 
     from foundry.config.root import register_schema
 
-    register_schema()  # at the first compose, not at import: the schema alone needs no Hydra
+    register_schema()  # stored at the first compose (once per process), not at import: the schema needs no Hydra
     from omegaconf.errors import OmegaConfBaseException
 
     import foundry.config  # noqa: F401  (registers foundry_schema with Hydra's ConfigStore)
