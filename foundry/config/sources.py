@@ -150,14 +150,11 @@ def _compose(primary: Path, config_name: str, search: list[str], overrides: list
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from foundry.config.root import register_schema
 
     register_schema()  # stored at the first compose (once per process), not at import: the schema needs no Hydra
-    from omegaconf.errors import OmegaConfBaseException
-
-    import foundry.config  # noqa: F401  (registers foundry_schema with Hydra's ConfigStore)
-
     searchpath = [f"hydra.searchpath=[{','.join(f'file://{p}' for p in search)}]"] if search else []
     try:
         with initialize_config_dir(config_dir=str(primary), version_base="1.3"):
