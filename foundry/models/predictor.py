@@ -8,6 +8,7 @@ in; predictions in the label's own values come out, so callers never re-implemen
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,11 @@ WEIGHTS_FILE = "model.safetensors"
 SPEC_FILE = "model.json"
 PREPROCESSOR_FILE = "preprocessor.json"
 REFERENCE_FILE = "reference.parquet"  # training rows the drift detectors compare live traffic with
+
+# Batches from Ray's object store are read-only arrays; torch warns when it wraps one. Inference never writes
+# into its input tensors (``logits`` runs under inference_mode), so the warning is noise in job and replica logs.
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning,
+                        module=__name__)
 
 
 def write_model_files(out: Path, weights: dict[str, torch.Tensor] | Path, spec: dict,
