@@ -19,9 +19,11 @@ demo: $(STAMP)
 
 demo-down: cluster-down
 
+# Two xdist workers: every integration test on one (they share one cluster), the unit tests on the other
+# meanwhile (tests/conftest.py: pytest_xdist_make_scheduler). ARGS="-n 0" runs everything in this process.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n 2 $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

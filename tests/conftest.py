@@ -71,6 +71,34 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist (`make test` runs it: -n 2)
+def pytest_xdist_make_scheduler(config, log):
+    """With ``-n N`` every integration test goes to ONE worker, in file order, and the unit tests, a module
+    at a time, to the other workers meanwhile. The integration tests share one cluster on fixed ports, which
+    each worker would otherwise try to start (a second ``ray start`` on port 6390 fails). xdist's own
+    ``--dist loadgroup`` cannot do it under pytest 9.2: it renames node ids, which pytest 9.2 no longer lets
+    it do, so the group marks are silently ignored (pytest-dev/pytest-xdist#1386)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class IntegrationOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return integration_scope(nodeid)
+
+    if config.getvalue("dist") == "each":
+        return None
+    # In collection order, so the integration unit (tests/integration sorts before tests/unit) starts first:
+    # it is the longest by far (~22 of the suite's ~28 min on 2 cores).
+    config.option.loadscopereorder = False
+    return IntegrationOnOneWorker(config, log)
+
+
+def integration_scope(nodeid: str) -> str:
+    """The xdist work unit of a test: all of tests/integration together, else the test's own module (so a
+    module's fixtures are built once)."""
+    module = nodeid.split("::", 1)[0]
+    return "tests/integration" if module.startswith("tests/integration/") else module
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
     from foundry import config
