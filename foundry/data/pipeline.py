@@ -95,7 +95,7 @@ def _stage_materialized(ds, data: DataConfig, files: sources.SourceFiles):
 
     from foundry.data.parquet_files import file_groups
 
-    groups = file_groups(files.paths, files.sizes or [0] * len(files.paths), sources.num_blocks(files, data.source))
+    groups = file_groups(files.paths, files.sizes_or_zeros, sources.num_blocks(files, data.source))
     task = ray.remote(num_returns=2, scheduling_strategy="SPREAD")(_stage_files)  # as Ray Data spreads reads
     data_ref = ray.put(data)
     results = [task.remote(files.filesystem, [files.paths[i] for i in group], data_ref) for group in groups]

@@ -56,6 +56,12 @@ class SourceFiles:
         except OSError:
             return []
 
+    @property
+    def sizes_or_zeros(self) -> list[int]:
+        """``sizes``, or 0 for every file when they could not be listed: what grouping files by size takes
+        (all zeros group them by count, ``parquet_files.file_groups``)."""
+        return self.sizes or [0] * len(self.paths)
+
 
 @dataclass(frozen=True)
 class BadLine:
@@ -206,12 +212,12 @@ def resolve(source: SourceConfig) -> SourceFiles:
     return SourceFiles(filesystem, ordered, [uris[p] for p in ordered])
 
 
-def _read_parquet(files: SourceFiles, sizes: list[int], num_blocks: int):
+def _read_parquet(files: SourceFiles, num_blocks: int):
     """Every file in ``files`` read as Parquet, whatever its name, in ``num_blocks`` read tasks of
     neighbouring files (foundry/data/parquet_files.py says why not ``ray.data.read_parquet``)."""
     from foundry.data.parquet_files import read_parquet_files
 
-    return read_parquet_files(files.filesystem, files.paths, sizes, num_blocks)
+    return read_parquet_files(files.filesystem, files.paths, files.sizes_or_zeros, num_blocks)
 
 
 def csv_options(source: SourceConfig) -> dict:
@@ -241,7 +247,7 @@ def open_dataset(source: SourceConfig, files: SourceFiles):
     try:
         blocks = num_blocks(files, source)
         if source.format is SourceFormat.parquet:
-            return _read_parquet(files, files.sizes or [0] * len(files.paths), blocks)
+            return _read_parquet(files, blocks)
         return ray.data.read_csv(files.paths, filesystem=files.filesystem, file_extensions=None,
                                  override_num_blocks=blocks, **csv_options(source))
     except Exception as exc:  # pyarrow raises many types for a corrupt or unreadable file

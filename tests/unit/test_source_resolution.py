@@ -125,6 +125,30 @@ def test_read_blocks_follow_the_data_size(tmp_path):
     assert sources.num_blocks(files(3, 3 * sources.BLOCK_BYTES["parquet"]), parquet) == 3  # a file is one task
 
 
+def test_file_sizes_are_asked_once_and_are_zeros_when_the_files_cannot_be_listed(tmp_path):
+    """On object storage each size is a request: the listing is asked once per SourceFiles. A filesystem
+    that cannot list now gives no sizes (the read will say why) and the grouping gets zeros (by count)."""
+
+    class CountingFilesystem:
+        def __init__(self, fail: bool):
+            self.calls, self.fail = 0, fail
+
+        def get_file_info(self, paths):
+            self.calls += 1
+            if self.fail:
+                raise OSError("listing refused")
+            return [pafs.LocalFileSystem().get_file_info(p) for p in paths]
+
+    (tmp_path / "a").write_bytes(b"x" * 3)
+    (tmp_path / "b").write_bytes(b"x" * 5)
+    paths = [str(tmp_path / "a"), str(tmp_path / "b")]
+    listed = sources.SourceFiles(CountingFilesystem(fail=False), paths, paths)
+    assert listed.sizes == [3, 5] and listed.sizes_or_zeros == [3, 5] and listed.sizes == [3, 5]
+    assert listed.filesystem.calls == 1
+    unlistable = sources.SourceFiles(CountingFilesystem(fail=True), paths, paths)
+    assert unlistable.sizes == [] and unlistable.sizes_or_zeros == [0, 0]
+
+
 def test_uris_keep_their_scheme():
     assert sources._uri("s3://bucket/loans/*.pq", "bucket/loans/a.pq") == "s3://bucket/loans/a.pq"
     assert sources._uri("/data/*.pq", "/data/a.pq") == "/data/a.pq"
