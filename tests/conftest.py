@@ -99,6 +99,24 @@ def integration_scope(nodeid: str) -> str:
     return "tests/integration" if module.startswith("tests/integration/") else module
 
 
+# Niceness of an xdist worker that runs only unit tests: the integration tests are the suite's critical path
+# (their cluster's processes and their timing-bound checks), so the unit tests take the CPU they leave.
+UNIT_WORKER_NICENESS = 10
+_worker_state = {"integration_seen": False, "niced": False}
+
+
+def pytest_runtest_setup(item):
+    """Lower the priority of an xdist worker whose first test is a unit test (the scheduler gives one worker
+    all integration tests first; the other runs only unit tests)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or _worker_state["niced"]:
+        return
+    if item.get_closest_marker("integration"):
+        _worker_state["integration_seen"] = True
+    elif not _worker_state["integration_seen"]:
+        os.nice(UNIT_WORKER_NICENESS)
+        _worker_state["niced"] = True
+
+
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
     from foundry import config
