@@ -102,19 +102,18 @@ def integration_scope(nodeid: str) -> str:
 # Niceness of an xdist worker that runs only unit tests: the integration tests are the suite's critical path
 # (their cluster's processes and their timing-bound checks), so the unit tests take the CPU they leave.
 UNIT_WORKER_NICENESS = 10
-_worker_state = {"integration_seen": False, "niced": False}
+_first_test_seen = False
 
 
 def pytest_runtest_setup(item):
     """Lower the priority of an xdist worker whose first test is a unit test (the scheduler gives one worker
     all integration tests first; the other runs only unit tests)."""
-    if not os.environ.get("PYTEST_XDIST_WORKER") or _worker_state["niced"]:
+    global _first_test_seen
+    if _first_test_seen or not os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    if item.get_closest_marker("integration"):
-        _worker_state["integration_seen"] = True
-    elif not _worker_state["integration_seen"]:
+    _first_test_seen = True
+    if not item.get_closest_marker("integration"):
         os.nice(UNIT_WORKER_NICENESS)
-        _worker_state["niced"] = True
 
 
 @pytest.fixture(scope="session")

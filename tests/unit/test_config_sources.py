@@ -137,6 +137,7 @@ def test_the_schema_is_stored_with_hydra_once_per_process_not_at_every_compose(m
     from hydra.core.config_store import ConfigStore
 
     from foundry import config
+    from foundry.config.root import SCHEMA_NAME
 
     config.load([])  # stored by now, whatever ran before
     stores = []
@@ -146,5 +147,5 @@ def test_the_schema_is_stored_with_hydra_once_per_process_not_at_every_compose(m
     second = config.load(["model_name=once_b"])
     assert stores == [] and (first.model_name, second.model_name) == ("once_a", "once_b")
     # Gone from the store (as after a clear), it is stored again at the next compose.
-    monkeypatch.delitem(ConfigStore.instance().repo, "foundry_schema.yaml")
-    assert config.load(["model_name=once_c"]).model_name == "once_c" and stores == ["foundry_schema"]
+    monkeypatch.delitem(ConfigStore.instance().repo, f"{SCHEMA_NAME}.yaml")
+    assert config.load(["model_name=once_c"]).model_name == "once_c" and stores == [SCHEMA_NAME]
