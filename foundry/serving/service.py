@@ -232,6 +232,7 @@ class PredictionService:
     def model_info(self) -> dict[str, Any]:
         info = self.holder.info()
         info["pid"] = os.getpid()
+        info["device"] = self.device  # serve.use_gpu: where this replica's models run
         return info
 
     def health(self) -> tuple[bool, dict[str, Any]]:

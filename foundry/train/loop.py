@@ -232,6 +232,9 @@ def train_loop_per_worker(train_loop_config: dict) -> None:
     train_shard = worker_shard("train", in_memory, rank, world)
     val_shard = worker_shard("val", in_memory, rank, world)
     state["data_path"] = {"train": type(train_shard).__name__, "val": type(val_shard).__name__}
+    # Where the epochs ran and whether mixed precision was on (trainer.amp applies on CUDA only): kept in the
+    # version's metadata, so a `trainer=gpu` run that fell back to the CPU shows it (benchmarks/gpu_check.py).
+    state["device"], state["amp"] = str(device), use_amp
     if init is not None:
         # The starting weights compete with every epoch: training that does not lower the validation loss
         # hands back the version it started from (which the promotion gate then does not promote).

@@ -270,6 +270,7 @@ def _train_and_register(cfg: FoundryConfig, resolved_yaml: str, say, run_name: s
                              "initial_val_loss": final_state.get("initial_val_loss"),
                              "kept_starting_weights": kept_weights},
                          "num_workers": cfg.trainer.num_workers, "use_gpu": cfg.trainer.use_gpu,
+                         "device": final_state.get("device"), "amp": final_state.get("amp"),
                          "sync": final_state.get("sync"),
                          "resumed_at_epochs": [r["at_epoch"] for r in resumes],
                          "resumes": [{k: r[k] for k in ("at_epoch", "checkpoint", "restored") if k in r}

@@ -131,6 +131,7 @@ def test_model_and_health(served):
     assert info["model"] == MODEL and info["version"] == served["v1"] and info["ref"] == "production"
     assert info["metadata"]["metrics"]["roc_auc"] > 0.6
     assert info["last_swap_error"] is None
+    assert info["device"] == "cpu"  # serve.use_gpu=false
     spec = served["client"].get("/openapi.json").json()
     assert "tenure_months" in json.dumps(spec) and "/predict" in spec["paths"]
 

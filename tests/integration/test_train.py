@@ -184,6 +184,8 @@ def test_a_killed_training_worker_resumes_from_the_last_checkpoint(ray_cluster, 
     (resume,) = training["resumes"]
     assert resume["at_epoch"] == resumed_at and resume["restored"] == resume["checkpoint"], resume
     assert training["epochs_run"] == EPOCHS
+    # Where the epochs ran is recorded: a CPU worker, so trainer.amp (on) did not apply (CUDA only).
+    assert (training["device"], training["amp"]) == ("cpu", False), training
     history = json.loads((registry.fetch(model_name, version.version) / HISTORY_FILE).read_text())
     assert [int(h["epoch"]) for h in history] == list(range(EPOCHS))
     print(f"killed pid {killed['pid']} after {killed['epochs_done']} committed epochs; resumed at epoch "
