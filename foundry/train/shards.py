@@ -116,16 +116,25 @@ class InMemoryShard:
         self.tensors = tensors
         self.rows = len(next(iter(tensors.values()))) if tensors else 0
 
+    def on(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """The tensors on ``device``, moved there once: a GPU worker then slices its batches where it trains
+        instead of copying every batch to the GPU (``trainer.in_memory_max_mb`` bounds what is moved)."""
+        if any(v.device != device for v in self.tensors.values()):
+            self.tensors = {k: v.to(device) for k, v in self.tensors.items()}
+        return self.tensors
+
     def iter_batches(self, batch_size: int, device: torch.device, shuffle_seed: int | None = None
                      ) -> Iterator[dict[str, torch.Tensor]]:
+        tensors = self.on(device)
         if shuffle_seed is None:
             for i in range(0, self.rows, batch_size):
-                yield {k: v[i:i + batch_size].to(device) for k, v in self.tensors.items()}
+                yield {k: v[i:i + batch_size] for k, v in tensors.items()}
             return
-        order = torch.randperm(self.rows, generator=torch.Generator().manual_seed(shuffle_seed))
+        # Drawn on the CPU from the seed (the same order on every device), then moved with the data.
+        order = torch.randperm(self.rows, generator=torch.Generator().manual_seed(shuffle_seed)).to(device)
         for i in range(0, self.rows, batch_size):
             idx = order[i:i + batch_size]
-            yield {k: v[idx].to(device) for k, v in self.tensors.items()}
+            yield {k: v[idx] for k, v in tensors.items()}
 
 
 class StreamingShard:

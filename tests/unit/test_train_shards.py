@@ -79,6 +79,21 @@ def test_training_batches_are_a_seeded_full_shuffle_that_changes_per_epoch():
     assert in_order == [list(range(8)), list(range(8, 16)), [16.0]]  # validation: in order, no shuffle
 
 
+def test_a_shard_moves_its_tensors_to_the_training_device_once_not_per_batch():
+    """The meta device stands in for a GPU (no data, same placement rules): after the first epoch the shard
+    holds its tensors there, and every batch, shuffled or not, is sliced there."""
+    blocks, rows = _blocks([10, 7])
+    shard = shards.InMemoryShard(shards.load(shards.BlockPlan(blocks, rows, equal=False), 0, 1,
+                                             get=lambda refs: list(refs)))
+    meta = torch.device("meta")
+    batches = list(shard.iter_batches(4, meta, shuffle_seed=1)) + list(shard.iter_batches(8, meta))
+    assert {v.device.type for b in batches for v in b.values()} == {"meta"}
+    held = shard.tensors
+    assert {v.device.type for v in held.values()} == {"meta"} and [len(b["y"]) for b in batches] == [4, 4, 4, 4, 1, 8, 8, 1]
+    list(shard.iter_batches(4, meta, shuffle_seed=2))
+    assert all(shard.tensors[k] is held[k] for k in held)  # the next epoch moves nothing again
+
+
 def test_a_split_in_the_plan_is_held_in_memory_and_the_others_stream(monkeypatch):
     import ray.train
 
