@@ -15,6 +15,9 @@ need not have HAProxy; serve_bench.py measures the ingress.
 
 Fails (exit 1, saying which) when the version's training metadata does not show a CUDA device with AMP on,
 or the replica does not run on CUDA: a ``trainer=gpu`` run that quietly fell back to the CPU is not a pass.
+A step that fails (the pipeline, Serve, a request) is a result too: exit 1, the JSON written with ``problems``
+naming it, the pipeline's whole output in ``<out>-pipeline.log`` and Ray's session logs in
+``gpu-ray-logs.tar.gz`` beside it (all a device call brings back is its files).
 Without a CUDA device it refuses (exit 2) unless ``--rehearse-on-cpu``: then the same groups run with
 ``trainer.use_gpu=false serve.use_gpu=false``, it expects the CPU with AMP off, and writes
 ``benchmarks/results/tmp/gpu-rehearsal.json`` (never ``gpu.json``).
@@ -36,12 +39,14 @@ import re  # noqa: E402
 import secrets  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import urllib.request  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-from benchmarks.harness import PY, REPO, ROW, ports_free, private_cluster, run, say, wait_http  # noqa: E402
+from benchmarks.harness import PY, REPO, ROW, ports_free, private_cluster, say, wait_http  # noqa: E402
 from benchmarks.machine_info import host, write_result  # noqa: E402
 
 PORTS = (6640, 8640)
@@ -132,6 +137,55 @@ def probe_serving(url: str, key: str, requests: int) -> dict:
             "first_ms": round(first, 2), "probability": probability, "answer": prediction}
 
 
+def run_pipeline(argv: list[str], env: dict, log_path: Path) -> str:
+    """``jobs.pipeline`` with its whole output kept beside the result (it comes back from the device call)."""
+    proc = subprocess.run([PY, "-m", "jobs.pipeline", *argv], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    log = proc.stdout + proc.stderr
+    log_path.write_text(log)
+    if proc.returncode != 0:
+        raise CheckFailed(f"jobs.pipeline exited {proc.returncode}: {log[-1500:]}")
+    return log
+
+
+def keep_ray_logs(folder: Path) -> str | None:
+    """Ray's session logs as one archive beside the result, when a step failed: a device call's files are all
+    a failed run leaves. None when there are none, or when they are over what a call brings back (16 MiB)."""
+    logs = Path("/tmp/ray/session_latest/logs")
+    if not logs.is_dir():
+        return None
+    archive = Path(shutil.make_archive(str(folder / "gpu-ray-logs"), "gztar", root_dir=logs.resolve()))
+    if archive.stat().st_size > 15 * 2**20:
+        archive.unlink()
+        return None
+    return str(archive)
+
+
+def check(args, rehearse: bool, gpu: dict | None, out: Path) -> dict:
+    """Train, serve and query on a private cluster; what ran where."""
+    shutil.rmtree(STORAGE, ignore_errors=True)
+    STORAGE.mkdir(parents=True)
+    key = "gpu-check-" + secrets.token_hex(12)
+    env = {**os.environ, "FOUNDRY_API_KEY": key, "RAY_AUTH_MODE": "token"}
+    cluster = cluster_overrides(max(os.cpu_count() or 1, 8))
+    ports_free(PORTS)
+    with private_cluster(cluster, STORAGE, env):
+        say(f"pipeline: {args.rows:,} rows, {args.epochs} epochs, trainer=gpu serve=gpu"
+            + (" (GPU off: rehearsal)" if rehearse else f" on {gpu['name']}"))
+        t0 = time.perf_counter()
+        log = run_pipeline([*cluster, *job_overrides(args, rehearse)], env, out.with_name(out.stem + "-pipeline.log"))
+        pipeline_s = time.perf_counter() - t0
+        url = re.search(r"serving at (\S+?)[,\s]", log + "\n").group(1).rstrip("/")
+        serve = probe_serving(url, key, args.requests)
+        from benchmarks.harness import open_registry
+        from foundry.train.workflow import HISTORY_FILE
+
+        registry = open_registry(STORAGE)
+        version = registry.get(MODEL, "production")
+        history = json.loads((registry.fetch(MODEL, version.version) / HISTORY_FILE).read_text())
+    return {"pipeline_s": round(pipeline_s, 1), "train": training_record(version.metadata, history), "serve": serve}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="20,000 rows, 2 epochs, 20 requests")
@@ -149,37 +203,21 @@ def main(argv: list[str] | None = None) -> int:
         say("no CUDA device is visible to torch (torch.cuda.is_available() is False): run this on a machine with "
             "an NVIDIA GPU and a CUDA build of torch, or pass --rehearse-on-cpu to walk the same steps on the CPU")
         return 2
-    out = args.out or str(REPO / "benchmarks" / "results" / ("tmp/gpu-rehearsal.json" if rehearse else "gpu.json"))
-    shutil.rmtree(STORAGE, ignore_errors=True)
-    STORAGE.mkdir(parents=True)
-    key = "gpu-check-" + secrets.token_hex(12)
-    env = {**os.environ, "FOUNDRY_API_KEY": key, "RAY_AUTH_MODE": "token"}
-    cluster = cluster_overrides(max(os.cpu_count() or 1, 8))
+    out = Path(args.out or REPO / "benchmarks" / "results" / ("tmp/gpu-rehearsal.json" if rehearse else "gpu.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    ports_free(PORTS)
-    with private_cluster(cluster, STORAGE, env):
-        say(f"pipeline: {args.rows:,} rows, {args.epochs} epochs, trainer=gpu serve=gpu"
-            + (" (GPU off: rehearsal)" if rehearse else f" on {gpu['name']}"))
-        t0 = time.perf_counter()
-        log = run([PY, "-m", "jobs.pipeline", *cluster, *job_overrides(args, rehearse)], env=env, timeout=1800)
-        pipeline_s = time.perf_counter() - t0
-        url = re.search(r"serving at (\S+?)[,\s]", log + "\n").group(1).rstrip("/")
-        serve = probe_serving(url, key, args.requests)
-        from benchmarks.harness import open_registry
-        from foundry.train.workflow import HISTORY_FILE
-
-        registry = open_registry(STORAGE)
-        version = registry.get(MODEL, "production")
-        history = json.loads((registry.fetch(MODEL, version.version) / HISTORY_FILE).read_text())
-        train = training_record(version.metadata, history)
-    problems = verdict(train, serve, rehearse)
-    result = {"benchmark": "gpu", "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "elapsed_s": round(time.perf_counter() - started), "quick": args.quick, "rehearsal": rehearse,
-              "machine": host(), "gpu": gpu, "passed": not problems, "problems": problems,
-              "settings": {"rows": args.rows, "epochs": args.epochs, "overrides": job_overrides(args, rehearse)},
-              "pipeline_s": round(pipeline_s, 1), "train": train, "serve": serve}
+    result = {"benchmark": "gpu", "quick": args.quick, "rehearsal": rehearse, "machine": host(), "gpu": gpu,
+              "settings": {"rows": args.rows, "epochs": args.epochs, "overrides": job_overrides(args, rehearse)}}
+    try:
+        result.update(check(args, rehearse, gpu, out))
+        problems = verdict(result["train"], result["serve"], rehearse)
+    except Exception as exc:  # noqa: BLE001 -- a failed step is a result too: written, with Ray's logs beside it
+        problems = [f"{type(exc).__name__}: {exc}"]
+        result["ray_logs"] = keep_ray_logs(out.parent)
+    result.update(generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  elapsed_s=round(time.perf_counter() - started), passed=not problems, problems=problems)
     write_result(out, result)
-    say(json.dumps({k: result[k] for k in ("passed", "problems", "pipeline_s", "train", "serve")}, indent=2))
+    say(json.dumps({k: result.get(k) for k in ("passed", "problems", "pipeline_s", "train", "serve")}, indent=2))
     say(f"written to {out}")
     if problems:
         say("GPU CHECK FAILED: " + "; ".join(problems))

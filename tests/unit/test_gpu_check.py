@@ -4,8 +4,12 @@ join back into the wheels they were cut from."""
 
 from __future__ import annotations
 
+import json
+import os
 import tarfile
 from pathlib import Path
+
+import pytest
 
 from benchmarks import gpu_check, gpu_wheels
 
@@ -35,6 +39,24 @@ def test_without_a_gpu_it_refuses_before_starting_anything(monkeypatch, capsys, 
     monkeypatch.setattr(gpu_check, "private_cluster", lambda *a, **k: (_ for _ in ()).throw(AssertionError("started")))
     assert gpu_check.main(["--out", str(tmp_path / "gpu.json")]) == 2
     assert "no CUDA device is visible" in capsys.readouterr().out and not (tmp_path / "gpu.json").exists()
+
+
+def test_a_failed_step_is_written_as_a_failed_result_with_its_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(gpu_check, "gpu_or_none", lambda: {"name": "NVIDIA H200"})
+    monkeypatch.setattr(gpu_check, "check", lambda *a: (_ for _ in ()).throw(gpu_check.CheckFailed("Serve failed")))
+    monkeypatch.setattr(gpu_check, "keep_ray_logs", lambda folder: str(folder / "gpu-ray-logs.tar.gz"))
+    out = tmp_path / "gpu.json"
+    assert gpu_check.main(["--quick", "--out", str(out)]) == 1
+    result = json.loads(out.read_text())
+    assert result["passed"] is False and result["problems"] == ["CheckFailed: Serve failed"]
+    assert result["ray_logs"].endswith("gpu-ray-logs.tar.gz") and result["gpu"] == {"name": "NVIDIA H200"}
+
+
+def test_a_pipeline_that_fails_leaves_its_whole_output_and_says_why(tmp_path):
+    log = tmp_path / "gpu-pipeline.log"
+    with pytest.raises(gpu_check.CheckFailed, match="exited 2"):
+        gpu_check.run_pipeline(["trainer.no_such_key=1"], {**os.environ, "RAY_AUTH_MODE": "token"}, log)
+    assert "no_such_key" in log.read_text()
 
 
 def test_the_gpu_groups_are_asked_for_and_a_rehearsal_switches_only_the_gpu_off():
