@@ -48,7 +48,8 @@ def _finish(plt, fig, ax, path: Path, marks: dict[str, float], t0: float, ylabel
     ax.set_xlabel("seconds since the first request")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(loc=legend, fontsize=8, ncol=2 if legend == "lower left" else 1)
+    if ax.get_legend_handles_labels()[0]:  # a figure with nothing labelled (no milestones, no series) has none
+        ax.legend(loc=legend, fontsize=8, ncol=2 if legend == "lower left" else 1)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -14,6 +14,9 @@ from foundry.demo.summary import milestones, outcome_of, summarize
 from foundry.demo.traffic import RequestRecord, TrafficLog
 from foundry.drift.timeline import JobTimes
 
+# The figures are ours: a matplotlib warning while drawing them (a legend with nothing in it) is a defect.
+pytestmark = pytest.mark.filterwarnings("error::UserWarning")
+
 T0 = 1_800_000_000.0
 ONSET = T0 + 20.0
 V1, V2 = "v20261125-000000-000-aaaaaa", "v20261125-000500-000-bbbbbb"
