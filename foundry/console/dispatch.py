@@ -128,8 +128,22 @@ def run(cmd: Command, argv: list[str]) -> int:
     return function(args)
 
 
+def pick(argv: Sequence[str]) -> tuple[Command, list[str]] | None:
+    """The command a line names and the rest of the line; None when it names none (``main`` answers those
+    lines with help or a usage error)."""
+    if not argv:
+        return None
+    word, rest = argv[0], list(argv[1:])
+    members = [c for c in COMMANDS if c.group == word]
+    if len(members) == 1 and members[0].name == word:
+        return members[0], rest
+    return next(((c, rest[1:]) for c in members if rest and c.name.split()[1:] == rest[:1]), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if picked := pick(argv):
+        return run(*picked)
     usage = f"usage: {PROG} <command> [options] [key=value ...]  (`{PROG} --help` lists the commands)"
     if not argv:
         return _usage_error("a command is required", usage)
@@ -141,17 +155,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not members:
         names = ", ".join(dict.fromkeys(c.group for c in COMMANDS))
         return _usage_error(f"unknown command {word!r} (choose from {names})", usage)
-    if len(members) == 1 and members[0].name == word:
-        return run(members[0], rest)
     if not rest or rest[0] in HELP:
         text = group_help(word, members)
         if rest:
             print(text)
             return 0
         return _usage_error(f"`{PROG} {word}` needs a command", text.splitlines()[0])
-    for cmd in members:
-        if cmd.name.split()[1] == rest[0]:
-            return run(cmd, rest[1:])
     subs = ", ".join(c.name.split()[1] for c in members)
     return _usage_error(f"unknown command {word} {rest[0]!r} (choose from {subs})",
                         group_help(word, members).splitlines()[0])

@@ -77,6 +77,36 @@ def test_every_command_names_a_main_that_exists():
     assert groups == set(GROUPS) and not groups & {c.name for c in COMMANDS}
 
 
+def _main_block(module: str) -> str:
+    path = ROOT / Path(*module.split("."))
+    source = (path / "__main__.py" if path.is_dir() else path.with_suffix(".py")).read_text()
+    return source[source.index('if __name__ == "__main__":'):]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c.name)
+def test_a_command_ends_as_its_module_does(command):
+    """``foundry X`` wraps and exits like ``python -m X``: the flags mirror the module's ``__main__`` block."""
+    block = _main_block(command.module)
+    assert command.fast_exit == ("exit_when_done(" in block), command.name
+    assert command.run_or_exit == ("run_or_exit(" in block), command.name
+
+
+def test_a_job_command_skips_the_interpreter_teardown_and_the_others_keep_it(tmp_path):
+    """The installed script: ``foundry replay`` (a job, ``exit_when_done``) ends without running atexit hooks, as
+    ``python -m jobs.replay`` does; ``foundry registry`` runs them. A sitecustomize registers the probe hook."""
+    (tmp_path / "sitecustomize.py").write_text("import atexit\natexit.register(lambda: print('TEARDOWN'))\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+
+    def script(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                              env=env)
+
+    job, other = script("replay", "--help"), script("registry", "--help")
+    assert job.returncode == other.returncode == 0, job.stderr + other.stderr
+    assert "TEARDOWN" not in job.stdout and "usage" in job.stdout
+    assert other.stdout.rstrip().endswith("TEARDOWN")  # the probe works: the ordinary exit runs it
+
+
 def test_foundry_help_lists_every_command_and_the_exit_codes(tmp_path):
     run = _foundry("--help", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
