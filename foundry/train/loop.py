@@ -220,6 +220,8 @@ def train_loop_per_worker(train_loop_config: dict) -> None:
         net.load_state_dict(init)
         best_weights = {k: v.detach().cpu().contiguous() for k, v in init.items()}
     model, averager = sync.prepare_model(net, t, world, device)
+    if resume is not None:
+        sync.resume(averager, state)
     optimizer = _optimizer(model.parameters(), t)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)

@@ -46,6 +46,14 @@ def prepare_model(net: torch.nn.Module, t: TrainerConfig, world: int, device: to
     return model, PeriodicModelAverager(period=t.average_every_steps, warmup_steps=0)
 
 
+def resume(averager, state: dict) -> None:
+    """A worker group restarted from a checkpoint: the averager goes on from the checkpoint's step count, so it
+    keeps averaging on every ``period``-th step of the whole run and ``training.sync.steps`` counts the whole
+    run (it counted only the steps since the restart)."""
+    if averager is not None:
+        averager.step = int((state.get("sync") or {}).get("steps", 0))
+
+
 def broadcast_from_rank0(model: torch.nn.Module) -> None:
     """Every worker starts from rank 0's weights (what DDP's wrapper does; each rank seeds differently)."""
     with torch.no_grad():

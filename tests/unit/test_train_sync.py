@@ -76,3 +76,21 @@ def test_one_worker_or_ddp_need_no_averager():
     assert torch.equal(model.weight, before)
     assert sync.describe(model, None) == {"strategy": "single_worker"}
     assert not sync.distributed(1)
+
+
+def test_a_resumed_averager_goes_on_counting_from_the_checkpoint():
+    """One rank in this process is enough: the step count is the averager's own."""
+    from torch.distributed.algorithms.model_averaging.averagers import PeriodicModelAverager
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        model = torch.nn.Linear(2, 1)
+        averager = PeriodicModelAverager(period=32, warmup_steps=0)
+        sync.resume(averager, {"sync": {"strategy": "local_sgd", "average_every_steps": 32, "steps": 70}})
+        sync.after_step(model, averager)
+        assert sync.describe(model, averager)["steps"] == 71
+        sync.resume(averager, {"epoch": 0})  # a checkpoint from before any step: from 0
+        assert averager.step == 0
+        sync.resume(None, {"sync": {"steps": 5}})  # one worker, or DDP: nothing to resume
+    finally:
+        dist.destroy_process_group()
