@@ -56,7 +56,7 @@ MODEL = "churn"
 
 
 class CheckFailed(Exception):
-    """A GPU path did not run as configured."""
+    """A step of the check failed (the pipeline job)."""
 
 
 def gpu_or_none() -> dict | None:
