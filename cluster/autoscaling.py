@@ -19,6 +19,9 @@ from pathlib import Path
 from foundry.config import ClusterConfig
 
 HEAD_NODE_TYPE = "ray.head.default"  # the name the fake provider gives the head; fixed by Ray
+# The provider class the autoscaler imports (by name: importing it here would load Ray's autoscaler in every
+# `python -m cluster` command).
+PROVIDER = "cluster.fake_nodes.OneLogMonitorProvider"
 GIB = 1024**3
 
 
@@ -40,7 +43,9 @@ def fake_multinode_config(cfg: ClusterConfig, gcs_address: str) -> dict:
         "upscaling_speed": a.upscaling_speed,
         "idle_timeout_minutes": a.idle_timeout_minutes,
         "provider": {
-            "type": "fake_multinode",
+            # Ray's fake multi-node provider, its worker nodes without log monitors of their own (cluster/fake_nodes.py).
+            "type": "external",
+            "module": PROVIDER,
             "gcs_address": gcs_address,  # the provider assumes port 6379 otherwise
             "use_node_id_as_ip": True,
             "disable_node_updaters": True,

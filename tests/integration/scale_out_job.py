@@ -3,17 +3,27 @@
 Submitted by test_autoscaling through the Jobs API. It starts N actors of CPUS logical CPUs each
 and waits until all of them answer: an actor holds its CPUs for its whole life (a task blocked in
 ``ray.get`` would lend them back), so the cluster can only place them all by adding worker nodes.
-Prints how many nodes they landed on.
+Each actor prints one marker line, which Ray's log monitor forwards to this driver (the job's logs);
+the job then waits for them and prints how many nodes the actors landed on.
 """
 
+import os
 import sys
+import time
 
-import ray
+# Every marker line as it arrives: Ray's driver otherwise folds lines that differ only in numbers into one
+# "[repeated Nx across cluster]" (read when Ray is imported).
+os.environ["RAY_DEDUP_LOGS"] = "0"
+
+import ray  # noqa: E402
+
+LOG_WAIT_S = 4.0  # log monitors poll the log files; the markers reach the driver within a few seconds
 
 
 @ray.remote
 class Holder:
-    def node(self) -> str:
+    def node(self, i: int) -> str:
+        print(f"holder-marker {i}", flush=True)
         return ray.get_runtime_context().get_node_id()
 
 
@@ -22,7 +32,8 @@ def main(actors: int, cpus: float) -> None:
 
     connect()
     holders = [Holder.options(num_cpus=cpus).remote() for _ in range(actors)]
-    nodes = ray.get([h.node.remote() for h in holders], timeout=300)
+    nodes = ray.get([h.node.remote(i) for i, h in enumerate(holders)], timeout=300)
+    time.sleep(LOG_WAIT_S)
     print(f"{actors} actors of {cpus} CPUs ran on {len(set(nodes))} node(s)", flush=True)
 
 

@@ -58,6 +58,11 @@ def test_a_job_beyond_capacity_adds_nodes_then_idle_removes_them(ray_cluster, jo
     ran_on = re.search(r"ran on (\d+) node\(s\)", logs)
     assert ran_on and int(ran_on.group(1)) > 1, logs[-2000:]
     assert peak["nodes"] > baseline, f"no worker node was added (peak {peak['nodes']}, before {baseline})"
+    # A line an actor printed reaches the job's logs once, whatever the number of nodes on this host (one log
+    # monitor per host: cluster/fake_nodes.py); with one per node every line came once per live node.
+    markers = re.findall(r"holder-marker (\d+)", logs)
+    assert len(set(markers)) >= actors - 1, logs[-3000:]  # the forwarding works (one may still be in flight)
+    assert len(markers) == len(set(markers)), f"repeated lines in the job's logs: {sorted(markers)}"
 
     # Idle nodes are removed after idle_timeout_minutes (plus a few autoscaler rounds).
     deadline = time.time() + idle_s + 120

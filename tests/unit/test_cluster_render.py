@@ -389,8 +389,36 @@ def test_local_renders_the_fake_multinode_config():
     docs = render.render(cfg)
     assert docs == {"autoscaling.yaml": autoscaling.fake_multinode_config(
         cfg.cluster, connection.gcs_address(cfg.cluster))}
-    assert docs["autoscaling.yaml"]["provider"]["type"] == "fake_multinode"
+    provider = docs["autoscaling.yaml"]["provider"]
+    assert (provider["type"], provider["module"]) == ("external", autoscaling.PROVIDER)
     assert _errors(_ray_schema(), docs["autoscaling.yaml"]) == []
+
+
+def test_the_local_provider_is_rays_fake_one_whose_worker_nodes_start_no_log_monitor(monkeypatch):
+    """What cluster/fake_nodes.py relies on in Ray: the provider class the config names loads, the fake
+    provider builds its nodes' ``RayParams`` inline in the method overridden, and a node started with
+    ``include_log_monitor=False`` keeps it (Node fills in only what is absent)."""
+    import inspect
+
+    import ray._private.node as ray_node
+    import ray._private.parameter as ray_parameter
+    from ray.autoscaler._private.fake_multi_node.node_provider import FakeMultiNodeProvider
+    from ray.autoscaler._private.providers import _get_node_provider_cls
+
+    from cluster import fake_nodes
+
+    cls = _get_node_provider_cls({"type": "external", "module": autoscaling.PROVIDER})
+    assert cls is fake_nodes.OneLogMonitorProvider and issubclass(cls, FakeMultiNodeProvider)
+    assert "ray._private.parameter.RayParams(" in inspect.getsource(
+        FakeMultiNodeProvider._create_node_with_resources_and_labels)
+    assert "include_log_monitor=True" in inspect.getsource(ray_node.Node.__init__)  # update_if_absent
+    made = []
+    monkeypatch.setattr(FakeMultiNodeProvider, "_create_node_with_resources_and_labels",
+                        lambda self, *a: made.append(ray_parameter.RayParams(num_cpus=2)))
+    real = ray_parameter.RayParams
+    cls._create_node_with_resources_and_labels(object.__new__(cls), {}, {}, 1, {}, {})
+    assert made[0].include_log_monitor is False and made[0].num_cpus == 2
+    assert ray_parameter.RayParams is real  # swapped back
 
 
 @pytest.mark.parametrize(("kind", "overrides"), [
