@@ -21,7 +21,7 @@ from foundry.config import ClusterConfig
 HEAD_NODE_TYPE = "ray.head.default"  # the name the fake provider gives the head; fixed by Ray
 # The provider class the autoscaler imports (by name: importing it here would load Ray's autoscaler in every
 # `python -m cluster` command).
-PROVIDER = "cluster.fake_nodes.OneLogMonitorProvider"
+PROVIDER = "cluster.fake_nodes.SharedHostProvider"
 GIB = 1024**3
 
 
@@ -43,7 +43,8 @@ def fake_multinode_config(cfg: ClusterConfig, gcs_address: str) -> dict:
         "upscaling_speed": a.upscaling_speed,
         "idle_timeout_minutes": a.idle_timeout_minutes,
         "provider": {
-            # Ray's fake multi-node provider, its worker nodes without log monitors of their own (cluster/fake_nodes.py).
+            # Ray's fake multi-node provider; its worker nodes have no log monitor and a runtime-env folder of
+            # their own (cluster/fake_nodes.py).
             "type": "external",
             "module": PROVIDER,
             "gcs_address": gcs_address,  # the provider assumes port 6379 otherwise

@@ -1,10 +1,12 @@
 """A driver's working directory that cannot vanish under it.
 
 Ray unpacks a job's ``working_dir`` into ``<session>/runtime_resources/working_dir_files/`` and runs
-the driver there. On a fake multi-node cluster every "node" shares that folder, and a node's
-clean-up can delete the package under a running driver: from then on ``os.getcwd()`` raises
-``FileNotFoundError``, and so does every library call that resolves a relative path (``os.path.relpath``
-in Ray Tune's result listing, ``transformers`` at import). Modules already imported are unaffected.
+the driver there. On a fake multi-node cluster whose "nodes" share that folder, a node that unpacks the
+package again (Ray does so with ``overwrite=True``) deletes it under a running driver: from then on
+``os.getcwd()`` raises ``FileNotFoundError``, and so does every library call that resolves a relative path
+(``os.path.relpath`` in Ray Tune's result listing, ``transformers`` at import). The local cluster's worker
+nodes now have folders of their own (cluster/fake_nodes.py); this stays for clusters started otherwise
+(Ray's own fake provider, ``ray start`` twice on one host).
 """
 
 from __future__ import annotations

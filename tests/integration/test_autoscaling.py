@@ -2,7 +2,8 @@
 
 The job (``scale_out_job``) holds 5 actors x 2 CPUs at once, more than the test head's 8; training on
 autoscaled nodes is what ``make demo`` does (its head has 0 CPUs), here the subject is the
-autoscaler itself, so the job is kept to what forces it.
+autoscaler itself, so the job is kept to what forces it. The nodes added must neither repeat the job's
+log lines nor unpack its working_dir again under its driver (cluster/fake_nodes.py).
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def test_a_job_beyond_capacity_adds_nodes_then_idle_removes_them(ray_cluster, jo
     markers = re.findall(r"holder-marker (\d+)", logs)
     assert len(set(markers)) >= actors - 1, logs[-3000:]  # the forwarding works (one may still be in flight)
     assert len(markers) == len(set(markers)), f"repeated lines in the job's logs: {sorted(markers)}"
+    # The nodes added for the job left its unpacked working_dir alone (each has a runtime-env folder of its
+    # own: cluster/fake_nodes.py); sharing the head's, each unpacked it again under the running driver.
+    assert "working dir kept: True" in logs, logs[-2000:]
 
     # Idle nodes are removed after idle_timeout_minutes (plus a few autoscaler rounds).
     deadline = time.time() + idle_s + 120

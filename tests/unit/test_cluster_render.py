@@ -394,10 +394,12 @@ def test_local_renders_the_fake_multinode_config():
     assert _errors(_ray_schema(), docs["autoscaling.yaml"]) == []
 
 
-def test_the_local_provider_is_rays_fake_one_whose_worker_nodes_start_no_log_monitor(monkeypatch):
+def test_the_local_provider_is_rays_fake_one_whose_worker_nodes_have_no_log_monitor_and_their_own_runtime_env_folder(
+        monkeypatch):
     """What cluster/fake_nodes.py relies on in Ray: the provider class the config names loads, the fake
-    provider builds its nodes' ``RayParams`` inline in the method overridden, and a node started with
-    ``include_log_monitor=False`` keeps it (Node fills in only what is absent)."""
+    provider builds its nodes' ``RayParams`` inline in the method overridden, a node started with
+    ``include_log_monitor=False`` keeps it (Node fills in only what is absent), and a node's runtime-env
+    agent works in ``<session>/<runtime_env_dir_name>``."""
     import inspect
 
     import ray._private.node as ray_node
@@ -408,16 +410,25 @@ def test_the_local_provider_is_rays_fake_one_whose_worker_nodes_start_no_log_mon
     from cluster import fake_nodes
 
     cls = _get_node_provider_cls({"type": "external", "module": autoscaling.PROVIDER})
-    assert cls is fake_nodes.OneLogMonitorProvider and issubclass(cls, FakeMultiNodeProvider)
-    assert "ray._private.parameter.RayParams(" in inspect.getsource(
-        FakeMultiNodeProvider._create_node_with_resources_and_labels)
-    assert "include_log_monitor=True" in inspect.getsource(ray_node.Node.__init__)  # update_if_absent
+    assert cls is fake_nodes.SharedHostProvider and issubclass(cls, FakeMultiNodeProvider)
+    created = inspect.getsource(FakeMultiNodeProvider._create_node_with_resources_and_labels)
+    assert "ray._private.parameter.RayParams(" in created and '"RAY_OVERRIDE_NODE_ID_FOR_TESTING": next_id' in created
+    node_init = inspect.getsource(ray_node.Node.__init__)
+    assert "include_log_monitor=True" in node_init  # update_if_absent
+    assert "self._session_dir, self._ray_params.runtime_env_dir_name" in inspect.getsource(ray_node.Node)
     made = []
-    monkeypatch.setattr(FakeMultiNodeProvider, "_create_node_with_resources_and_labels",
-                        lambda self, *a: made.append(ray_parameter.RayParams(num_cpus=2)))
+
+    def create(self, *args):
+        for node_id in ("f" * 51 + "00001", "f" * 51 + "00002"):
+            made.append(ray_parameter.RayParams(num_cpus=2, env_vars={"RAY_OVERRIDE_NODE_ID_FOR_TESTING": node_id}))
+
+    monkeypatch.setattr(FakeMultiNodeProvider, "_create_node_with_resources_and_labels", create)
     real = ray_parameter.RayParams
     cls._create_node_with_resources_and_labels(object.__new__(cls), {}, {}, 1, {}, {})
-    assert made[0].include_log_monitor is False and made[0].num_cpus == 2
+    assert [p.include_log_monitor for p in made] == [False, False] and made[0].num_cpus == 2
+    folders = [p.runtime_env_dir_name for p in made]
+    assert len(set(folders)) == 2 and real().runtime_env_dir_name not in folders, folders  # not the head's
+    assert folders[0].endswith("_00001")
     assert ray_parameter.RayParams is real  # swapped back
 
 
