@@ -13,7 +13,9 @@ three families of signals, each with its share of the budget (``drift.alarm.weig
   regression the prediction's PIT (the prediction-drift signal).
 - **labelled** (harm seen in labels): the 0/1 error of each labelled row (regression: whether the
   absolute error exceeds the reference's 90th percentile) against the reference's rate plus
-  ``harm_tolerance``. Labels may come late: they are evidence when they arrive.
+  ``harm_tolerance`` (an exact upper bound of that rate: Clopper-Pearson for classification, the order
+  statistic's Beta law for the regression quantile). Labels may come late: they are evidence when they
+  arrive.
 
 What an alarm means is the ``drift.alarm.policy``'s call. ``harm`` (the default): an estimated or
 labelled alarm starts an episode (``kind="harm"``); an input alarm is reported (``kind="input"``)
@@ -158,9 +160,13 @@ def fit_label_signal(cfg: DriftAlarmConfig, task: str, errors: np.ndarray) -> La
     n = len(errors)
     delta = _delta(cfg, LABELLED, 1)
     if task == "regression":
+        # The share of live rows beyond the reference's 90% error quantile, bounded by the quantile's own
+        # order statistic (exact; DKW's band made the bound 0.28 on a 100-row reference, so a model whose
+        # large errors went from 10% to 24% of rows was never flagged).
         q = float(np.quantile(np.abs(errors), REGRESSION_ERROR_QUANTILE))
         rate = float(np.mean(np.abs(errors) > q))
-        return LabelSignal(task, min(rate + evidence.pit_margin(n, delta) + cfg.harm_tolerance, 0.99), rate, q)
+        bound = evidence.exceedance_upper(n, REGRESSION_ERROR_QUANTILE, delta) + cfg.harm_tolerance
+        return LabelSignal(task, min(bound, 0.99), rate, q)
     rate = float(np.mean(errors))
     bound = min(evidence.rate_upper(int(np.sum(errors)), n, delta) + cfg.harm_tolerance, 0.99)
     return LabelSignal(task, bound, rate)

@@ -41,6 +41,19 @@ def pit_margin(n: int, delta: float) -> float:
     return math.sqrt(math.log(2.0 / delta) / (2.0 * n))
 
 
+def exceedance_upper(n: int, level: float, delta: float) -> float:
+    """Upper confidence bound (``1 - delta``) of the share of new rows above the ``level`` quantile of ``n``
+    i.i.d. rows (``np.quantile``'s default, linear). That quantile is at least the ``k``-th smallest row,
+    ``k = floor(level * (n - 1)) + 1``, and the share above the ``k``-th smallest of ``n`` rows is
+    Beta(n - k + 1, k) whatever the rows' distribution (smaller still with ties): exact at one threshold,
+    where DKW's band holds at every threshold at once and is 1.3-2.6x as wide (90% quantile,
+    ``delta`` 0.005: 100 rows 0.20 against 0.27, 1,000 rows 0.127 against 0.155)."""
+    from scipy import stats  # see rate_upper
+
+    k = math.floor(level * (n - 1)) + 1
+    return float(stats.beta.ppf(1.0 - delta, n - k + 1, k))
+
+
 def rate_upper(successes: int, n: int, delta: float) -> float:
     """Clopper-Pearson one-sided upper bound of a rate seen ``successes`` times in ``n`` (exact, and
     tight near 0: a category never seen in 5,000 rows gets about 0.002, not Hoeffding's 0.03)."""

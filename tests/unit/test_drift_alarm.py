@@ -16,7 +16,7 @@ import pytest
 from foundry import config, datasets
 from foundry.config import Task
 from foundry.drift import evidence
-from foundry.drift.alarm import SequentialAlarm
+from foundry.drift.alarm import LABELLED, RowSignals, SequentialAlarm, _delta, fit_label_signal
 from foundry.drift.detectors import _errors
 from foundry.models.predictor import REFERENCE_FILE, Predictor
 from foundry.train.calibration import CALIBRATION_FILE, fit_temperature
@@ -169,6 +169,59 @@ def test_bounds_hold_their_confidence():
     assert evidence.pit_margin(5000, 0.01) < evidence.pit_margin(500, 0.01)
     ref = np.sort(np.repeat(np.arange(5.0), 100))[:, None]  # ties: the mid-PIT's mean is still 1/2
     assert evidence.mid_pit(ref, ref).mean() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("n", [100, 1000])
+def test_the_regression_error_quantiles_bound_holds_its_confidence_and_no_more(n):
+    """The share of new rows above a sample's 90% quantile, bounded at confidence 0.95, over 4,000 samples:
+    the bound fails in ~5% of them for continuous rows (exact: the quantile's order statistic is Beta) and
+    less with ties (Poisson counts). Catches: a bound that fails more often (too tight), or DKW's band,
+    which never failed here (wider than it needs to be: a regression model's harm went unseen)."""
+    rng = np.random.default_rng(3)
+    bound = evidence.exceedance_upper(n, 0.9, 0.05)
+    from scipy import stats
+
+    exp_missed = poisson_missed = 0
+    for _ in range(4000):
+        exp_missed += math.exp(-np.quantile(rng.exponential(size=n), 0.9)) > bound
+        poisson_missed += stats.poisson.sf(np.quantile(rng.poisson(3, size=n), 0.9), 3) > bound
+    assert 0.035 <= exp_missed / 4000 <= 0.062, exp_missed
+    assert poisson_missed / 4000 <= 0.062, poisson_missed
+    assert bound < 0.1 + evidence.pit_margin(n, 0.05)
+
+
+def _regression_alarm(cfg, reference_errors: np.ndarray) -> SequentialAlarm:
+    """A regression monitor's alarm whose labelled signal is fitted on ``reference_errors``; its row
+    signals (one numeric input, the prediction) are not fed here."""
+    rng = np.random.default_rng(0)
+    ref = np.sort(rng.normal(size=(len(reference_errors), 1)), axis=0)
+    rows = RowSignals("regression", ["x"], ref, [], [], ref.copy(), np.array([0.6, 0.6]), np.array([0.6, 0.6]), None)
+    return SequentialAlarm(cfg, None, rows, fit_label_signal(cfg, "regression", reference_errors))
+
+
+def test_a_regression_model_with_a_small_reference_is_flagged_when_its_large_errors_double():
+    """100 reference rows (a small real data set's held-out share): live rows whose absolute error exceeds
+    the reference's 90% quantile go from 12% (clean) to 25% (harmed). The labelled alarm flags the harm
+    within 10,000 labels and stays silent on 200,000 clean ones. With DKW's bound (0.28 here, what the
+    alarm used) the same harmed stream raises nothing in 60,000 labels, or this test could not fail."""
+    cfg = config.load(["data=churn_ltv"]).drift.alarm
+    reference = np.random.default_rng(11).normal(0, 1, 100)
+    alarm = _regression_alarm(cfg, reference)
+    q = alarm.label.error_threshold
+    rng = np.random.default_rng(5)
+    harmed = rng.normal(0, 1, 60_000)
+    hit = rng.random(len(harmed)) < 0.15
+    harmed[hit] = q + np.abs(rng.normal(0, 1, hit.sum())) + 1e-9  # errors past the quantile
+    assert 0.23 < np.mean(np.abs(harmed) > q) < 0.27
+
+    raised = alarm.feed_labels(harmed[:10_000])
+    assert raised and (raised[0].kind, raised[0].family) == ("harm", LABELLED), [a.to_dict() for a in raised]
+    assert _regression_alarm(cfg, reference).feed_labels(np.random.default_rng(9).normal(0, 1, 200_000)) == []
+    dkw = _regression_alarm(cfg, reference)
+    dkw_bound = 0.1 + evidence.pit_margin(len(reference), _delta(cfg, LABELLED, 1)) + cfg.harm_tolerance
+    assert dkw_bound > np.mean(np.abs(harmed) > q)
+    dkw.label_bank.set_bounds(np.ones(1, dtype=bool), [dkw_bound])
+    assert dkw.feed_labels(harmed) == []
 
 
 def test_temperature_scaling_undoes_overconfidence():
