@@ -3,14 +3,15 @@
 Each request carries ``rows_per_request`` rows of the bundled data set's ``scenario`` to
 ``POST /predict``; the true labels of the answered rows go to ``POST /feedback`` (by request id),
 as a business would send them once the outcome is known. Every request's outcome is recorded
-(status, latency, served version, correctness), so a caller can tell how many requests failed,
-what accuracy users saw, and when the served version changed.
+(status, latency, served version, correctness or absolute error), so a caller can tell how many
+requests failed, what accuracy (or error) users saw, and when the served version changed; and every
+label /feedback refused is counted with its reason (``TrafficLog.labels_refused``, ``label_errors``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 import threading
 import time
 from collections import deque
@@ -23,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from foundry.datasets import generate
+
+logger = logging.getLogger(__name__)
 
 LABEL_COLUMNS = ("churned", "customer_id", "segment", "lifetime_value")
 # What a client with ``retries`` tries again (after a short pause): no answer at all (a connection
@@ -40,7 +43,8 @@ class RequestRecord:
     latency_s: float
     rows: int
     version: str | None = None
-    correct: int = 0
+    correct: int = 0  # rows whose prediction equals the true label (classification)
+    abs_error: float | None = None  # sum over the rows of |prediction - true value| (regression)
     error: str | None = None
     attempts: int = 1  # > 1: answered (or given up) after retries
     first_failure: str | None = None  # what the first of those retried attempts got ("500: ...")
@@ -50,16 +54,34 @@ class RequestRecord:
 class TrafficLog:
     records: list[RequestRecord] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    labels_sent: int = 0
+    labels_refused: int = 0  # labels /feedback did not store (an answer other than 200, or none)
+    label_errors: list[str] = field(default_factory=list)  # the first few reasons, as /feedback gave them
 
     def add(self, record: RequestRecord) -> None:
         with self.lock:
             self.records.append(record)
+
+    def labels_posted(self, count: int, error: str | None) -> None:
+        with self.lock:
+            self.labels_sent += count
+            if error is not None:
+                self.labels_refused += count
+                if len(self.label_errors) < 5:
+                    self.label_errors.append(error)
 
     def failed(self) -> list[RequestRecord]:
         return [r for r in self.records if r.status != 200]
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame([r.__dict__ for r in self.records])
+
+
+def label_values(column: pd.Series) -> list:
+    """A label column as /feedback takes it: JSON's own types (a number for a regression target, a string
+    or an integer for a class; null for a missing one). Strings for every task would be refused for a
+    regression model (422: "expected a number")."""
+    return json.loads(column.to_json(orient="values"))
 
 
 def scenario_rows(scenario: str, rows: int, seed: int, label: str = "churned") -> Iterator[tuple[list[dict], list]]:
@@ -123,6 +145,7 @@ class LabelPoster:
         self.max_labels = max_labels
         self.pending: list[dict] = []
         self.lock = threading.Lock()
+        self._sending = threading.Lock()  # held while a batch is on its way, so that flush() waits for it
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="label-poster", daemon=True)
         self._thread.start()
@@ -132,16 +155,21 @@ class LabelPoster:
             self.pending.extend(labels)
 
     def _send(self) -> None:
-        while True:
-            with self.lock:
-                batch, self.pending = self.pending[:self.max_labels], self.pending[self.max_labels:]
-            if not batch:
-                return
-            self.post(batch)
+        with self._sending:
+            while True:
+                with self.lock:
+                    batch, self.pending = self.pending[:self.max_labels], self.pending[self.max_labels:]
+                if not batch:
+                    return
+                self.post(batch)
 
     def _run(self) -> None:
         while not self._stop.wait(self.gather_s):
             self._send()
+
+    def flush(self) -> None:
+        """Post every label added so far, and return once they are answered."""
+        self._send()
 
     def close(self) -> None:
         self._stop.set()
@@ -174,10 +202,25 @@ class TrafficGenerator:
             self.poster.close()
         self.client.close()
 
+    def flush_labels(self) -> None:
+        """Post the labels of every answered request now (late labels still wait for their time), and return
+        once /feedback answered them: the log's label counts are then complete."""
+        if self.poster is not None:
+            self.poster.flush()
+
     def _post_labels(self, labels: list[dict]) -> None:
-        # Best effort: the prediction already counted; a lost label only thins the error stream.
-        with contextlib.suppress(httpx.HTTPError):
-            self.client.post(f"{self.url}/feedback", json={"labels": labels}, headers=self.headers)
+        # Best effort: the prediction already counted; a lost label only thins the error stream. But a
+        # refused one is counted and its reason kept (TrafficLog.labels_refused, label_errors), and the
+        # first is logged: labels of the wrong type never reach the monitor, which then cannot see a
+        # concept drift at all.
+        try:
+            r = self.client.post(f"{self.url}/feedback", json={"labels": labels}, headers=self.headers)
+            error = None if r.status_code == 200 else f"{r.status_code}: {r.text[:300]}"
+        except httpx.HTTPError as exc:
+            error = f"no answer: {type(exc).__name__}: {exc}"
+        if error is not None and not self.log.label_errors:
+            logger.warning("/feedback refused %d label(s): %s", len(labels), error)
+        self.log.labels_posted(len(labels), error)
 
     def _one(self, phase: str, rows: list[dict], labels: list) -> None:
         started = time.perf_counter()
@@ -202,6 +245,8 @@ class TrafficGenerator:
             preds = body["predictions"]
             record.version = body["model_version"]
             record.correct = sum(str(p["prediction"]) == str(y) for p, y in zip(preds, labels, strict=True))
+            if all(_is_number(p["prediction"]) and _is_number(y) for p, y in zip(preds, labels, strict=True)):
+                record.abs_error = float(sum(abs(p["prediction"] - y) for p, y in zip(preds, labels, strict=True)))
             if self.feedback:
                 fb = [{"request_id": p["request_id"], "label": y} for p, y in zip(preds, labels, strict=True)]
                 if self.late is not None:
@@ -223,7 +268,7 @@ class TrafficGenerator:
         ``label`` column's values as their true labels; returns the (shared) log."""
         columns = features or [c for c in frame.columns if c != label]
         rows = json.loads(frame[columns].to_json(orient="records"))
-        return self.send_rows(rows, frame[label].astype(str).tolist(), phase, rate_rows_per_s)
+        return self.send_rows(rows, label_values(frame[label]), phase, rate_rows_per_s)
 
     def send_rows(self, features: list[dict], labels: list, phase: str,
                   rate_rows_per_s: float | None = None) -> TrafficLog:
@@ -244,6 +289,17 @@ class TrafficGenerator:
             for f in futures:
                 f.result()
         return self.log
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def mean_abs_error(records: list[RequestRecord]) -> float:
+    """Mean absolute error over the answered rows of a regression model's traffic (NaN when none)."""
+    ok = [r for r in records if r.status == 200 and r.abs_error is not None]
+    rows = sum(r.rows for r in ok)
+    return float(np.nan) if rows == 0 else sum(r.abs_error for r in ok) / rows
 
 
 def accuracy(records: list[RequestRecord]) -> float:
