@@ -8,8 +8,8 @@ rows, episodes, first_episode_row, false_episodes_per_million_clean_rows and det
 --onset-row), rows_per_s.
 
 SOURCE is one of:
-  --stream PATH          a Parquet file or folder of rows (the data schema's features; the label column,
-                         when present, is delivered as labels; a request_id column is kept)
+  --stream PATH          a Parquet or CSV (*.csv) file or folder of rows (the data schema's features; the
+                         label column, when present, is delivered as labels; a request_id column is kept)
   --live                 the live rows this model's monitor stored (storage.root), with their stored labels
   --generate SPEC        the bundled churn generator: SCENARIO:ROWS[,SCENARIO:ROWS...] (with --seed)
 
@@ -17,6 +17,7 @@ Examples:
   python -m jobs.replay --generate baseline:1000000 drift.alarm.expected_rows_between_false_episodes=1e6
   python -m jobs.replay --generate baseline:5000,harmful_covariate:5000 --onset-row 5000 --label-delay-rows 10000
   python -m jobs.replay --live --version churn@production drift=light
+  python -m jobs.replay --from-version parcels@v20261201-... --stream history.csv   # that version, its config
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from foundry.config import sources as config_sources
 from foundry.console.entry import exit_when_done, run_or_exit, setup_logging
@@ -38,12 +40,12 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.description = __doc__
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--stream", help="Parquet file or folder of rows")
+    source.add_argument("--stream", help="Parquet or CSV (*.csv) file or folder of rows")
     source.add_argument("--live", action="store_true", help="the live rows and labels stored for model_name")
     source.add_argument("--generate", help="SCENARIO:ROWS[,SCENARIO:ROWS...] from the bundled churn generator")
     p.add_argument("--seed", type=int, default=0, help="--generate: seed of the first part (+1 per part)")
-    p.add_argument("--version", help="MODEL@VERSION or MODEL@ALIAS in storage.registry "
-                   "(default: model_name@promotion.alias)")
+    p.add_argument("--version", help="MODEL@VERSION or MODEL@ALIAS in storage.registry (default: the one "
+                   "--from-version MODEL@REF names, else model_name@promotion.alias)")
     p.add_argument("--version-dir", help="a version folder instead of the registry (as the training job stages it)")
     p.add_argument("--onset-row", type=int, help="rows before it are clean: false episodes and delays are counted")
     p.add_argument("--label-delay-rows", type=int, default=0, help="labels arrive this many rows after their row")
@@ -68,16 +70,31 @@ def _frames(args: argparse.Namespace, cfg):
                 seed += 1000
                 left -= n
     elif args.stream:
-        import pyarrow.dataset as pads
-
-        try:
-            dataset = pads.dataset(args.stream, format="parquet")
-        except (FileNotFoundError, OSError) as exc:
-            raise DataSourceError(f"--stream {args.stream}: {exc}") from exc
-        for batch in dataset.to_batches(batch_size=CHUNK_ROWS):
-            yield batch.to_pandas()
+        yield from _stream_frames(args.stream)
     else:
         yield _live_rows(cfg)
+
+
+def stream_format(path: str) -> str:
+    """``csv`` for a .csv file (or .csv.gz) or a folder holding only those, else ``parquet``."""
+    p = Path(path)
+    names = [f.name for f in p.iterdir() if f.is_file()] if p.is_dir() else [p.name]
+    return "csv" if names and all(n.endswith((".csv", ".csv.gz")) for n in names) else "parquet"
+
+
+def _stream_frames(path: str):
+    """A Parquet or CSV file or folder as DataFrame chunks; an unreadable one is a DataSourceError naming it
+    (not a traceback)."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    fmt = stream_format(path)
+    try:
+        for batch in pads.dataset(path, format=fmt).to_batches(batch_size=CHUNK_ROWS):
+            yield batch.to_pandas()
+    except (OSError, pa.ArrowInvalid) as exc:  # FileNotFoundError is an OSError
+        raise DataSourceError(f"--stream {path}: not a readable {fmt} file or folder (Parquet, or CSV named "
+                              f"*.csv): {exc}") from exc
 
 
 def _live_rows(cfg):
@@ -95,10 +112,12 @@ def _live_rows(cfg):
 
 
 def _version(args: argparse.Namespace, cfg) -> tuple[str, str]:
-    """(version folder, version name)."""
+    """(version folder, version name): ``--version``; else the ref ``--from-version`` names (the version
+    whose config is replayed is the one replayed); else the model's ``promotion.alias``."""
     if args.version_dir:
         return args.version_dir, args.version or "local"
-    model, _, ref = (args.version or f"{cfg.model_name}@{cfg.promotion.alias}").partition("@")
+    named = args.from_version if args.from_version and "@" in args.from_version else None
+    model, _, ref = (args.version or named or f"{cfg.model_name}@{cfg.promotion.alias}").partition("@")
     registry = cfg.storage.layout.open_registry()
     version = registry.get(model, ref or cfg.promotion.alias).version
     return str(registry.fetch(model, version)), version
