@@ -147,6 +147,19 @@ def job_arguments(cfg: MonitorSections, reference_version: str, data: RetrainDat
     own data set retrains on a cluster that never saw their config folder. On top: the episode's data
     set and the retrain's own keys, then ``drift.retrain.overrides`` (key=value only).
     """
+    overrides = list(cfg.drift.retrain.overrides)
+    # A retrain asked to search (``tune=...`` among the overrides) starts its trials from scratch; otherwise it
+    # refines production's weights (warm start) with the hyperparameters stored with it, and a version
+    # trained with a search stores ``tune.enabled: true`` (and its best trial's values): that search is off
+    # in the retrain, which would otherwise fail at once ("warm_start_from does not combine with tune"),
+    # attempt after attempt, and the model never healed.
+    searches, own_start = overrides_set(overrides, "tune"), overrides_set(overrides, "trainer.warm_start_from")
+    warm = cfg.drift.retrain.warm_start and not searches and not own_start
+    # Refine what production knows (foundry/train/warm_start.py) rather than relearn it from the few
+    # thousand recent rows alone; null: train from scratch on them. The user's own choice is sent once.
+    start = [] if own_start else [
+        f"trainer.warm_start_from={cfg.model_name}@{reference_version}" if warm else "trainer.warm_start_from=null"]
+    search = ["tune.enabled=false"] if warm else []
     return ["--from-version", f"{cfg.model_name}@{reference_version}",
             f"model_name={cfg.model_name}",
             f"storage.root={cfg.storage.layout.root}",
@@ -165,11 +178,13 @@ def job_arguments(cfg: MonitorSections, reference_version: str, data: RetrainDat
             f"promotion.rollout={cfg.promotion.rollout.value}",
             f"promotion.candidate_alias={cfg.promotion.candidate_alias}",
             f"promotion.min_improvement={cfg.drift.retrain.min_improvement}",
-            # Refine what production knows (foundry/train/warm_start.py) rather than relearn it from the
-            # few thousand recent rows alone; null: train from scratch on them.
-            f"trainer.warm_start_from={cfg.model_name}@{reference_version}" if cfg.drift.retrain.warm_start
-            else "trainer.warm_start_from=null",
-            *cfg.drift.retrain.overrides]
+            *start, *search, *overrides]
+
+
+def overrides_set(overrides: list[str], key: str) -> bool:
+    """Whether Hydra ``overrides`` set ``key`` or anything under it (``key=``, ``key.sub=``, ``+key``, ``~key``)."""
+    names = (o.lstrip("+~").split("=", 1)[0] for o in overrides)
+    return any(name == key or name.startswith(f"{key}.") for name in names)
 
 
 @dataclass(frozen=True)
@@ -224,5 +239,5 @@ def reference_frame(version_dir) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.exists() else None
 
 
-__all__ = ["RetrainData", "RetrainOutcome", "dataset_uri", "job_arguments", "labelled_live_rows",
+__all__ = ["RetrainData", "RetrainOutcome", "dataset_uri", "job_arguments", "labelled_live_rows", "overrides_set",
            "prepare_dataset", "read_outcome", "reference_frame"]

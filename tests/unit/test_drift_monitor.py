@@ -1180,3 +1180,24 @@ def test_a_flooded_monitor_stays_bounded_counts_what_it_dropped_and_tells_the_si
                                        [f"after-{i}" for i in range(ROWS)], env.v1))["taken"] == ROWS
     stored = monitor.live.read_recent(10_000)
     assert len(stored) == 500  # what was taken is stored once; what was dropped is not
+
+
+@pytest.mark.parametrize(("retrain", "warm_start_from", "tune_enabled"), [
+    ([], f"{MODEL}@v1", "false"),  # refine production with its stored hyperparameters; a stored search is off
+    (['drift.retrain.overrides=["tune=quick"]'], "null", None),  # asked to search: trials from scratch
+    (['drift.retrain.overrides=["tune.num_samples=2"]'], "null", None),
+    (["drift.retrain.warm_start=false"], "null", None),  # from scratch: the stored config decides on a search
+    (['drift.retrain.overrides=["trainer.warm_start_from=null"]'], "null", None),  # the user's, once
+])
+def test_a_retrain_never_combines_a_warm_start_with_a_search(retrain, warm_start_from, tune_enabled):
+    """A version trained with ``tune=...`` stores ``tune.enabled: true``; its warm-started retrain failed at
+    once ("trainer.warm_start_from does not combine with tune"), attempt after attempt. Catches: a warm start
+    sent beside a search, a search the user asked for dropped, or an override given twice."""
+    from foundry.drift.monitor_config import monitor_config
+    from foundry.drift.retrain import RetrainData, job_arguments
+
+    cfg = monitor_config(config.load([f"model_name={MODEL}", *retrain]))
+    args = job_arguments(cfg, "v1", RetrainData("file:///tmp/rows.parquet", 10, 10, 0), f"{MODEL}-v1-e1")
+    ov = overrides_of(" ".join(["python", "-m", "jobs.train", *args]))
+    assert ov["trainer.warm_start_from"] == warm_start_from
+    assert ov.get("tune.enabled") == tune_enabled
