@@ -187,10 +187,13 @@ class RetrainController:
                                 "data", new_data=True, min_new_rows=self.cfg.more_rows_after_rejection)
         return Decision(Action.none, s.phase.value)
 
-    def job_finished(self, outcome: str, now: float, detail: str = "", no_gain: bool = False) -> Decision:
+    def job_finished(self, outcome: str, now: float, detail: str = "", no_gain: bool = False,
+                     retryable: bool = True) -> Decision:
         """``outcome``: promoted | rejected (the job succeeded) | failed (it did not, or timed out).
         ``no_gain``: the gate rejected conclusively (not even plausibly better by the margin): with
-        ``stop_on_no_gain`` the episode gives up at once rather than retrain on more of the same rows."""
+        ``stop_on_no_gain`` the episode gives up at once rather than retrain on more of the same rows.
+        ``retryable`` False: the attempt failed on its configuration (exit code 2), which a retry of the
+        same command repeats: no retry, the retries count as used up."""
         s = self.state
         if s.phase is not Phase.running:
             return Decision(Action.none, f"no job running (phase {s.phase.value})")
@@ -205,11 +208,13 @@ class RetrainController:
                             detail={"outcome": outcome})
         s.outcomes.append(outcome)
         failures = s.outcomes.count("failed")
-        if outcome == "failed" and failures > self.cfg.max_retries:
+        if outcome == "failed" and (failures > self.cfg.max_retries or not retryable):
             s.phase = Phase.cooldown
             s.wait_until = now + self.cfg.cooldown_s
-            return Decision(Action.exhausted, f"attempt {attempt} failed ({detail}); {self.cfg.max_retries} "
-                            "retries used up", episode_id=ep, attempt=attempt)
+            why = f"{self.cfg.max_retries} retries used up" if retryable else \
+                "a configuration error, which a retry would repeat: not retried"
+            return Decision(Action.exhausted, f"attempt {attempt} failed ({detail}); {why}", episode_id=ep,
+                            attempt=attempt)
         if outcome == "rejected" and no_gain and self.cfg.stop_on_no_gain:
             return self._give_up(f"attempt {attempt} of episode {ep} shows no gain to be had: production already "
                                  f"handles this shift as well as a retrain on it ({detail})", "no_gain", attempt)

@@ -166,7 +166,8 @@ class Episodes:
                       episode=episode, submission_id=sid, version=outcome.version, metrics=outcome.metrics,
                       champion_metrics=outcome.champion_metrics)
         with self._locked():
-            decision = self.controller.job_finished(outcome.outcome, now, outcome.detail, no_gain=outcome.no_gain)
+            decision = self.controller.job_finished(outcome.outcome, now, outcome.detail, no_gain=outcome.no_gain,
+                                                    retryable=poll.retryable)
         direct = self.cfg.promotion.rollout is RolloutMode.direct
         if outcome.outcome == "promoted" and not direct:
             self._metric("candidate")

@@ -28,6 +28,7 @@ from foundry.drift import retrain
 from foundry.drift.controller import Decision
 from foundry.drift.monitor_config import MonitorSections
 from foundry.drift.retrain import RetrainData, RetrainOutcome
+from foundry.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class JobPoll:
     outcome: RetrainOutcome | None = None
     cause: str | None = None  # a failed attempt's cause, from its log
     unanswered: str | None = None
+    retryable: bool = True  # False: the job exited as a configuration error, which the same command repeats
 
 
 class RetrainRunner:
@@ -116,8 +118,16 @@ class RetrainRunner:
             status = f"TIMEOUT after {self.cfg.drift.retrain.job_timeout_s:.0f} s (then {status})"
             self.stopping = None
         outcome = retrain.read_outcome(self.cfg, episode, status, sid)
-        cause = self.failure_cause(sid) if outcome.outcome == "failed" else None
-        return JobPoll(outcome, cause)
+        if outcome.outcome != "failed":
+            return JobPoll(outcome)
+        return JobPoll(outcome, self.failure_cause(sid), retryable=self.exit_code(sid) != ConfigError.exit_code)
+
+    def exit_code(self, sid: str) -> int | None:
+        """The job driver's exit code (None: unknown, e.g. stopped, or an older cluster)."""
+        try:
+            return self.job_client().get_job_info(sid).driver_exit_code
+        except Exception:
+            return None
 
     def failure_cause(self, sid: str) -> str | None:
         """Why a job failed, from the end of its log: the ``error: ...`` line every Foundry command prints

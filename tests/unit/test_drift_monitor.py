@@ -91,6 +91,7 @@ class FakeJob:
     entrypoint: str
     metadata: dict
     status: str = "PENDING"
+    exit_code: int | None = None  # the driver's, once it ended (Ray's JobDetails.driver_exit_code)
 
     @property
     def episode(self) -> str:
@@ -134,6 +135,9 @@ class FakeJobClient:
 
     def get_job_logs(self, sid: str) -> str:
         return self.logs.get(sid, "")
+
+    def get_job_info(self, sid: str) -> SimpleNamespace:
+        return SimpleNamespace(status=self.jobs[sid].status, driver_exit_code=self.jobs[sid].exit_code)
 
     def stop_job(self, sid: str) -> bool:
         self.stopped.append(sid)
@@ -1201,3 +1205,28 @@ def test_a_retrain_never_combines_a_warm_start_with_a_search(retrain, warm_start
     ov = overrides_of(" ".join(["python", "-m", "jobs.train", *args]))
     assert ov["trainer.warm_start_from"] == warm_start_from
     assert ov.get("tune.enabled") == tune_enabled
+
+
+@pytest.mark.parametrize(("exit_code", "retried"), [(2, False), (1, True), (None, True)])
+def test_a_retrain_that_fails_on_its_configuration_is_not_retried(env, exit_code, retried):
+    """A job that exits 2 (a configuration error: the same command repeats it) ends the episode's retries at
+    once, saying why, instead of failing again after each backoff; any other failure is retried. Catches:
+    a config error retried (it cost 3 jobs and 90 s of backoff), or every failure treated as one."""
+    client = env.client()
+    monitor = env.monitor(client)
+    sid = start_episode(env, monitor, client)
+    client.logs[sid] = "error: trainer.warm_start_from does not combine with tune (trials start from scratch)"
+    client.jobs[sid].exit_code = exit_code
+    client.set_status(sid, "FAILED")
+    monitor.step()
+    if retried:
+        assert kinds(env.events("retrain_failed", "retrain_retry_scheduled", "retries_exhausted")) == \
+            ["retrain_failed", "retrain_retry_scheduled"]
+        return
+    assert kinds(env.events("retrain_failed", "retrain_retry_scheduled", "retries_exhausted")) == \
+        ["retrain_failed", "retries_exhausted"]
+    assert "configuration error" in env.events("retries_exhausted")[0]["message"]
+    assert "does not combine with tune" in env.events("retrain_failed")[0]["message"]
+    env.clock.advance(BACKOFF_S * 10)
+    monitor.step()
+    assert len(client.calls) == 1 and monitor.status()["controller"]["phase"] in ("cooldown", "idle")
