@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 
 from foundry.config import DataConfig, FeatureType, TrainerConfig
 from foundry.data.preprocessor import Preprocessor
-from foundry.errors import ConfigError
+from foundry.errors import ConfigError, RegistryError
 from foundry.models.predictor import PREPROCESSOR_FILE, SPEC_FILE, WEIGHTS_FILE
 
 
@@ -74,7 +74,9 @@ def load(trainer: TrainerConfig, data: DataConfig, registry) -> WarmStart | None
     try:
         mv = registry.get(model, ref)
         path = Path(registry.fetch(model, mv.version))
-    except Exception as exc:
+    except RegistryError as exc:  # no such model, version or alias: the key is wrong
+        # Anything else (storage unreachable) is not a configuration error: the job fails with it as it is,
+        # and the drift monitor retries it (it does not retry exit code 2, which a retry would repeat).
         raise ConfigError(f"trainer.warm_start_from={trainer.warm_start_from}: {exc}") from exc
     pre = Preprocessor.from_json((path / PREPROCESSOR_FILE).read_text())
     check_compatible(pre, data, trainer.warm_start_from)
