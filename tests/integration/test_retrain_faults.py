@@ -1,11 +1,13 @@
 """When the retrain does not help, production must not move: a failing retrain job, and a retrain
 that produces a model no better than production, on the shared cluster over real HTTP and the Jobs API.
 
-- **Failing job**: the monitor's retrain overrides carry an invalid value (``trainer.num_workers=0``),
-  so every attempt exits non-zero at start, as a broken retrain configuration would. The monitor
-  must retry the same episode with exponential backoff up to ``max_retries``, then give up with a
-  ``retries_exhausted`` event; the failures are events and a Prometheus metric; production, the
-  registry and Serve stay on v1 and no request fails.
+- **Failing job**: the monitor's retrain overrides ask for more rows than an episode's data set has
+  (``data.validation.min_rows=10000000``), so every attempt exits non-zero (3, bad data) at start. The
+  monitor must retry the same episode with exponential backoff up to ``max_retries``, then give up
+  with a ``retries_exhausted`` event; the failures are events and a Prometheus metric; production, the
+  registry and Serve stay on v1 and no request fails. (A configuration error, exit 2, is not retried:
+  the same command would repeat it; that is test_drift_monitor's subject. This test used an invalid
+  ``trainer.num_workers=0`` until then.)
 - **Worse challenger**: the retrain runs for real but must beat production by an impossible margin
   (``min_improvement=1``: a 100% lower loss), so the registered challenger is rejected: the alias and
   Serve stay on v1, the rejection is an event and a metric. (``stop_on_no_gain`` is off: such a margin
@@ -38,7 +40,7 @@ RETRAINS_METRIC = "ray_foundry_retrains_total"  # a Counter: Ray exports it with
 
 @pytest.fixture(scope="module")
 def failing(ray_cluster, serve_port, tmp_path_factory):
-    overrides = ['drift.retrain.overrides=["+experiment=quick","trainer.num_workers=0"]',
+    overrides = ['drift.retrain.overrides=["+experiment=quick","data.validation.min_rows=10000000"]',
                  f"drift.retrain.backoff_s={BACKOFF_S}", f"drift.retrain.backoff_factor={BACKOFF_FACTOR}",
                  f"drift.retrain.max_retries={MAX_RETRIES}"]
     with watched_model(ray_cluster, serve_port, tmp_path_factory.mktemp("fail-v1"), FAILING, KEY,
@@ -82,13 +84,13 @@ def test_a_failing_retrain_is_retried_with_backoff_then_given_up_and_production_
         assert _at(submitted[k + 1]) - _at(failed[k]) >= wait - 0.05, (failed[k], submitted[k + 1])
     assert kinds.count("retries_exhausted") == 1 and kinds[-1] in ("retries_exhausted", "retrain_failed")
     assert not {"retrain_finished", "promoted", "rejected", "rolled_out"} & set(kinds)
-    # Each attempt was a real job under its own submission id, and each failed naming the bad key.
+    # Each attempt was a real job under its own submission id, and each failed naming what it refused.
     jobs = {j.submission_id: j for j in job_client.list_jobs() if (j.metadata or {}).get("model") == FAILING}
     assert sorted(jobs) == sorted(e["submission_id"] for e in submitted)
     assert {j.status.value for j in jobs.values()} == {"FAILED"}
-    assert "trainer.num_workers" in job_client.get_job_logs(submitted[-1]["submission_id"])
+    assert "data.validation.min_rows=10000000" in job_client.get_job_logs(submitted[-1]["submission_id"])
     # ... and each failure event says why, from the job's log (it used to say only "job FAILED").
-    assert all((e.get("cause") or "").startswith("error: trainer.num_workers") for e in failed), failed
+    assert all((e.get("cause") or "").startswith("error: ") for e in failed), failed
     # Production, the registry and Serve are untouched; no request failed.
     assert failing.registry.alias(FAILING, "production") == failing.v1
     assert [mv.version for mv in failing.registry.versions(FAILING)] == [failing.v1]
