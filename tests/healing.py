@@ -37,8 +37,10 @@ SERVE = ["serve.autoscaling.min_replicas=1", "serve.autoscaling.max_replicas=1",
 EPISODE_ENDS = frozenset({"rebased", "rollout_failed", "retries_exhausted", "rejected"})
 
 
-def run_module(module: str, args: list[str], env: dict, timeout: float = 300) -> str:
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env, capture_output=True,
+def run_module(module: str, args: list[str], env: dict, timeout: float = 300, cwd: Path = REPO_ROOT) -> str:
+    """``python -m module args`` in ``cwd`` (a user's own folder, or the repository); its stdout, or the
+    test fails with its output."""
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
     assert proc.returncode == 0, f"{module} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout

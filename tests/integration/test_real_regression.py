@@ -26,7 +26,7 @@ from sklearn.datasets import load_diabetes
 from foundry.demo.traffic import TrafficGenerator, mean_abs_error
 from foundry.drift.events import read_events
 from foundry.storage.layout import StorageLayout
-from tests.healing import EPISODE_ENDS, MONITOR, SERVE
+from tests.healing import EPISODE_ENDS, MONITOR, SERVE, run_module
 
 MODEL = "diabetes"
 LABEL = "progression"
@@ -58,13 +58,6 @@ def patients(frame: pd.DataFrame, rows: int, seed: int, worse_for_high_bmi: floa
     return out
 
 
-def run(module: str, *args: str, cwd, env: dict) -> str:
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, f"{module} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout
-
-
 @pytest.fixture(scope="module")
 def served(ray_cluster, serve_port, tmp_path_factory):
     home = tmp_path_factory.mktemp("diabetes-home")
@@ -76,13 +69,14 @@ def served(ray_cluster, serve_port, tmp_path_factory):
     (home / "conf" / "data" / f"{MODEL}.yaml").write_text(yaml.safe_dump(_data_yaml(home / "diabetes.csv")))
     env = {**os.environ, "FOUNDRY_API_KEY": API_KEY}
     root = [f"storage.root={ray_cluster.storage_root}"]
-    trained = run("jobs.train", "--config-dir", str(home / "conf"), f"data={MODEL}", *ray_cluster.overrides,
-                  f"ray.address={ray_cluster.address}", "model=mlp_small", "trainer.num_workers=1",
-                  "trainer.epochs=60", "trainer.batch_size=32", "trainer.lr=0.01", f"serve.http.port={serve_port}",
-                  f"serve.app_name={MODEL}", f"serve.route_prefix=/{MODEL}", *SERVE, *MONITOR, *RETRAIN,
-                  cwd=home, env=env)
-    run("serve_apps.deploy", "--from-version", MODEL, *root, cwd=home, env=env)
-    run("jobs.monitor", "--from-version", MODEL, *root, cwd=home, env=env)
+    trained = run_module("jobs.train", ["--config-dir", str(home / "conf"), f"data={MODEL}", *ray_cluster.overrides,
+                                        f"ray.address={ray_cluster.address}", "model=mlp_small", "trainer.num_workers=1",
+                                        "trainer.epochs=60", "trainer.batch_size=32", "trainer.lr=0.01",
+                                        f"serve.http.port={serve_port}", f"serve.app_name={MODEL}",
+                                        f"serve.route_prefix=/{MODEL}", *SERVE, *MONITOR, *RETRAIN],
+                         env, timeout=600, cwd=home)
+    for module in ("serve_apps.deploy", "jobs.monitor"):
+        run_module(module, ["--from-version", MODEL, *root], env, cwd=home)
     registry = StorageLayout(ray_cluster.storage_root).open_registry()
     traffic = TrafficGenerator(f"http://127.0.0.1:{serve_port}/{MODEL}", API_KEY, rows_per_request=20, concurrency=2)
     try:
